@@ -1,0 +1,109 @@
+"""``check``: validate the input and decide between one call and splitting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.config import get_config
+from langgraph.graph import END
+from rlm_graph.state import RLMState
+from rlm_graph.state.schema import RESET_USAGE
+
+from rlm_graph.prompts import build_messages
+from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
+
+# A text this many times longer in characters than the window cannot fit one
+# call, so counting it first would only double the work.
+_MAX_CHARS_PER_TOKEN = 32
+
+
+def _validate(state: RLMState) -> tuple[str, str]:
+    values: dict[str, Any] = {}
+    for name in ("document", "question"):
+        if name not in state or state.get(name) is None:  # type: ignore[misc]
+            msg = f"input is missing {name!r}: pass {{'document': str, 'question': str}}"
+            raise ValueError(msg)
+        value = state[name]  # type: ignore[literal-required]
+        if not isinstance(value, str):
+            msg = f"{name!r} must be a str, got {type(value).__name__}"
+            raise TypeError(msg)
+        values[name] = value
+    if not values["question"].strip():
+        msg = "'question' is empty: ask something about the document"
+        raise ValueError(msg)
+    return values["document"], values["question"]
+
+
+def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
+    """Build the ``check`` node.
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The node function.
+    """
+
+    def check(state: RLMState) -> dict[str, Any]:
+        document, question = _validate(state)
+        configurable = get_config().get("configurable", {})
+        run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
+        run = Invocation.current(settings, run_key)
+        scope = (run.offset, run.offset + len(document))
+        progress = run.writer(scope)
+        progress.progress("check", "started", "check.started", chars=len(document))
+        # Accumulators are reset so a second question on the same thread starts clean.
+        update: dict[str, Any] = {
+            "run_key": run_key,
+            "depth": run.depth,
+            "offset": run.offset,
+            "findings": None,
+            "errors": None,
+            "usage": {RESET_USAGE: 1, "llm_calls": 0, "max_depth": run.depth},
+            "parts": [],
+        }
+        if not document.strip():
+            progress.progress("check", "done", "check.empty")
+            progress.usage({"llm_calls": 0, "max_depth": run.depth})
+            return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}
+        budget = settings.budget_for(question)
+        update["budget"] = budget
+        fits = False
+        if len(document) <= settings.context_window * _MAX_CHARS_PER_TOKEN:
+            if run.depth == 0:
+                prompt = build_messages(
+                    settings.system_prompt, settings.direct_answer_prompt, question=question, text=document
+                )
+            else:
+                prompt = build_messages(
+                    settings.system_prompt,
+                    settings.read_part_prompt,
+                    question=question,
+                    text=document,
+                    start=scope[0],
+                    end=scope[1],
+                )
+            fits = settings.counter.count_messages(prompt) <= settings.input_window
+        progress.progress("check", "done", "check.fits" if fits else "check.too_long")
+        return {**update, "route": "direct" if fits else "split"}
+
+    return check
+
+
+def route_after_check(state: RLMState) -> str:
+    """Pick the next node after ``check``.
+
+    Args:
+        state: State after ``check``.
+
+    Returns:
+        ``"direct_answer"``, ``"split"``, or the end for an empty document.
+    """
+    route = state.get("route")
+    if route == "direct":
+        return "direct_answer"
+    if route == "split":
+        return "split"
+    return END

@@ -1,0 +1,75 @@
+"""``direct_answer``: answer with one call when the whole text fits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+from rlm_graph.state import RLMState, merge_usage
+
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.prompts import build_messages, is_no_relevant, neutralize_tags
+from rlm_graph.runs import release
+from rlm_graph.settings import CallResult, Invocation, ModelCall, Settings
+
+
+def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressWriter, ModelCall]:
+    run = Invocation.current(settings, state["run_key"])
+    document = state["document"]
+    scope = (run.offset, run.offset + len(document))
+    progress = run.writer(scope)
+    progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
+    text = neutralize_tags(document)
+    if run.depth == 0:
+        messages = build_messages(
+            settings.system_prompt, settings.direct_answer_prompt, question=state["question"], text=text
+        )
+    else:
+        # Nested: this text is one part of a larger document, so read it as a part.
+        messages = build_messages(
+            settings.system_prompt,
+            settings.read_part_prompt,
+            question=state["question"],
+            text=text,
+            start=scope[0],
+            end=scope[1],
+        )
+    return run, progress, ModelCall(messages, settings.counter.count_messages(messages))
+
+
+def _output(
+    settings: Settings, state: RLMState, run: Invocation, progress: ProgressWriter, result: CallResult
+) -> dict[str, Any]:
+    scope = (run.offset, run.offset + len(state["document"]))
+    answer = result.text
+    citations = [{"start": scope[0], "end": scope[1]}]
+    if is_no_relevant(answer):
+        citations = []
+        if run.depth == 0:
+            answer = settings.no_answer_message
+    progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
+    progress.usage(merge_usage(state.get("usage"), result.usage))
+    if run.depth == 0:
+        release(run.run_key)
+    return {"answer": answer, "citations": citations, "usage": result.usage}
+
+
+def make_direct_answer(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
+    """Build the ``direct_answer`` node (sync and async).
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The node runnable.
+    """
+
+    def direct_answer(state: RLMState) -> dict[str, Any]:
+        run, progress, call = _prepare(settings, state)
+        return _output(settings, state, run, progress, run.call(call))
+
+    async def adirect_answer(state: RLMState) -> dict[str, Any]:
+        run, progress, call = _prepare(settings, state)
+        return _output(settings, state, run, progress, await run.acall(call))
+
+    return RunnableLambda(direct_answer, afunc=adirect_answer, name="direct_answer")

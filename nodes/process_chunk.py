@@ -1,0 +1,203 @@
+"""``process_chunk``: read one part, or invoke the whole graph again on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.errors import NodeError
+from rlm_graph.state import ChunkTask, Finding, RLMOutput, Usage
+
+from rlm_graph.errors import DepthLimitError, RLMError, describe_error
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.settings import (
+    CONFIG_DEPTH,
+    CONFIG_OFFSET,
+    CONFIG_RUN_KEY,
+    SEAM_SLACK,
+    CallResult,
+    Invocation,
+    ModelCall,
+    Settings,
+)
+
+
+def _progress_key(task: ChunkTask) -> tuple[object, ...]:
+    return (task["scope"][0], task["scope"][1], task["depth"], "analysis")
+
+
+def _start(settings: Settings, task: ChunkTask) -> tuple[Invocation, ProgressWriter]:
+    run = Invocation.current(settings, task["run_key"])
+    progress = run.writer((task["scope"][0], task["scope"][1]))
+    return run, progress
+
+
+def _read_call(settings: Settings, task: ChunkTask) -> ModelCall:
+    messages = build_messages(
+        settings.system_prompt,
+        settings.read_part_prompt,
+        question=task["question"],
+        text=neutralize_tags(task["text"]),
+        start=task["start"],
+        end=task["end"],
+    )
+    overhead = settings.counter.count_messages(
+        build_messages(
+            settings.system_prompt,
+            settings.read_part_prompt,
+            question=task["question"],
+            text="",
+            start=task["start"],
+            end=task["end"],
+        )
+    )
+    # The text's exact count is known from split; SEAM_SLACK covers the seam.
+    return ModelCall(messages, overhead + task["tokens"] + SEAM_SLACK)
+
+
+def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> tuple[dict, dict]:
+    child_depth = run.depth + 1
+    if child_depth > run.max_depth:
+        msg = (
+            f"characters {task['start']}-{task['end']} (about {task['tokens']} tokens) still do not fit "
+            f"one call at depth {run.depth}, and max_depth is {run.max_depth}"
+        )
+        raise DepthLimitError(msg)
+    if task["end"] - task["start"] >= task["scope"][1] - task["scope"][0]:
+        msg = f"part {task['start']}-{task['end']} is as large as its parent; refusing to recurse"
+        raise RLMError(msg)
+    progress.progress(
+        "analysis",
+        "processing",
+        "analysis.recursing",
+        done=run.resources.count(_progress_key(task)),
+        total=task["total"],
+        span=(task["start"], task["end"]),
+        index=task["index"],
+    )
+    config = {"configurable": {CONFIG_DEPTH: child_depth, CONFIG_OFFSET: task["start"], CONFIG_RUN_KEY: run.run_key}}
+    return {"document": task["text"], "question": task["question"]}, config
+
+
+def _announce_read(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> None:
+    progress.progress(
+        "analysis",
+        "processing",
+        "analysis.processing",
+        done=run.resources.count(_progress_key(task)),
+        total=task["total"],
+        span=(task["start"], task["end"]),
+        index=task["index"],
+    )
+
+
+def _finish(
+    run: Invocation,
+    task: ChunkTask,
+    progress: ProgressWriter,
+    text: str,
+    citations: list[dict[str, int]],
+    usage: Usage,
+    errors: list[dict[str, Any]],
+) -> dict[str, Any]:
+    finding: Finding = {
+        "start": task["start"],
+        "end": task["end"],
+        "text": text,
+        "citations": citations,  # type: ignore[typeddict-item]
+        "run_key": run.run_key,
+    }
+    done = run.resources.advance(_progress_key(task))
+    progress.progress(
+        "analysis",
+        "done",
+        "analysis.done",
+        done=done,
+        total=task["total"],
+        span=(task["start"], task["end"]),
+        index=task["index"],
+    )
+    return {"findings": [finding], "usage": usage, "errors": errors}
+
+
+def _from_read(run: Invocation, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
+    citations = [{"start": task["start"], "end": task["end"]}]
+    return _finish(run, task, progress, result.text, citations, result.usage, [])
+
+
+def _from_nested(run: Invocation, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:
+    citations = [dict(c) for c in output["citations"]]
+    return _finish(run, task, progress, output["answer"], citations, output["usage"], list(output["errors"]))
+
+
+def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]]:
+    """Build the ``process_chunk`` node (sync and async).
+
+    A part that fits is read with one call. A part that does not is handed to a
+    nested invocation of the same compiled graph at depth + 1; its answer
+    becomes this part's finding.
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The node runnable.
+    """
+
+    def process_chunk(task: ChunkTask) -> dict[str, Any]:
+        run, progress = _start(settings, task)
+        if task["fits"]:
+            _announce_read(run, task, progress)
+            return _from_read(run, task, progress, run.call(_read_call(settings, task)))
+        payload, config = _nested_request(run, task, progress)
+        output = settings.graph[0].invoke(payload, config, context=run.context)
+        return _from_nested(run, task, progress, output)
+
+    async def aprocess_chunk(task: ChunkTask) -> dict[str, Any]:
+        run, progress = _start(settings, task)
+        if task["fits"]:
+            _announce_read(run, task, progress)
+            return _from_read(run, task, progress, await run.acall(_read_call(settings, task)))
+        payload, config = _nested_request(run, task, progress)
+        output = await settings.graph[0].ainvoke(payload, config, context=run.context)
+        return _from_nested(run, task, progress, output)
+
+    return RunnableLambda(process_chunk, afunc=aprocess_chunk, name="process_chunk")
+
+
+def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeError], dict[str, Any]]:
+    """Build the error handler of ``process_chunk``.
+
+    It runs once a part has failed for good (after retries): the span and the
+    reason go to ``errors`` and to a ``failed`` progress event, and the part's
+    siblings carry on.
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The handler.
+    """
+
+    def on_chunk_error(task: ChunkTask, error: NodeError) -> dict[str, Any]:
+        run, progress = _start(settings, task)
+        reason = describe_error(error.error)
+        done = run.resources.advance(_progress_key(task))
+        progress.progress(
+            "analysis",
+            "failed",
+            "analysis.failed",
+            done=done,
+            total=task["total"],
+            span=(task["start"], task["end"]),
+            index=task["index"],
+            error=reason,
+        )
+        return {
+            "errors": [{"start": task["start"], "end": task["end"], "error": reason}],
+            "usage": {"failed_parts": 1},
+        }
+
+    return on_chunk_error

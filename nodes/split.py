@@ -1,0 +1,95 @@
+"""``split``: divide the text into at most ``fanout`` parts and fan them out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.types import Send
+from rlm_graph.state import ChunkTask, RLMState
+
+from rlm_graph.errors import DepthLimitError
+from rlm_graph.settings import Invocation, Settings
+from rlm_graph.splitter import levels_needed, plan_parts
+
+
+def make_split(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
+    """Build the ``split`` node.
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The node function.
+    """
+
+    def split(state: RLMState) -> dict[str, Any]:
+        document = state["document"]
+        budget = state["budget"]
+        run = Invocation.current(settings, state["run_key"])
+        scope = (run.offset, run.offset + len(document))
+        progress = run.writer(scope)
+        progress.progress("split", "started", "split.started")
+        plan = plan_parts(
+            document,
+            part_tokens=budget["part_tokens"],
+            fanout=budget["fanout"],
+            overlap=settings.chunk_overlap,
+            count_many=settings.counter.count_many,
+        )
+        if run.depth == 0:
+            # Refuse up front, before any spending, when the tree cannot fit max_depth.
+            needed = levels_needed(
+                sum(p.tokens for p in plan.parts), part_tokens=budget["part_tokens"], fanout=budget["fanout"]
+            )
+            if needed > run.max_depth:
+                msg = (
+                    f"the document needs {needed} nested levels with this model's window "
+                    f"(about {budget['part_tokens']} document tokens per call, {budget['fanout']} parts "
+                    f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
+                    "with a larger context window"
+                )
+                raise DepthLimitError(msg)
+        parts = [
+            {"start": run.offset + p.start, "end": run.offset + p.end, "tokens": p.tokens, "fits": fits}
+            for p, fits in zip(plan.parts, plan.fits, strict=True)
+            if document[p.start : p.end].strip()
+        ]
+        progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
+        return {"parts": parts}
+
+    return split
+
+
+def fan_out(state: RLMState) -> list[Send] | str:
+    """Send each planned part to ``process_chunk`` (or go on when there is none).
+
+    Args:
+        state: State after ``split``.
+
+    Returns:
+        One ``Send`` per part, or ``"synthesize"``.
+    """
+    parts = state.get("parts") or []
+    if not parts:
+        return "synthesize"
+    offset = state.get("offset", 0)
+    document = state["document"]
+    scope = [offset, offset + len(document)]
+    tasks = []
+    for index, part in enumerate(parts, start=1):
+        task: ChunkTask = {
+            "question": state["question"],
+            "text": document[part["start"] - offset : part["end"] - offset],
+            "start": part["start"],
+            "end": part["end"],
+            "tokens": part["tokens"],
+            "fits": part["fits"],
+            "index": index,
+            "total": len(parts),
+            "depth": state.get("depth", 0),
+            "scope": scope,
+            "run_key": state["run_key"],
+        }
+        tasks.append(Send("process_chunk", task))
+    return tasks

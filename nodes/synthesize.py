@@ -1,0 +1,233 @@
+"""``synthesize``: combine the parts' findings into one answer with citations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
+
+from rlm_graph.errors import AllPartsFailedError
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.prompts import (
+    FINAL_INSTRUCTION,
+    FINDING_TEMPLATE,
+    NO_RELEVANT_INFORMATION,
+    PARTIAL_INSTRUCTION,
+    build_messages,
+    cited_numbers,
+    is_no_relevant,
+    neutralize_tags,
+    strip_citation_markers,
+)
+from rlm_graph.runs import release
+from rlm_graph.settings import CallResult, CallSteps, Invocation, ModelCall, Settings
+
+_TRUNCATION_NOTE = " [finding truncated to fit the synthesis window]"
+
+
+@dataclass(slots=True)
+class _Item:
+    text: str
+    citations: list[Citation]
+    span: tuple[int, int]
+
+
+def _union(citations: list[Citation]) -> list[Citation]:
+    unique = {(c["start"], c["end"]) for c in citations}
+    return [{"start": start, "end": end} for start, end in sorted(unique)]
+
+
+def _findings_block(items: list[_Item]) -> str:
+    return "\n".join(
+        FINDING_TEMPLATE.format(number=number, text=neutralize_tags(item.text))
+        for number, item in enumerate(items, start=1)
+    )
+
+
+class _Synthesis:
+    """Synthesis of one invocation, written once for sync and async drivers."""
+
+    def __init__(self, settings: Settings, question: str, depth: int, progress: ProgressWriter) -> None:
+        self.settings = settings
+        self.question = question
+        self.depth = depth
+        self.progress = progress
+        self.usage: Usage = {}
+        self.errors: list[PartError] = []
+        self.overhead = settings.synthesis_overhead(question)
+
+    def _call(self, items: list[_Item], instruction: str) -> ModelCall:
+        messages = build_messages(
+            self.settings.system_prompt,
+            self.settings.synthesize_prompt,
+            question=self.question,
+            findings=_findings_block(items),
+            final_instruction=instruction,
+        )
+        return ModelCall(messages, self.settings.counter.count_messages(messages))
+
+    def _fit_alone(self, item: _Item, room: int) -> _Item:
+        """Shorten one finding that is larger than a whole synthesis call."""
+        text = item.text
+        while self.settings.finding_block_tokens([text + _TRUNCATION_NOTE])[0] > room and len(text) > 1:
+            text = text[: int(len(text) * 0.9)]
+        self.errors.append(
+            {
+                "start": item.span[0],
+                "end": item.span[1],
+                "error": f"finding of {len(item.text)} characters was truncated to {len(text)} to fit the window",
+            }
+        )
+        return _Item(text + _TRUNCATION_NOTE, item.citations, item.span)
+
+    def _groups(self, items: list[_Item]) -> list[list[_Item]]:
+        room = self.settings.input_window - self.overhead
+        sizes = self.settings.finding_block_tokens([item.text for item in items])
+        groups: list[list[_Item]] = []
+        current: list[_Item] = []
+        used = 0
+        for item, size in zip(items, sizes, strict=True):
+            if size > room:
+                item, size = self._fit_alone(item, room), room
+            if current and used + size > room:
+                groups.append(current)
+                current, used = [], 0
+            current.append(item)
+            used += size
+        groups.append(current)
+        return groups
+
+    def steps(self, items: list[_Item]) -> CallSteps:
+        final_instruction = FINAL_INSTRUCTION if self.depth == 0 else PARTIAL_INSTRUCTION
+        while True:
+            call = self._call(items, final_instruction)
+            if call.prompt_tokens <= self.settings.input_window:
+                break
+            # Too many findings for one call: combine them group by group first.
+            groups = self._groups(items)
+            merged = [group for group in groups if len(group) > 1]
+            if not merged:
+                # No two findings fit together: shorten the long ones so pairs fit.
+                half = (self.settings.input_window - self.overhead) // 2
+                sizes = self.settings.finding_block_tokens([item.text for item in items])
+                items = [self._fit_alone(i, half) if n > half else i for i, n in zip(items, sizes, strict=True)]
+                continue
+            self.progress.progress("synthesis", "processing", "synthesis.processing", done=0, total=len(merged))
+            results: list[CallResult] = yield [self._call(group, PARTIAL_INSTRUCTION) for group in merged]
+            replies = iter(results)
+            next_items: list[_Item] = []
+            for group in groups:
+                if len(group) == 1:
+                    next_items.append(group[0])
+                    continue
+                result = next(replies)
+                self.usage = merge_usage(self.usage, result.usage)
+                if is_no_relevant(result.text):
+                    continue
+                citations = _union([c for item in group for c in item.citations])
+                text = strip_citation_markers(result.text, range(1, len(group) + 1))
+                next_items.append(_Item(text, citations, (group[0].span[0], group[-1].span[1])))
+            self.progress.progress(
+                "synthesis", "processing", "synthesis.processing", done=len(merged), total=len(merged)
+            )
+            items = next_items
+            if not items:
+                return NO_RELEVANT_INFORMATION, []
+        (result,) = yield [call]
+        self.usage = merge_usage(self.usage, result.usage)
+        answer = result.text
+        if is_no_relevant(answer):
+            return NO_RELEVANT_INFORMATION, []
+        valid = range(1, len(items) + 1)
+        cited = [items[n - 1] for n in sorted(cited_numbers(answer)) if n in valid] or items
+        return strip_citation_markers(answer, valid), _union([c for item in cited for c in item.citations])
+
+
+def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressWriter, list[_Item]]:
+    run = Invocation.current(settings, state["run_key"])
+    offset = state.get("offset", 0)
+    progress = run.writer((offset, offset + len(state["document"])))
+    findings = sorted(state.get("findings") or [], key=lambda f: f["start"])
+    parts = state.get("parts") or []
+    errors = state.get("errors") or []
+    scope = state.get("offset", 0), state.get("offset", 0) + len(state["document"])
+    for finding in findings:
+        if finding["run_key"] != run.run_key:
+            done = run.resources.advance((scope[0], scope[1], run.depth, "analysis"))
+            progress.progress(
+                "analysis",
+                "cached",
+                "analysis.cached",
+                done=done,
+                total=len(parts),
+                span=(finding["start"], finding["end"]),
+            )
+    if not findings and errors:
+        first = errors[0]
+        msg = (
+            f"all {len(parts)} parts of characters {scope[0]}-{scope[1]} failed, so there is nothing to "
+            f"answer from; first failure, characters {first['start']}-{first['end']}: {first['error']}"
+        )
+        raise AllPartsFailedError(msg)
+    items = [
+        _Item(f["text"], list(f["citations"]), (f["start"], f["end"]))
+        for f in findings
+        if not is_no_relevant(f["text"])
+    ]
+    progress.progress("synthesis", "started", "synthesis.started", total=len(items))
+    return run, progress, items
+
+
+def _output(
+    settings: Settings,
+    state: RLMState,
+    run: Invocation,
+    progress: ProgressWriter,
+    synthesis: _Synthesis,
+    answer: str,
+    citations: list[Citation],
+) -> dict[str, Any]:
+    if is_no_relevant(answer) and run.depth == 0:
+        answer, citations = settings.no_answer_message, []
+    progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)
+    progress.usage(merge_usage(state.get("usage"), synthesis.usage))
+    if run.depth == 0:
+        release(run.run_key)
+    return {"answer": answer, "citations": citations, "usage": synthesis.usage, "errors": synthesis.errors}
+
+
+def _short_cut(run: Invocation, items: list[_Item]) -> tuple[str, list[Citation]] | None:
+    """Answers that need no synthesis call."""
+    if not items:
+        return NO_RELEVANT_INFORMATION, []
+    if len(items) == 1 and run.depth > 0:
+        # A lone finding is already this level's answer; the parent synthesizes.
+        return items[0].text, items[0].citations
+    return None
+
+
+def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
+    """Build the ``synthesize`` node (sync and async).
+
+    Args:
+        settings: The graph's settings.
+
+    Returns:
+        The node runnable.
+    """
+
+    def synthesize(state: RLMState) -> dict[str, Any]:
+        run, progress, items = _prepare(settings, state)
+        synthesis = _Synthesis(settings, state["question"], run.depth, progress)
+        answer, citations = _short_cut(run, items) or run.drive(synthesis.steps(items))
+        return _output(settings, state, run, progress, synthesis, answer, citations)
+
+    async def asynthesize(state: RLMState) -> dict[str, Any]:
+        run, progress, items = _prepare(settings, state)
+        synthesis = _Synthesis(settings, state["question"], run.depth, progress)
+        answer, citations = _short_cut(run, items) or await run.adrive(synthesis.steps(items))
+        return _output(settings, state, run, progress, synthesis, answer, citations)
+
+    return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")

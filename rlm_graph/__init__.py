@@ -1,0 +1,32 @@
+"""rlm-graph: answer questions about documents far longer than a model's window.
+
+A LangGraph subgraph that keeps the document as data, reads it part by part in
+fresh context windows (recursively where a part is still too large), and
+synthesizes one answer with citations, streaming progress all the way.
+"""
+
+from rlm_graph.context import RLMContext
+from rlm_graph.errors import AllPartsFailedError, DepthLimitError, RLMError, is_transient_error
+from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
+from rlm_graph.offline import ExtractiveChatModel
+from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.state import Citation, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
+
+__all__ = [
+    "DEFAULT_PROGRESS_MESSAGES",
+    "DEFAULT_RETRY_POLICY",
+    "AllPartsFailedError",
+    "Citation",
+    "DepthLimitError",
+    "ExtractiveChatModel",
+    "PartError",
+    "ProgressEvent",
+    "RLMContext",
+    "RLMError",
+    "RLMInput",
+    "RLMOutput",
+    "Usage",
+    "UsageEvent",
+    "create_rlm_graph",
+    "is_transient_error",
+]

@@ -1,0 +1,100 @@
+"""Errors raised by rlm-graph and the retry rule for model calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+from langchain_core.exceptions import ContextOverflowError, ModelError
+
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+_TRANSIENT_NAMES = frozenset(
+    {
+        "APIConnectionError",
+        "APITimeoutError",
+        "RateLimitError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "RemoteProtocolError",
+        "ReadError",
+        "NodeTimeoutError",
+    }
+)
+
+
+class RLMError(Exception):
+    """Base class of the errors this package raises during a run."""
+
+
+class AllPartsFailedError(RLMError):
+    """Every part of a document failed, so there is nothing to answer from."""
+
+
+class DepthLimitError(RLMError):
+    """The document needs more nesting levels than ``max_depth`` allows."""
+
+
+def _status_code(error: BaseException) -> int | None:
+    for source in (error, getattr(error, "response", None)):
+        code = getattr(source, "status_code", None)
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def is_context_overflow(error: BaseException) -> bool:
+    """Whether ``error`` says the prompt was longer than the model's window.
+
+    Args:
+        error: The exception a model call raised.
+
+    Returns:
+        True for LangChain's ``ContextOverflowError`` and providers' 400s that
+        mention the context length.
+    """
+    if isinstance(error, ContextOverflowError):
+        return True
+    text = str(error).lower()
+    return "context_length_exceeded" in text or "maximum context length" in text
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Retry rule for model calls: rate limits, 5xx, timeouts and lost connections.
+
+    LangGraph's default ``retry_on`` also retries ``openai.BadRequestError``,
+    which includes context-length overflows that fail the same way every time;
+    this rule never retries a 4xx other than 408/409/425/429.
+
+    Args:
+        error: The exception a node raised.
+
+    Returns:
+        True when the same call may succeed if tried again.
+    """
+    if is_context_overflow(error) or isinstance(error, RLMError):
+        return False
+    if isinstance(error, ModelError):
+        return error.is_retryable
+    status = _status_code(error)
+    if status is not None:
+        return status in _TRANSIENT_STATUS
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(error).__mro__)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming an error's type and message, for ``errors`` entries.
+
+    Args:
+        error: Any exception.
+
+    Returns:
+        ``"TypeName: message"``.
+    """
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

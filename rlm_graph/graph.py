@@ -1,0 +1,269 @@
+"""The graph factory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.cache.base import BaseCache
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import CachePolicy, Checkpointer, RetryPolicy, TimeoutPolicy
+
+from rlm_graph import prompts
+from rlm_graph.context import RLMContext
+from rlm_graph.errors import is_transient_error
+from rlm_graph.nodes import (
+    fan_out,
+    make_check,
+    make_chunk_error_handler,
+    make_direct_answer,
+    make_process_chunk,
+    make_split,
+    make_synthesize,
+    route_after_check,
+)
+from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.settings import Settings
+from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
+from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
+
+DEFAULT_RETRY_POLICY = RetryPolicy(
+    initial_interval=1.0,
+    backoff_factor=2.0,
+    max_interval=30.0,
+    max_attempts=5,
+    jitter=True,
+    retry_on=is_transient_error,
+)
+"""Retries 429s, 5xx, timeouts and lost connections; never a 400 such as a context overflow."""
+
+_TEMPLATE_FIELDS = {
+    "read_part_prompt": ({"question", "text"}, {"question", "text", "start", "end", "no_relevant"}),
+    "direct_answer_prompt": ({"question", "text"}, {"question", "text", "no_relevant"}),
+    "synthesize_prompt": (
+        {"question", "findings"},
+        {"question", "findings", "final_instruction", "no_relevant"},
+    ),
+}
+
+
+def _resolve_context_window(model: BaseChatModel, context_window: int | None) -> int:
+    if context_window is None:
+        profile = getattr(model, "profile", None) or {}
+        context_window = profile.get("max_input_tokens") if isinstance(profile, Mapping) else None
+    if context_window is None:
+        msg = (
+            f"the context window of {type(model).__name__} is unknown (its profile has no "
+            "'max_input_tokens'): pass it, e.g. create_rlm_graph(model, context_window=32768)"
+        )
+        raise ValueError(msg)
+    if not isinstance(context_window, int) or context_window < 512:
+        msg = f"context_window must be an int of at least 512 tokens, got {context_window!r}"
+        raise ValueError(msg)
+    return context_window
+
+
+def _check_template(name: str, template: str) -> None:
+    required, allowed = _TEMPLATE_FIELDS[name]
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+    except ValueError as exc:
+        msg = f"{name} is not a valid str.format template: {exc}"
+        raise ValueError(msg) from exc
+    missing = required - fields
+    unknown = fields - allowed
+    if missing or unknown:
+        msg = (
+            f"{name} must use the fields {sorted(required)} and may use {sorted(allowed - required)}; "
+            f"missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
+        raise ValueError(msg)
+
+
+def _cache_key(identity: str, *parts: object) -> str:
+    digest = hashlib.sha256(identity.encode())
+    for part in parts:
+        digest.update(b"\x00")
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _chunk_cache_key(settings: Settings) -> Callable[[ChunkTask], str]:
+    def key(task: ChunkTask) -> str:
+        # Run key, index and total differ between runs and must not split the cache.
+        return _cache_key(
+            settings.model_identity, task["question"], task["text"], task["start"], task["fits"], task["depth"]
+        )
+
+    return key
+
+
+def _direct_cache_key(settings: Settings) -> Callable[[RLMState], str]:
+    def key(state: RLMState) -> str:
+        return _cache_key(
+            settings.model_identity,
+            state["question"],
+            state["document"],
+            state.get("offset", 0),
+            state.get("depth", 0),
+        )
+
+    return key
+
+
+def create_rlm_graph(
+    model: BaseChatModel,
+    context_window: int | None = None,
+    max_concurrency: int = 8,
+    max_depth: int = 8,
+    checkpointer: Checkpointer = None,
+    cache: BaseCache | None = None,
+    name: str = "rlm",
+    *,
+    max_output_tokens: int | None = None,
+    chunk_overlap: int = 0,
+    max_fanout: int | None = None,
+    token_counter: TokenCounter | None = None,
+    retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = DEFAULT_RETRY_POLICY,
+    timeout: float | TimeoutPolicy | None = None,
+    cache_ttl: int | None = None,
+    system_prompt: str = prompts.SYSTEM_PROMPT,
+    read_part_prompt: str = prompts.READ_PART_PROMPT,
+    direct_answer_prompt: str = prompts.DIRECT_ANSWER_PROMPT,
+    synthesize_prompt: str = prompts.SYNTHESIZE_PROMPT,
+    no_answer_message: str = prompts.NO_ANSWER_MESSAGE,
+    empty_document_message: str = prompts.EMPTY_DOCUMENT_MESSAGE,
+    progress_messages: Mapping[str, str] | None = None,
+) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
+    """Build the document-analysis graph.
+
+    The graph answers ``{"document", "question"}`` with ``{"answer", "citations",
+    "usage", "errors"}``. A document that fits one call is answered directly;
+    a longer one is split into parts that are read in parallel (a part still too
+    large is handed to a nested invocation of this same graph), and the
+    findings are combined into one answer.
+
+    Args:
+        model: Any LangChain chat model; plain text in and out is enough.
+        context_window: The model's window in tokens. Defaults to
+            ``model.profile["max_input_tokens"]``.
+        max_concurrency: Most model calls in flight at once per run, across
+            all depths together.
+        max_depth: Deepest nesting level (0 = parts must fit one call).
+        checkpointer: Checkpointer for durable runs; when the graph is a
+            subgraph, leave ``None`` to use the parent's.
+        cache: Cache backend (for example ``InMemoryCache``) for reading calls
+            and direct answers; ``None`` disables caching.
+        name: Name of the compiled graph.
+        max_output_tokens: Tokens reserved for each call's reply. Defaults to
+            an eighth of the window, between 256 and 2048.
+        chunk_overlap: Tokens of the previous part repeated at the start of
+            each part that is read directly.
+        max_fanout: Upper bound on parts per level (the window sets another).
+        token_counter: Counter to use instead of the model's own or cl100k_base.
+        retry_policy: Retry policy of the model-calling nodes.
+        timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
+            ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
+        cache_ttl: Seconds a cached result stays valid (``None``: no expiry).
+        system_prompt: System message of every call.
+        read_part_prompt: Template for reading one part (fields ``question``,
+            ``text``, ``start``, ``end``, ``no_relevant``).
+        direct_answer_prompt: Template for a document that fits one call
+            (fields ``question``, ``text``, ``no_relevant``).
+        synthesize_prompt: Template for combining findings (fields
+            ``question``, ``findings``, ``final_instruction``, ``no_relevant``).
+        no_answer_message: Answer when no part says anything relevant.
+        empty_document_message: Answer for an empty or whitespace-only document.
+        progress_messages: Progress message templates by key, merged over
+            ``DEFAULT_PROGRESS_MESSAGES`` (for example in Korean).
+
+    Returns:
+        The compiled graph, ready to invoke or to add as a node of a parent graph.
+
+    Raises:
+        ValueError: If an option is out of range, a template lacks a field, or
+            the context window is unknown.
+        TypeError: If ``model`` is not a chat model.
+    """
+    if not isinstance(model, BaseChatModel):
+        msg = f"model must be a LangChain BaseChatModel, got {type(model).__name__}"
+        raise TypeError(msg)
+    window = _resolve_context_window(model, context_window)
+    if max_concurrency < 1:
+        msg = f"max_concurrency must be at least 1, got {max_concurrency}"
+        raise ValueError(msg)
+    if max_depth < 0:
+        msg = f"max_depth must be 0 or more, got {max_depth}"
+        raise ValueError(msg)
+    if max_fanout is not None and max_fanout < 2:
+        msg = f"max_fanout must be at least 2, got {max_fanout}"
+        raise ValueError(msg)
+    if chunk_overlap < 0:
+        msg = f"chunk_overlap must be 0 or more, got {chunk_overlap}"
+        raise ValueError(msg)
+    output_tokens = max_output_tokens if max_output_tokens is not None else min(2048, max(256, window // 8))
+    if not 16 <= output_tokens <= window // 3:
+        msg = f"max_output_tokens must be between 16 and a third of the window ({window // 3}), got {output_tokens}"
+        raise ValueError(msg)
+    for template_name, template in (
+        ("read_part_prompt", read_part_prompt),
+        ("direct_answer_prompt", direct_answer_prompt),
+        ("synthesize_prompt", synthesize_prompt),
+    ):
+        _check_template(template_name, template)
+    counter = token_counter or counter_for_model(model)
+    settings = Settings(
+        model=model,
+        counter=counter,
+        context_window=window,
+        max_output_tokens=output_tokens,
+        safety_margin=safety_margin(counter, window),
+        max_concurrency=max_concurrency,
+        max_depth=max_depth,
+        max_fanout=max_fanout,
+        chunk_overlap=chunk_overlap,
+        system_prompt=system_prompt,
+        read_part_prompt=read_part_prompt,
+        direct_answer_prompt=direct_answer_prompt,
+        synthesize_prompt=synthesize_prompt,
+        no_answer_message=no_answer_message,
+        empty_document_message=empty_document_message,
+        progress_messages={**DEFAULT_PROGRESS_MESSAGES, **(progress_messages or {})},
+    )
+    # Fail at build time, not on the first run, if even a one-word question leaves no room.
+    largest_part = settings.budget_for("?")["part_tokens"]
+    if chunk_overlap * 2 > largest_part:
+        msg = f"chunk_overlap ({chunk_overlap}) must be at most half of a part ({largest_part} tokens)"
+        raise ValueError(msg)
+
+    chunk_cache = CachePolicy(key_func=_chunk_cache_key(settings), ttl=cache_ttl) if cache else None
+    direct_cache = CachePolicy(key_func=_direct_cache_key(settings), ttl=cache_ttl) if cache else None
+    model_node_options: dict[str, Any] = {"retry_policy": retry_policy, "timeout": timeout}
+
+    builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
+    builder.add_node("check", make_check(settings))
+    builder.add_node("split", make_split(settings))
+    builder.add_node(
+        "process_chunk",
+        make_process_chunk(settings),
+        input_schema=ChunkTask,
+        error_handler=make_chunk_error_handler(settings),
+        cache_policy=chunk_cache,
+        **model_node_options,
+    )
+    builder.add_node("synthesize", make_synthesize(settings), **model_node_options)
+    builder.add_node("direct_answer", make_direct_answer(settings), cache_policy=direct_cache, **model_node_options)
+    builder.add_edge(START, "check")
+    builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])
+    builder.add_conditional_edges("split", fan_out, ["process_chunk", "synthesize"])
+    builder.add_edge("process_chunk", "synthesize")
+    builder.add_edge("synthesize", END)
+    builder.add_edge("direct_answer", END)
+    graph = builder.compile(checkpointer=checkpointer, cache=cache, name=name)
+    settings.graph.append(graph)
+    return graph

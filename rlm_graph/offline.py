@@ -1,0 +1,243 @@
+"""An offline extractive chat model for demos, tests and air-gapped smoke runs.
+
+It is not a language model and does not pretend to be one: it answers by quoting
+the sentences of its own prompt that best match the question (BM25 ranking).
+It honours a declared context window, so the graph's recursion really happens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.tokens import TiktokenCounter
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+|\n\s*\n")
+_BLOCK = re.compile(r"<(document_part|document|finding)\b[^>]*>\n?(.*?)\n?</\1>", re.DOTALL)
+_FINDING_ID = re.compile(r'<finding id="(\d+)">')
+_QUESTION = re.compile(r"<question>\s*(.*?)\s*</question>", re.DOTALL)
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "all",
+        "any",
+        "tell",
+        "us",
+        "give",
+        "list",
+        "find",
+        "document",
+        "text",
+    ]
+)
+_K1 = 1.5
+_B = 0.75
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4:
+        for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+            if word.endswith(suffix):
+                return word[: -len(suffix)] + replacement
+    return word
+
+
+def _terms(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text.replace("\u200b", "")) if s and s.strip()]
+
+
+def rank_sentences(question: str, sentences: Sequence[str], limit: int) -> list[int]:
+    """Indices of the sentences that best match the question, best first.
+
+    A sentence qualifies when it contains at least half of the question's
+    distinct content words (BM25 decides the order).
+
+    Args:
+        question: The question.
+        sentences: Candidate sentences.
+        limit: Most indices to return.
+
+    Returns:
+        Indices into ``sentences``.
+    """
+    query = set(_terms(question))
+    if not query or not sentences:
+        return []
+    docs = [Counter(_terms(s)) for s in sentences]
+    average = sum(sum(d.values()) for d in docs) / len(docs) or 1.0
+    frequency = Counter(term for d in docs for term in query if term in d)
+    needed = max(1, math.ceil(len(query) / 2))
+    scored = []
+    for index, doc in enumerate(docs):
+        matched = [t for t in query if t in doc]
+        if len(matched) < needed:
+            continue
+        length = sum(doc.values())
+        score = 0.0
+        for term in matched:
+            idf = math.log((len(docs) - frequency[term] + 0.5) / (frequency[term] + 0.5) + 1)
+            tf = doc[term]
+            score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * length / average))
+        scored.append((score, index))
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return [index for _, index in scored[:limit]]
+
+
+class ExtractiveChatModel(BaseChatModel):
+    """Answers by quoting the best-matching sentences of its own prompt (offline, no LLM).
+
+    It reads the question from ``<question>`` tags and the text from
+    ``<document>``, ``<document_part>`` or ``<finding>`` blocks (the default
+    prompts' delimiters), ranks sentences with BM25 and replies with the best
+    ones in reading order, or ``NO_RELEVANT_INFORMATION`` when none matches.
+    Quotes taken from numbered findings keep their ``[n]`` marker. A prompt
+    larger than ``context_window`` raises ``ContextOverflowError`` as a real
+    model would.
+    """
+
+    context_window: int = 8192
+    """Tokens (cl100k_base) the model accepts per prompt."""
+    max_sentences: int = 4
+    """Most sentences per reply."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "rlm-extractive-offline"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"context_window": self.context_window, "max_sentences": self.max_sentences}
+
+    def _resolve_model_profile(self) -> dict[str, Any]:
+        return {"max_input_tokens": self.context_window}
+
+    def get_num_tokens(self, text: str) -> int:
+        """Count tokens with cl100k_base, this model's tokenizer."""
+        return TiktokenCounter(exact=True).count(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Count a prompt's tokens with cl100k_base and OpenAI's per-message framing."""
+        return TiktokenCounter(exact=True).count_messages(messages)
+
+    def _reply(self, prompt: str) -> str:
+        question_match = _QUESTION.search(prompt)
+        question = question_match.group(1) if question_match else prompt.strip().splitlines()[-1]
+        candidates: list[tuple[str, str]] = []
+        blocks = list(_BLOCK.finditer(prompt))
+        for block in blocks:
+            number = _FINDING_ID.match(block.group(0))
+            marker = f" [{number.group(1)}]" if number else ""
+            candidates.extend((sentence, marker) for sentence in _sentences(block.group(2)))
+        if not blocks:
+            candidates = [(s, "") for s in _sentences(prompt)]
+        chosen = rank_sentences(question, [sentence for sentence, _ in candidates], self.max_sentences)
+        if not chosen:
+            return NO_RELEVANT_INFORMATION
+        return " ".join(candidates[i][0] + candidates[i][1] for i in sorted(chosen))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt_tokens = self.get_num_tokens_from_messages(messages)
+        if prompt_tokens > self.context_window:
+            msg = f"prompt has {prompt_tokens} tokens; this model's context window is {self.context_window}"
+            raise ContextOverflowError(msg)
+        human = [m for m in messages if isinstance(m, HumanMessage)]
+        reply = self._reply(human[-1].text if human else messages[-1].text)
+        output_tokens = self.get_num_tokens(reply)
+        message = AIMessage(
+            reply,
+            usage_metadata={
+                "input_tokens": prompt_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": prompt_tokens + output_tokens,
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])

@@ -1,0 +1,129 @@
+"""Progress message templates and the event writer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langgraph.config import get_stream_writer
+
+from rlm_graph.state import ProgressEvent, Stage, Status, Usage, UsageEvent
+
+DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
+    "check.started": "Measuring the text ({chars} characters)",
+    "check.fits": "The text fits in one model call",
+    "check.too_long": "The text is too long for one model call; splitting it",
+    "check.empty": "The document is empty",
+    "split.started": "Splitting the text into parts",
+    "split.done": "Split into {total} parts",
+    "analysis.processing": "Reading part {index} of {total}",
+    "analysis.recursing": "Part {index} of {total} is still too long; splitting it further",
+    "analysis.done": "Read {done} of {total} parts",
+    "analysis.cached": "Part {index} of {total} came from the cache",
+    "analysis.failed": "Part {index} of {total} could not be read: {error}",
+    "synthesis.started": "Combining {total} findings",
+    "synthesis.processing": "Combined {done} of {total} groups of findings",
+    "synthesis.done": "Answer ready",
+    "direct.started": "Answering from the whole text",
+    "direct.done": "Answer ready",
+}
+"""Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
+``start``, ``end``, ``chars``, ``error``. Unknown fields are left as written."""
+
+
+class _KeepUnknown(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def format_message(templates: Mapping[str, str], key: str, **fields: Any) -> str:
+    """Fill the message template ``key``.
+
+    Args:
+        templates: Templates by key; keys missing here use the English default.
+        key: Template key such as ``"analysis.done"``.
+        **fields: Values for the template.
+
+    Returns:
+        The message text.
+    """
+    template = templates.get(key) or DEFAULT_PROGRESS_MESSAGES.get(key, key)
+    try:
+        return template.format_map(_KeepUnknown(fields))
+    except (ValueError, IndexError):
+        # A malformed user template must not break the run; show it as written.
+        return template
+
+
+class ProgressWriter:
+    """Writes progress events of one invocation to LangGraph's custom stream."""
+
+    def __init__(self, templates: Mapping[str, str], depth: int, scope: tuple[int, int]) -> None:
+        self._templates = templates
+        self._depth = depth
+        self._scope = [scope[0], scope[1]]
+        self._write = get_stream_writer()
+
+    def progress(
+        self,
+        stage: Stage,
+        status: Status,
+        key: str,
+        *,
+        done: int = 0,
+        total: int = 0,
+        span: tuple[int, int] | None = None,
+        **fields: Any,
+    ) -> None:
+        """Write one progress event.
+
+        Args:
+            stage: Pipeline stage.
+            status: What happened.
+            key: Message template key.
+            done: Units of the stage finished in this invocation.
+            total: Units of the stage in this invocation.
+            span: Character span of the part concerned.
+            **fields: Extra template fields.
+        """
+        message = format_message(
+            self._templates,
+            key,
+            depth=self._depth,
+            done=done,
+            total=total,
+            start=span[0] if span else self._scope[0],
+            end=span[1] if span else self._scope[1],
+            **fields,
+        )
+        event: ProgressEvent = {
+            "type": "progress",
+            "stage": stage,
+            "status": status,
+            "message": message,
+            "depth": self._depth,
+            "done": done,
+            "total": total,
+            "span": [span[0], span[1]] if span else None,
+            "scope": list(self._scope),
+        }
+        self._write(event)
+
+    def usage(self, usage: Usage) -> None:
+        """Write the invocation's usage event.
+
+        Args:
+            usage: Usage of this invocation, nested ones included.
+        """
+        event: UsageEvent = {
+            "type": "usage",
+            "depth": self._depth,
+            "scope": list(self._scope),
+            "llm_calls": usage.get("llm_calls", 0),
+            "input_tokens": usage.get("input_tokens", 0),
+            "output_tokens": usage.get("output_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+            "failed_parts": usage.get("failed_parts", 0),
+            "max_depth": usage.get("max_depth", 0),
+        }
+        self._write(event)

@@ -1,0 +1,272 @@
+"""Build-time settings shared by the nodes, and the per-invocation view of them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
+from langgraph.config import get_config
+from langgraph.runtime import get_runtime
+
+from rlm_graph.context import RLMContext
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.prompts import (
+    FINDING_TEMPLATE,
+    PARTIAL_INSTRUCTION,
+    PROMPT_VERSION,
+    build_messages,
+)
+from rlm_graph.runs import RunResources, resources_for
+from rlm_graph.state import Budget, Usage
+from rlm_graph.tokens import TokenCounter
+
+# Tokens kept free per call for where template and text meet: BPE may merge
+# across the seam, and a counter's per-message framing can differ slightly.
+SEAM_SLACK = 16
+MIN_PART_TOKENS = 64
+_OFFSET_PLACEHOLDER = 10**12
+
+CONFIG_DEPTH = "rlm_depth"
+CONFIG_OFFSET = "rlm_offset"
+CONFIG_RUN_KEY = "rlm_run_key"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One prompt to send, with its exact token count."""
+
+    messages: list[BaseMessage]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A model reply and what it cost."""
+
+    text: str
+    usage: Usage
+
+
+CallSteps = Generator[list[ModelCall], list[CallResult], Any]
+"""Node logic written once for sync and async: it yields batches of calls and
+receives their results, so a driver can run a batch in parallel."""
+
+
+@dataclass(kw_only=True)
+class Settings:
+    """Everything the nodes need, fixed when the graph is built."""
+
+    model: BaseChatModel
+    counter: TokenCounter
+    context_window: int
+    max_output_tokens: int
+    safety_margin: int
+    max_concurrency: int
+    max_depth: int
+    max_fanout: int | None
+    chunk_overlap: int
+    system_prompt: str
+    read_part_prompt: str
+    direct_answer_prompt: str
+    synthesize_prompt: str
+    no_answer_message: str
+    empty_document_message: str
+    progress_messages: Mapping[str, str]
+    graph: list[Runnable] = field(default_factory=list)
+    """Holds the compiled graph once built, for nested invocations."""
+
+    @property
+    def input_window(self) -> int:
+        """Most prompt tokens one call may use."""
+        return self.context_window - self.safety_margin - self.max_output_tokens - SEAM_SLACK
+
+    @property
+    def model_identity(self) -> str:
+        """Stable text naming the model, its parameters and the prompts (cache keys)."""
+        params = getattr(self.model, "_identifying_params", {}) or {}
+        prompts = "\x00".join(
+            (self.system_prompt, self.read_part_prompt, self.direct_answer_prompt, self.synthesize_prompt)
+        )
+        digest = hashlib.sha256(prompts.encode()).hexdigest()[:16]
+        return f"{type(self.model).__qualname__}|{sorted(params.items())!r}|v{PROMPT_VERSION}|{digest}"
+
+    def finding_block_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each finding takes inside a synthesis prompt."""
+        blocks = [FINDING_TEMPLATE.format(number=9999, text=text) for text in texts]
+        return [tokens + 2 for tokens in self.counter.count_many(blocks)]
+
+    def synthesis_overhead(self, question: str) -> int:
+        """Prompt tokens of a synthesis call without its findings."""
+        messages = build_messages(
+            self.system_prompt,
+            self.synthesize_prompt,
+            question=question,
+            findings="",
+            final_instruction=PARTIAL_INSTRUCTION,
+        )
+        return self.counter.count_messages(messages)
+
+    def budget_for(self, question: str) -> Budget:
+        """Token budgets of every call about ``question``.
+
+        Args:
+            question: The question.
+
+        Returns:
+            The part budget and the fan-out.
+
+        Raises:
+            ValueError: If the question leaves no room for document text.
+        """
+        read_overhead = self.counter.count_messages(
+            build_messages(
+                self.system_prompt,
+                self.read_part_prompt,
+                question=question,
+                text="",
+                start=_OFFSET_PLACEHOLDER,
+                end=_OFFSET_PLACEHOLDER,
+            )
+        )
+        part_tokens = self.input_window - read_overhead
+        per_finding = self.max_output_tokens + self.finding_block_tokens([""])[0]
+        fanout = (self.input_window - self.synthesis_overhead(question)) // per_finding
+        if self.max_fanout is not None:
+            fanout = min(fanout, self.max_fanout)
+        if part_tokens < MIN_PART_TOKENS or fanout < 2:
+            msg = (
+                f"question is too long for this model: with a {self.context_window}-token window and "
+                f"{self.max_output_tokens} tokens reserved for output, the prompts leave "
+                f"{max(part_tokens, 0)} tokens for document text and room for {max(fanout, 0)} findings "
+                f"per synthesis (need at least {MIN_PART_TOKENS} and 2). Shorten the question or "
+                "lower max_output_tokens."
+            )
+            raise ValueError(msg)
+        return {"part_tokens": part_tokens, "fanout": fanout}
+
+
+@dataclass(slots=True)
+class Invocation:
+    """Where a node runs: depth, offset in the root document, run resources, context."""
+
+    settings: Settings
+    depth: int
+    offset: int
+    run_key: str
+    context: RLMContext | None
+    resources: RunResources
+
+    @classmethod
+    def current(cls, settings: Settings, run_key: str) -> Invocation:
+        """Read the running node's config and context.
+
+        Args:
+            settings: The graph's settings.
+            run_key: Key of the run, from state or payload.
+
+        Returns:
+            The invocation view.
+        """
+        configurable = get_config().get("configurable", {})
+        try:
+            context = get_runtime().context
+        except Exception:  # noqa: BLE001 - no runtime outside a LangGraph run
+            context = None
+        if not isinstance(context, RLMContext):
+            context = None
+        concurrency = (context.max_concurrency if context else None) or settings.max_concurrency
+        return cls(
+            settings=settings,
+            depth=int(configurable.get(CONFIG_DEPTH, 0)),
+            offset=int(configurable.get(CONFIG_OFFSET, 0)),
+            run_key=run_key,
+            context=context,
+            resources=resources_for(run_key, concurrency),
+        )
+
+    @property
+    def max_depth(self) -> int:
+        """Deepest nesting level allowed in this run."""
+        if self.context is not None and self.context.max_depth is not None:
+            return self.context.max_depth
+        return self.settings.max_depth
+
+    def writer(self, scope: tuple[int, int]) -> ProgressWriter:
+        """A progress writer for this invocation.
+
+        Args:
+            scope: Span of the invocation's text in the root document.
+
+        Returns:
+            The writer.
+        """
+        templates = dict(self.settings.progress_messages)
+        if self.context is not None and self.context.progress_messages:
+            templates.update(self.context.progress_messages)
+        return ProgressWriter(templates, self.depth, scope)
+
+    def _result(self, call: ModelCall, reply: BaseMessage) -> CallResult:
+        text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
+        metadata = getattr(reply, "usage_metadata", None) or {}
+        input_tokens = metadata.get("input_tokens") or call.prompt_tokens
+        output_tokens = metadata.get("output_tokens")
+        if output_tokens is None:
+            output_tokens = self.settings.counter.count(text)
+        usage: Usage = {
+            "llm_calls": 1,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+        return CallResult(text=str(text), usage=usage)
+
+    def call(self, call: ModelCall) -> CallResult:
+        """Send one prompt, holding a slot of the run's limiter (sync).
+
+        Args:
+            call: The prompt.
+
+        Returns:
+            The reply and its usage.
+        """
+        with self.resources.thread_slot():
+            reply = self.settings.model.invoke(call.messages)
+        return self._result(call, reply)
+
+    async def acall(self, call: ModelCall) -> CallResult:
+        """Send one prompt, holding a slot of the run's limiter (async).
+
+        Args:
+            call: The prompt.
+
+        Returns:
+            The reply and its usage.
+        """
+        async with self.resources.async_slot():
+            reply = await self.settings.model.ainvoke(call.messages)
+        return self._result(call, reply)
+
+    def drive(self, steps: CallSteps) -> Any:
+        """Run node logic written as :data:`CallSteps`, calling the model synchronously."""
+        try:
+            batch = next(steps)
+            while True:
+                batch = steps.send([self.call(call) for call in batch])
+        except StopIteration as finished:
+            return finished.value
+
+    async def adrive(self, steps: CallSteps) -> Any:
+        """Run node logic written as :data:`CallSteps`, each batch in parallel."""
+        try:
+            batch = next(steps)
+            while True:
+                results = await asyncio.gather(*(self.acall(call) for call in batch))
+                batch = steps.send(list(results))
+        except StopIteration as finished:
+            return finished.value

@@ -1,0 +1,302 @@
+"""Token-aware splitting with exact character offsets.
+
+The text is first cut into *units* no larger than the part budget, preferring
+paragraph breaks, then line breaks, then sentence ends, then whitespace, and only
+as a last resort cutting inside a word. Units are then packed into parts. Every
+unit and part is a pair of offsets into the original string, so
+``text[start:end]`` is always the part's text and the parts tile the text exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# Boundary strength, strongest first. A cut goes right after the separator so the
+# separator stays with the text before it.
+_BOUNDARIES: tuple[re.Pattern[str], ...] = (
+    re.compile(r"\n[^\S\n]*\n\s*"),  # paragraph break (blank line)
+    re.compile(r"\n\s*"),  # line break
+    re.compile(r"[.!?…][\"'”’»)\]]*\s+|[。！？]\s*"),  # sentence end
+    re.compile(r"\s+"),  # word break
+)
+CHARACTER_CUT = len(_BOUNDARIES)
+"""Boundary level of a cut made inside a word."""
+
+# Counting a very long unit only to learn that it is too large wastes time: no
+# tokenizer we know packs this many characters into one token on average.
+_MAX_CHARS_PER_TOKEN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A span ``[start, end)`` of the text with its token count.
+
+    ``level`` is the strength of the boundary at ``end`` (0 = paragraph break,
+    ``CHARACTER_CUT`` = inside a word).
+    """
+
+    start: int
+    end: int
+    tokens: int
+    level: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one level of the recursion divides its text."""
+
+    parts: list[Piece]
+    fits: list[bool]
+    """Per part: whether its token count is exact and within the part budget."""
+
+
+CountMany = Callable[[Sequence[str]], list[int]]
+
+
+def _cuts(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[int]:
+    return [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
+
+
+def _cut_inside_words(text: str, start: int, end: int, limit: int, count_many: CountMany) -> list[Piece]:
+    pieces: list[Piece] = []
+    position = start
+    guess = max(1, limit * 4)
+    while position < end:
+        size = min(end - position, guess)
+        while True:
+            tokens = count_many([text[position : position + size]])[0]
+            if tokens <= limit or size == 1:
+                break
+            size = max(1, min(size - 1, int(size * limit / tokens * 0.95)))
+        pieces.append(Piece(position, position + size, tokens, CHARACTER_CUT))
+        position += size
+        guess = max(size, 1)
+    return pieces
+
+
+def split_units(text: str, limit: int, count_many: CountMany) -> list[Piece]:
+    """Cut ``text`` into consecutive pieces of at most ``limit`` tokens each.
+
+    Args:
+        text: The text to cut.
+        limit: Most tokens per piece, as counted by ``count_many``.
+        count_many: Counts the tokens of several strings at once.
+
+    Returns:
+        Pieces that tile ``text`` exactly, each counted on its own.
+
+    Raises:
+        ValueError: If ``limit`` is below 1.
+    """
+    if limit < 1:
+        msg = f"limit must be at least 1 token, got {limit}"
+        raise ValueError(msg)
+    if not text:
+        return []
+    return _split(text, 0, len(text), 0, limit, count_many, end_level=0)
+
+
+def _split(
+    text: str, start: int, end: int, level: int, limit: int, count_many: CountMany, end_level: int
+) -> list[Piece]:
+    if level >= CHARACTER_CUT:
+        pieces = _cut_inside_words(text, start, end, limit, count_many)
+        last = pieces[-1]
+        pieces[-1] = Piece(last.start, last.end, last.tokens, end_level)
+        return pieces
+    bounds = [start, *_cuts(text, start, end, _BOUNDARIES[level]), end]
+    spans = list(itertools.pairwise(bounds))
+    countable = [i for i, (a, b) in enumerate(spans) if b - a <= limit * _MAX_CHARS_PER_TOKEN]
+    counts = dict(zip(countable, count_many([text[spans[i][0] : spans[i][1]] for i in countable]), strict=True))
+    pieces: list[Piece] = []
+    for index, (a, b) in enumerate(spans):
+        boundary = level if index < len(spans) - 1 else end_level
+        tokens = counts.get(index)
+        if tokens is not None and tokens <= limit:
+            pieces.append(Piece(a, b, tokens, boundary))
+        else:
+            pieces.extend(_split(text, a, b, level + 1, limit, count_many, boundary))
+    return pieces
+
+
+def _best_cut(units: Sequence[Piece], first: int, last: int, low: int) -> int:
+    """Index of the unit to end a part with, among ``units[low..last]``.
+
+    Prefers the strongest boundary, then the latest position (fuller parts).
+    """
+    best = last
+    for index in range(last, max(first, low) - 1, -1):
+        if units[index].level < units[best].level:
+            best = index
+    return best
+
+
+def pack(units: Sequence[Piece], limit: int) -> list[Piece]:
+    """Pack consecutive units into parts of at most ``limit`` estimated tokens.
+
+    A part is closed at the strongest boundary found in its last half, so parts
+    end at paragraph breaks where the text allows it.
+
+    Args:
+        units: Pieces from :func:`split_units`, each at most ``limit`` tokens.
+        limit: Most tokens per part.
+
+    Returns:
+        Parts tiling the same span as ``units``; ``tokens`` is the sum of the units'.
+    """
+    parts: list[Piece] = []
+    first = 0
+    while first < len(units):
+        total = 0
+        last = first
+        while last < len(units) and total + units[last].tokens <= limit:
+            total += units[last].tokens
+            last += 1
+        last = max(last - 1, first)
+        if last < len(units) - 1:
+            # Only consider cuts that keep the part at least half full.
+            running = 0
+            low = last
+            for index in range(first, last + 1):
+                running += units[index].tokens
+                if running >= limit // 2:
+                    low = index
+                    break
+            last = _best_cut(units, first, last, low)
+        chosen = units[first : last + 1]
+        parts.append(Piece(chosen[0].start, chosen[-1].end, sum(u.tokens for u in chosen), chosen[-1].level))
+        first = last + 1
+    return parts
+
+
+def cut_into(units: Sequence[Piece], count: int) -> list[Piece]:
+    """Cut consecutive units into ``count`` parts of about equal token size.
+
+    Each cut snaps to the strongest boundary within a tenth of a part's size of
+    the ideal position.
+
+    Args:
+        units: Pieces from :func:`split_units`; there must be at least ``count``.
+        count: Number of parts wanted.
+
+    Returns:
+        Exactly ``min(count, len(units))`` non-empty parts.
+    """
+    count = min(count, len(units))
+    total = sum(u.tokens for u in units)
+    prefix = [0]
+    for unit in units:
+        prefix.append(prefix[-1] + unit.tokens)
+    parts: list[Piece] = []
+    first = 0
+    for part_number in range(1, count):
+        target = total * part_number / count
+        slack = total / count / 10
+        remaining_parts = count - part_number
+        # Leave at least one unit for each later part.
+        highest = len(units) - 1 - remaining_parts
+        candidates = [i for i in range(first, highest + 1) if abs(prefix[i + 1] - target) <= slack] or [
+            min(range(first, highest + 1), key=lambda i: abs(prefix[i + 1] - target))
+        ]
+        last = min(candidates, key=lambda i: (units[i].level, abs(prefix[i + 1] - target)))
+        parts.append(Piece(units[first].start, units[last].end, prefix[last + 1] - prefix[first], units[last].level))
+        first = last + 1
+    parts.append(Piece(units[first].start, units[-1].end, prefix[-1] - prefix[first], units[-1].level))
+    return parts
+
+
+def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
+    """Divide one level's text into at most ``fanout`` parts.
+
+    If the text fits in ``fanout`` parts of ``part_tokens`` each, every part is
+    packed to fit one reading call and counted exactly. Otherwise the text is cut
+    into ``fanout`` parts of about equal size, and parts still too large are left
+    whole for a nested invocation.
+
+    Args:
+        text: The text of this level.
+        part_tokens: Most document tokens one reading call may hold.
+        fanout: Most parts at this level (at least 2).
+        overlap: Tokens of the previous part to repeat at the start of each
+            directly read part (0 keeps parts tiling the text exactly).
+        count_many: Counts the tokens of several strings at once.
+
+    Returns:
+        The plan.
+    """
+    units = split_units(text, part_tokens, count_many)
+    if not units:
+        return Plan([], [])
+    estimated = sum(u.tokens for u in units)
+    if math.ceil(estimated / part_tokens) <= fanout:
+        packed = pack(units, part_tokens - overlap)
+        if overlap:
+            packed = _with_overlap(packed, units, overlap)
+        parts = _exact_fit(text, packed, units, part_tokens, count_many)
+        if len(parts) <= fanout:
+            return Plan(parts, [True] * len(parts))
+    parts = cut_into(units, fanout)
+    fits = [False] * len(parts)
+    for index, part in enumerate(parts):
+        if part.tokens <= part_tokens:
+            exact = count_many([text[part.start : part.end]])[0]
+            parts[index] = Piece(part.start, part.end, exact, part.level)
+            fits[index] = exact <= part_tokens
+    return Plan(parts, fits)
+
+
+def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> list[Piece]:
+    """Start each part after the first up to ``overlap`` tokens earlier, on unit boundaries."""
+    unit_index_by_start = {unit.start: index for index, unit in enumerate(units)}
+    result = [parts[0]] if parts else []
+    for part in parts[1:]:
+        index = unit_index_by_start[part.start]
+        start, extra = part.start, 0
+        while index > 0 and extra + units[index - 1].tokens <= overlap:
+            index -= 1
+            extra += units[index].tokens
+            start = units[index].start
+        result.append(Piece(start, part.end, part.tokens + extra, part.level))
+    return result
+
+
+def _exact_fit(text: str, parts: list[Piece], units: Sequence[Piece], limit: int, count_many: CountMany) -> list[Piece]:
+    """Recount packed parts exactly and re-pack any whose joined text is over ``limit``."""
+    exact = count_many([text[p.start : p.end] for p in parts])
+    result: list[Piece] = []
+    for part, tokens in zip(parts, exact, strict=True):
+        if tokens <= limit:
+            result.append(Piece(part.start, part.end, tokens, part.level))
+            continue
+        inner = [u for u in units if part.start <= u.start and u.end <= part.end]
+        if len(inner) == 1:
+            # A single unit was counted alone already; its exact count is its own.
+            result.append(Piece(part.start, part.end, tokens, part.level))
+            continue
+        halves = cut_into(inner, 2)
+        result.extend(_exact_fit(text, halves, inner, limit, count_many))
+    return result
+
+
+def levels_needed(tokens: int, *, part_tokens: int, fanout: int) -> int:
+    """Depth of the deepest invocation a text of ``tokens`` tokens will need.
+
+    Args:
+        tokens: Size of the whole text.
+        part_tokens: Most document tokens one reading call may hold.
+        fanout: Most parts per level.
+
+    Returns:
+        0 when the first level's parts all fit one call, 1 when they need one
+        nested level, and so on.
+    """
+    depth = 0
+    capacity = part_tokens * fanout
+    while capacity < tokens:
+        capacity *= fanout
+        depth += 1
+    return depth

@@ -1,0 +1,36 @@
+"""State, payload and progress-event schemas of the rlm-graph subgraph.
+
+Installed as ``rlm_graph.state``. Everything here is a plain ``TypedDict`` so the
+values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
+"""
+
+from rlm_graph.state.events import ProgressEvent, Stage, Status, UsageEvent
+from rlm_graph.state.schema import (
+    Budget,
+    ChunkTask,
+    Citation,
+    Finding,
+    PartError,
+    RLMInput,
+    RLMOutput,
+    RLMState,
+    Usage,
+    merge_usage,
+)
+
+__all__ = [
+    "Budget",
+    "ChunkTask",
+    "Citation",
+    "Finding",
+    "PartError",
+    "ProgressEvent",
+    "RLMInput",
+    "RLMOutput",
+    "RLMState",
+    "Stage",
+    "Status",
+    "Usage",
+    "UsageEvent",
+    "merge_usage",
+]

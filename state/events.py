@@ -1,0 +1,44 @@
+"""Progress events written to LangGraph's custom stream (``stream_mode="custom"``)."""
+
+from typing import Literal, TypedDict
+
+Stage = Literal["check", "split", "analysis", "synthesis", "direct"]
+Status = Literal["started", "processing", "done", "failed", "cached"]
+
+
+class ProgressEvent(TypedDict):
+    """One progress update.
+
+    ``done``/``total`` count the units of work of ``stage`` inside one graph
+    invocation: parts read for ``analysis``, findings combined for ``synthesis``.
+    Nested invocations (one per part that was still too large) report their own
+    counts with ``depth`` one higher; ``scope`` is the character span of the text
+    the emitting invocation works on, so a UI can keep one bar per
+    ``(depth, scope)``. The depth-0 ``analysis`` bar is the run's overall progress.
+    """
+
+    type: Literal["progress"]
+    stage: Stage
+    status: Status
+    message: str
+    depth: int
+    done: int
+    total: int
+    span: list[int] | None
+    """``[start, end]`` character offsets of the part concerned, or ``None``."""
+    scope: list[int]
+    """``[start, end]`` character offsets of the emitting invocation's text."""
+
+
+class UsageEvent(TypedDict):
+    """Usage of one graph invocation, written once when it finishes."""
+
+    type: Literal["usage"]
+    depth: int
+    scope: list[int]
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    failed_parts: int
+    max_depth: int
