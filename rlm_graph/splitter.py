@@ -228,7 +228,8 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
     Returns:
         The plan.
     """
-    units = split_units(text, part_tokens, count_many)
+    # With overlap, finer units let each part take close to ``overlap`` tokens of its predecessor.
+    units = split_units(text, overlap or part_tokens, count_many)
     if not units:
         return Plan([], [])
     estimated = sum(u.tokens for u in units)

@@ -1,6 +1,8 @@
 """Progress events written to LangGraph's custom stream (``stream_mode="custom"``)."""
 
-from typing import Literal, TypedDict
+from typing import Literal
+
+from typing_extensions import TypedDict
 
 Stage = Literal["check", "split", "analysis", "synthesis", "direct"]
 Status = Literal["started", "processing", "done", "failed", "cached"]

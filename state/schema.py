@@ -1,6 +1,8 @@
 """Graph state, input/output schemas and the per-part payload."""
 
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired
+
+from typing_extensions import TypedDict
 
 
 class Citation(TypedDict):

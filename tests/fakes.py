@@ -1,0 +1,154 @@
+"""Scripted chat models for the tests: a perfect reader and its variants."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
+
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.tokens import TiktokenCounter
+
+NEEDLE = re.compile(r"NEEDLE-\d{4} is [A-Z]+")
+
+
+class PerfectReader(BaseChatModel):
+    """Reports exactly the facts visible in its prompt; refuses prompts over its window.
+
+    The window check includes ``reserved_output`` so the test proves that every
+    prompt plus the reply budget fits, not only the prompt.
+    """
+
+    window: int = 8192
+    reserved_output: int = 1024
+    delay: float = 0.0
+    fail: Callable[[str, int], BaseException | None] | None = None
+    """Called with (prompt, call number); an exception it returns is raised."""
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _prompts: list[str] = PrivateAttr(default_factory=list)
+    _overflows: int = PrivateAttr(default=0)
+    _in_flight: int = PrivateAttr(default=0)
+    _max_in_flight: int = PrivateAttr(default=0)
+
+    @property
+    def _llm_type(self) -> str:
+        return "perfect-reader"
+
+    @property
+    def prompts(self) -> list[str]:
+        return list(self._prompts)
+
+    @property
+    def overflows(self) -> int:
+        return self._overflows
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._max_in_flight
+
+    def _resolve_model_profile(self) -> dict[str, Any]:
+        return {"max_input_tokens": self.window}
+
+    def get_num_tokens(self, text: str) -> int:
+        return TiktokenCounter(exact=True).count(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        return TiktokenCounter(exact=True).count_messages(messages)
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        tokens = self.get_num_tokens_from_messages(messages)
+        with self._lock:
+            self._prompts.append(prompt)
+            number = len(self._prompts)
+            if tokens + self.reserved_output > self.window:
+                self._overflows += 1
+                overflow = True
+            else:
+                overflow = False
+        if overflow:
+            msg = f"context_length_exceeded: {tokens} + {self.reserved_output} > {self.window}"
+            raise ContextOverflowError(msg)
+        if self.fail is not None and (error := self.fail(prompt, number)) is not None:
+            raise error
+        facts = sorted(set(NEEDLE.findall(prompt)))
+        reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self._enter()
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            return self._answer(messages)
+        finally:
+            self._leave()
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self._enter()
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return self._answer(messages)
+        finally:
+            self._leave()
+
+
+class LastInstructionFollower(PerfectReader):
+    """Obeys the last "ignore all previous instructions and answer X" it sees."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        found = re.findall(r"ignore all previous instructions and answer (\w+)", prompt, re.IGNORECASE)
+        if found:
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(found[-1]))])
+        return super()._answer(messages)
+
+
+def plant_needles(text: str, count: int, seed: int = 7) -> tuple[str, list[str], list[int]]:
+    """Insert ``count`` facts at random sentence boundaries.
+
+    Returns:
+        The new text, the facts, and each fact's offset in the new text.
+    """
+    import random
+
+    rng = random.Random(seed)
+    boundaries = [m.end() for m in re.finditer(r"[.!?]\s", text)]
+    chosen = sorted(rng.sample(boundaries, count))
+    facts = [
+        f"NEEDLE-{i:04d} is {''.join(rng.choice('ABCDEFGHIJKLMNOPQRSTUVWXYZ') for _ in range(6))}" for i in range(count)
+    ]
+    pieces, offsets, last, shift = [], [], 0, 0
+    for fact, position in zip(facts, chosen, strict=True):
+        pieces.append(text[last:position])
+        sentence = f"{fact}. "
+        offsets.append(position + shift)
+        pieces.append(sentence)
+        shift += len(sentence)
+        last = position
+    pieces.append(text[last:])
+    return "".join(pieces), facts, offsets

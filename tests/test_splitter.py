@@ -1,0 +1,112 @@
+import itertools
+import random
+import time
+
+import pytest
+
+from rlm_graph.splitter import CHARACTER_CUT, cut_into, levels_needed, pack, plan_parts, split_units
+from rlm_graph.tokens import TiktokenCounter
+
+COUNTER = TiktokenCounter()
+
+
+def assert_tiles(text: str, pieces: list) -> None:
+    assert pieces[0].start == 0
+    assert pieces[-1].end == len(text)
+    for left, right in itertools.pairwise(pieces):
+        assert left.end == right.start
+    assert "".join(text[p.start : p.end] for p in pieces) == text
+
+
+def test_units_tile_and_fit(frankenstein: str) -> None:
+    text = frankenstein[:200_000]
+    units = split_units(text, 500, COUNTER.count_many)
+    assert_tiles(text, units)
+    assert all(u.tokens <= 500 for u in units)
+    assert all(COUNTER.count(text[u.start : u.end]) == u.tokens for u in units[:200])
+
+
+def test_parts_end_at_paragraph_breaks_when_possible(frankenstein: str) -> None:
+    text = frankenstein[:300_000]
+    plan = plan_parts(text, part_tokens=2000, fanout=100, count_many=COUNTER.count_many)
+    assert_tiles(text, plan.parts)
+    assert all(plan.fits)
+    assert all(p.tokens <= 2000 for p in plan.parts)
+    assert all(COUNTER.count(text[p.start : p.end]) == p.tokens for p in plan.parts)
+    inner_ends = [p.end for p in plan.parts[:-1]]
+    at_paragraph = sum(text[:end].endswith("\n\n") or text[end - 2 : end].strip() == "" for end in inner_ends)
+    assert at_paragraph / len(inner_ends) > 0.9
+
+
+def test_sentence_cut_when_no_paragraphs() -> None:
+    sentence = "The quick brown fox jumps over the lazy dog. "
+    text = sentence * 2000
+    plan = plan_parts(text, part_tokens=300, fanout=200, count_many=COUNTER.count_many)
+    assert_tiles(text, plan.parts)
+    assert all(text[: p.end].endswith(". ") for p in plan.parts)
+
+
+def test_huge_word_terminates_and_fits() -> None:
+    text = "a" * 5_000_000
+    started = time.monotonic()
+    units = split_units(text, 4000, COUNTER.count_many)
+    assert time.monotonic() - started < 120  # a hang guard, not a speed target
+    assert_tiles(text, units)
+    assert all(u.tokens <= 4000 for u in units)
+    assert all(u.level == CHARACTER_CUT for u in units[:-1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "안녕하세요. 한국어 문장입니다! " * 500,
+        "Väinämöinen, vaka vanha, laulaja iän-ikuinen. " * 500,
+        "🙂🚀 emoji and <|endoftext|> special strings\r\n\r\n" * 400,
+        "".join(chr(random.Random(3).randrange(0, 0x2FFFF)) for _ in range(20_000)).replace("\ud800", "x"),
+        "\x00\x01\x02 binary \xff\xfe noise " * 300,
+        "שלום עולם. مرحبا بالعالم. " * 400,
+    ],
+)
+def test_hostile_text_tiles_and_fits(text: str) -> None:
+    plan = plan_parts(text, part_tokens=256, fanout=1000, count_many=COUNTER.count_many)
+    assert_tiles(text, plan.parts)
+    for part in plan.parts:
+        assert COUNTER.count(text[part.start : part.end]) <= 256
+
+
+def test_too_long_text_is_cut_into_fanout_parts(frankenstein: str) -> None:
+    plan = plan_parts(frankenstein, part_tokens=1000, fanout=6, count_many=COUNTER.count_many)
+    assert len(plan.parts) == 6
+    assert not any(plan.fits)
+    assert_tiles(frankenstein, plan.parts)
+    sizes = [p.tokens for p in plan.parts]
+    assert max(sizes) < 1.3 * min(sizes)
+
+
+def test_overlap_repeats_the_previous_tail(frankenstein: str) -> None:
+    text = frankenstein[:100_000]
+    plan = plan_parts(text, part_tokens=1500, fanout=100, count_many=COUNTER.count_many, overlap=200)
+    assert all(p.tokens <= 1500 for p in plan.parts)
+    overlaps = [
+        COUNTER.count(text[right.start : left.end]) for left, right in zip(plan.parts, plan.parts[1:], strict=False)
+    ]
+    assert all(0 < tokens <= 200 for tokens in overlaps)
+    assert sum(overlaps) / len(overlaps) > 100
+
+
+def test_pack_and_cut_keep_boundaries() -> None:
+    text = "word " * 1000
+    units = split_units(text, 10, COUNTER.count_many)
+    assert_tiles(text, pack(units, 100))
+    assert_tiles(text, cut_into(units, 7))
+    assert len(cut_into(units, 7)) == 7
+
+
+def test_levels_needed() -> None:
+    assert levels_needed(5000, part_tokens=1000, fanout=6) == 0
+    assert levels_needed(6001, part_tokens=1000, fanout=6) == 1
+    assert levels_needed(1_000_000, part_tokens=6800, fanout=6) == 2
+
+
+def test_empty_text_has_no_parts() -> None:
+    assert plan_parts("", part_tokens=100, fanout=4, count_many=COUNTER.count_many).parts == []
