@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.errors import NodeError
+from langgraph.types import Command
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Usage
 
 from rlm_graph.errors import DepthLimitError, RLMError, describe_error
@@ -167,7 +168,7 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
     return RunnableLambda(process_chunk, afunc=aprocess_chunk, name="process_chunk")
 
 
-def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeError], dict[str, Any]]:
+def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeError], Command]:
     """Build the error handler of ``process_chunk``.
 
     It runs once a part has failed for good (after retries): the span and the
@@ -181,7 +182,7 @@ def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeErr
         The handler.
     """
 
-    def on_chunk_error(task: ChunkTask, error: NodeError) -> dict[str, Any]:
+    def on_chunk_error(task: ChunkTask, error: NodeError) -> Command:
         run, progress = _start(settings, task)
         reason = describe_error(error.error)
         done = run.resources.advance(_progress_key(task))
@@ -195,9 +196,14 @@ def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeErr
             index=task["index"],
             error=reason,
         )
-        return {
-            "errors": [{"start": task["start"], "end": task["end"], "error": reason}],
-            "usage": {"failed_parts": 1},
-        }
+        # A handler has no outgoing edge of its own; without the goto, a level whose
+        # parts all failed would end without synthesizing (or explaining) anything.
+        return Command(
+            update={
+                "errors": [{"start": task["start"], "end": task["end"], "error": reason}],
+                "usage": {"failed_parts": 1},
+            },
+            goto="synthesize",
+        )
 
     return on_chunk_error

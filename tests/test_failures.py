@@ -1,0 +1,146 @@
+"""Transient errors are retried, overflows are not, and one bad part does not sink the run."""
+
+import httpx
+import openai
+import pytest
+from langchain_core.exceptions import ContextOverflowError, ModelAPIError, ModelRateLimitError
+from langgraph.types import RetryPolicy
+
+from rlm_graph import AllPartsFailedError, DepthLimitError, create_rlm_graph, is_transient_error
+from tests.fakes import PerfectReader, plant_needles
+from tests.helpers import collect, covered
+
+QUESTION = "List every NEEDLE code."
+FAST_RETRY = RetryPolicy(initial_interval=0.01, max_interval=0.02, max_attempts=3, retry_on=is_transient_error)
+POISON = "POISONED-SPAN"
+
+
+def _response(status: int) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (openai.RateLimitError("slow down", response=_response(429), body=None), True),
+        (openai.InternalServerError("oops", response=_response(500), body=None), True),
+        (openai.APIStatusError("unavailable", response=_response(503), body=None), True),
+        (openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1")), True),
+        (openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1")), True),
+        (httpx.ReadTimeout("read timed out"), True),
+        (TimeoutError(), True),
+        (ModelRateLimitError("429"), True),
+        (
+            openai.BadRequestError(
+                "This model's maximum context length is 8192 tokens", response=_response(400), body=None
+            ),
+            False,
+        ),
+        (openai.BadRequestError("context_length_exceeded", response=_response(400), body=None), False),
+        (openai.BadRequestError("bad request", response=_response(400), body=None), False),
+        (openai.AuthenticationError("no key", response=_response(401), body=None), False),
+        (ContextOverflowError("too long"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_retry_rule(error: BaseException, transient: bool) -> None:
+    assert is_transient_error(error) is transient
+
+
+def poisoned(frankenstein: str) -> tuple[str, list[str], list[int], int]:
+    text, facts, offsets = plant_needles(frankenstein, 30)
+    position = text.index("\n\n", 50_000) + 2
+    return text[:position] + POISON + " " + text[position:], facts, offsets, position
+
+
+async def test_every_first_attempt_failing_still_completes(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein, 30)
+    seen: set[str] = set()
+
+    def first_attempt_fails(prompt: str, _: int) -> BaseException | None:
+        if prompt in seen:
+            return None
+        seen.add(prompt)
+        return ModelRateLimitError("429 Too Many Requests")
+
+    model = PerfectReader(fail=first_attempt_fails)
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert out["errors"] == []
+    assert all(fact in out["answer"] for fact in facts)
+    assert len(model.prompts) == 2 * out["usage"]["llm_calls"]
+
+
+async def test_overflow_is_not_retried_and_siblings_survive(frankenstein: str) -> None:
+    text, facts, offsets = plant_needles(frankenstein, 30)
+    position = text.index("\n\n", 50_000) + 2
+    text = text[:position] + POISON + " " + text[position:]
+
+    def overflow(prompt: str, _: int) -> BaseException | None:
+        return (
+            ContextOverflowError("context_length_exceeded")
+            if POISON in prompt and "<finding id=" not in prompt
+            else None
+        )
+
+    model = PerfectReader(fail=overflow)
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
+    out, events = await collect(graph, {"document": text, "question": QUESTION})
+    poisoned_calls = [p for p in model.prompts if POISON in p]
+    assert len(poisoned_calls) == 1
+    assert len(out["errors"]) == 1
+    error = out["errors"][0]
+    assert error["start"] <= position < error["end"]
+    assert "ContextOverflowError" in error["error"]
+    failed = [e for e in events if e.get("status") == "failed"]
+    assert [e["span"] for e in failed] == [[error["start"], error["end"]]]
+    shifted = [o if o < position else o + len(POISON) + 1 for o in offsets]
+    survivors = [f for f, o in zip(facts, shifted, strict=True) if not error["start"] <= o < error["end"]]
+    assert survivors
+    assert all(fact in out["answer"] for fact in survivors)
+    assert out["usage"]["failed_parts"] == 1
+    assert not any(covered(o, out["citations"]) for o in shifted if error["start"] <= o < error["end"])
+
+
+async def test_persistent_server_error_is_retried_then_reported(frankenstein: str) -> None:
+    text = frankenstein[:60_000] + POISON + frankenstein[60_000:]
+
+    def always_503(prompt: str, _: int) -> BaseException | None:
+        return ModelAPIError("503 Service Unavailable") if POISON in prompt and "<finding id=" not in prompt else None
+
+    model = PerfectReader(fail=always_503)
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert len([p for p in model.prompts if POISON in p]) == 3
+    assert len(out["errors"]) == 1
+    assert "ModelAPIError: 503" in out["errors"][0]["error"]
+
+
+async def test_all_parts_failing_raises_with_reason(frankenstein: str) -> None:
+    model = PerfectReader(fail=lambda prompt, _: ValueError("model is broken"))
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
+    with pytest.raises(AllPartsFailedError, match=r"all \d+ parts .* failed.*model is broken"):
+        await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+
+
+async def test_depth_limit_refuses_before_spending(frankenstein: str) -> None:
+    model = PerfectReader()
+    graph = create_rlm_graph(model, max_depth=0)
+    with pytest.raises(DepthLimitError, match="max_depth is 0"):
+        await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert model.prompts == []
+
+
+def test_sync_run_degrades_the_same_way(frankenstein: str) -> None:
+    text = frankenstein[:60_000] + POISON + frankenstein[60_000:]
+
+    def overflow(prompt: str, _: int) -> BaseException | None:
+        return (
+            ContextOverflowError("context_length_exceeded")
+            if POISON in prompt and "<finding id=" not in prompt
+            else None
+        )
+
+    graph = create_rlm_graph(PerfectReader(fail=overflow), retry_policy=FAST_RETRY)
+    out = graph.invoke({"document": text, "question": QUESTION})
+    assert len(out["errors"]) == 1
