@@ -23,7 +23,8 @@ from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from rlm_graph.tokens import TiktokenCounter
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+|\n\s*\n")
+_SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+|\n\s*\n")
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Capt|Gen|Lt|vs|etc|e\.g|i\.e)|\b[A-Z])\.\s+$")
 _BLOCK = re.compile(r"<(document_part|document|finding)\b[^>]*>\n?(.*?)\n?</\1>", re.DOTALL)
 _FINDING_ID = re.compile(r'<finding id="(\d+)">')
 _QUESTION = re.compile(r"<question>\s*(.*?)\s*</question>", re.DOTALL)
@@ -122,11 +123,19 @@ def _stem(word: str) -> str:
 
 
 def _terms(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text.replace("\u200b", "")) if s and s.strip()]
+    text = text.replace("\u200b", "")
+    sentences, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION.search(text, max(start, match.start() - 8), match.end()):
+            continue
+        sentences.append(text[start : match.end()])
+        start = match.end()
+    sentences.append(text[start:])
+    return [" ".join(s.split()) for s in sentences if s.strip()]
 
 
 def rank_sentences(question: str, sentences: Sequence[str], limit: int) -> list[int]:

@@ -1,0 +1,57 @@
+"""Checkpointers, repeated questions on one thread, and the cache."""
+
+from langgraph.cache.memory import InMemoryCache
+from langgraph.checkpoint.memory import InMemorySaver
+
+from rlm_graph import create_rlm_graph
+from tests.fakes import PerfectReader, plant_needles
+from tests.helpers import collect
+
+QUESTION = "List every NEEDLE code."
+
+
+async def test_second_question_on_a_thread_starts_clean(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein, 6)
+    graph = create_rlm_graph(PerfectReader(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "chat-1"}}
+    first = await graph.ainvoke({"document": text, "question": QUESTION}, config)
+    second = await graph.ainvoke({"document": frankenstein[:50_000], "question": QUESTION}, config)
+    assert all(fact in first["answer"] for fact in facts)
+    assert not any(fact in second["answer"] for fact in facts)
+    assert second["usage"]["llm_calls"] < first["usage"]["llm_calls"]
+    assert all(c["end"] <= 50_000 for c in second["citations"])
+
+
+def test_sync_run_with_checkpointer(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein, 6)
+    graph = create_rlm_graph(PerfectReader(), checkpointer=InMemorySaver())
+    out = graph.invoke({"document": text, "question": QUESTION}, {"configurable": {"thread_id": "t"}})
+    assert all(fact in out["answer"] for fact in facts)
+    assert out["usage"]["max_depth"] == 1
+
+
+async def test_cache_makes_repeat_reading_free(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein, 6)
+    model = PerfectReader()
+    graph = create_rlm_graph(model, cache=InMemoryCache())
+    first, _ = await collect(graph, {"document": text, "question": QUESTION})
+    calls_first = len(model.prompts)
+    second, events = await collect(graph, {"document": text, "question": QUESTION})
+    calls_second = len(model.prompts) - calls_first
+    assert second["answer"] == first["answer"]
+    assert second["citations"] == first["citations"]
+    # Only the top-level synthesis runs again; every part comes from the cache.
+    assert calls_second == 1
+    cached = [e for e in events if e.get("status") == "cached"]
+    top_parts = [e for e in events if e.get("stage") == "split" and e["status"] == "done" and e["depth"] == 0]
+    assert len(cached) == top_parts[0]["total"]
+    assert cached[-1]["done"] == cached[-1]["total"]
+
+
+async def test_cache_is_keyed_by_question(frankenstein: str) -> None:
+    model = PerfectReader()
+    graph = create_rlm_graph(model, cache=InMemoryCache())
+    await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    before = len(model.prompts)
+    await graph.ainvoke({"document": frankenstein, "question": "Another question about NEEDLE codes?"})
+    assert len(model.prompts) - before > 10
