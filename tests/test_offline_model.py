@@ -48,5 +48,5 @@ async def test_answers_about_a_whole_novel(pride: str) -> None:
     assert "two thousand a year" in out["answer"]
     assert out["usage"]["max_depth"] >= 1
     assert out["errors"] == []
-    quoted = [pride[c["start"] : c["end"]] for c in out["citations"]]
+    quoted = [" ".join(pride[c["start"] : c["end"]].split()) for c in out["citations"]]
     assert any("estate of two thousand a year" in q for q in quoted)

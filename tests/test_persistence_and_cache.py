@@ -31,7 +31,7 @@ def test_sync_run_with_checkpointer(frankenstein: str) -> None:
 
 
 async def test_cache_makes_repeat_reading_free(frankenstein: str) -> None:
-    text, facts, _ = plant_needles(frankenstein, 6)
+    text, _, _ = plant_needles(frankenstein, 6)
     model = PerfectReader()
     graph = create_rlm_graph(model, cache=InMemoryCache())
     first, _ = await collect(graph, {"document": text, "question": QUESTION})
