@@ -126,7 +126,15 @@ def _terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences, whitespace collapsed; "Mr." and initials do not end one.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The sentences.
+    """
     text = text.replace("\u200b", "")
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(text):
@@ -138,16 +146,17 @@ def _sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in sentences if s.strip()]
 
 
-def rank_sentences(question: str, sentences: Sequence[str], limit: int) -> list[int]:
+def rank_sentences(question: str, sentences: Sequence[str], limit: int, *, min_share: float = 0.5) -> list[int]:
     """Indices of the sentences that best match the question, best first.
 
-    A sentence qualifies when it contains at least half of the question's
-    distinct content words (BM25 decides the order).
+    A sentence qualifies when it contains at least ``min_share`` of the
+    question's distinct content words, and at least one (BM25 decides the order).
 
     Args:
         question: The question.
         sentences: Candidate sentences.
         limit: Most indices to return.
+        min_share: Share of the question's content words a sentence must contain.
 
     Returns:
         Indices into ``sentences``.
@@ -158,7 +167,7 @@ def rank_sentences(question: str, sentences: Sequence[str], limit: int) -> list[
     docs = [Counter(_terms(s)) for s in sentences]
     average = sum(sum(d.values()) for d in docs) / len(docs) or 1.0
     frequency = Counter(term for d in docs for term in query if term in d)
-    needed = max(1, math.ceil(len(query) / 2))
+    needed = max(1, math.ceil(len(query) * min_share))
     scored = []
     for index, doc in enumerate(docs):
         matched = [t for t in query if t in doc]
@@ -219,9 +228,9 @@ class ExtractiveChatModel(BaseChatModel):
         for block in blocks:
             number = _FINDING_ID.match(block.group(0))
             marker = f" [{number.group(1)}]" if number else ""
-            candidates.extend((sentence, marker) for sentence in _sentences(block.group(2)))
+            candidates.extend((sentence, marker) for sentence in split_sentences(block.group(2)))
         if not blocks:
-            candidates = [(s, "") for s in _sentences(prompt)]
+            candidates = [(s, "") for s in split_sentences(prompt)]
         chosen = rank_sentences(question, [sentence for sentence, _ in candidates], self.max_sentences)
         if not chosen:
             return NO_RELEVANT_INFORMATION

@@ -1,0 +1,44 @@
+"""Ask a question about a long document from Python, printing progress as it streams.
+
+Runs offline with the bundled extractive model; set OPENAI_API_KEY (and optionally
+OPENAI_BASE_URL and RLM_MODEL) to use a real model through ChatOpenAI:
+
+    python examples/ask_document.py examples/pride_and_prejudice.txt "Who does Lydia elope with?"
+"""
+
+import asyncio
+import os
+import sys
+
+from rlm_graph import ExtractiveChatModel, create_rlm_graph
+
+
+def pick_model():
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model=os.environ.get("RLM_MODEL", "gpt-4o-mini"), api_key=os.environ.get("OPENAI_API_KEY", "x")
+        )
+    return ExtractiveChatModel()
+
+
+async def main(path: str, question: str) -> None:
+    with open(path, encoding="utf-8") as handle:
+        document = handle.read()
+    graph = create_rlm_graph(pick_model(), context_window=int(os.environ.get("RLM_CONTEXT_WINDOW", "0")) or None)
+    async for namespace, mode, chunk in graph.astream(
+        {"document": document, "question": question},
+        stream_mode=["custom", "values"],
+        subgraphs=True,  # nested levels (depth >= 1) stream only with subgraphs=True
+    ):
+        if mode == "custom" and chunk["type"] == "progress":
+            print(f"{'  ' * chunk['depth']}[{chunk['stage']}:{chunk['status']}] {chunk['message']}", file=sys.stderr)
+        elif mode == "values" and namespace == () and "answer" in chunk:
+            print(chunk["answer"])
+            for citation in chunk["citations"]:
+                print(f"  cites characters {citation['start']}-{citation['end']}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
