@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
-from langgraph.errors import NodeError
+from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Usage
 
-from rlm_graph.errors import DepthLimitError, RLMError, describe_error
+from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import build_messages, neutralize_tags
 from rlm_graph.settings import (
@@ -80,6 +81,24 @@ def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) 
     )
     config = {"configurable": {CONFIG_DEPTH: child_depth, CONFIG_OFFSET: task["start"], CONFIG_RUN_KEY: run.run_key}}
     return {"document": task["text"], "question": task["question"]}, config
+
+
+@contextlib.contextmanager
+def _nested_failure(task: ChunkTask) -> Iterator[None]:
+    """Turn a nested run's failure into one that the parent will not retry.
+
+    The nested run already retried its own calls; retrying here would re-read its
+    whole subtree. LangGraph's control-flow exceptions (interrupts) pass through.
+    """
+    try:
+        yield
+    except GraphBubbleUp:
+        raise
+    except RLMError:
+        raise
+    except Exception as exc:
+        msg = f"nested run on characters {task['start']}-{task['end']} failed: {describe_error(exc)}"
+        raise NestedRunError(msg) from exc
 
 
 def _announce_read(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> None:
@@ -153,7 +172,8 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
             _announce_read(run, task, progress)
             return _from_read(run, task, progress, run.call(_read_call(settings, task)))
         payload, config = _nested_request(run, task, progress)
-        output = settings.graph[0].invoke(payload, config, context=run.context)
+        with _nested_failure(task):
+            output = settings.graph[0].invoke(payload, config, context=run.context)
         return _from_nested(run, task, progress, output)
 
     async def aprocess_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -162,7 +182,8 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
             _announce_read(run, task, progress)
             return _from_read(run, task, progress, await run.acall(_read_call(settings, task)))
         payload, config = _nested_request(run, task, progress)
-        output = await settings.graph[0].ainvoke(payload, config, context=run.context)
+        with _nested_failure(task):
+            output = await settings.graph[0].ainvoke(payload, config, context=run.context)
         return _from_nested(run, task, progress, output)
 
     return RunnableLambda(process_chunk, afunc=aprocess_chunk, name="process_chunk")

@@ -6,7 +6,7 @@ synthesizes one answer with citations, streaming progress all the way.
 """
 
 from rlm_graph.context import RLMContext
-from rlm_graph.errors import AllPartsFailedError, DepthLimitError, RLMError, is_transient_error
+from rlm_graph.errors import AllPartsFailedError, DepthLimitError, NestedRunError, RLMError, is_transient_error
 from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
@@ -19,6 +19,7 @@ __all__ = [
     "Citation",
     "DepthLimitError",
     "ExtractiveChatModel",
+    "NestedRunError",
     "PartError",
     "ProgressEvent",
     "RLMContext",

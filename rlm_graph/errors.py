@@ -34,6 +34,10 @@ class AllPartsFailedError(RLMError):
     """Every part of a document failed, so there is nothing to answer from."""
 
 
+class NestedRunError(RLMError):
+    """A nested invocation (on a part that was still too large) failed after its own retries."""
+
+
 class DepthLimitError(RLMError):
     """The document needs more nesting levels than ``max_depth`` allows."""
 

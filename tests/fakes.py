@@ -152,3 +152,17 @@ def plant_needles(text: str, count: int, seed: int = 7) -> tuple[str, list[str],
         last = position
     pieces.append(text[last:])
     return "".join(pieces), facts, offsets
+
+
+class VerboseReader(PerfectReader):
+    """A perfect reader that ignores the output budget: every reply carries filler."""
+
+    filler_words: int = 1500
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        result = super()._answer(messages)
+        text = result.generations[0].message.text
+        if text == NO_RELEVANT_INFORMATION:
+            return result
+        padded = text + " " + " ".join(["filler"] * self.filler_words)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(padded))])

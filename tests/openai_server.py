@@ -27,6 +27,7 @@ class ChatServer:
         self.rate_limit_first = rate_limit_first
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
+        self.usage: list[dict[str, int]] = []
         self._lock = threading.Lock()
         self._counter = TiktokenCounter(exact=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -107,6 +108,8 @@ class ChatServer:
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 }
+                with server._lock:
+                    server.usage.append(usage)
                 if body.get("stream"):
                     self._stream(body["model"], reply, usage)
                     return

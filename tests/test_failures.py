@@ -144,3 +144,27 @@ def test_sync_run_degrades_the_same_way(frankenstein: str) -> None:
     graph = create_rlm_graph(PerfectReader(fail=overflow), retry_policy=FAST_RETRY)
     out = graph.invoke({"document": text, "question": QUESTION})
     assert len(out["errors"]) == 1
+
+
+async def test_nested_synthesis_failure_is_not_retried_as_a_subtree(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein, 30)
+    synth_calls: list[str] = []
+
+    def nested_synthesis_rate_limited(prompt: str, _: int) -> BaseException | None:
+        # One nested synthesis (the one holding NEEDLE-0000) is rate-limited for good.
+        if '<finding id="' in prompt and "another step will merge" in prompt and "NEEDLE-0000" in prompt:
+            synth_calls.append(prompt)
+            return ModelRateLimitError("429")
+        return None
+
+    model = PerfectReader(fail=nested_synthesis_rate_limited)
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    reads = [p for p in model.prompts if "<document_part start=" in p]
+    # Each part is read exactly once: the failed nested synthesis was retried on its own.
+    assert len(reads) == len(set(reads))
+    assert len(out["errors"]) == 1
+    assert "NestedRunError" in out["errors"][0]["error"]
+    assert "ModelRateLimitError" in out["errors"][0]["error"]
+    assert len(synth_calls) == FAST_RETRY.max_attempts
+    assert "NEEDLE-0029" in out["answer"]
