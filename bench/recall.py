@@ -17,11 +17,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlm_graph import create_rlm_graph  # noqa: E402
-from rlm_graph.tokens import TiktokenCounter  # noqa: E402
-from tests.fakes import PerfectReader, plant_needles  # noqa: E402
+from rlm_graph import create_rlm_graph
+from rlm_graph.tokens import TiktokenCounter
+from tests.fakes import PerfectReader, plant_needles
 
-BOOKS = [ROOT / "tests/data/frankenstein.txt", ROOT / "tests/data/kalevala.txt", ROOT / "examples/pride_and_prejudice.txt"]
+BOOKS = [
+    ROOT / "tests/data/frankenstein.txt",
+    ROOT / "tests/data/kalevala.txt",
+    ROOT / "examples/pride_and_prejudice.txt",
+]
 
 
 def document_of(tokens: int) -> str:
@@ -62,7 +66,10 @@ def main() -> None:
     parser.add_argument("--10m", dest="ten_million", action="store_true", help="also run 10M tokens")
     args = parser.parse_args()
     print("window 8,192 tokens, 1,024 reserved for output, perfect reader with no latency")
-    print(f"{'tokens':>11} {'run':>9} {'tokenize':>8} {'ratio':>7} {'calls':>7} {'depth':>5} {'overflows':>9} {'facts':>9}")
+    print(
+        f"{'tokens':>11} {'run':>9} {'tokenize':>8} {'ratio':>7} {'calls':>7} "
+        f"{'depth':>5} {'overflows':>9} {'facts':>9}"
+    )
     sizes = [(100_000, 40), (1_000_000, 120)] + ([(10_000_000, 400)] if args.ten_million else [])
     for tokens, needles in sizes:
         asyncio.run(measure(tokens, needles))

@@ -8,8 +8,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rlm_graph.state import RLMState, merge_usage
 
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages, is_no_relevant, neutralize_tags
-from rlm_graph.runs import release
+from rlm_graph.prompts import build_messages, neutralize_tags
 from rlm_graph.settings import CallResult, Invocation, ModelCall, Settings
 
 
@@ -37,20 +36,11 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
     return run, progress, ModelCall(messages, settings.counter.count_messages(messages))
 
 
-def _output(
-    settings: Settings, state: RLMState, run: Invocation, progress: ProgressWriter, result: CallResult
-) -> dict[str, Any]:
+def _output(state: RLMState, run: Invocation, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
     scope = (run.offset, run.offset + len(state["document"]))
-    answer = result.text
-    citations = [{"start": scope[0], "end": scope[1]}]
-    if is_no_relevant(answer):
-        citations = []
-        if run.depth == 0:
-            answer = settings.no_answer_message
+    answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1]}])
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
-    progress.usage(merge_usage(state.get("usage"), result.usage))
-    if run.depth == 0:
-        release(run.run_key)
+    run.finish(progress, merge_usage(state.get("usage"), result.usage))
     return {"answer": answer, "citations": citations, "usage": result.usage}
 
 
@@ -66,10 +56,10 @@ def make_direct_answer(settings: Settings) -> Runnable[RLMState, dict[str, Any]]
 
     def direct_answer(state: RLMState) -> dict[str, Any]:
         run, progress, call = _prepare(settings, state)
-        return _output(settings, state, run, progress, run.call(call))
+        return _output(state, run, progress, run.call(call))
 
     async def adirect_answer(state: RLMState) -> dict[str, Any]:
         run, progress, call = _prepare(settings, state)
-        return _output(settings, state, run, progress, await run.acall(call))
+        return _output(state, run, progress, await run.acall(call))
 
     return RunnableLambda(direct_answer, afunc=adirect_answer, name="direct_answer")

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
-from rlm_graph.state import ChunkTask, Finding, RLMOutput, Usage
+from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage
 
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.progress import ProgressWriter
@@ -34,6 +34,31 @@ def _start(settings: Settings, task: ChunkTask) -> tuple[Invocation, ProgressWri
     run = Invocation.current(settings, task["run_key"])
     progress = run.writer((task["scope"][0], task["scope"][1]))
     return run, progress
+
+
+def _part_event(
+    run: Invocation,
+    task: ChunkTask,
+    progress: ProgressWriter,
+    status: Status,
+    key: str,
+    *,
+    finished: bool,
+    **fields: Any,
+) -> None:
+    """Report this part on its level's analysis bar; a finished part advances the bar."""
+    counter = _progress_key(task)
+    done = run.resources.advance(counter) if finished else run.resources.count(counter)
+    progress.progress(
+        "analysis",
+        status,
+        key,
+        done=done,
+        total=task["total"],
+        span=(task["start"], task["end"]),
+        index=task["index"],
+        **fields,
+    )
 
 
 def _read_call(settings: Settings, task: ChunkTask) -> ModelCall:
@@ -70,15 +95,7 @@ def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) 
     if task["end"] - task["start"] >= task["scope"][1] - task["scope"][0]:
         msg = f"part {task['start']}-{task['end']} is as large as its parent; refusing to recurse"
         raise RLMError(msg)
-    progress.progress(
-        "analysis",
-        "processing",
-        "analysis.recursing",
-        done=run.resources.count(_progress_key(task)),
-        total=task["total"],
-        span=(task["start"], task["end"]),
-        index=task["index"],
-    )
+    _part_event(run, task, progress, "processing", "analysis.recursing", finished=False)
     config = {"configurable": {CONFIG_DEPTH: child_depth, CONFIG_OFFSET: task["start"], CONFIG_RUN_KEY: run.run_key}}
     return {"document": task["text"], "question": task["question"]}, config
 
@@ -101,18 +118,6 @@ def _nested_failure(task: ChunkTask) -> Iterator[None]:
         raise NestedRunError(msg) from exc
 
 
-def _announce_read(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> None:
-    progress.progress(
-        "analysis",
-        "processing",
-        "analysis.processing",
-        done=run.resources.count(_progress_key(task)),
-        total=task["total"],
-        span=(task["start"], task["end"]),
-        index=task["index"],
-    )
-
-
 def _finish(
     run: Invocation,
     task: ChunkTask,
@@ -129,16 +134,7 @@ def _finish(
         "citations": citations,  # type: ignore[typeddict-item]
         "run_key": run.run_key,
     }
-    done = run.resources.advance(_progress_key(task))
-    progress.progress(
-        "analysis",
-        "done",
-        "analysis.done",
-        done=done,
-        total=task["total"],
-        span=(task["start"], task["end"]),
-        index=task["index"],
-    )
+    _part_event(run, task, progress, "done", "analysis.done", finished=True)
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
@@ -169,7 +165,7 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
     def process_chunk(task: ChunkTask) -> dict[str, Any]:
         run, progress = _start(settings, task)
         if task["fits"]:
-            _announce_read(run, task, progress)
+            _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
             return _from_read(run, task, progress, run.call(_read_call(settings, task)))
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
@@ -179,7 +175,7 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
     async def aprocess_chunk(task: ChunkTask) -> dict[str, Any]:
         run, progress = _start(settings, task)
         if task["fits"]:
-            _announce_read(run, task, progress)
+            _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
             return _from_read(run, task, progress, await run.acall(_read_call(settings, task)))
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
@@ -206,17 +202,7 @@ def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeErr
     def on_chunk_error(task: ChunkTask, error: NodeError) -> Command:
         run, progress = _start(settings, task)
         reason = describe_error(error.error)
-        done = run.resources.advance(_progress_key(task))
-        progress.progress(
-            "analysis",
-            "failed",
-            "analysis.failed",
-            done=done,
-            total=task["total"],
-            span=(task["start"], task["end"]),
-            index=task["index"],
-            error=reason,
-        )
+        _part_event(run, task, progress, "failed", "analysis.failed", finished=True, error=reason)
         # A handler has no outgoing edge of its own; without the goto, a level whose
         # parts all failed would end without synthesizing (or explaining) anything.
         return Command(

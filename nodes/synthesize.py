@@ -21,7 +21,6 @@ from rlm_graph.prompts import (
     neutralize_tags,
     strip_citation_markers,
 )
-from rlm_graph.runs import release
 from rlm_graph.settings import CallResult, CallSteps, Invocation, ModelCall, Settings
 
 _TRUNCATION_NOTE = " [finding truncated to fit the synthesis window]"
@@ -181,7 +180,6 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
 
 
 def _output(
-    settings: Settings,
     state: RLMState,
     run: Invocation,
     progress: ProgressWriter,
@@ -189,12 +187,9 @@ def _output(
     answer: str,
     citations: list[Citation],
 ) -> dict[str, Any]:
-    if is_no_relevant(answer) and run.depth == 0:
-        answer, citations = settings.no_answer_message, []
+    answer, citations = run.settle(answer, citations)
     progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)
-    progress.usage(merge_usage(state.get("usage"), synthesis.usage))
-    if run.depth == 0:
-        release(run.run_key)
+    run.finish(progress, merge_usage(state.get("usage"), synthesis.usage))
     return {"answer": answer, "citations": citations, "usage": synthesis.usage, "errors": synthesis.errors}
 
 
@@ -222,12 +217,12 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         run, progress, items = _prepare(settings, state)
         synthesis = _Synthesis(settings, state["question"], run.depth, progress)
         answer, citations = _short_cut(run, items) or run.drive(synthesis.steps(items))
-        return _output(settings, state, run, progress, synthesis, answer, citations)
+        return _output(state, run, progress, synthesis, answer, citations)
 
     async def asynthesize(state: RLMState) -> dict[str, Any]:
         run, progress, items = _prepare(settings, state)
         synthesis = _Synthesis(settings, state["question"], run.depth, progress)
         answer, citations = _short_cut(run, items) or await run.adrive(synthesis.steps(items))
-        return _output(settings, state, run, progress, synthesis, answer, citations)
+        return _output(state, run, progress, synthesis, answer, citations)
 
     return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")

@@ -18,12 +18,14 @@ from rlm_graph.context import RLMContext
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINDING_TEMPLATE,
+    NO_RELEVANT_INFORMATION,
     PARTIAL_INSTRUCTION,
     PROMPT_VERSION,
     build_messages,
+    is_no_relevant,
 )
-from rlm_graph.runs import RunResources, resources_for
-from rlm_graph.state import Budget, Usage
+from rlm_graph.runs import RunResources, release, resources_for
+from rlm_graph.state import Budget, Citation, Usage
 from rlm_graph.tokens import TokenCounter
 
 # Tokens kept free per call for where template and text meet: BPE may merge
@@ -210,6 +212,33 @@ class Invocation:
         if self.context is not None and self.context.progress_messages:
             templates.update(self.context.progress_messages)
         return ProgressWriter(templates, self.depth, scope)
+
+    def settle(self, answer: str, citations: list[Citation]) -> tuple[str, list[Citation]]:
+        """Turn "nothing relevant" into the user-facing answer at depth 0.
+
+        Nested levels keep the marker so their parent drops the finding.
+
+        Args:
+            answer: This invocation's answer.
+            citations: Its citations.
+
+        Returns:
+            The answer and citations to return.
+        """
+        if not is_no_relevant(answer):
+            return answer, citations
+        return (self.settings.no_answer_message if self.depth == 0 else NO_RELEVANT_INFORMATION), []
+
+    def finish(self, progress: ProgressWriter, usage: Usage) -> None:
+        """Write the invocation's usage event; at depth 0, free the run's resources.
+
+        Args:
+            progress: The invocation's progress writer.
+            usage: Usage of the whole invocation, nested ones included.
+        """
+        progress.usage(usage)
+        if self.depth == 0:
+            release(self.run_key)
 
     def _result(self, call: ModelCall, reply: BaseMessage) -> CallResult:
         text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
