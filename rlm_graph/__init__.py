@@ -5,9 +5,11 @@ fresh context windows (recursively where a part is still too large), and
 synthesizes one answer with citations, streaming progress all the way.
 """
 
+from rlm_graph.chat import DocumentChatState, create_document_node
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import AllPartsFailedError, DepthLimitError, NestedRunError, RLMError, is_transient_error
 from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
+from rlm_graph.models import model_from_env
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.state import Citation, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
@@ -18,6 +20,7 @@ __all__ = [
     "AllPartsFailedError",
     "Citation",
     "DepthLimitError",
+    "DocumentChatState",
     "ExtractiveChatModel",
     "NestedRunError",
     "PartError",
@@ -28,6 +31,8 @@ __all__ = [
     "RLMOutput",
     "Usage",
     "UsageEvent",
+    "create_document_node",
     "create_rlm_graph",
     "is_transient_error",
+    "model_from_env",
 ]

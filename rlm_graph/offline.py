@@ -28,6 +28,9 @@ _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Capt|Gen
 _BLOCK = re.compile(r"<(document_part|document|finding)\b[^>]*>\n?(.*?)\n?</\1>", re.DOTALL)
 _FINDING_ID = re.compile(r'<finding id="(\d+)">')
 _QUESTION = re.compile(r"<question>\s*(.*?)\s*</question>", re.DOTALL)
+_FOLLOW_UP = re.compile(r"<follow_up>\s*(.*?)\s*</follow_up>", re.DOTALL)
+_CONVERSATION = re.compile(r"<conversation>\s*(.*?)\s*</conversation>", re.DOTALL)
+_USER_TURN = re.compile(r"^user: (.+)$", re.MULTILINE)
 _STOPWORDS = frozenset(
     [
         "a",
@@ -191,7 +194,10 @@ class ExtractiveChatModel(BaseChatModel):
     ``<document>``, ``<document_part>`` or ``<finding>`` blocks (the default
     prompts' delimiters), ranks sentences with BM25 and replies with the best
     ones in reading order, or ``NO_RELEVANT_INFORMATION`` when none matches.
-    Quotes taken from numbered findings keep their ``[n]`` marker. A prompt
+    Quotes taken from numbered findings keep their ``[n]`` marker. Asked to
+    rewrite a ``<follow_up>`` question (see :mod:`rlm_graph.chat`), it applies a
+    fixed rule instead of understanding: it appends the previous user question in
+    parentheses, so the ranking sees its words too. A prompt
     larger than ``context_window`` raises ``ContextOverflowError`` as a real
     model would.
     """
@@ -221,6 +227,12 @@ class ExtractiveChatModel(BaseChatModel):
         return TiktokenCounter(exact=True).count_messages(messages)
 
     def _reply(self, prompt: str) -> str:
+        follow_up = _FOLLOW_UP.search(prompt)
+        if follow_up:
+            conversation = _CONVERSATION.search(prompt)
+            earlier = _USER_TURN.findall(conversation.group(1)) if conversation else []
+            earlier = [turn for turn in earlier if not turn.startswith("(attached")]
+            return f"{follow_up.group(1)} ({earlier[-1]})" if earlier else follow_up.group(1)
         question_match = _QUESTION.search(prompt)
         question = question_match.group(1) if question_match else prompt.strip().splitlines()[-1]
         candidates: list[tuple[str, str]] = []

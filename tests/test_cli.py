@@ -74,7 +74,7 @@ def test_key_or_base_url_selects_chat_openai(monkeypatch: pytest.MonkeyPatch) ->
     assert note == "Using qwen2.5 at http://127.0.0.1:9/v1."
     offline, note = _choose_model(_parser().parse_args(["ask", "f", "q", "--offline"]))
     assert type(offline).__name__ == "ExtractiveChatModel"
-    assert "--offline was given" in note
+    assert "offline was requested" in note
 
 
 class Terminal(io.StringIO):
