@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 
 from langchain_core.exceptions import ContextOverflowError, ModelError
 
@@ -22,8 +24,13 @@ _TRANSIENT_NAMES = frozenset(
         "RemoteProtocolError",
         "ReadError",
         "NodeTimeoutError",
+        # A truncated or garbled body from a flaky proxy: the next attempt usually parses.
+        "APIResponseValidationError",
+        "JSONDecodeError",
     }
 )
+MAX_RETRY_AFTER = 120.0
+"""Longest ``Retry-After`` honoured, in seconds; longer asks are capped."""
 
 
 class RLMError(Exception):
@@ -85,10 +92,43 @@ def is_transient_error(error: BaseException) -> bool:
         return error.is_retryable
     status = _status_code(error)
     if status is not None:
-        return status in _TRANSIENT_STATUS
+        # A failure on a 2xx means the body was unreadable (a cut or garbled reply).
+        return status in _TRANSIENT_STATUS or 200 <= status < 300
     if isinstance(error, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(error).__mro__)
+
+
+def retry_after_seconds(error: BaseException) -> float | None:
+    """The wait a server asked for with ``Retry-After`` (or ``retry-after-ms``).
+
+    Args:
+        error: The exception a model call raised.
+
+    Returns:
+        Seconds to wait (capped at ``MAX_RETRY_AFTER``), or ``None`` if the server
+        gave no hint.
+    """
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    value = headers.get("retry-after")
+    try:
+        if milliseconds is not None:
+            seconds = float(milliseconds) / 1000
+        elif value is not None:
+            try:
+                seconds = float(value)
+            except ValueError:
+                moment = email.utils.parsedate_to_datetime(value)
+                seconds = (moment - datetime.datetime.now(moment.tzinfo)).total_seconds()
+        else:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def describe_error(error: BaseException) -> str:

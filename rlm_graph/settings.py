@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 
 from rlm_graph.context import RLMContext
+from rlm_graph.errors import is_transient_error, retry_after_seconds
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINDING_TEMPLATE,
@@ -153,6 +155,10 @@ class Settings:
         return {"part_tokens": part_tokens, "fanout": fanout}
 
 
+def _retry_wait(error: BaseException) -> float | None:
+    return retry_after_seconds(error) if is_transient_error(error) else None
+
+
 @dataclass(slots=True)
 class Invocation:
     """Where a node runs: depth, offset in the root document, run resources, context."""
@@ -264,8 +270,15 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
-        with self.resources.thread_slot():
-            reply = self.settings.model.invoke(call.messages)
+        try:
+            with self.resources.thread_slot():
+                reply = self.settings.model.invoke(call.messages)
+        except Exception as error:
+            # Honour the server's Retry-After before LangGraph's retry policy takes over;
+            # the slot is already released, so other calls go on meanwhile.
+            if (wait := _retry_wait(error)) is not None:
+                time.sleep(wait)
+            raise
         return self._result(call, reply)
 
     async def acall(self, call: ModelCall) -> CallResult:
@@ -277,8 +290,13 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
-        async with self.resources.async_slot():
-            reply = await self.settings.model.ainvoke(call.messages)
+        try:
+            async with self.resources.async_slot():
+                reply = await self.settings.model.ainvoke(call.messages)
+        except Exception as error:
+            if (wait := _retry_wait(error)) is not None:
+                await asyncio.sleep(wait)
+            raise
         return self._result(call, reply)
 
     def drive(self, steps: CallSteps) -> Any:

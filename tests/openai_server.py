@@ -1,16 +1,25 @@
 """A local OpenAI-compatible chat server for integration tests (127.0.0.1 only).
 
 It answers like the perfect reader (the NEEDLE facts visible in the prompt),
-reports ``usage``, streams when asked, refuses prompts over its window with the
-400 ``context_length_exceeded`` that OpenAI sends, and can answer the first N
-requests with 429 + ``Retry-After``. It records every request.
+reports ``usage``, streams when asked, and refuses prompts over its window with
+the 400 ``context_length_exceeded`` that OpenAI sends. It can inject faults: 429
+with ``Retry-After``, 500, 503, hanging, dropped connections and malformed JSON,
+at a seeded random rate, for the first N requests, or always for prompts holding a
+marker. It logs every request (time, outcome, which part it read, whether the
+client hung up before the answer) so tests can assert exactly what was called.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
+import re
+import select
+import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,17 +29,61 @@ from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import NEEDLE
 
+TRANSIENT_FAULTS = ("429", "500", "503", "hang", "drop", "malformed")
+_PART = re.compile(r'<document_part start="(\d+)" end="(\d+)">')
+
+
+@dataclass
+class Request:
+    number: int
+    started: float
+    kind: str
+    span: tuple[int, int] | None
+    prompt_hash: str
+    outcome: str = "pending"
+    finished: float = 0.0
+    client_closed: bool = False
+
+
+@dataclass
+class Faults:
+    rate: float = 0.0
+    kinds: tuple[str, ...] = TRANSIENT_FAULTS
+    first: int = 0
+    first_kind: str = "429"
+    marker: str | None = None
+    marker_kind: str = "503"
+    retry_after: str | None = None
+    seed: int = 1
+    hang_seconds: float = 30.0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def pick(self, number: int, prompt: str) -> str | None:
+        if self.marker and self.marker in prompt and '<finding id="' not in prompt:
+            return self.marker_kind
+        if number <= self.first:
+            return self.first_kind
+        if self.rate and self._rng.random() < self.rate:
+            return self._rng.choice(self.kinds)
+        return None
+
 
 class ChatServer:
-    def __init__(self, window: int = 8192, rate_limit_first: int = 0) -> None:
+    def __init__(
+        self, window: int = 8192, rate_limit_first: int = 0, faults: Faults | None = None, delay: float = 0.0
+    ) -> None:
         self.window = window
-        self.rate_limit_first = rate_limit_first
-        self.requests: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
+        self.faults = faults or Faults(first=rate_limit_first, retry_after="0")
+        self.delay = delay
+        self.log: list[Request] = []
         self.usage: list[dict[str, int]] = []
         self._lock = threading.Lock()
         self._counter = TiktokenCounter(exact=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -38,13 +91,31 @@ class ChatServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def __enter__(self) -> ChatServer:
+    @property
+    def statuses(self) -> list[int]:
+        return [int(r.outcome) for r in self.log if r.outcome.isdigit()]
+
+    @property
+    def requests(self) -> list[Request]:
+        return list(self.log)
+
+    def reads(self, outcome: str | None = None) -> list[tuple[int, int]]:
+        """Spans of part-reading requests, optionally only those that ended with ``outcome``."""
+        return [r.span for r in self.log if r.span and (outcome is None or r.outcome == outcome)]
+
+    def start(self) -> ChatServer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         wrapped = [
@@ -56,34 +127,64 @@ class ChatServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: object) -> None:  # keep test output clean
                 return
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
+            def _client_gone(self, seconds: float) -> bool:
+                """Wait up to ``seconds``; True as soon as the client closes the connection."""
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0:
+                    readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                    if readable:
+                        try:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                return True
+                        except OSError:
+                            return True
+                return False
+
+            def _finish(self, record: Request, outcome: str) -> None:
+                with server._lock:
+                    record.outcome = outcome
+                    record.finished = time.monotonic()
+
+            def _send(self, record: Request, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(body)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
-                with server._lock:
-                    server.statuses.append(status)
+                self.wfile.write(body)
+                self._finish(record, str(status))
+
+            def _error(self, record: Request, status: int, message: str, code: str, headers=None) -> None:
+                body = json.dumps({"error": {"message": message, "type": code, "code": code}}).encode()
+                self._send(record, status, body, headers)
 
             def do_POST(self) -> None:
-                if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": "not found"}})
-                    return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = "\n".join(m["content"] for m in body["messages"])
+                part = _PART.search(prompt)
+                kind = "read" if part else ("synthesis" if '<finding id="' in prompt else "direct")
                 with server._lock:
-                    server.requests.append(body)
-                    number = len(server.requests)
-                if number <= server.rate_limit_first:
-                    error = {
-                        "error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
-                    }
-                    self._send(429, error, {"Retry-After": "0"})
+                    record = Request(
+                        number=len(server.log) + 1,
+                        started=time.monotonic(),
+                        kind=kind,
+                        span=(int(part.group(1)), int(part.group(2))) if part else None,
+                        prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16],
+                    )
+                    server.log.append(record)
+                    fault = server.faults.pick(record.number, prompt)
+                if server.delay and self._client_gone(server.delay):
+                    record.client_closed = True
+                    self._finish(record, "client-closed")
+                    return
+                if fault is not None:
+                    self._fault(record, fault)
                     return
                 prompt_tokens = server._prompt_tokens(body["messages"])
                 if prompt_tokens > server.window:
@@ -91,15 +192,8 @@ class ChatServer:
                         f"This model's maximum context length is {server.window} tokens. However, your messages "
                         f"resulted in {prompt_tokens} tokens."
                     )
-                    error = {
-                        "message": message,
-                        "type": "invalid_request_error",
-                        "param": "messages",
-                        "code": "context_length_exceeded",
-                    }
-                    self._send(400, {"error": error})
+                    self._error(record, 400, message, "context_length_exceeded")
                     return
-                prompt = "\n".join(m["content"] for m in body["messages"])
                 facts = sorted(set(NEEDLE.findall(prompt)))
                 reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
                 completion_tokens = server._counter.count(reply)
@@ -111,34 +205,55 @@ class ChatServer:
                 with server._lock:
                     server.usage.append(usage)
                 if body.get("stream"):
-                    self._stream(body["model"], reply, usage)
+                    self._stream(record, body["model"], reply, usage)
                     return
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{number}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body["model"],
-                        "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                        ],
-                        "usage": usage,
-                    },
-                )
+                completion = {
+                    "id": f"chatcmpl-{record.number}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+                self._send(record, 200, json.dumps(completion).encode())
 
-            def _stream(self, model: str, reply: str, usage: dict[str, int]) -> None:
+            def _fault(self, record: Request, fault: str) -> None:
+                if fault == "429":
+                    headers = {"Retry-After": server.faults.retry_after} if server.faults.retry_after else {}
+                    self._error(record, 429, "Rate limit reached", "rate_limit_exceeded", headers)
+                elif fault == "context":
+                    self._error(record, 400, "maximum context length exceeded", "context_length_exceeded")
+                elif fault in {"500", "503"}:
+                    self._error(record, int(fault), "The server had an error", "server_error")
+                elif fault == "hang":
+                    record.client_closed = self._client_gone(server.faults.hang_seconds)
+                    self._finish(record, "hang")
+                    self.close_connection = True
+                elif fault == "drop":
+                    self._finish(record, "drop")
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                elif fault == "malformed":
+                    self._send(record, 200, b'{"id": "chatcmpl-x", "choices": [{"index": 0, "mess')
+                    self._finish(record, "malformed")
+                else:  # pragma: no cover - test bug
+                    raise ValueError(fault)
+
+            def _stream(self, record: Request, model: str, reply: str, usage: dict[str, int]) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
                 self.end_headers()
+                self.close_connection = True
                 base = {
                     "id": "chatcmpl-s",
                     "object": "chat.completion.chunk",
                     "created": int(time.time()),
                     "model": model,
                 }
-                words = reply.split(" ")
-                for index, word in enumerate(words):
+                for index, word in enumerate(reply.split(" ")):
                     piece = word if index == 0 else " " + word
                     chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -146,7 +261,6 @@ class ChatServer:
                 self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
                 self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
-                with server._lock:
-                    server.statuses.append(200)
+                self._finish(record, "200")
 
         return Handler
