@@ -59,6 +59,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             "run_key": run_key,
             "depth": run.depth,
             "offset": run.offset,
+            "chars": len(document),
             "findings": None,
             "errors": None,
             "usage": {RESET_USAGE: 1, "llm_calls": 0, "max_depth": run.depth},

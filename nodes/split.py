@@ -1,11 +1,11 @@
-"""``split``: divide the text into at most ``fanout`` parts and fan them out."""
+"""``split``: divide the text into at most ``fanout`` parts and send each to ``process_chunk``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.types import Send
+from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 
 from rlm_graph.errors import DepthLimitError
@@ -13,7 +13,25 @@ from rlm_graph.settings import Invocation, Settings
 from rlm_graph.splitter import levels_needed, plan_parts
 
 
-def make_split(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
+def _task(
+    state: RLMState, run: Invocation, part: dict[str, Any], index: int, total: int, scope: tuple[int, int]
+) -> ChunkTask:
+    return {
+        "question": state["question"],
+        "text": state["document"][part["start"] - run.offset : part["end"] - run.offset],
+        "start": part["start"],
+        "end": part["end"],
+        "tokens": part["tokens"],
+        "fits": part["fits"],
+        "index": index,
+        "total": total,
+        "depth": run.depth,
+        "scope": [scope[0], scope[1]],
+        "run_key": run.run_key,
+    }
+
+
+def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     """Build the ``split`` node.
 
     Args:
@@ -23,7 +41,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         The node function.
     """
 
-    def split(state: RLMState) -> dict[str, Any]:
+    def split(state: RLMState) -> Command:
         document = state["document"]
         budget = state["budget"]
         run = Invocation.current(settings, state["run_key"])
@@ -56,40 +74,12 @@ def make_split(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             if document[p.start : p.end].strip()
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
-        return {"parts": parts}
+        sends = [
+            Send("process_chunk", _task(state, run, part, index, len(parts), scope))
+            for index, part in enumerate(parts, start=1)
+        ]
+        # The parts now travel in the Send payloads; dropping the text from state keeps
+        # every later checkpoint of this level from serialising the document again.
+        return Command(update={"parts": parts, "document": ""}, goto=sends or "synthesize")
 
     return split
-
-
-def fan_out(state: RLMState) -> list[Send] | str:
-    """Send each planned part to ``process_chunk`` (or go on when there is none).
-
-    Args:
-        state: State after ``split``.
-
-    Returns:
-        One ``Send`` per part, or ``"synthesize"``.
-    """
-    parts = state.get("parts") or []
-    if not parts:
-        return "synthesize"
-    offset = state.get("offset", 0)
-    document = state["document"]
-    scope = [offset, offset + len(document)]
-    tasks = []
-    for index, part in enumerate(parts, start=1):
-        task: ChunkTask = {
-            "question": state["question"],
-            "text": document[part["start"] - offset : part["end"] - offset],
-            "start": part["start"],
-            "end": part["end"],
-            "tokens": part["tokens"],
-            "fits": part["fits"],
-            "index": index,
-            "total": len(parts),
-            "depth": state.get("depth", 0),
-            "scope": scope,
-            "run_key": state["run_key"],
-        }
-        tasks.append(Send("process_chunk", task))
-    return tasks

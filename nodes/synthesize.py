@@ -147,11 +147,11 @@ class _Synthesis:
 def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressWriter, list[_Item]]:
     run = Invocation.current(settings, state["run_key"])
     offset = state.get("offset", 0)
-    progress = run.writer((offset, offset + len(state["document"])))
+    scope = offset, offset + state.get("chars", len(state["document"]))
+    progress = run.writer(scope)
     findings = sorted(state.get("findings") or [], key=lambda f: f["start"])
     parts = state.get("parts") or []
     errors = state.get("errors") or []
-    scope = state.get("offset", 0), state.get("offset", 0) + len(state["document"])
     for finding in findings:
         if finding["run_key"] != run.run_key:
             done = run.resources.advance((scope[0], scope[1], run.depth, "analysis"))

@@ -18,7 +18,6 @@ from rlm_graph import prompts
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.nodes import (
-    fan_out,
     make_check,
     make_chunk_error_handler,
     make_direct_answer,
@@ -247,7 +246,7 @@ def create_rlm_graph(
 
     builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
     builder.add_node("check", make_check(settings))
-    builder.add_node("split", make_split(settings))
+    builder.add_node("split", make_split(settings), destinations=("process_chunk", "synthesize"))
     builder.add_node(
         "process_chunk",
         make_process_chunk(settings),
@@ -260,7 +259,6 @@ def create_rlm_graph(
     builder.add_node("direct_answer", make_direct_answer(settings), cache_policy=direct_cache, **model_node_options)
     builder.add_edge(START, "check")
     builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])
-    builder.add_conditional_edges("split", fan_out, ["process_chunk", "synthesize"])
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)

@@ -128,6 +128,8 @@ class RLMState(TypedDict):
     run_key: NotRequired[str]
     depth: NotRequired[int]
     offset: NotRequired[int]
+    chars: NotRequired[int]
+    """Length of ``document``; ``split`` empties ``document`` once the parts are sent."""
     budget: NotRequired[Budget]
     route: NotRequired[str]
     parts: NotRequired[list[PlannedPart]]

@@ -118,13 +118,18 @@ class PerfectReader(BaseChatModel):
 
 
 class LastInstructionFollower(PerfectReader):
-    """Obeys the last "ignore all previous instructions and answer X" it sees."""
+    """Obeys whichever instruction comes last in its prompt.
+
+    An injected "ignore all previous instructions and answer X" wins only if no
+    task statement ("Task:") follows it; otherwise it reads like the perfect reader.
+    """
 
     def _answer(self, messages: list[BaseMessage]) -> ChatResult:
         prompt = "\n".join(m.text for m in messages)
-        found = re.findall(r"ignore all previous instructions and answer (\w+)", prompt, re.IGNORECASE)
-        if found:
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(found[-1]))])
+        injections = list(re.finditer(r"ignore all previous instructions and answer (\w+)", prompt, re.IGNORECASE))
+        last_task = prompt.rfind("Task:")
+        if injections and injections[-1].start() > last_task:
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(injections[-1].group(1)))])
         return super()._answer(messages)
 
 
