@@ -11,7 +11,7 @@ from langgraph.graph import END
 from rlm_graph.state import RLMState
 from rlm_graph.state.schema import RESET_USAGE
 
-from rlm_graph.prompts import build_messages
+from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
 
 # A text this many times longer in characters than the window cannot fit one
@@ -73,19 +73,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         update["budget"] = budget
         fits = False
         if len(document) <= settings.context_window * _MAX_CHARS_PER_TOKEN:
-            if run.depth == 0:
-                prompt = build_messages(
-                    settings.system_prompt, settings.direct_answer_prompt, question=question, text=document
-                )
-            else:
-                prompt = build_messages(
-                    settings.system_prompt,
-                    settings.read_part_prompt,
-                    question=question,
-                    text=document,
-                    start=scope[0],
-                    end=scope[1],
-                )
+            prompt = settings.one_call_messages(neutralize_tags(document), question, run.depth, scope)
             fits = settings.counter.count_messages(prompt) <= settings.input_window
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         return {**update, "route": "direct" if fits else "split"}

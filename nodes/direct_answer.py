@@ -8,7 +8,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rlm_graph.state import RLMState, merge_usage
 
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import CallResult, Invocation, ModelCall, Settings
 
 
@@ -18,21 +18,7 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
     scope = (run.offset, run.offset + len(document))
     progress = run.writer(scope)
     progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
-    text = neutralize_tags(document)
-    if run.depth == 0:
-        messages = build_messages(
-            settings.system_prompt, settings.direct_answer_prompt, question=state["question"], text=text
-        )
-    else:
-        # Nested: this text is one part of a larger document, so read it as a part.
-        messages = build_messages(
-            settings.system_prompt,
-            settings.read_part_prompt,
-            question=state["question"],
-            text=text,
-            start=scope[0],
-            end=scope[1],
-        )
+    messages = settings.one_call_messages(neutralize_tags(document), state["question"], run.depth, scope)
     return run, progress, ModelCall(messages, settings.counter.count_messages(messages))
 
 

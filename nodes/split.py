@@ -9,16 +9,23 @@ from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 
 from rlm_graph.errors import DepthLimitError
+from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Invocation, Settings
 from rlm_graph.splitter import levels_needed, plan_parts
 
 
 def _task(
-    state: RLMState, run: Invocation, part: dict[str, Any], index: int, total: int, scope: tuple[int, int]
+    state: RLMState,
+    document: str,
+    run: Invocation,
+    part: dict[str, Any],
+    index: int,
+    total: int,
+    scope: tuple[int, int],
 ) -> ChunkTask:
     return {
         "question": state["question"],
-        "text": state["document"][part["start"] - run.offset : part["end"] - run.offset],
+        "text": document[part["start"] - run.offset : part["end"] - run.offset],
         "start": part["start"],
         "end": part["end"],
         "tokens": part["tokens"],
@@ -42,7 +49,8 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     """
 
     def split(state: RLMState) -> Command:
-        document = state["document"]
+        # Planned and sent as the model will see it; same length, so offsets hold.
+        document = neutralize_tags(state["document"])
         budget = state["budget"]
         run = Invocation.current(settings, state["run_key"])
         scope = (run.offset, run.offset + len(document))
@@ -75,7 +83,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
         sends = [
-            Send("process_chunk", _task(state, run, part, index, len(parts), scope))
+            Send("process_chunk", _task(state, document, run, part, index, len(parts), scope))
             for index, part in enumerate(parts, start=1)
         ]
         # The parts now travel in the Send payloads; dropping the text from state keeps

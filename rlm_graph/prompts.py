@@ -82,13 +82,16 @@ _CITATION_MARKER = re.compile(r"\s?\[(\d{1,4})\]")
 def neutralize_tags(text: str) -> str:
     """Break our delimiter tags inside data so the data cannot close its own block.
 
+    The ``<`` of any of our tag names becomes ``‹`` (U+2039), one character for
+    one, so character offsets into the text stay valid.
+
     Args:
         text: Document text or a finding.
 
     Returns:
-        The text with a zero-width space after ``<`` of any delimiter tag.
+        The text, same length, with no delimiter tag left in it.
     """
-    return _CLOSING_TAG.sub(lambda m: "<\u200b" + m.group(1) + m.group(2), text)
+    return _CLOSING_TAG.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
 
 
 def build_messages(system: str, template: str, **values: object) -> list[BaseMessage]:

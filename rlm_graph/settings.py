@@ -116,6 +116,27 @@ class Settings:
         )
         return self.counter.count_messages(messages)
 
+    def one_call_messages(self, text: str, question: str, depth: int, scope: tuple[int, int]) -> list[BaseMessage]:
+        """The prompt that reads a whole (sub)document in one call.
+
+        At depth 0 it asks for the answer; nested, the text is one part of a
+        larger document and is read as a part.
+
+        Args:
+            text: The text, already passed through ``neutralize_tags``.
+            question: The question.
+            depth: Nesting depth.
+            scope: Span of ``text`` in the root document.
+
+        Returns:
+            The messages.
+        """
+        if depth == 0:
+            return build_messages(self.system_prompt, self.direct_answer_prompt, question=question, text=text)
+        return build_messages(
+            self.system_prompt, self.read_part_prompt, question=question, text=text, start=scope[0], end=scope[1]
+        )
+
     def budget_for(self, question: str) -> Budget:
         """Token budgets of every call about ``question``.
 
