@@ -7,7 +7,15 @@ synthesizes one answer with citations, streaming progress all the way.
 
 from rlm_graph.chat import DocumentChatState, create_document_node
 from rlm_graph.context import RLMContext
-from rlm_graph.errors import AllPartsFailedError, DepthLimitError, NestedRunError, RLMError, is_transient_error
+from rlm_graph.errors import (
+    AllPartsFailedError,
+    BudgetExceededError,
+    DepthLimitError,
+    NestedRunError,
+    RLMError,
+    is_transient_error,
+)
+from rlm_graph.estimate import CostEstimate, estimate_cost
 from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
 from rlm_graph.models import model_from_env
 from rlm_graph.offline import ExtractiveChatModel
@@ -18,7 +26,9 @@ __all__ = [
     "DEFAULT_PROGRESS_MESSAGES",
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",
+    "BudgetExceededError",
     "Citation",
+    "CostEstimate",
     "DepthLimitError",
     "DocumentChatState",
     "ExtractiveChatModel",
@@ -33,6 +43,7 @@ __all__ = [
     "UsageEvent",
     "create_document_node",
     "create_rlm_graph",
+    "estimate_cost",
     "is_transient_error",
     "model_from_env",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(kw_only=True)
@@ -21,6 +22,19 @@ class RLMContext:
         default=None,
         metadata={"description": "Deepest nesting level allowed for this run (0 = no nested invocations)."},
     )
+    max_llm_calls: int | None = field(
+        default=None, metadata={"description": "Most model calls this run may make, all depths together."}
+    )
+    max_input_tokens: int | None = field(
+        default=None, metadata={"description": "Most prompt tokens this run may send, all depths together."}
+    )
+    on_budget: Literal["error", "partial"] | None = field(
+        default=None,
+        metadata={
+            "description": "When the plan exceeds a budget: 'error' stops before spending; 'partial' reads "
+            "the document from the start as far as the budget allows and lists what it skipped."
+        },
+    )
     progress_messages: Mapping[str, str] | None = field(
         default=None,
         metadata={
@@ -32,6 +46,14 @@ class RLMContext:
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             msg = f"max_concurrency must be at least 1, got {self.max_concurrency}"
+            raise ValueError(msg)
+        for name in ("max_llm_calls", "max_input_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                msg = f"{name} must be at least 1, got {value}"
+                raise ValueError(msg)
+        if self.on_budget not in (None, "error", "partial"):
+            msg = f"on_budget must be 'error' or 'partial', got {self.on_budget!r}"
             raise ValueError(msg)
         if self.max_depth is not None and self.max_depth < 0:
             msg = f"max_depth must be 0 or more, got {self.max_depth}"

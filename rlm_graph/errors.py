@@ -45,6 +45,10 @@ class NestedRunError(RLMError):
     """A nested invocation (on a part that was still too large) failed after its own retries."""
 
 
+class BudgetExceededError(RLMError):
+    """The run's plan, or its next call, would exceed ``max_llm_calls`` or ``max_input_tokens``."""
+
+
 class DepthLimitError(RLMError):
     """The document needs more nesting levels than ``max_depth`` allows."""
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import string
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.cache.base import BaseCache
@@ -17,6 +17,7 @@ from langgraph.types import CachePolicy, Checkpointer, RetryPolicy, TimeoutPolic
 from rlm_graph import prompts
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
+from rlm_graph.estimate import register
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -131,6 +132,9 @@ def create_rlm_graph(
     retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = DEFAULT_RETRY_POLICY,
     timeout: float | TimeoutPolicy | None = None,
     cache_ttl: int | None = None,
+    max_llm_calls: int | None = None,
+    max_input_tokens: int | None = None,
+    on_budget: Literal["error", "partial"] = "error",
     system_prompt: str = prompts.SYSTEM_PROMPT,
     read_part_prompt: str = prompts.READ_PART_PROMPT,
     direct_answer_prompt: str = prompts.DIRECT_ANSWER_PROMPT,
@@ -169,6 +173,12 @@ def create_rlm_graph(
         timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
             ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
         cache_ttl: Seconds a cached result stays valid (``None``: no expiry).
+        max_llm_calls: Most model calls per run, all depths together.
+        max_input_tokens: Most prompt tokens per run, all depths together.
+        on_budget: When the plan exceeds a budget, ``"error"`` raises
+            ``BudgetExceededError`` before any call; ``"partial"`` reads the
+            document from the start as far as the budget allows and lists the
+            skipped spans in ``errors``. Either way no run goes over budget.
         system_prompt: System message of every call.
         read_part_prompt: Template for reading one part (fields ``question``,
             ``text``, ``start``, ``end``, ``no_relevant``).
@@ -202,6 +212,13 @@ def create_rlm_graph(
     if max_fanout is not None and max_fanout < 2:
         msg = f"max_fanout must be at least 2, got {max_fanout}"
         raise ValueError(msg)
+    for budget_name, budget_value in (("max_llm_calls", max_llm_calls), ("max_input_tokens", max_input_tokens)):
+        if budget_value is not None and budget_value < 1:
+            msg = f"{budget_name} must be at least 1, got {budget_value}"
+            raise ValueError(msg)
+    if on_budget not in ("error", "partial"):
+        msg = f"on_budget must be 'error' or 'partial', got {on_budget!r}"
+        raise ValueError(msg)
     if chunk_overlap < 0:
         msg = f"chunk_overlap must be 0 or more, got {chunk_overlap}"
         raise ValueError(msg)
@@ -226,6 +243,9 @@ def create_rlm_graph(
         max_depth=max_depth,
         max_fanout=max_fanout,
         chunk_overlap=chunk_overlap,
+        max_llm_calls=max_llm_calls,
+        max_input_tokens=max_input_tokens,
+        on_budget=on_budget,
         system_prompt=system_prompt,
         read_part_prompt=read_part_prompt,
         direct_answer_prompt=direct_answer_prompt,
@@ -264,4 +284,5 @@ def create_rlm_graph(
     builder.add_edge("direct_answer", END)
     graph = builder.compile(checkpointer=checkpointer, cache=cache, name=name)
     settings.graph.append(graph)
+    register(graph, settings)
     return graph

@@ -16,6 +16,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "check.empty": "The document is empty",
     "split.started": "Splitting the text into parts",
     "split.done": "Split into {total} parts",
+    "split.skipped": "Skipping characters {start}-{end}: {error}",
     "analysis.processing": "Reading part {index} of {total}",
     "analysis.recursing": "Part {index} of {total} is still too long; splitting it further",
     "analysis.done": "Read {done} of {total} parts",

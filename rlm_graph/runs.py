@@ -15,6 +15,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 
+from rlm_graph.errors import BudgetExceededError
+
 # Runs that crash never release their entry; the oldest entries beyond this many
 # are dropped so such leaks stay bounded.
 _MAX_TRACKED_RUNS = 4096
@@ -23,8 +25,14 @@ _MAX_TRACKED_RUNS = 4096
 class RunResources:
     """The limiter and counters shared by every invocation of one run."""
 
-    def __init__(self, max_concurrency: int) -> None:
+    def __init__(
+        self, max_concurrency: int, max_llm_calls: int | None = None, max_input_tokens: int | None = None
+    ) -> None:
         self.max_concurrency = max_concurrency
+        self.max_llm_calls = max_llm_calls
+        self.max_input_tokens = max_input_tokens
+        self.llm_calls = 0
+        self.input_tokens = 0
         self._thread_slots = threading.BoundedSemaphore(max_concurrency)
         self._async_slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
@@ -43,6 +51,28 @@ class RunResources:
         """Hold one model-call slot (sync code)."""
         with self._thread_slots:
             yield
+
+    def spend(self, input_tokens: int) -> None:
+        """Book one call of ``input_tokens`` against the run's budget, or refuse it.
+
+        Args:
+            input_tokens: The call's prompt tokens.
+
+        Raises:
+            BudgetExceededError: If the call would take the run over a budget.
+        """
+        with self._lock:
+            calls, tokens = self.llm_calls + 1, self.input_tokens + input_tokens
+            if self.max_llm_calls is not None and calls > self.max_llm_calls:
+                msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
+                raise BudgetExceededError(msg)
+            if self.max_input_tokens is not None and tokens > self.max_input_tokens:
+                msg = (
+                    f"refused a model call of {input_tokens} input tokens: the run has used "
+                    f"{self.input_tokens} of max_input_tokens={self.max_input_tokens}"
+                )
+                raise BudgetExceededError(msg)
+            self.llm_calls, self.input_tokens = calls, tokens
 
     def count(self, key: tuple[object, ...]) -> int:
         """Current value of a counter (0 if never advanced)."""
@@ -68,12 +98,16 @@ _registry: OrderedDict[str, RunResources] = OrderedDict()
 _registry_lock = threading.Lock()
 
 
-def resources_for(run_key: str, max_concurrency: int) -> RunResources:
+def resources_for(
+    run_key: str, max_concurrency: int, max_llm_calls: int | None = None, max_input_tokens: int | None = None
+) -> RunResources:
     """Return the resources of a run, creating them on first use.
 
     Args:
         run_key: The run's key.
         max_concurrency: Slot count, used when the entry is created.
+        max_llm_calls: Call budget, used when the entry is created.
+        max_input_tokens: Input-token budget, used when the entry is created.
 
     Returns:
         The run's shared resources.
@@ -81,7 +115,7 @@ def resources_for(run_key: str, max_concurrency: int) -> RunResources:
     with _registry_lock:
         found = _registry.get(run_key)
         if found is None:
-            found = RunResources(max_concurrency)
+            found = RunResources(max_concurrency, max_llm_calls, max_input_tokens)
             _registry[run_key] = found
             while len(_registry) > _MAX_TRACKED_RUNS:
                 _registry.popitem(last=False)

@@ -75,6 +75,9 @@ class Settings:
     max_depth: int
     max_fanout: int | None
     chunk_overlap: int
+    max_llm_calls: int | None
+    max_input_tokens: int | None
+    on_budget: str
     system_prompt: str
     read_part_prompt: str
     direct_answer_prompt: str
@@ -209,14 +212,20 @@ class Invocation:
             context = None
         if not isinstance(context, RLMContext):
             context = None
-        concurrency = (context.max_concurrency if context else None) or settings.max_concurrency
+
+        def option(name: str) -> Any:
+            value = getattr(context, name, None) if context else None
+            return value if value is not None else getattr(settings, name)
+
         return cls(
             settings=settings,
             depth=int(configurable.get(CONFIG_DEPTH, 0)),
             offset=int(configurable.get(CONFIG_OFFSET, 0)),
             run_key=run_key,
             context=context,
-            resources=resources_for(run_key, concurrency),
+            resources=resources_for(
+                run_key, option("max_concurrency"), option("max_llm_calls"), option("max_input_tokens")
+            ),
         )
 
     @property
@@ -225,6 +234,13 @@ class Invocation:
         if self.context is not None and self.context.max_depth is not None:
             return self.context.max_depth
         return self.settings.max_depth
+
+    @property
+    def on_budget(self) -> str:
+        """What to do when the plan exceeds a budget: ``"error"`` or ``"partial"``."""
+        if self.context is not None and self.context.on_budget is not None:
+            return self.context.on_budget
+        return self.settings.on_budget
 
     def writer(self, scope: tuple[int, int]) -> ProgressWriter:
         """A progress writer for this invocation.
@@ -291,6 +307,7 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
+        self.resources.spend(call.prompt_tokens)
         try:
             with self.resources.thread_slot():
                 reply = self.settings.model.invoke(call.messages)
@@ -311,6 +328,7 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
+        self.resources.spend(call.prompt_tokens)
         try:
             async with self.resources.async_slot():
                 reply = await self.settings.model.ainvoke(call.messages)

@@ -1,0 +1,155 @@
+"""What a run will cost, before it spends anything."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from typing_extensions import TypedDict
+
+from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.settings import SEAM_SLACK, Settings
+from rlm_graph.splitter import Piece, plan_parts
+
+_settings_by_graph: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
+
+
+class CostEstimate(TypedDict):
+    """Planned cost of answering one question about one document.
+
+    Reading calls are exact (the plan is the one the run will follow); synthesis is
+    counted as if every part had something to say at full ``max_output_tokens``, so
+    ``llm_calls`` and ``input_tokens`` are upper bounds for well-behaved models.
+    """
+
+    llm_calls: int
+    input_tokens: int
+    reads: int
+    """Calls that read a part of the document (or the whole of it)."""
+    max_depth: int
+
+
+def register(graph: CompiledStateGraph, settings: Settings) -> None:
+    """Remember the settings a graph was built with, for :func:`estimate_cost`."""
+    _settings_by_graph[graph] = settings
+
+
+def settings_of(graph: CompiledStateGraph) -> Settings:
+    """The settings of a graph built by ``create_rlm_graph``.
+
+    Args:
+        graph: The compiled graph.
+
+    Returns:
+        Its settings.
+
+    Raises:
+        TypeError: If the graph was not built by ``create_rlm_graph``.
+    """
+    try:
+        return _settings_by_graph[graph]
+    except (KeyError, TypeError):
+        msg = "estimate_cost needs a graph built by rlm_graph.create_rlm_graph"
+        raise TypeError(msg) from None
+
+
+def _add(total: CostEstimate, other: CostEstimate) -> None:
+    total["llm_calls"] += other["llm_calls"]
+    total["input_tokens"] += other["input_tokens"]
+    total["reads"] += other["reads"]
+    total["max_depth"] = max(total["max_depth"], other["max_depth"])
+
+
+def synthesis_cost(settings: Settings, question: str, findings: int) -> int:
+    """Upper bound on the prompt tokens of one synthesis over ``findings`` findings."""
+    block = settings.finding_block_tokens([""])[0] + settings.max_output_tokens
+    return settings.synthesis_overhead(question) + findings * block + SEAM_SLACK
+
+
+def part_cost(settings: Settings, text: str, question: str, part: Piece, fits: bool, depth: int) -> CostEstimate:
+    """Cost of one planned part: one read, or a nested invocation on it.
+
+    Args:
+        settings: The graph's settings.
+        text: The neutralized text of the level the part belongs to.
+        question: The question.
+        part: The part, in offsets of ``text``.
+        fits: Whether the part is read with one call.
+        depth: Depth of the level the part belongs to.
+
+    Returns:
+        The part's cost.
+    """
+    if fits:
+        overhead = settings.counter.count_messages(
+            build_messages(
+                settings.system_prompt, settings.read_part_prompt, question=question, text="", start=0, end=0
+            )
+        )
+        return {"llm_calls": 1, "input_tokens": overhead + part.tokens + SEAM_SLACK, "reads": 1, "max_depth": depth}
+    return text_cost(settings, text[part.start : part.end], question, depth + 1)
+
+
+def text_cost(settings: Settings, text: str, question: str, depth: int = 0) -> CostEstimate:
+    """Cost of one invocation of the graph on ``text`` at ``depth``, nested ones included.
+
+    Args:
+        settings: The graph's settings.
+        text: The (sub)document.
+        question: The question.
+        depth: Depth of the invocation.
+
+    Returns:
+        The estimate.
+    """
+    total: CostEstimate = {"llm_calls": 0, "input_tokens": 0, "reads": 0, "max_depth": depth}
+    if not text.strip():
+        return total
+    safe = neutralize_tags(text)
+    prompt = settings.one_call_messages(safe, question, depth, (0, len(text)))
+    if len(text) <= settings.context_window * 32:
+        tokens = settings.counter.count_messages(prompt)
+        if tokens <= settings.input_window:
+            return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
+    budget = settings.budget_for(question)
+    plan = plan_parts(
+        safe,
+        part_tokens=budget["part_tokens"],
+        fanout=budget["fanout"],
+        count_many=settings.counter.count_many,
+        overlap=settings.chunk_overlap,
+    )
+    parts = [(p, fits) for p, fits in zip(plan.parts, plan.fits, strict=True) if safe[p.start : p.end].strip()]
+    for part, fits in parts:
+        _add(total, part_cost(settings, safe, question, part, fits, depth))
+    if depth == 0 or len(parts) > 1:
+        total["llm_calls"] += 1
+        total["input_tokens"] += synthesis_cost(settings, question, len(parts))
+    return total
+
+
+def estimate_cost(graph: CompiledStateGraph, document: str, question: str) -> CostEstimate:
+    """Plan a run without calling the model, so a chat service can show "about N calls".
+
+    The document is tokenized and split exactly as the run would do it.
+
+    Args:
+        graph: A graph built by ``create_rlm_graph``.
+        document: The document.
+        question: The question.
+
+    Returns:
+        Planned model calls and input tokens (upper bounds, see ``CostEstimate``),
+        reading calls, and the deepest nesting level.
+
+    Raises:
+        TypeError: If ``graph`` was not built by ``create_rlm_graph`` or an
+            input is not a string.
+    """
+    settings = settings_of(graph)
+    for name, value in (("document", document), ("question", question)):
+        if not isinstance(value, str):
+            msg = f"{name!r} must be a str, got {type(value).__name__}"
+            raise TypeError(msg)
+    return text_cost(settings, document, question)

@@ -1,0 +1,100 @@
+"""Budgets: an estimate before spending, a clear stop or a partial answer, never overspending."""
+
+import pytest
+from langchain_core.exceptions import ModelRateLimitError
+from langgraph.types import RetryPolicy
+
+from rlm_graph import BudgetExceededError, RLMContext, create_rlm_graph, estimate_cost, is_transient_error
+from tests.fakes import PerfectReader, plant_needles
+from tests.helpers import collect
+
+QUESTION = "List every NEEDLE code."
+
+
+async def test_estimate_matches_the_run(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein, 30)
+    model = PerfectReader()
+    graph = create_rlm_graph(model)
+    estimate = estimate_cost(graph, text, QUESTION)
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    reads = [p for p in model.prompts if "<document_part start=" in p]
+    assert estimate["reads"] == len(reads)
+    assert estimate["max_depth"] == out["usage"]["max_depth"] == 1
+    assert out["usage"]["llm_calls"] <= estimate["llm_calls"]
+    assert out["usage"]["input_tokens"] <= estimate["input_tokens"]
+    assert estimate["input_tokens"] < 1.3 * out["usage"]["input_tokens"]
+
+
+def test_estimate_of_a_short_document_is_one_call() -> None:
+    graph = create_rlm_graph(PerfectReader())
+    assert estimate_cost(graph, "A short note.", "What?") == {
+        "llm_calls": 1,
+        "input_tokens": estimate_cost(graph, "A short note.", "What?")["input_tokens"],
+        "reads": 1,
+        "max_depth": 0,
+    }
+    with pytest.raises(TypeError, match="create_rlm_graph"):
+        estimate_cost(object(), "x", "y")  # type: ignore[arg-type]
+
+
+async def test_over_budget_stops_before_spending(frankenstein: str) -> None:
+    model = PerfectReader()
+    graph = create_rlm_graph(model, max_llm_calls=5)
+    with pytest.raises(BudgetExceededError, match=r"needs about \d+ model calls.*max_llm_calls=5"):
+        await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert model.prompts == []
+
+
+async def test_partial_answers_from_what_the_budget_covers(frankenstein: str) -> None:
+    text, facts, offsets = plant_needles(frankenstein, 30)
+    model = PerfectReader()
+    graph = create_rlm_graph(model)
+    full = estimate_cost(graph, text, QUESTION)
+    budget = full["llm_calls"] // 2
+    out, events = await collect(
+        graph,
+        {"document": text, "question": QUESTION},
+        context=RLMContext(max_llm_calls=budget, on_budget="partial"),
+    )
+    assert len(model.prompts) <= budget
+    assert out["usage"]["llm_calls"] <= budget
+    assert out["errors"]
+    assert all("skipped to stay within the budget" in e["error"] for e in out["errors"])
+    first_skipped = min(e["start"] for e in out["errors"])
+    read = [f for f, o in zip(facts, offsets, strict=True) if o < first_skipped]
+    unread = [f for f, o in zip(facts, offsets, strict=True) if o >= first_skipped]
+    assert read
+    assert unread
+    assert all(f in out["answer"] for f in read)
+    assert not any(f in out["answer"] for f in unread)
+    assert [e for e in events if e.get("stage") == "split" and e["status"] == "failed"]
+
+
+async def test_token_budget_is_never_exceeded(frankenstein: str) -> None:
+    model = PerfectReader()
+    graph = create_rlm_graph(model, max_input_tokens=40_000, on_budget="partial")
+    out = await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert 0 < out["usage"]["input_tokens"] <= 40_000
+
+
+async def test_retries_cannot_push_a_run_over_budget(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein[:150_000], 5)
+    graph_for_estimate = create_rlm_graph(PerfectReader())
+    exact = estimate_cost(graph_for_estimate, text, QUESTION)["llm_calls"]
+    seen: set[str] = set()
+
+    def first_attempt_fails(prompt: str, _: int) -> BaseException | None:
+        if prompt in seen:
+            return None
+        seen.add(prompt)
+        return ModelRateLimitError("429")
+
+    model = PerfectReader(fail=first_attempt_fails)
+    retry = RetryPolicy(initial_interval=0.01, max_attempts=3, retry_on=is_transient_error)
+    graph = create_rlm_graph(model, max_llm_calls=exact, retry_policy=retry)
+    try:
+        await graph.ainvoke({"document": text, "question": QUESTION})
+    except BudgetExceededError:
+        pass
+    # Every attempt counts, failed ones included: the model never saw more calls than the budget.
+    assert len(model.prompts) <= exact
