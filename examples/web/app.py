@@ -11,6 +11,7 @@ Closing the page (or the connection) cancels the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from rlm_graph import create_rlm_graph, model_from_env
 
 PAGE = Path(__file__).with_name("index.html")
 MAX_DOCUMENTS = 100
+HEARTBEAT_SECONDS = 0.5
 
 
 def _sse(event: str, data: object) -> str:
@@ -70,7 +72,7 @@ def create_app(graph: CompiledStateGraph | None = None) -> Starlette:
         if document is None:
             return JSONResponse({"error": "unknown document; upload it first"}, status_code=404)
 
-        async def events() -> AsyncIterator[str]:
+        async def run(queue: asyncio.Queue) -> None:
             result: dict = {}
             try:
                 async for namespace, mode, chunk in analysis.astream(
@@ -79,15 +81,34 @@ def create_app(graph: CompiledStateGraph | None = None) -> Starlette:
                     subgraphs=True,
                 ):
                     if mode == "custom":
-                        yield _sse(chunk["type"], chunk)
+                        await queue.put(_sse(chunk["type"], chunk))
                     elif namespace == ():
-                        result = chunk
+                        result = {k: chunk.get(k) for k in ("answer", "citations", "usage", "errors")}
+                await queue.put(_sse("result", result))
             except Exception as exc:  # noqa: BLE001 - the page must learn why the run failed
-                yield _sse("failure", {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            yield _sse("result", {k: result.get(k) for k in ("answer", "citations", "usage", "errors")})
+                await queue.put(_sse("failure", {"error": f"{type(exc).__name__}: {exc}"}))
+            finally:
+                await queue.put(None)
 
-        # When the browser goes away Starlette cancels this generator, which cancels the run.
+        async def events() -> AsyncIterator[str]:
+            queue: asyncio.Queue = asyncio.Queue()
+            task = asyncio.create_task(run(queue))
+            try:
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": still working\n\n"  # a comment line; a closed connection fails here
+                        continue
+                    if item is None:
+                        return
+                    yield item
+            finally:
+                # The page went away (or the run ended): cancelling the run closes its HTTP calls.
+                task.cancel()
+
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     return Starlette(
