@@ -103,7 +103,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
             part_tokens=budget["part_tokens"],
             fanout=budget["fanout"],
             overlap=settings.chunk_overlap,
-            count_many=settings.counter.count_many,
+            count_many=run.resources.memo_count(settings.counter.count_many),
         )
         if run.depth == 0:
             # Refuse up front, before any spending, when the tree cannot fit max_depth.

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from rlm_graph.errors import BudgetExceededError
 
@@ -37,6 +37,29 @@ class RunResources:
         self._async_slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self._counters: dict[tuple[object, ...], int] = {}
+        self._token_memo: dict[str, int] = {}
+
+    def memo_count(self, count_many: Callable[[Sequence[str]], list[int]]) -> Callable[[Sequence[str]], list[int]]:
+        """Wrap a batch counter so each distinct text is counted once per run.
+
+        Nested levels split their part at the same paragraph breaks as the level
+        above, so with this the document is tokenized about once, not once per depth.
+
+        Args:
+            count_many: The counter to wrap.
+
+        Returns:
+            A counter with the same results.
+        """
+        memo = self._token_memo
+
+        def counted(texts: Sequence[str]) -> list[int]:
+            missing = [text for text in dict.fromkeys(texts) if text not in memo]
+            if missing:
+                memo.update(zip(missing, count_many(missing), strict=True))
+            return [memo[text] for text in texts]
+
+        return counted
 
     @contextlib.asynccontextmanager
     async def async_slot(self) -> AsyncIterator[None]:

@@ -213,7 +213,7 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
     """Divide one level's text into at most ``fanout`` parts.
 
     If the text fits in ``fanout`` parts of ``part_tokens`` each, every part is
-    packed to fit one reading call and counted exactly. Otherwise the text is cut
+    packed to fit one reading call (its ``tokens`` is the sum of its units'). Otherwise the text is cut
     into ``fanout`` parts of about equal size, and parts still too large are left
     whole for a nested invocation.
 
@@ -234,10 +234,11 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
         return Plan([], [])
     estimated = sum(u.tokens for u in units)
     if math.ceil(estimated / part_tokens) <= fanout:
-        packed = pack(units, part_tokens - overlap)
-        if overlap:
-            packed = _with_overlap(packed, units, overlap)
-        parts = _exact_fit(text, packed, units, part_tokens, count_many)
+        # Parts are packed from unit counts, with a margin for where units meet: joined
+        # text tokenizes to at most the sum of its pieces give or take a token per seam,
+        # so the text is counted once per run instead of once more per part.
+        packed = pack(units, part_tokens - overlap - join_margin(part_tokens))
+        parts = _with_overlap(packed, units, overlap) if overlap else packed
         if len(parts) <= fanout:
             return Plan(parts, [True] * len(parts))
     parts = cut_into(units, fanout)
@@ -248,6 +249,11 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
             parts[index] = Piece(part.start, part.end, exact, part.level)
             fits[index] = exact <= part_tokens
     return Plan(parts, fits)
+
+
+def join_margin(limit: int) -> int:
+    """Tokens kept free in a packed part for the seams between its units."""
+    return max(16, limit // 50)
 
 
 def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> list[Piece]:
@@ -262,24 +268,6 @@ def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> l
             extra += units[index].tokens
             start = units[index].start
         result.append(Piece(start, part.end, part.tokens + extra, part.level))
-    return result
-
-
-def _exact_fit(text: str, parts: list[Piece], units: Sequence[Piece], limit: int, count_many: CountMany) -> list[Piece]:
-    """Recount packed parts exactly and re-pack any whose joined text is over ``limit``."""
-    exact = count_many([text[p.start : p.end] for p in parts])
-    result: list[Piece] = []
-    for part, tokens in zip(parts, exact, strict=True):
-        if tokens <= limit:
-            result.append(Piece(part.start, part.end, tokens, part.level))
-            continue
-        inner = [u for u in units if part.start <= u.start and u.end <= part.end]
-        if len(inner) == 1:
-            # A single unit was counted alone already; its exact count is its own.
-            result.append(Piece(part.start, part.end, tokens, part.level))
-            continue
-        halves = cut_into(inner, 2)
-        result.extend(_exact_fit(text, halves, inner, limit, count_many))
     return result
 
 

@@ -92,8 +92,12 @@ async def test_retries_cannot_push_a_run_over_budget(frankenstein: str) -> None:
     model = PerfectReader(fail=first_attempt_fails)
     retry = RetryPolicy(initial_interval=0.01, max_attempts=3, retry_on=is_transient_error)
     graph = create_rlm_graph(model, max_llm_calls=exact, retry_policy=retry)
-    # Reads refused for budget fail their parts; the final synthesis is refused too.
-    with pytest.raises(BudgetExceededError, match="max_llm_calls"):
-        await graph.ainvoke({"document": text, "question": QUESTION})
+    # Refused reads fail their parts (or, if it comes to that, the final synthesis is refused).
+    try:
+        out = await graph.ainvoke({"document": text, "question": QUESTION})
+        reasons = [error["error"] for error in out["errors"]]
+    except BudgetExceededError as exc:
+        reasons = [str(exc)]
+    assert any("max_llm_calls" in reason for reason in reasons)
     # Every attempt counts, failed ones included: the model never saw more calls than the budget.
     assert len(model.prompts) <= exact

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from rlm_graph.splitter import CHARACTER_CUT, cut_into, levels_needed, pack, plan_parts, split_units
+from rlm_graph.splitter import CHARACTER_CUT, cut_into, join_margin, levels_needed, pack, plan_parts, split_units
 from rlm_graph.tokens import TiktokenCounter
 
 COUNTER = TiktokenCounter()
@@ -32,7 +32,9 @@ def test_parts_end_at_paragraph_breaks_when_possible(frankenstein: str) -> None:
     assert_tiles(text, plan.parts)
     assert all(plan.fits)
     assert all(p.tokens <= 2000 for p in plan.parts)
-    assert all(COUNTER.count(text[p.start : p.end]) == p.tokens for p in plan.parts)
+    # A part's count is the sum of its units'; joined, the text may count a token or
+    # so more at a seam, which the packing margin absorbs.
+    assert all(COUNTER.count(text[p.start : p.end]) <= min(p.tokens + join_margin(2000), 2000) for p in plan.parts)
     inner_ends = [p.end for p in plan.parts[:-1]]
     at_paragraph = sum(text[:end].endswith("\n\n") or text[end - 2 : end].strip() == "" for end in inner_ends)
     assert at_paragraph / len(inner_ends) > 0.9
