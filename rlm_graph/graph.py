@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.cache.base import BaseCache
+from langgraph.cache.memory import InMemoryCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import CachePolicy, Checkpointer, RetryPolicy, TimeoutPolicy
@@ -96,8 +97,14 @@ def _cache_key(identity: str, *parts: object) -> str:
 def _chunk_cache_key(settings: Settings) -> Callable[[ChunkTask], str]:
     def key(task: ChunkTask) -> str:
         # Run key, index and total differ between runs and must not split the cache.
+        # .get: LangGraph may also call this on other inputs (for example when drawing).
         return _cache_key(
-            settings.model_identity, task["question"], task["text"], task["start"], task["fits"], task["depth"]
+            settings.model_identity,
+            task.get("question"),
+            task.get("text"),
+            task.get("start"),
+            task.get("fits"),
+            task.get("depth"),
         )
 
     return key
@@ -107,8 +114,8 @@ def _direct_cache_key(settings: Settings) -> Callable[[RLMState], str]:
     def key(state: RLMState) -> str:
         return _cache_key(
             settings.model_identity,
-            state["question"],
-            state["document"],
+            state.get("question"),
+            state.get("document"),
             state.get("offset", 0),
             state.get("depth", 0),
         )
@@ -122,7 +129,7 @@ def create_rlm_graph(
     max_concurrency: int = 8,
     max_depth: int = 8,
     checkpointer: Checkpointer = None,
-    cache: BaseCache | None = None,
+    cache: BaseCache | Literal[False] | None = None,
     name: str = "rlm",
     *,
     max_output_tokens: int | None = None,
@@ -131,7 +138,7 @@ def create_rlm_graph(
     token_counter: TokenCounter | None = None,
     retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = DEFAULT_RETRY_POLICY,
     timeout: float | TimeoutPolicy | None = None,
-    cache_ttl: int | None = None,
+    cache_ttl: int | None = 3600,
     max_llm_calls: int | None = None,
     max_input_tokens: int | None = None,
     on_budget: Literal["error", "partial"] = "error",
@@ -160,8 +167,10 @@ def create_rlm_graph(
         max_depth: Deepest nesting level (0 = parts must fit one call).
         checkpointer: Checkpointer for durable runs; when the graph is a
             subgraph, leave ``None`` to use the parent's.
-        cache: Cache backend (for example ``InMemoryCache``) for reading calls
-            and direct answers; ``None`` disables caching.
+        cache: Cache backend for reading calls and direct answers. ``None``
+            (the default) keeps an ``InMemoryCache`` per graph; pass a
+            ``SqliteCache`` to share results across processes, or ``False`` to
+            disable caching.
         name: Name of the compiled graph.
         max_output_tokens: Tokens reserved for each call's reply. Defaults to
             an eighth of the window, between 256 and 2048.
@@ -172,7 +181,8 @@ def create_rlm_graph(
         retry_policy: Retry policy of the model-calling nodes.
         timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
             ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
-        cache_ttl: Seconds a cached result stays valid (``None``: no expiry).
+        cache_ttl: Seconds a cached result stays valid (``None``: no expiry);
+            an hour by default, which bounds the default in-memory cache.
         max_llm_calls: Most model calls per run, all depths together.
         max_input_tokens: Most prompt tokens per run, all depths together.
         on_budget: When the plan exceeds a budget, ``"error"`` raises
@@ -260,6 +270,8 @@ def create_rlm_graph(
         msg = f"chunk_overlap ({chunk_overlap}) must be at most half of a part ({largest_part} tokens)"
         raise ValueError(msg)
 
+    if cache is None:
+        cache = InMemoryCache()
     chunk_cache = CachePolicy(key_func=_chunk_cache_key(settings), ttl=cache_ttl) if cache else None
     direct_cache = CachePolicy(key_func=_direct_cache_key(settings), ttl=cache_ttl) if cache else None
     model_node_options: dict[str, Any] = {"retry_policy": retry_policy, "timeout": timeout}
@@ -282,7 +294,7 @@ def create_rlm_graph(
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)
-    graph = builder.compile(checkpointer=checkpointer, cache=cache, name=name)
+    graph = builder.compile(checkpointer=checkpointer, cache=cache or None, name=name)
     settings.graph.append(graph)
     register(graph, settings)
     return graph
