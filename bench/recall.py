@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlm_graph import create_rlm_graph
-from rlm_graph.tokens import TiktokenCounter
+from rlm_graph.tokens import TiktokenCounter, cl100k_base
 from tests.fakes import PerfectReader, plant_needles
 
 BOOKS = [
@@ -40,7 +40,10 @@ def document_of(tokens: int) -> str:
             if total >= tokens:
                 break
     text = "\n\n".join(parts)
-    return text[: int(len(text) * tokens / total)]
+    # Cut at exactly ``tokens`` tokens (then back to the last paragraph break).
+    encoding = cl100k_base()
+    cut = encoding.decode(encoding.encode_ordinary(text)[:tokens])
+    return cut[: cut.rfind("\n\n")] if "\n\n" in cut[len(cut) // 2 :] else cut
 
 
 async def measure(tokens: int, needles: int) -> None:

@@ -37,7 +37,8 @@ class RunResources:
         self._async_slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self._counters: dict[tuple[object, ...], int] = {}
-        self._token_memo: dict[str, int] = {}
+        # Keyed by (hash, length) rather than the text, so the memo holds no copy of it.
+        self._token_memo: dict[tuple[int, int], int] = {}
 
     def memo_count(self, count_many: Callable[[Sequence[str]], list[int]]) -> Callable[[Sequence[str]], list[int]]:
         """Wrap a batch counter so each distinct text is counted once per run.
@@ -54,10 +55,11 @@ class RunResources:
         memo = self._token_memo
 
         def counted(texts: Sequence[str]) -> list[int]:
-            missing = [text for text in dict.fromkeys(texts) if text not in memo]
+            keys = [(hash(text), len(text)) for text in texts]
+            missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in memo}
             if missing:
-                memo.update(zip(missing, count_many(missing), strict=True))
-            return [memo[text] for text in texts]
+                memo.update(zip(missing, count_many(list(missing.values())), strict=True))
+            return [memo[key] for key in keys]
 
         return counted
 

@@ -1,0 +1,271 @@
+"""The benchmark: overhead, parallel efficiency, tokens, memory, baselines and cache.
+
+    .venv/bin/python bench/run.py            # 100K and 1M tokens (a few minutes)
+    .venv/bin/python bench/run.py --10m      # also 10M tokens for overhead and memory
+
+Everything runs on the same documents (built from the public-domain books in the
+repository, with planted facts) and fake models, so the ratios are side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.cache.memory import InMemoryCache
+from pydantic import PrivateAttr
+
+from bench.baselines import map_reduce, sequential
+from bench.recall import document_of
+from rlm_graph import create_rlm_graph
+from rlm_graph.estimate import settings_of
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.tokens import TiktokenCounter, cl100k_base
+from tests.fakes import NEEDLE, PerfectReader, plant_needles
+
+QUESTION = "List every NEEDLE code."
+WINDOW = 8192
+CONCURRENCY = 8
+
+
+class InstantReader(BaseChatModel):
+    """Zero-latency reader: reports the facts in its prompt, counts nothing, keeps the prompts."""
+
+    keep_prompts: bool = True
+    _prompts: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "instant-reader"
+
+    def _resolve_model_profile(self) -> dict[str, Any]:
+        return {"max_input_tokens": WINDOW}
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
+        return TiktokenCounter(exact=True).count_messages(messages)
+
+    def get_num_tokens(self, text: str) -> int:
+        return TiktokenCounter(exact=True).count(text)
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        if self.keep_prompts:
+            self._prompts.append(prompt)
+        facts = sorted(set(NEEDLE.findall(prompt)))
+        reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
+        return self._generate(messages)
+
+
+def floor_seconds(text: str) -> float:
+    started = time.perf_counter()
+    cl100k_base().encode_ordinary(text)
+    return time.perf_counter() - started
+
+
+async def overhead(text: str, doc_tokens: int) -> dict:
+    model = InstantReader()
+    graph = create_rlm_graph(model, cache=False)
+    floor = floor_seconds(text)
+    started = time.perf_counter()
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    wall = time.perf_counter() - started
+    counter = TiktokenCounter()
+    reads = [p for p in model._prompts if "<document_part start=" in p]
+    read_tokens = sum(counter.count_many(reads)) + 7 * len(reads)
+    part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
+    return {
+        "wall": wall,
+        "floor": floor,
+        "calls": out["usage"]["llm_calls"],
+        "reads": len(reads),
+        "min_reads": math.ceil(doc_tokens / part_tokens),
+        "sent_ratio": read_tokens / doc_tokens,
+        "depth": out["usage"]["max_depth"],
+    }
+
+
+def ideal_seconds(events: list[dict], call_seconds: float, concurrency: int) -> float:
+    """Lower bound for the same calls: reads in rounds of ``concurrency``, then each depth's syntheses."""
+    reads = sum(1 for e in events if e.get("stage") == "analysis" and e["status"] == "done" and e.get("span"))
+    nested = {e["depth"] for e in events if e.get("stage") == "analysis" and e["status"] == "processing"}
+    synth_by_depth: dict[int, int] = {}
+    for e in events:
+        if e.get("stage") == "synthesis" and e["status"] == "started" and (e["total"] >= 2 or e["depth"] == 0):
+            synth_by_depth[e["depth"]] = synth_by_depth.get(e["depth"], 0) + 1
+    leaf_reads = reads - sum(1 for e in events if e.get("status") == "processing" and "further" in e["message"])
+    del nested
+    rounds = math.ceil(leaf_reads / concurrency)
+    rounds += sum(math.ceil(n / concurrency) for n in synth_by_depth.values())
+    return rounds * call_seconds
+
+
+async def parallel(text: str, call_seconds: float) -> dict:
+    model = PerfectReader(delay=call_seconds)
+    graph = create_rlm_graph(model, max_concurrency=CONCURRENCY, cache=False)
+    events = []
+    started = time.perf_counter()
+    async for namespace, mode, chunk in graph.astream(
+        {"document": text, "question": QUESTION}, stream_mode=["custom", "values"], subgraphs=True
+    ):
+        if mode == "custom":
+            events.append(chunk)
+        del namespace
+    wall = time.perf_counter() - started
+    ideal = ideal_seconds(events, call_seconds, CONCURRENCY)
+    return {"wall": wall, "ideal": ideal, "calls": len(model.prompts)}
+
+
+async def ours_vs_baselines(text: str, facts: list[str], call_seconds: float) -> list[dict]:
+    rows = []
+    model = PerfectReader(delay=call_seconds)
+    graph = create_rlm_graph(model, max_concurrency=CONCURRENCY, cache=False)
+    started = time.perf_counter()
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    rows.append(_row("rlm-graph", time.perf_counter() - started, model, out["answer"], model.overflows, facts))
+
+    model = PerfectReader(delay=call_seconds)
+    started = time.perf_counter()
+    result = await asyncio.to_thread(sequential.run, model, text, QUESTION, chunk_chars=WINDOW * 3)
+    rows.append(_row("(a) sequential", time.perf_counter() - started, model, result["answer"], model.overflows, facts))
+
+    model = PerfectReader(delay=call_seconds)
+    part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
+    chunks = map_reduce.chunks_of(text, part_tokens)
+    mr = map_reduce.build(model, token_max=part_tokens)
+    started = time.perf_counter()
+    result = await mr.ainvoke(
+        {"question": QUESTION, "chunks": chunks, "summaries": [], "collapsed": [], "answer": "", "overflows": 0},
+        {"max_concurrency": CONCURRENCY, "recursion_limit": 1000},
+    )
+    rows.append(_row("(b) map-reduce", time.perf_counter() - started, model, result["answer"], model.overflows, facts))
+    return rows
+
+
+def _row(name: str, wall: float, model: PerfectReader, answer: str, overflows: int, facts: list[str]) -> dict:
+    counter = TiktokenCounter()
+    tokens = sum(counter.count_many(model.prompts))
+    found = sum(fact in answer for fact in facts)
+    return {
+        "name": name,
+        "wall": wall,
+        "calls": len(model.prompts),
+        "tokens": tokens,
+        "overflows": overflows,
+        "facts": found,
+    }
+
+
+async def cache_rows(text: str) -> dict:
+    model = InstantReader()
+    graph = create_rlm_graph(model, cache=InMemoryCache())
+    timings = []
+    for _ in range(2):
+        before = len(model._prompts)
+        started = time.perf_counter()
+        await graph.ainvoke({"document": text, "question": QUESTION})
+        timings.append((time.perf_counter() - started, len(model._prompts) - before))
+    return {"first": timings[0], "second": timings[1]}
+
+
+def memory(text: str) -> dict:
+    """Peak RSS of a full run in a fresh interpreter, against its RSS before the document was read."""
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as handle:
+        handle.write(text)
+        handle.flush()
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("memory_probe.py")), handle.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    figures = json.loads(result.stdout)
+    return {
+        "peak_mb": figures["peak"] / 1e6,
+        "base_mb": figures["base"] / 1e6,
+        "doc_mb": figures["bytes"] / 1e6,
+        "ratio": (figures["peak"] - figures["base"]) / figures["bytes"],
+    }
+
+
+async def main(sizes: list[int], ten_million: bool) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"window {WINDOW} tokens, max_concurrency {CONCURRENCY}\n")
+    documents = {}
+    for tokens in sizes + ([10_000_000] if ten_million else []):
+        text, facts, _ = plant_needles(document_of(tokens), 60 if tokens <= 1_000_000 else 200)
+        documents[tokens] = (text, facts, TiktokenCounter().count(text))
+
+    print("1 + 3. orchestration overhead (instant model), tokens sent and calls")
+    print(
+        f"{'tokens':>11} {'run':>8} {'floor':>7} {'ratio':>6} {'calls':>6} {'reads':>6} {'min':>5} {'sent':>6} {'depth':>5}"
+    )
+    for text, _, doc_tokens in documents.values():
+        row = await overhead(text, doc_tokens)
+        print(
+            f"{doc_tokens:>11,} {row['wall']:>7.2f}s {row['floor']:>6.2f}s {row['wall'] / row['floor']:>5.2f}x "
+            f"{row['calls']:>6} {row['reads']:>6} {row['min_reads']:>5} {row['sent_ratio']:>5.3f}x {row['depth']:>5}"
+        )
+
+    print("\n2. parallel efficiency (0.25 s per call)")
+    print(f"{'tokens':>11} {'run':>8} {'ideal':>8} {'ratio':>6} {'calls':>6}")
+    for tokens in sizes:
+        text, _, doc_tokens = documents[tokens]
+        row = await parallel(text, 0.25)
+        print(
+            f"{doc_tokens:>11,} {row['wall']:>7.2f}s {row['ideal']:>7.2f}s {row['wall'] / row['ideal']:>5.2f}x {row['calls']:>6}"
+        )
+
+    print("\n4. peak memory (fresh interpreter; ratio = (peak - baseline) / document bytes)")
+    print(f"{'tokens':>11} {'doc MB':>7} {'base MB':>8} {'peak MB':>8} {'ratio':>6}")
+    for tokens in documents:
+        row = memory(documents[tokens][0])
+        print(
+            f"{documents[tokens][2]:>11,} {row['doc_mb']:>7.1f} {row['base_mb']:>8.1f} {row['peak_mb']:>8.1f} {row['ratio']:>5.1f}x"
+        )
+
+    print("\n5. baselines on the same perfect reader (0.02 s per call)")
+    print(f"{'tokens':>11} {'design':<16} {'wall':>8} {'calls':>6} {'tokens sent':>12} {'overflows':>9} {'facts':>9}")
+    for tokens in sizes:
+        text, facts, doc_tokens = documents[tokens]
+        for row in await ours_vs_baselines(text, facts, 0.02):
+            print(
+                f"{doc_tokens:>11,} {row['name']:<16} {row['wall']:>7.2f}s {row['calls']:>6} {row['tokens']:>12,} "
+                f"{row['overflows']:>9} {row['facts']:>4}/{len(facts)}"
+            )
+
+    print("\ncache: the same question twice (instant model, InMemoryCache)")
+    for tokens in sizes:
+        text, _, doc_tokens = documents[tokens]
+        row = await cache_rows(text)
+        (first_wall, first_calls), (second_wall, second_calls) = row["first"], row["second"]
+        print(
+            f"{doc_tokens:>11,} first {first_wall:.2f}s {first_calls} calls; second {second_wall:.2f}s {second_calls} calls"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--10m", dest="ten_million", action="store_true", help="add 10M tokens (overhead, memory)")
+    arguments = parser.parse_args()
+    asyncio.run(main([100_000, 1_000_000], arguments.ten_million))
