@@ -23,6 +23,8 @@ _BOUNDARIES: tuple[re.Pattern[str], ...] = (
     re.compile(r"[.!?…][\"'”’»)\]]*\s+|[。！？]\s*"),  # sentence end
     re.compile(r"\s+"),  # word break
 )
+FILL = 5 / 6
+"""Least share of its budget a packed part is filled to before a weaker boundary is preferred."""
 CHARACTER_CUT = len(_BOUNDARIES)
 """Boundary level of a cut made inside a word."""
 
@@ -135,15 +137,16 @@ def _best_cut(units: Sequence[Piece], first: int, last: int, low: int) -> int:
     return best
 
 
-def pack(units: Sequence[Piece], limit: int) -> list[Piece]:
+def pack(units: Sequence[Piece], limit: int, fill: float = FILL) -> list[Piece]:
     """Pack consecutive units into parts of at most ``limit`` estimated tokens.
 
-    A part is closed at the strongest boundary found in its last half, so parts
-    end at paragraph breaks where the text allows it.
+    A part is closed at the strongest boundary found in its last sixth, so parts
+    end at paragraph breaks where the text allows it without wasting calls.
 
     Args:
         units: Pieces from :func:`split_units`, each at most ``limit`` tokens.
         limit: Most tokens per part.
+        fill: Least share of ``limit`` a part keeps when it ends at a stronger boundary.
 
     Returns:
         Parts tiling the same span as ``units``; ``tokens`` is the sum of the units'.
@@ -158,12 +161,13 @@ def pack(units: Sequence[Piece], limit: int) -> list[Piece]:
             last += 1
         last = max(last - 1, first)
         if last < len(units) - 1:
-            # Only consider cuts that keep the part at least half full.
+            # Only consider cuts that keep the part at least FILL full: a part ended
+            # early at a paragraph break costs calls at every level above it.
             running = 0
             low = last
             for index in range(first, last + 1):
                 running += units[index].tokens
-                if running >= limit // 2:
+                if running >= limit * fill:
                     low = index
                     break
             last = _best_cut(units, first, last, low)
@@ -173,20 +177,26 @@ def pack(units: Sequence[Piece], limit: int) -> list[Piece]:
     return parts
 
 
-def cut_into(units: Sequence[Piece], count: int) -> list[Piece]:
-    """Cut consecutive units into ``count`` parts of about equal token size.
+def cut_into(
+    units: Sequence[Piece], count: int, weights: Sequence[int] | None = None, slack_share: float = 0.1
+) -> list[Piece]:
+    """Cut consecutive units into ``count`` parts sized in proportion to ``weights``.
 
-    Each cut snaps to the strongest boundary within a tenth of a part's size of
-    the ideal position.
+    Each cut snaps to the strongest boundary within ``slack_share`` of a part's
+    size of the ideal position.
 
     Args:
         units: Pieces from :func:`split_units`; there must be at least ``count``.
         count: Number of parts wanted.
+        weights: Relative sizes of the parts (equal when omitted).
+        slack_share: How far a cut may move to reach a stronger boundary.
 
     Returns:
         Exactly ``min(count, len(units))`` non-empty parts.
     """
     count = min(count, len(units))
+    weights = list(weights)[:count] if weights else [1] * count
+    cumulative = [sum(weights[:i]) / sum(weights) for i in range(count + 1)]
     total = sum(u.tokens for u in units)
     prefix = [0]
     for unit in units:
@@ -194,8 +204,8 @@ def cut_into(units: Sequence[Piece], count: int) -> list[Piece]:
     parts: list[Piece] = []
     first = 0
     for part_number in range(1, count):
-        target = total * part_number / count
-        slack = total / count / 10
+        target = total * cumulative[part_number]
+        slack = total / count * slack_share
         remaining_parts = count - part_number
         # Leave at least one unit for each later part.
         highest = len(units) - 1 - remaining_parts
@@ -228,8 +238,10 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
     Returns:
         The plan.
     """
-    # With overlap, finer units let each part take close to ``overlap`` tokens of its predecessor.
-    units = split_units(text, overlap or part_tokens, count_many)
+    # Units of at most a quarter part pack without leaving large gaps (a paragraph
+    # longer than that is cut at lines or sentences); with overlap, finer units let
+    # each part take close to ``overlap`` tokens of its predecessor.
+    units = split_units(text, overlap or max(1, part_tokens // 4), count_many)
     if not units:
         return Plan([], [])
     estimated = sum(u.tokens for u in units)
@@ -237,11 +249,20 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
         # Parts are packed from unit counts, with a margin for where units meet: joined
         # text tokenizes to at most the sum of its pieces give or take a token per seam,
         # so the text is counted once per run instead of once more per part.
-        packed = pack(units, part_tokens - overlap - join_margin(part_tokens))
+        limit = part_tokens - overlap - join_margin(part_tokens)
+        packed = pack(units, limit)
+        if len(packed) > math.ceil(estimated / limit):
+            # Paragraph-friendly cuts cost a call here: pack tighter instead.
+            packed = min(packed, pack(units, limit, fill=0.98), key=len)
         parts = _with_overlap(packed, units, overlap) if overlap else packed
         if len(parts) <= fanout:
             return Plan(parts, [True] * len(parts))
-    parts = cut_into(units, fanout)
+    # Size the parts in whole numbers of reading calls, so that the levels below
+    # fill their calls instead of each ending with a nearly empty one.
+    per_call = max(1.0, (part_tokens - join_margin(part_tokens)) * 0.93)
+    calls, extra = divmod(math.ceil(estimated / per_call), fanout)
+    weights = [calls + 1] * extra + [calls] * (fanout - extra) if calls else None
+    parts = cut_into(units, fanout, weights, slack_share=0.02)
     fits = [False] * len(parts)
     for index, part in enumerate(parts):
         if part.tokens <= part_tokens:
@@ -253,7 +274,7 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
 
 def join_margin(limit: int) -> int:
     """Tokens kept free in a packed part for the seams between its units."""
-    return max(16, limit // 50)
+    return max(min(16, limit // 4), limit // 50)
 
 
 def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> list[Piece]:
