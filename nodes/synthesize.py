@@ -193,13 +193,16 @@ def _output(
     return {"answer": answer, "citations": citations, "usage": synthesis.usage, "errors": synthesis.errors}
 
 
-def _short_cut(run: Invocation, items: list[_Item]) -> tuple[str, list[Citation]] | None:
+def _short_cut(settings: Settings, run: Invocation, items: list[_Item]) -> tuple[str, list[Citation]] | None:
     """Answers that need no synthesis call."""
     if not items:
         return NO_RELEVANT_INFORMATION, []
-    if len(items) == 1 and run.depth > 0:
-        # A lone finding is already this level's answer; the parent synthesizes.
-        return items[0].text, items[0].citations
+    if run.depth == 0:
+        return None
+    # Nested: the parent budgets each finding at max_output_tokens, so findings that
+    # fit that together go up as they are; the parent's synthesis combines them.
+    if len(items) == 1 or sum(settings.finding_block_tokens([i.text for i in items])) <= settings.max_output_tokens:
+        return "\n".join(item.text for item in items), _union([c for item in items for c in item.citations])
     return None
 
 
@@ -216,13 +219,13 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
     def synthesize(state: RLMState) -> dict[str, Any]:
         run, progress, items = _prepare(settings, state)
         synthesis = _Synthesis(settings, state["question"], run.depth, progress)
-        answer, citations = _short_cut(run, items) or run.drive(synthesis.steps(items))
+        answer, citations = _short_cut(settings, run, items) or run.drive(synthesis.steps(items))
         return _output(state, run, progress, synthesis, answer, citations)
 
     async def asynthesize(state: RLMState) -> dict[str, Any]:
         run, progress, items = _prepare(settings, state)
         synthesis = _Synthesis(settings, state["question"], run.depth, progress)
-        answer, citations = _short_cut(run, items) or await run.adrive(synthesis.steps(items))
+        answer, citations = _short_cut(settings, run, items) or await run.adrive(synthesis.steps(items))
         return _output(state, run, progress, synthesis, answer, citations)
 
     return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")

@@ -7,7 +7,7 @@ from langchain_core.exceptions import ContextOverflowError, ModelAPIError, Model
 from langgraph.types import RetryPolicy
 
 from rlm_graph import AllPartsFailedError, DepthLimitError, create_rlm_graph, is_transient_error
-from tests.fakes import PerfectReader, plant_needles
+from tests.fakes import PerfectReader, VerboseReader, plant_needles
 from tests.helpers import collect, covered
 
 QUESTION = "List every NEEDLE code."
@@ -157,7 +157,8 @@ async def test_nested_synthesis_failure_is_not_retried_as_a_subtree(frankenstein
             return ModelRateLimitError("429")
         return None
 
-    model = PerfectReader(fail=nested_synthesis_rate_limited)
+    # Long findings, so nested levels must synthesize rather than pass them up.
+    model = VerboseReader(filler_words=600, fail=nested_synthesis_rate_limited)
     graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
     out = await graph.ainvoke({"document": text, "question": QUESTION})
     reads = [p for p in model.prompts if "<document_part start=" in p]

@@ -55,3 +55,31 @@ async def test_cache_is_keyed_by_question(frankenstein: str) -> None:
     before = len(model.prompts)
     await graph.ainvoke({"document": frankenstein, "question": "Another question about NEEDLE codes?"})
     assert len(model.prompts) - before > 10
+
+
+async def test_sqlite_cache_is_shared_across_graph_instances(frankenstein: str, tmp_path) -> None:
+    from langgraph.cache.sqlite import SqliteCache
+
+    text, facts, _ = plant_needles(frankenstein, 6)
+    first_model, second_model = PerfectReader(), PerfectReader()
+    path = str(tmp_path / "cache.sqlite")
+    first = await create_rlm_graph(first_model, cache=SqliteCache(path=path)).ainvoke(
+        {"document": text, "question": QUESTION}
+    )
+    # A new graph and a new cache object on the same file, as another worker process would have.
+    second = await create_rlm_graph(second_model, cache=SqliteCache(path=path)).ainvoke(
+        {"document": text, "question": QUESTION}
+    )
+    assert second["answer"] == first["answer"]
+    assert all(fact in second["answer"] for fact in facts)
+    assert len(first_model.prompts) > 10
+    assert len(second_model.prompts) == 1
+
+
+async def test_cache_can_be_turned_off(frankenstein: str) -> None:
+    model = PerfectReader()
+    graph = create_rlm_graph(model, cache=False)
+    await graph.ainvoke({"document": frankenstein[:60_000], "question": QUESTION})
+    calls = len(model.prompts)
+    await graph.ainvoke({"document": frankenstein[:60_000], "question": QUESTION})
+    assert len(model.prompts) == 2 * calls

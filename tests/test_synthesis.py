@@ -47,3 +47,16 @@ async def test_a_five_megabyte_word_terminates() -> None:
     assert model.overflows == 0
     assert out["errors"] == []
     assert out["usage"]["max_depth"] >= 1
+
+
+async def test_short_nested_findings_go_up_without_a_call(frankenstein: str) -> None:
+    text, facts, offsets = plant_needles(frankenstein, 40)
+    model = PerfectReader()
+    out = await create_rlm_graph(model).ainvoke({"document": text, "question": QUESTION})
+    assert out["usage"]["max_depth"] == 1
+    synthesis_prompts = [p for p in model.prompts if '<finding id="' in p]
+    assert len(synthesis_prompts) == 1  # only the top level's
+    assert all(fact in out["answer"] for fact in facts)
+    # Citations still point at the leaf parts, not at whole nested levels.
+    assert all(any(c["start"] <= o < c["end"] for c in out["citations"]) for o in offsets)
+    assert max(c["end"] - c["start"] for c in out["citations"]) < 40_000
