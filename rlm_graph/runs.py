@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -20,6 +22,36 @@ from rlm_graph.errors import BudgetExceededError
 # Runs that crash never release their entry; the oldest entries beyond this many
 # are dropped so such leaks stay bounded.
 _MAX_TRACKED_RUNS = 4096
+
+
+class _PrioritySlots:
+    """An asyncio semaphore that wakes waiters by priority (lower first), then in order."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: tuple[int, int]) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class RunResources:
@@ -34,7 +66,7 @@ class RunResources:
         self.llm_calls = 0
         self.input_tokens = 0
         self._thread_slots = threading.BoundedSemaphore(max_concurrency)
-        self._async_slots: asyncio.Semaphore | None = None
+        self._async_slots: _PrioritySlots | None = None
         self._lock = threading.Lock()
         self._counters: dict[tuple[object, ...], int] = {}
         # Keyed by (hash, length) rather than the text, so the memo holds no copy of it.
@@ -64,12 +96,19 @@ class RunResources:
         return counted
 
     @contextlib.asynccontextmanager
-    async def async_slot(self) -> AsyncIterator[None]:
-        """Hold one model-call slot (async code)."""
+    async def async_slot(self, priority: tuple[int, int] = (1, 0)) -> AsyncIterator[None]:
+        """Hold one model-call slot (async code); lower ``priority`` is served first.
+
+        Synthesis calls go ahead of waiting reads: each one unblocks a whole level,
+        so serving them first shortens the run's critical path.
+        """
         if self._async_slots is None:
-            self._async_slots = asyncio.Semaphore(self.max_concurrency)
-        async with self._async_slots:
+            self._async_slots = _PrioritySlots(self.max_concurrency)
+        await self._async_slots.acquire(priority)
+        try:
             yield
+        finally:
+            self._async_slots.release()
 
     @contextlib.contextmanager
     def thread_slot(self) -> Iterator[None]:

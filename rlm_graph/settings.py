@@ -47,6 +47,8 @@ class ModelCall:
 
     messages: list[BaseMessage]
     prompt_tokens: int
+    urgent: bool = False
+    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +332,8 @@ class Invocation:
         """
         self.resources.spend(call.prompt_tokens)
         try:
-            async with self.resources.async_slot():
+            priority = (0, -self.depth) if call.urgent else (1, 0)
+            async with self.resources.async_slot(priority):
                 reply = await self.settings.model.ainvoke(call.messages)
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
