@@ -1,5 +1,7 @@
 """Transient errors are retried, overflows are not, and one bad part does not sink the run."""
 
+import asyncio
+
 import httpx
 import openai
 import pytest
@@ -169,3 +171,29 @@ async def test_nested_synthesis_failure_is_not_retried_as_a_subtree(frankenstein
     assert "ModelRateLimitError" in out["errors"][0]["error"]
     assert len(synth_calls) == FAST_RETRY.max_attempts
     assert "NEEDLE-0029" in out["answer"]
+
+
+class SlowOnPoison(PerfectReader):
+    """Takes half a second on prompts that hold the poison marker."""
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        if any(POISON in m.text for m in messages) and not any('<finding id="' in m.text for m in messages):
+            with self._lock:
+                self._prompts.append("\n".join(m.text for m in messages))
+            await asyncio.sleep(0.5)
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+async def test_node_timeout_policy_retries_then_reports(frankenstein: str) -> None:
+    from langgraph.types import TimeoutPolicy
+
+    text = frankenstein[:60_000] + POISON + frankenstein[60_000:120_000]
+    model = SlowOnPoison()
+    graph = create_rlm_graph(model, retry_policy=FAST_RETRY, timeout=TimeoutPolicy(run_timeout=0.2))
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    (error,) = out["errors"]
+    assert "NodeTimeoutError" in error["error"]
+    # Each attempt was cut off at the timeout (none reached the reader's answer), then retried.
+    assert len([p for p in model.prompts if POISON in p]) == FAST_RETRY.max_attempts
+    with pytest.raises(ValueError, match="only supported for async"):
+        graph.invoke({"document": text, "question": QUESTION})
