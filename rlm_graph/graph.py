@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -96,6 +97,11 @@ def _cache_key(identity: str, *parts: object) -> str:
 
 def _chunk_cache_key(settings: Settings) -> Callable[[ChunkTask], str]:
     def key(task: ChunkTask) -> str:
+        if task.get("fits") is False:
+            # A nested run's result may hold failed spans; caching it would replay the
+            # failure without a retry. Its own reads are cached inside it, so a key that
+            # never repeats costs little on a second run.
+            return f"nested:{uuid.uuid4().hex}"
         # Run key, index and total differ between runs and must not split the cache.
         # .get: LangGraph may also call this on other inputs (for example when drawing).
         return _cache_key(

@@ -40,12 +40,31 @@ async def test_cache_makes_repeat_reading_free(frankenstein: str) -> None:
     calls_second = len(model.prompts) - calls_first
     assert second["answer"] == first["answer"]
     assert second["citations"] == first["citations"]
-    # Only the top-level synthesis runs again; every part comes from the cache.
+    # Only the top-level synthesis runs again; every part read comes from the cache.
     assert calls_second == 1
     cached = [e for e in events if e.get("status") == "cached"]
-    top_parts = [e for e in events if e.get("stage") == "split" and e["status"] == "done" and e["depth"] == 0]
-    assert len(cached) == top_parts[0]["total"]
-    assert cached[-1]["done"] == cached[-1]["total"]
+    reads_first_run = calls_first - 1
+    assert len(cached) == reads_first_run
+    assert all(e["depth"] == 1 for e in cached)
+    last_by_scope = {tuple(e["scope"]): e for e in cached}
+    assert all(e["done"] == e["total"] for e in last_by_scope.values())
+
+
+async def test_partial_failures_are_not_replayed_from_the_cache(frankenstein: str) -> None:
+    text = frankenstein[:60_000] + "POISONED-SPAN " + frankenstein[60_000:]
+    attempts: list[int] = []
+
+    def fail_once(prompt: str, _: int) -> BaseException | None:
+        if "POISONED-SPAN" in prompt and '<finding id="' not in prompt and not attempts:
+            attempts.append(1)
+            return ValueError("a bad moment")
+        return None
+
+    graph = create_rlm_graph(PerfectReader(fail=fail_once))
+    first = await graph.ainvoke({"document": text, "question": QUESTION})
+    second = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert len(first["errors"]) == 1
+    assert second["errors"] == []
 
 
 async def test_cache_is_keyed_by_question(frankenstein: str) -> None:
