@@ -13,11 +13,6 @@ from rlm_graph.state.schema import RESET_USAGE
 
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
-from rlm_graph.splitter import split_units
-
-# A text this many times longer in characters than the window cannot fit one
-# call, so counting it first would only double the work.
-_MAX_CHARS_PER_TOKEN = 32
 
 
 def _validate(state: RLMState) -> tuple[str, str]:
@@ -72,16 +67,11 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}
         budget = settings.budget_for(question)
         update["budget"] = budget
-        fits = False
         # A nested level only exists because its text did not fit one call, so only
-        # the top level measures. It counts paragraphs through the run's memo (split
-        # reuses those counts) and counts the exact prompt only when it may fit.
-        if run.depth == 0 and len(document) <= settings.context_window * _MAX_CHARS_PER_TOKEN:
-            safe = neutralize_tags(document)
-            paragraphs = split_units(safe, settings.input_window, run.resources.memo_count(settings.counter.count_many))
-            if sum(p.tokens for p in paragraphs) <= settings.input_window:
-                prompt = settings.one_call_messages(safe, question, run.depth, scope)
-                fits = settings.counter.count_messages(prompt) <= settings.input_window
+        # the top level measures (through the run's memo, which split then reuses).
+        fits = run.depth == 0 and settings.fits_one_call(
+            neutralize_tags(document), question, scope, run.resources.memo_count(settings.counter.count_many)
+        )
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         return {**update, "route": "direct" if fits else "split"}
 

@@ -70,18 +70,8 @@ def _read_call(settings: Settings, task: ChunkTask) -> ModelCall:
         start=task["start"],
         end=task["end"],
     )
-    overhead = settings.counter.count_messages(
-        build_messages(
-            settings.system_prompt,
-            settings.read_part_prompt,
-            question=task["question"],
-            text="",
-            start=task["start"],
-            end=task["end"],
-        )
-    )
-    # The text's exact count is known from split; SEAM_SLACK covers the seam.
-    return ModelCall(messages, overhead + task["tokens"] + SEAM_SLACK)
+    # The text's count is known from split; SEAM_SLACK covers the seam.
+    return ModelCall(messages, settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK)
 
 
 def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> tuple[dict, dict]:

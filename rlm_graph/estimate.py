@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
-from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import SEAM_SLACK, Settings
 from rlm_graph.splitter import Piece, plan_parts
 
@@ -82,12 +82,8 @@ def part_cost(settings: Settings, text: str, question: str, part: Piece, fits: b
         The part's cost.
     """
     if fits:
-        overhead = settings.counter.count_messages(
-            build_messages(
-                settings.system_prompt, settings.read_part_prompt, question=question, text="", start=0, end=0
-            )
-        )
-        return {"llm_calls": 1, "input_tokens": overhead + part.tokens + SEAM_SLACK, "reads": 1, "max_depth": depth}
+        tokens = settings.read_overhead(question) + part.tokens + SEAM_SLACK
+        return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
     return text_cost(settings, text[part.start : part.end], question, depth + 1)
 
 
@@ -107,11 +103,10 @@ def text_cost(settings: Settings, text: str, question: str, depth: int = 0) -> C
     if not text.strip():
         return total
     safe = neutralize_tags(text)
-    prompt = settings.one_call_messages(safe, question, depth, (0, len(text)))
-    if len(text) <= settings.context_window * 32:
-        tokens = settings.counter.count_messages(prompt)
-        if tokens <= settings.input_window:
-            return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
+    # The same decision as the check node: only the top level may answer in one call.
+    if depth == 0 and settings.fits_one_call(safe, question, (0, len(text)), settings.counter.count_many):
+        tokens = settings.counter.count_messages(settings.one_call_messages(safe, question, 0, (0, len(text))))
+        return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
     budget = settings.budget_for(question)
     plan = plan_parts(
         safe,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from rlm_graph.prompts import (
     is_no_relevant,
 )
 from rlm_graph.runs import RunResources, release, resources_for
+from rlm_graph.splitter import split_units
 from rlm_graph.state import Budget, Citation, Usage
 from rlm_graph.tokens import TokenCounter
 
@@ -34,6 +35,9 @@ from rlm_graph.tokens import TokenCounter
 # across the seam, and a counter's per-message framing can differ slightly.
 SEAM_SLACK = 16
 MIN_PART_TOKENS = 64
+# A text this many times longer in characters than the window cannot fit one call,
+# so counting it first would only double the work.
+MAX_CHARS_PER_TOKEN = 32
 _OFFSET_PLACEHOLDER = 10**12
 
 CONFIG_DEPTH = "rlm_depth"
@@ -142,6 +146,47 @@ class Settings:
             self.system_prompt, self.read_part_prompt, question=question, text=text, start=scope[0], end=scope[1]
         )
 
+    def read_overhead(self, question: str) -> int:
+        """Prompt tokens of a reading call without its text.
+
+        Counted with the largest offsets a document can have, so it bounds every
+        part's framing from above.
+        """
+        return self.counter.count_messages(
+            build_messages(
+                self.system_prompt,
+                self.read_part_prompt,
+                question=question,
+                text="",
+                start=_OFFSET_PLACEHOLDER,
+                end=_OFFSET_PLACEHOLDER,
+            )
+        )
+
+    def fits_one_call(
+        self, text: str, question: str, scope: tuple[int, int], count_many: Callable[[Sequence[str]], list[int]]
+    ) -> bool:
+        """Whether a whole document (neutralized) can be answered with one call.
+
+        Paragraph counts come first (through ``count_many``, which a run memoizes
+        for ``split``); the exact prompt is counted only when it may fit.
+
+        Args:
+            text: The document, passed through ``neutralize_tags``.
+            question: The question.
+            scope: Span of ``text`` in the root document.
+            count_many: Batch token counter.
+
+        Returns:
+            True if the one-call prompt fits the input window.
+        """
+        if len(text) > self.context_window * MAX_CHARS_PER_TOKEN:
+            return False
+        if sum(unit.tokens for unit in split_units(text, self.input_window, count_many)) > self.input_window:
+            return False
+        prompt = self.one_call_messages(text, question, 0, scope)
+        return self.counter.count_messages(prompt) <= self.input_window
+
     def budget_for(self, question: str) -> Budget:
         """Token budgets of every call about ``question``.
 
@@ -154,17 +199,7 @@ class Settings:
         Raises:
             ValueError: If the question leaves no room for document text.
         """
-        read_overhead = self.counter.count_messages(
-            build_messages(
-                self.system_prompt,
-                self.read_part_prompt,
-                question=question,
-                text="",
-                start=_OFFSET_PLACEHOLDER,
-                end=_OFFSET_PLACEHOLDER,
-            )
-        )
-        part_tokens = self.input_window - read_overhead
+        part_tokens = self.input_window - self.read_overhead(question)
         per_finding = self.max_output_tokens + self.finding_block_tokens([""])[0]
         fanout = (self.input_window - self.synthesis_overhead(question)) // per_finding
         if self.max_fanout is not None:
