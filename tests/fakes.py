@@ -133,6 +133,25 @@ class LastInstructionFollower(PerfectReader):
         return super()._answer(messages)
 
 
+def first_attempts_fail(make_error: Callable[[], BaseException]) -> Callable[[str, int], BaseException | None]:
+    """A ``fail`` hook for PerfectReader: the first attempt at every prompt fails."""
+    seen: set[str] = set()
+
+    def fail(prompt: str, _: int) -> BaseException | None:
+        if prompt in seen:
+            return None
+        seen.add(prompt)
+        return make_error()
+
+    return fail
+
+
+def insert_at_paragraph(text: str, marker: str, after: int) -> tuple[str, int]:
+    """Insert ``marker`` at the first paragraph break past ``after``; return the text and its offset."""
+    position = text.index("\n\n", after) + 2
+    return text[:position] + marker + " " + text[position:], position
+
+
 def plant_needles(text: str, count: int, seed: int = 7) -> tuple[str, list[str], list[int]]:
     """Insert ``count`` facts at random sentence boundaries.
 

@@ -5,7 +5,7 @@ from langchain_core.exceptions import ModelRateLimitError
 from langgraph.types import RetryPolicy
 
 from rlm_graph import BudgetExceededError, RLMContext, create_rlm_graph, estimate_cost, is_transient_error
-from tests.fakes import PerfectReader, plant_needles
+from tests.fakes import PerfectReader, first_attempts_fail, plant_needles
 from tests.helpers import collect
 
 QUESTION = "List every NEEDLE code."
@@ -81,15 +81,7 @@ async def test_retries_cannot_push_a_run_over_budget(frankenstein: str) -> None:
     text, _, _ = plant_needles(frankenstein[:150_000], 5)
     graph_for_estimate = create_rlm_graph(PerfectReader())
     exact = estimate_cost(graph_for_estimate, text, QUESTION)["llm_calls"]
-    seen: set[str] = set()
-
-    def first_attempt_fails(prompt: str, _: int) -> BaseException | None:
-        if prompt in seen:
-            return None
-        seen.add(prompt)
-        return ModelRateLimitError("429")
-
-    model = PerfectReader(fail=first_attempt_fails)
+    model = PerfectReader(fail=first_attempts_fail(lambda: ModelRateLimitError("429")))
     retry = RetryPolicy(initial_interval=0.01, max_attempts=3, retry_on=is_transient_error)
     graph = create_rlm_graph(model, max_llm_calls=exact, retry_policy=retry)
     # Refused reads fail their parts (or, if it comes to that, the final synthesis is refused).

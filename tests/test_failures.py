@@ -9,7 +9,7 @@ from langchain_core.exceptions import ContextOverflowError, ModelAPIError, Model
 from langgraph.types import RetryPolicy
 
 from rlm_graph import AllPartsFailedError, DepthLimitError, create_rlm_graph, is_transient_error
-from tests.fakes import PerfectReader, VerboseReader, plant_needles
+from tests.fakes import PerfectReader, VerboseReader, first_attempts_fail, insert_at_paragraph, plant_needles
 from tests.helpers import collect, covered
 
 QUESTION = "List every NEEDLE code."
@@ -49,23 +49,9 @@ def test_retry_rule(error: BaseException, transient: bool) -> None:
     assert is_transient_error(error) is transient
 
 
-def poisoned(frankenstein: str) -> tuple[str, list[str], list[int], int]:
-    text, facts, offsets = plant_needles(frankenstein, 30)
-    position = text.index("\n\n", 50_000) + 2
-    return text[:position] + POISON + " " + text[position:], facts, offsets, position
-
-
 async def test_every_first_attempt_failing_still_completes(frankenstein: str) -> None:
     text, facts, _ = plant_needles(frankenstein, 30)
-    seen: set[str] = set()
-
-    def first_attempt_fails(prompt: str, _: int) -> BaseException | None:
-        if prompt in seen:
-            return None
-        seen.add(prompt)
-        return ModelRateLimitError("429 Too Many Requests")
-
-    model = PerfectReader(fail=first_attempt_fails)
+    model = PerfectReader(fail=first_attempts_fail(lambda: ModelRateLimitError("429 Too Many Requests")))
     graph = create_rlm_graph(model, retry_policy=FAST_RETRY)
     out = await graph.ainvoke({"document": text, "question": QUESTION})
     assert out["errors"] == []
@@ -75,8 +61,7 @@ async def test_every_first_attempt_failing_still_completes(frankenstein: str) ->
 
 async def test_overflow_is_not_retried_and_siblings_survive(frankenstein: str) -> None:
     text, facts, offsets = plant_needles(frankenstein, 30)
-    position = text.index("\n\n", 50_000) + 2
-    text = text[:position] + POISON + " " + text[position:]
+    text, position = insert_at_paragraph(text, POISON, 50_000)
 
     def overflow(prompt: str, _: int) -> BaseException | None:
         return (

@@ -5,7 +5,7 @@ from langchain_openai import ChatOpenAI
 from langgraph.types import RetryPolicy
 
 from rlm_graph import create_rlm_graph, is_transient_error
-from tests.fakes import plant_needles
+from tests.fakes import insert_at_paragraph, plant_needles
 from tests.openai_server import ChatServer, Faults
 
 QUESTION = "List every NEEDLE code."
@@ -34,8 +34,7 @@ async def test_twenty_percent_transient_faults_still_give_the_full_answer(franke
 
 async def test_context_length_400_is_not_retried(frankenstein: str) -> None:
     text, facts, _ = plant_needles(frankenstein, 20)
-    position = text.index("\n\n", 200_000) + 2
-    text = text[:position] + POISON + " " + text[position:]
+    text, position = insert_at_paragraph(text, POISON, 200_000)
     with ChatServer(faults=Faults(marker=POISON, marker_kind="context")) as server:
         graph = create_rlm_graph(model_for(server), context_window=8192, retry_policy=RETRY)
         out = await graph.ainvoke({"document": text, "question": QUESTION})
@@ -52,8 +51,7 @@ async def test_context_length_400_is_not_retried(frankenstein: str) -> None:
 
 async def test_a_span_that_always_fails_is_reported_and_siblings_survive(frankenstein: str) -> None:
     text, facts, _ = plant_needles(frankenstein, 20)
-    position = text.index("\n\n", 100_000) + 2
-    text = text[:position] + POISON + " " + text[position:]
+    text, position = insert_at_paragraph(text, POISON, 100_000)
     with ChatServer(faults=Faults(marker=POISON, marker_kind="503")) as server:
         graph = create_rlm_graph(model_for(server), context_window=8192, retry_policy=RETRY)
         out = await graph.ainvoke({"document": text, "question": QUESTION})
