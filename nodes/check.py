@@ -13,6 +13,7 @@ from rlm_graph.state.schema import RESET_USAGE
 
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
+from rlm_graph.splitter import has_text
 
 
 def _validate(state: RLMState) -> tuple[str, str]:
@@ -47,21 +48,22 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         configurable = get_config().get("configurable", {})
         run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
         run = Invocation.current(settings, run_key)
-        scope = (run.offset, run.offset + len(document))
+        # A nested level of a run without a checkpointer gets its leaves, not its text.
+        scope = (run.offset, run.offset + (run.leaves[-1].end - run.offset if run.leaves else len(document)))
         progress = run.writer(scope)
-        progress.progress("check", "started", "check.started", chars=len(document))
+        progress.progress("check", "started", "check.started", chars=scope[1] - scope[0])
         # Accumulators are reset so a second question on the same thread starts clean.
         update: dict[str, Any] = {
             "run_key": run_key,
             "depth": run.depth,
             "offset": run.offset,
-            "chars": len(document),
+            "chars": scope[1] - scope[0],
             "findings": None,
             "errors": None,
             "usage": {RESET_USAGE: 1, "llm_calls": 0, "max_depth": run.depth},
             "parts": [],
         }
-        if not document.strip():
+        if not run.leaves and not has_text(document):
             progress.progress("check", "done", "check.empty")
             progress.usage({"llm_calls": 0, "max_depth": run.depth})
             return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}

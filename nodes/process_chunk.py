@@ -16,6 +16,7 @@ from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import build_messages, neutralize_tags
 from rlm_graph.settings import (
     CONFIG_DEPTH,
+    CONFIG_LEAVES,
     CONFIG_OFFSET,
     CONFIG_RUN_KEY,
     SEAM_SLACK,
@@ -61,12 +62,18 @@ def _part_event(
     )
 
 
-def _read_call(settings: Settings, task: ChunkTask) -> ModelCall:
+def _text(run: Invocation, task: ChunkTask) -> str:
+    """The part's text: carried by a checkpointed run's payload, else sliced from the run's copy."""
+    text = task.get("text")
+    return neutralize_tags(text) if text is not None else run.text(task["start"], task["end"])
+
+
+def _read_call(settings: Settings, run: Invocation, task: ChunkTask) -> ModelCall:
     messages = build_messages(
         settings.system_prompt,
         settings.read_part_prompt,
         question=task["question"],
-        text=neutralize_tags(task["text"]),
+        text=_text(run, task),
         start=task["start"],
         end=task["end"],
     )
@@ -86,8 +93,17 @@ def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) 
         msg = f"part {task['start']}-{task['end']} is as large as its parent; refusing to recurse"
         raise RLMError(msg)
     _part_event(run, task, progress, "processing", "analysis.recursing", finished=False)
-    config = {"configurable": {CONFIG_DEPTH: child_depth, CONFIG_OFFSET: task["start"], CONFIG_RUN_KEY: run.run_key}}
-    return {"document": task["text"], "question": task["question"]}, config
+    config = {
+        "configurable": {
+            CONFIG_DEPTH: child_depth,
+            CONFIG_OFFSET: task["start"],
+            CONFIG_RUN_KEY: run.run_key,
+            CONFIG_LEAVES: task["leaves"],
+        }
+    }
+    # Without a checkpointer the nested level reads its leaves from the run's shared
+    # copy, so no slice of the document is made for it.
+    return {"document": task.get("text", ""), "question": task["question"]}, config
 
 
 @contextlib.contextmanager
@@ -156,7 +172,7 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
         run, progress = _start(settings, task)
         if task["fits"]:
             _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            return _from_read(run, task, progress, run.call(_read_call(settings, task)))
+            return _from_read(run, task, progress, run.call(_read_call(settings, run, task)))
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
             output = settings.graph[0].invoke(payload, config, context=run.context)
@@ -166,7 +182,7 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
         run, progress = _start(settings, task)
         if task["fits"]:
             _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            return _from_read(run, task, progress, await run.acall(_read_call(settings, task)))
+            return _from_read(run, task, progress, await run.acall(_read_call(settings, run, task)))
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
             output = await settings.graph[0].ainvoke(payload, config, context=run.context)

@@ -9,75 +9,113 @@ from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
-from rlm_graph.estimate import part_cost, synthesis_cost
+from rlm_graph.estimate import level_cost
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Invocation, Settings
-from rlm_graph.splitter import Piece, levels_needed, plan_parts
+from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
 
 
 def _task(
-    state: RLMState,
-    document: str,
-    run: Invocation,
-    part: dict[str, Any],
-    index: int,
-    total: int,
-    scope: tuple[int, int],
+    question: str, run: Invocation, group: list[Piece], index: int, total: int, scope: tuple[int, int], text: str | None
 ) -> ChunkTask:
-    return {
-        "question": state["question"],
-        "text": document[part["start"] - run.offset : part["end"] - run.offset],
-        "start": part["start"],
-        "end": part["end"],
-        "tokens": part["tokens"],
-        "fits": part["fits"],
+    task: ChunkTask = {
+        "question": question,
+        "start": group[0].start,
+        "end": group[-1].end,
+        "tokens": sum(leaf.tokens for leaf in group),
+        "fits": len(group) == 1,
         "index": index,
         "total": total,
         "depth": run.depth,
         "scope": [scope[0], scope[1]],
         "run_key": run.run_key,
     }
+    if len(group) > 1:
+        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in group]
+    if text is not None:
+        task["text"] = text
+    return task
 
 
 def _within_budget(
-    settings: Settings, run: Invocation, document: str, question: str, planned: list[tuple[Piece, bool]]
-) -> tuple[list[tuple[Piece, bool]], list[dict[str, Any]]]:
+    settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int
+) -> tuple[list[Piece], list[dict[str, Any]]]:
     """Check the whole plan against the run's budgets before any call is made.
 
-    Returns the parts to read and, with ``on_budget="partial"``, the skipped spans.
+    Returns the leaves to read and, with ``on_budget="partial"``, the skipped spans.
     """
     limits = run.resources
-    costs = [part_cost(settings, document, question, part, fits, 0) for part, fits in planned]
-    synthesis = synthesis_cost(settings, question, len(planned))
-    calls = sum(c["llm_calls"] for c in costs) + 1
-    tokens = sum(c["input_tokens"] for c in costs) + synthesis
-    over_calls = limits.max_llm_calls is not None and calls > limits.max_llm_calls
-    over_tokens = limits.max_input_tokens is not None and tokens > limits.max_input_tokens
-    if not (over_calls or over_tokens):
-        return planned, []
+
+    def affordable(count: int) -> bool:
+        cost = level_cost(settings, question, leaves[:count], fanout)
+        return (limits.max_llm_calls is None or cost["llm_calls"] <= limits.max_llm_calls) and (
+            limits.max_input_tokens is None or cost["input_tokens"] <= limits.max_input_tokens
+        )
+
+    if affordable(len(leaves)):
+        return leaves, []
     budget = f"max_llm_calls={limits.max_llm_calls}, max_input_tokens={limits.max_input_tokens}"
     if run.on_budget != "partial":
+        cost = level_cost(settings, question, leaves, fanout)
         msg = (
-            f"this document needs about {calls} model calls and {tokens} input tokens, over the budget "
-            f"({budget}); raise the budget, or pass on_budget='partial' to answer from what fits"
+            f"this document needs about {cost['llm_calls']} model calls and {cost['input_tokens']} input "
+            f"tokens, over the budget ({budget}); raise the budget, or pass on_budget='partial' to answer "
+            "from what fits"
         )
         raise BudgetExceededError(msg)
-    calls_left = (limits.max_llm_calls or calls) - 1
-    tokens_left = (limits.max_input_tokens or tokens) - synthesis
-    kept: list[tuple[Piece, bool]] = []
-    skipped: list[dict[str, Any]] = []
-    for (part, fits), cost in zip(planned, costs, strict=True):
-        if not skipped and cost["llm_calls"] <= calls_left and cost["input_tokens"] <= tokens_left:
-            kept.append((part, fits))
-            calls_left -= cost["llm_calls"]
-            tokens_left -= cost["input_tokens"]
-            continue
-        reason = f"skipped to stay within the budget ({budget}): reading it needs about {cost['llm_calls']} calls"
-        skipped.append({"start": run.offset + part.start, "end": run.offset + part.end, "error": reason})
-    if not kept:
+    # Cost grows with the number of leaves read, so the longest affordable prefix is
+    # found by bisection: the document is read from its start as far as the budget goes.
+    low, high = 0, len(leaves)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if affordable(middle):
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
         msg = f"the budget ({budget}) does not cover reading even the first part of the document"
         raise BudgetExceededError(msg)
-    return kept, skipped
+    skipped = [
+        {
+            "start": group[0].start,
+            "end": group[-1].end,
+            "error": f"skipped to stay within the budget ({budget}): reading it needs about {len(group)} calls",
+        }
+        for group in group_leaves(leaves[low:], fanout)
+    ]
+    return leaves[:low], skipped
+
+
+def _leaves(settings: Settings, run: Invocation, state: RLMState) -> list[Piece]:
+    """The leaves of this level: handed down by the parent, or planned here at depth 0."""
+    if run.leaves is not None:
+        return run.leaves
+    budget = state["budget"]
+    # Planned and sent as the model will see it; same length, so offsets hold.
+    document = neutralize_tags(state["document"])
+    run.resources.text = document
+    leaves = plan_leaves(
+        document,
+        part_tokens=budget["part_tokens"],
+        overlap=settings.chunk_overlap,
+        count_many=run.resources.memo_count(settings.counter.count_many),
+    )
+    leaves = drop_blank(document, leaves)
+    # The plan is final: nested levels group these leaves and never count again.
+    run.resources.forget_counts()
+    if run.offset:
+        leaves = [Piece(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
+    # Refuse up front, before any spending, when the tree cannot fit max_depth.
+    needed = levels_needed(len(leaves), budget["fanout"])
+    if needed > run.max_depth:
+        msg = (
+            f"the document needs {needed} nested levels with this model's window "
+            f"(about {budget['part_tokens']} document tokens per call, {budget['fanout']} parts "
+            f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
+            "with a larger context window"
+        )
+        raise DepthLimitError(msg)
+    return leaves
 
 
 def make_split(settings: Settings) -> Callable[[RLMState], Command]:
@@ -91,54 +129,58 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     """
 
     def split(state: RLMState) -> Command:
-        # Planned and sent as the model will see it; same length, so offsets hold.
-        document = neutralize_tags(state["document"])
-        budget = state["budget"]
         run = Invocation.current(settings, state["run_key"])
-        scope = (run.offset, run.offset + len(document))
+        scope = (run.offset, run.offset + state["chars"])
         progress = run.writer(scope)
         progress.progress("split", "started", "split.started")
-        plan = plan_parts(
-            document,
-            part_tokens=budget["part_tokens"],
-            fanout=budget["fanout"],
-            overlap=settings.chunk_overlap,
-            count_many=run.resources.memo_count(settings.counter.count_many),
-        )
-        if run.depth == 0:
-            # Refuse up front, before any spending, when the tree cannot fit max_depth.
-            needed = levels_needed(
-                sum(p.tokens for p in plan.parts), part_tokens=budget["part_tokens"], fanout=budget["fanout"]
-            )
-            if needed > run.max_depth:
-                msg = (
-                    f"the document needs {needed} nested levels with this model's window "
-                    f"(about {budget['part_tokens']} document tokens per call, {budget['fanout']} parts "
-                    f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
-                    "with a larger context window"
-                )
-                raise DepthLimitError(msg)
-        planned = [
-            (p, fits) for p, fits in zip(plan.parts, plan.fits, strict=True) if document[p.start : p.end].strip()
-        ]
+        question = state["question"]
+        fanout = state["budget"]["fanout"]
+        leaves = _leaves(settings, run, state)
         skipped: list[dict[str, Any]] = []
         if run.depth == 0 and (run.resources.max_llm_calls or run.resources.max_input_tokens):
-            planned, skipped = _within_budget(settings, run, document, state["question"], planned)
-            for error in skipped:
-                progress.progress(
-                    "split", "failed", "split.skipped", span=(error["start"], error["end"]), error=error["error"]
-                )
+            leaves, skipped = _within_budget(settings, run, question, leaves, fanout)
+        for error in skipped:
+            progress.progress(
+                "split", "failed", "split.skipped", span=(error["start"], error["end"]), error=error["error"]
+            )
+        groups = group_leaves(leaves, fanout)
         parts = [
-            {"start": run.offset + p.start, "end": run.offset + p.end, "tokens": p.tokens, "fits": fits}
-            for p, fits in planned
+            {"start": g[0].start, "end": g[-1].end, "tokens": sum(leaf.tokens for leaf in g), "fits": len(g) == 1}
+            for g in groups
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
+        # A checkpointed run may resume in another process, so its parts carry their
+        # text; otherwise they carry offsets into the run's one shared copy.
+        durable = run.durable
+        document = state["document"]
         sends = [
-            Send("process_chunk", _task(state, document, run, part, index, len(parts), scope))
-            for index, part in enumerate(parts, start=1)
+            Send(
+                "process_chunk",
+                _task(
+                    question,
+                    run,
+                    group,
+                    index,
+                    len(groups),
+                    scope,
+                    _slice(run, document, group[0].start, group[-1].end) if durable else None,
+                ),
+            )
+            for index, group in enumerate(groups, start=1)
         ]
         # The parts now travel in the Send payloads; dropping the text from state keeps
         # every later checkpoint of this level from serialising the document again.
         return Command(update={"parts": parts, "document": "", "errors": skipped}, goto=sends or "synthesize")
 
     return split
+
+
+def _slice(run: Invocation, document: str, start: int, end: int) -> str:
+    """Text of ``[start, end)`` in root offsets, from the run's shared copy.
+
+    A worker that resumed the run never held the root document; it slices this
+    level's own (checkpointed) document instead.
+    """
+    if run.resources.text is None and document:
+        return neutralize_tags(document[start - run.offset : end - run.offset])
+    return run.text(start, end)

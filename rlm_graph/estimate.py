@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -10,7 +11,7 @@ from typing_extensions import TypedDict
 
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import SEAM_SLACK, Settings
-from rlm_graph.splitter import Piece, plan_parts
+from rlm_graph.splitter import Piece, drop_blank, group_leaves, has_text, plan_leaves
 
 _settings_by_graph: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
 
@@ -67,61 +68,74 @@ def synthesis_cost(settings: Settings, question: str, findings: int) -> int:
     return settings.synthesis_overhead(question) + findings * block + SEAM_SLACK
 
 
-def part_cost(settings: Settings, text: str, question: str, part: Piece, fits: bool, depth: int) -> CostEstimate:
-    """Cost of one planned part: one read, or a nested invocation on it.
+def part_cost(settings: Settings, question: str, leaves: Sequence[Piece], fanout: int, depth: int) -> CostEstimate:
+    """Cost of one planned part: one read, or a nested invocation over its leaves.
 
     Args:
         settings: The graph's settings.
-        text: The neutralized text of the level the part belongs to.
         question: The question.
-        part: The part, in offsets of ``text``.
-        fits: Whether the part is read with one call.
+        leaves: The part's leaves (one for a part read directly).
+        fanout: Most parts per level.
         depth: Depth of the level the part belongs to.
 
     Returns:
         The part's cost.
     """
-    if fits:
-        tokens = settings.read_overhead(question) + part.tokens + SEAM_SLACK
+    if len(leaves) == 1:
+        tokens = settings.read_overhead(question) + leaves[0].tokens + SEAM_SLACK
         return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
-    return text_cost(settings, text[part.start : part.end], question, depth + 1)
+    return level_cost(settings, question, leaves, fanout, depth + 1)
 
 
-def text_cost(settings: Settings, text: str, question: str, depth: int = 0) -> CostEstimate:
-    """Cost of one invocation of the graph on ``text`` at ``depth``, nested ones included.
+def level_cost(
+    settings: Settings, question: str, leaves: Sequence[Piece], fanout: int, depth: int = 0
+) -> CostEstimate:
+    """Cost of one invocation that reads ``leaves``, nested invocations included.
 
     Args:
         settings: The graph's settings.
-        text: The (sub)document.
         question: The question.
+        leaves: The invocation's leaves.
+        fanout: Most parts per level.
         depth: Depth of the invocation.
 
     Returns:
         The estimate.
     """
     total: CostEstimate = {"llm_calls": 0, "input_tokens": 0, "reads": 0, "max_depth": depth}
-    if not text.strip():
-        return total
-    safe = neutralize_tags(text)
-    # The same decision as the check node: only the top level may answer in one call.
-    if depth == 0 and settings.fits_one_call(safe, question, (0, len(text)), settings.counter.count_many):
-        tokens = settings.counter.count_messages(settings.one_call_messages(safe, question, 0, (0, len(text))))
-        return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": depth}
-    budget = settings.budget_for(question)
-    plan = plan_parts(
-        safe,
-        part_tokens=budget["part_tokens"],
-        fanout=budget["fanout"],
-        count_many=settings.counter.count_many,
-        overlap=settings.chunk_overlap,
-    )
-    parts = [(p, fits) for p, fits in zip(plan.parts, plan.fits, strict=True) if safe[p.start : p.end].strip()]
-    for part, fits in parts:
-        _add(total, part_cost(settings, safe, question, part, fits, depth))
-    if depth == 0 or len(parts) > 1:
+    groups = group_leaves(leaves, fanout)
+    for group in groups:
+        _add(total, part_cost(settings, question, group, fanout, depth))
+    if depth == 0 or len(groups) > 1:
         total["llm_calls"] += 1
-        total["input_tokens"] += synthesis_cost(settings, question, len(parts))
+        total["input_tokens"] += synthesis_cost(settings, question, len(groups))
     return total
+
+
+def text_cost(settings: Settings, text: str, question: str) -> CostEstimate:
+    """Cost of a run on ``text``, nested invocations included.
+
+    Args:
+        settings: The graph's settings.
+        text: The document.
+        question: The question.
+
+    Returns:
+        The estimate.
+    """
+    if not has_text(text):
+        return {"llm_calls": 0, "input_tokens": 0, "reads": 0, "max_depth": 0}
+    safe = neutralize_tags(text)
+    # The same decision as the check node.
+    if settings.fits_one_call(safe, question, (0, len(text)), settings.counter.count_many):
+        tokens = settings.counter.count_messages(settings.one_call_messages(safe, question, 0, (0, len(text))))
+        return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": 0}
+    budget = settings.budget_for(question)
+    leaves = plan_leaves(
+        safe, part_tokens=budget["part_tokens"], count_many=settings.counter.count_many, overlap=settings.chunk_overlap
+    )
+    leaves = drop_blank(safe, leaves)
+    return level_cost(settings, question, leaves, budget["fanout"], 0)
 
 
 def estimate_cost(graph: CompiledStateGraph, document: str, question: str) -> CostEstimate:

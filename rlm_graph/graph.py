@@ -30,6 +30,7 @@ from rlm_graph.nodes import (
     route_after_check,
 )
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.runs import shared_text
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -104,10 +105,14 @@ def _chunk_cache_key(settings: Settings) -> Callable[[ChunkTask], str]:
             return f"nested:{uuid.uuid4().hex}"
         # Run key, index and total differ between runs and must not split the cache.
         # .get: LangGraph may also call this on other inputs (for example when drawing).
+        text = task.get("text")
+        if text is None:
+            shared = shared_text(task.get("run_key", ""))
+            text = shared[task["start"] : task["end"]] if shared is not None else None
         return _cache_key(
             settings.model_identity,
             task.get("question"),
-            task.get("text"),
+            text,
             task.get("start"),
             task.get("fits"),
             task.get("depth"),

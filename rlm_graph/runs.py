@@ -71,6 +71,13 @@ class RunResources:
         self._counters: dict[tuple[object, ...], int] = {}
         # Keyed by (hash, length) rather than the text, so the memo holds no copy of it.
         self._token_memo: dict[tuple[int, int], int] = {}
+        self.text: str | None = None
+        """The root document, neutralized: runs without a checkpointer send offsets, not
+        text, to their parts, which slice it from here when they are read."""
+
+    def forget_counts(self) -> None:
+        """Drop the token memo once the document is planned (nested levels reuse the plan)."""
+        self._token_memo.clear()
 
     def memo_count(self, count_many: Callable[[Sequence[str]], list[int]]) -> Callable[[Sequence[str]], list[int]]:
         """Wrap a batch counter so each distinct text is counted once per run.
@@ -194,3 +201,17 @@ def release(run_key: str) -> None:
     """
     with _registry_lock:
         _registry.pop(run_key, None)
+
+
+def shared_text(run_key: str) -> str | None:
+    """The root document a running run holds for its parts, if any.
+
+    Args:
+        run_key: The run's key.
+
+    Returns:
+        The neutralized document, or ``None`` when the run is unknown here.
+    """
+    with _registry_lock:
+        found = _registry.get(run_key)
+    return found.text if found is not None else None

@@ -16,7 +16,7 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 
 from rlm_graph.context import RLMContext
-from rlm_graph.errors import is_transient_error, retry_after_seconds
+from rlm_graph.errors import RLMError, is_transient_error, retry_after_seconds
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINDING_TEMPLATE,
@@ -27,7 +27,7 @@ from rlm_graph.prompts import (
     is_no_relevant,
 )
 from rlm_graph.runs import RunResources, release, resources_for
-from rlm_graph.splitter import split_units
+from rlm_graph.splitter import Piece, split_units
 from rlm_graph.state import Budget, Citation, Usage
 from rlm_graph.tokens import TokenCounter
 
@@ -43,6 +43,8 @@ _OFFSET_PLACEHOLDER = 10**12
 CONFIG_DEPTH = "rlm_depth"
 CONFIG_OFFSET = "rlm_offset"
 CONFIG_RUN_KEY = "rlm_run_key"
+CONFIG_LEAVES = "rlm_leaves"
+"""Config key of a nested invocation's leaves: ``[start, end, tokens]`` in root offsets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,8 @@ class Invocation:
     run_key: str
     context: RLMContext | None
     resources: RunResources
+    leaves: list[Piece] | None = None
+    """The reading-call-sized leaves a nested invocation was handed; ``None`` at depth 0."""
 
     @classmethod
     def current(cls, settings: Settings, run_key: str) -> Invocation:
@@ -263,7 +267,37 @@ class Invocation:
             resources=resources_for(
                 run_key, option("max_concurrency"), option("max_llm_calls"), option("max_input_tokens")
             ),
+            leaves=[Piece(start, end, tokens, 0) for start, end, tokens in leaves]
+            if (leaves := configurable.get(CONFIG_LEAVES))
+            else None,
         )
+
+    @property
+    def durable(self) -> bool:
+        """Whether the run is checkpointed, so a worker may resume it in another process."""
+        try:
+            return get_runtime().execution_info.thread_id is not None
+        except Exception:  # noqa: BLE001 - outside a run, or an older LangGraph: assume durable
+            return True
+
+    def text(self, start: int, end: int) -> str:
+        """The (neutralized) text of ``[start, end)`` in root offsets, from the run's shared copy.
+
+        Args:
+            start: Start offset in the root document.
+            end: End offset.
+
+        Returns:
+            The text.
+
+        Raises:
+            RLMError: If the run's text is gone (its resources were released).
+        """
+        shared = self.resources.text
+        if shared is None:
+            msg = f"the text of characters {start}-{end} is no longer held by run {self.run_key}"
+            raise RLMError(msg)
+        return shared[start:end]
 
     @property
     def max_depth(self) -> int:

@@ -31,6 +31,7 @@ CHARACTER_CUT = len(_BOUNDARIES)
 # Counting a very long unit only to learn that it is too large wastes time: no
 # tokenizer we know packs this many characters into one token on average.
 _MAX_CHARS_PER_TOKEN = 64
+_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,9 @@ class Plan:
 
     parts: list[Piece]
     fits: list[bool]
-    """Per part: whether its token count is exact and within the part budget."""
+    """Per part: whether it is one leaf, read with one call."""
+    leaves: list[list[Piece]]
+    """Per part: the leaves it holds (the part itself when it fits)."""
 
 
 CountMany = Callable[[Sequence[str]], list[int]]
@@ -177,99 +180,105 @@ def pack(units: Sequence[Piece], limit: int, fill: float = FILL) -> list[Piece]:
     return parts
 
 
-def cut_into(
-    units: Sequence[Piece], count: int, weights: Sequence[int] | None = None, slack_share: float = 0.1
-) -> list[Piece]:
-    """Cut consecutive units into ``count`` parts sized in proportion to ``weights``.
-
-    Each cut snaps to the strongest boundary within ``slack_share`` of a part's
-    size of the ideal position.
-
-    Args:
-        units: Pieces from :func:`split_units`; there must be at least ``count``.
-        count: Number of parts wanted.
-        weights: Relative sizes of the parts (equal when omitted).
-        slack_share: How far a cut may move to reach a stronger boundary.
-
-    Returns:
-        Exactly ``min(count, len(units))`` non-empty parts.
-    """
-    count = min(count, len(units))
-    weights = list(weights)[:count] if weights else [1] * count
-    cumulative = [sum(weights[:i]) / sum(weights) for i in range(count + 1)]
-    total = sum(u.tokens for u in units)
-    prefix = [0]
-    for unit in units:
-        prefix.append(prefix[-1] + unit.tokens)
-    parts: list[Piece] = []
-    first = 0
-    for part_number in range(1, count):
-        target = total * cumulative[part_number]
-        slack = total / count * slack_share
-        remaining_parts = count - part_number
-        # Leave at least one unit for each later part.
-        highest = len(units) - 1 - remaining_parts
-        candidates = [i for i in range(first, highest + 1) if abs(prefix[i + 1] - target) <= slack] or [
-            min(range(first, highest + 1), key=lambda i: abs(prefix[i + 1] - target))
-        ]
-        last = min(candidates, key=lambda i: (units[i].level, abs(prefix[i + 1] - target)))
-        parts.append(Piece(units[first].start, units[last].end, prefix[last + 1] - prefix[first], units[last].level))
-        first = last + 1
-    parts.append(Piece(units[first].start, units[-1].end, prefix[-1] - prefix[first], units[-1].level))
-    return parts
+def has_text(text: str, start: int = 0, end: int | None = None) -> bool:
+    """Whether ``text[start:end]`` holds anything but whitespace, without copying it."""
+    return _NON_SPACE.search(text, start, len(text) if end is None else end) is not None
 
 
-def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
-    """Divide one level's text into at most ``fanout`` parts.
+def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0) -> list[Piece]:
+    """Cut ``text`` into the fewest reading-call-sized parts its boundaries allow.
 
-    If the text fits in ``fanout`` parts of ``part_tokens`` each, every part is
-    packed to fit one reading call (its ``tokens`` is the sum of its units'). Otherwise the text is cut
-    into ``fanout`` parts of about equal size, and parts still too large are left
-    whole for a nested invocation.
+    The whole document is packed flat, once, the way a map-reduce would read it;
+    the recursion only groups these leaves (see :func:`group_leaves`), so nested
+    levels neither tokenize again nor end with half-empty calls.
 
     Args:
-        text: The text of this level.
+        text: The whole text.
         part_tokens: Most document tokens one reading call may hold.
-        fanout: Most parts at this level (at least 2).
-        overlap: Tokens of the previous part to repeat at the start of each
-            directly read part (0 keeps parts tiling the text exactly).
         count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous leaf to repeat at the start of each leaf
+            (0 keeps the leaves tiling the text exactly).
 
     Returns:
-        The plan.
+        Leaves tiling the text (see :func:`drop_blank`); ``tokens`` is the sum of
+        each leaf's units, which a packing margin keeps within ``part_tokens``.
     """
     # Units of at most a quarter part pack without leaving large gaps (a paragraph
     # longer than that is cut at lines or sentences); with overlap, finer units let
     # each part take close to ``overlap`` tokens of its predecessor.
     units = split_units(text, overlap or max(1, part_tokens // 4), count_many)
     if not units:
-        return Plan([], [])
-    estimated = sum(u.tokens for u in units)
-    if math.ceil(estimated / part_tokens) <= fanout:
-        # Parts are packed from unit counts, with a margin for where units meet: joined
-        # text tokenizes to at most the sum of its pieces give or take a token per seam,
-        # so the text is counted once per run instead of once more per part.
-        limit = part_tokens - overlap - join_margin(part_tokens)
-        packed = pack(units, limit)
-        if len(packed) > math.ceil(estimated / limit):
-            # Paragraph-friendly cuts cost a call here: pack tighter instead.
-            packed = min(packed, pack(units, limit, fill=0.98), key=len)
-        parts = _with_overlap(packed, units, overlap) if overlap else packed
-        if len(parts) <= fanout:
-            return Plan(parts, [True] * len(parts))
-    # Size the parts in whole numbers of reading calls, so that the levels below
-    # fill their calls instead of each ending with a nearly empty one.
-    per_call = max(1.0, (part_tokens - join_margin(part_tokens)) * 0.93)
-    calls, extra = divmod(math.ceil(estimated / per_call), fanout)
-    weights = [calls + 1] * extra + [calls] * (fanout - extra) if calls else None
-    parts = cut_into(units, fanout, weights, slack_share=0.02)
-    fits = [False] * len(parts)
-    for index, part in enumerate(parts):
-        if part.tokens <= part_tokens:
-            exact = count_many([text[part.start : part.end]])[0]
-            parts[index] = Piece(part.start, part.end, exact, part.level)
-            fits[index] = exact <= part_tokens
-    return Plan(parts, fits)
+        return []
+    # Packed from unit counts, with a margin for where units meet: joined text
+    # tokenizes to the sum of its pieces give or take a token per seam.
+    limit = part_tokens - overlap - join_margin(part_tokens)
+    packed = pack(units, limit)
+    if len(packed) > math.ceil(sum(u.tokens for u in units) / limit):
+        # Paragraph-friendly cuts cost a call here: pack tighter instead.
+        packed = min(packed, pack(units, limit, fill=0.98), key=len)
+    return _with_overlap(packed, units, overlap) if overlap else packed
+
+
+def drop_blank(text: str, leaves: Sequence[Piece]) -> list[Piece]:
+    """The leaves that hold more than whitespace: the others are not worth a call."""
+    return [leaf for leaf in leaves if has_text(text, leaf.start, leaf.end)]
+
+
+def group_leaves(leaves: Sequence[Piece], fanout: int) -> list[list[Piece]]:
+    """Group consecutive leaves into at most ``fanout`` parts of one level.
+
+    Each group holds at most as many leaves as a subtree one level shallower can
+    read, and groups are as equal as possible, so sibling subtrees finish together.
+
+    Args:
+        leaves: The leaves of this level's text.
+        fanout: Most parts per level (at least 2).
+
+    Returns:
+        The groups, in order; a group of one leaf is read directly.
+    """
+    if len(leaves) <= fanout:
+        return [[leaf] for leaf in leaves]
+    capacity = fanout
+    while capacity * fanout < len(leaves):
+        capacity *= fanout
+    count = math.ceil(len(leaves) / capacity)
+    size, extra = divmod(len(leaves), count)
+    groups: list[list[Piece]] = []
+    first = 0
+    for index in range(count):
+        last = first + size + (1 if index < extra else 0)
+        groups.append(list(leaves[first:last]))
+        first = last
+    return groups
+
+
+def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
+    """Divide one level's text into at most ``fanout`` parts.
+
+    The text is cut into leaves (:func:`plan_leaves`) and the leaves are grouped
+    (:func:`group_leaves`): a part of one leaf fits one reading call, a larger
+    part is handed, with its leaves, to a nested invocation.
+
+    Args:
+        text: The text of this level.
+        part_tokens: Most document tokens one reading call may hold.
+        fanout: Most parts at this level (at least 2).
+        count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous part to repeat at the start of each
+            directly read part (0 keeps parts tiling the text exactly).
+
+    Returns:
+        The plan.
+    """
+    leaves = plan_leaves(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
+    return plan_groups(group_leaves(leaves, fanout))
+
+
+def plan_groups(groups: Sequence[Sequence[Piece]]) -> Plan:
+    """The plan of one level whose leaves are already grouped."""
+    parts = [Piece(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
+    return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])
 
 
 def join_margin(limit: int) -> int:
@@ -292,21 +301,19 @@ def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> l
     return result
 
 
-def levels_needed(tokens: int, *, part_tokens: int, fanout: int) -> int:
-    """Depth of the deepest invocation a text of ``tokens`` tokens will need.
+def levels_needed(leaves: int, fanout: int) -> int:
+    """Depth of the deepest invocation needed to read ``leaves`` leaves.
 
     Args:
-        tokens: Size of the whole text.
-        part_tokens: Most document tokens one reading call may hold.
+        leaves: Number of reading-call-sized leaves.
         fanout: Most parts per level.
 
     Returns:
-        0 when the first level's parts all fit one call, 1 when they need one
-        nested level, and so on.
+        0 when one level reads them all, 1 when it needs one nested level, and so on.
     """
     depth = 0
-    capacity = part_tokens * fanout
-    while capacity < tokens:
+    capacity = fanout
+    while capacity < leaves:
         capacity *= fanout
         depth += 1
     return depth

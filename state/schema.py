@@ -144,14 +144,18 @@ class ChunkTask(TypedDict):
     """Payload that ``split`` sends to each ``process_chunk`` branch."""
 
     question: str
-    text: str
+    text: NotRequired[str]
+    """The part's text, carried only by checkpointed runs (a resumed worker needs it);
+    other runs slice it from the run's one shared copy when the part is read."""
     start: int
-    """Offset of ``text`` in the root document."""
+    """Offset of the part in the root document."""
     end: int
     tokens: int
-    """Token count of ``text``; exact when ``fits`` is true, estimated otherwise."""
+    """Token count of the part (the sum of its leaves' counts)."""
     fits: bool
-    """Whether ``text`` fits one reading call or needs a nested invocation."""
+    """Whether the part fits one reading call or needs a nested invocation."""
+    leaves: NotRequired[list[list[int]]]
+    """For a nested part: its reading-call-sized leaves, ``[start, end, tokens]`` each."""
     index: int
     total: int
     depth: int

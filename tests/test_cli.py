@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_ask_offline_prints_answer_citations_and_progress() -> None:
     assert citation_lines
     assert all("characters " in line and line.endswith('"') for line in citation_lines)
     # Not a terminal: plain progress lines, nested ones indented.
-    assert "Split into 6 parts" in result.stderr
+    assert re.search(r"^Split into [2-9] parts$", result.stderr, re.MULTILINE)
     assert "\n  Read 1 of" in result.stderr
     assert "\r" not in result.stderr
 

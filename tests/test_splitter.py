@@ -4,7 +4,16 @@ import time
 
 import pytest
 
-from rlm_graph.splitter import CHARACTER_CUT, cut_into, join_margin, levels_needed, pack, plan_parts, split_units
+from rlm_graph.splitter import (
+    CHARACTER_CUT,
+    group_leaves,
+    join_margin,
+    levels_needed,
+    pack,
+    plan_leaves,
+    plan_parts,
+    split_units,
+)
 from rlm_graph.tokens import TiktokenCounter
 
 COUNTER = TiktokenCounter()
@@ -76,13 +85,39 @@ def test_hostile_text_tiles_and_fits(text: str) -> None:
         assert COUNTER.count(text[part.start : part.end]) <= 256
 
 
-def test_too_long_text_is_cut_into_fanout_parts(frankenstein: str) -> None:
+def test_too_long_text_is_grouped_into_balanced_parts(frankenstein: str) -> None:
     plan = plan_parts(frankenstein, part_tokens=1000, fanout=6, count_many=COUNTER.count_many)
-    assert len(plan.parts) == 6
+    leaves = plan_leaves(frankenstein, part_tokens=1000, count_many=COUNTER.count_many)
+    assert 2 <= len(plan.parts) <= 6
     assert not any(plan.fits)
     assert_tiles(frankenstein, plan.parts)
-    sizes = [p.tokens for p in plan.parts]
-    assert max(sizes) < 1.3 * min(sizes)
+    # The parts hand their leaves down whole: every leaf once, in order.
+    assert [leaf for group in plan.leaves for leaf in group] == leaves
+    sizes = [len(group) for group in plan.leaves]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_leaves_are_as_few_as_the_window_allows(frankenstein: str) -> None:
+    leaves = plan_leaves(frankenstein, part_tokens=2000, count_many=COUNTER.count_many)
+    total = COUNTER.count(frankenstein)
+    assert_tiles(frankenstein, leaves)
+    assert all(COUNTER.count(frankenstein[leaf.start : leaf.end]) <= 2000 for leaf in leaves)
+    # Within 10% of the floor a flat map-reduce would reach with the same budget (the
+    # rest is the price of ending parts at paragraph breaks).
+    assert len(leaves) <= 1.1 * total / 2000 + 1
+
+
+@pytest.mark.parametrize(("leaves", "fanout"), [(1, 6), (6, 6), (7, 6), (36, 6), (37, 6), (145, 6), (1433, 6), (50, 2)])
+def test_groups_fit_the_depth_they_need(leaves: int, fanout: int) -> None:
+    items = list(range(leaves))
+
+    def depth_of(chunk: list[int]) -> int:
+        groups = group_leaves(chunk, fanout)  # type: ignore[arg-type]
+        assert len(groups) <= fanout
+        assert [x for g in groups for x in g] == chunk
+        return max((1 + depth_of(g) if len(g) > 1 else 0) for g in groups)
+
+    assert depth_of(items) == levels_needed(leaves, fanout)
 
 
 def test_overlap_repeats_the_previous_tail(frankenstein: str) -> None:
@@ -96,18 +131,18 @@ def test_overlap_repeats_the_previous_tail(frankenstein: str) -> None:
     assert sum(overlaps) / len(overlaps) > 100
 
 
-def test_pack_and_cut_keep_boundaries() -> None:
+def test_pack_keeps_boundaries() -> None:
     text = "word " * 1000
     units = split_units(text, 10, COUNTER.count_many)
     assert_tiles(text, pack(units, 100))
-    assert_tiles(text, cut_into(units, 7))
-    assert len(cut_into(units, 7)) == 7
 
 
 def test_levels_needed() -> None:
-    assert levels_needed(5000, part_tokens=1000, fanout=6) == 0
-    assert levels_needed(6001, part_tokens=1000, fanout=6) == 1
-    assert levels_needed(1_000_000, part_tokens=6800, fanout=6) == 2
+    assert levels_needed(1, 6) == 0
+    assert levels_needed(6, 6) == 0
+    assert levels_needed(7, 6) == 1
+    assert levels_needed(36, 6) == 1
+    assert levels_needed(37, 6) == 2
 
 
 def test_empty_text_has_no_parts() -> None:
