@@ -9,7 +9,6 @@ unit and part is a pair of offsets into the original string, so
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -32,6 +31,11 @@ CHARACTER_CUT = len(_BOUNDARIES)
 # tokenizer we know packs this many characters into one token on average.
 _MAX_CHARS_PER_TOKEN = 64
 _NON_SPACE = re.compile(r"\S")
+# Spans counted per batch, so a large text is never sliced whole at once.
+_RUNS_PER_BATCH = 256
+# Share of the limit a run of merged spans aims at, by the characters-per-token rate
+# seen so far; a run that still comes out over the limit is counted span by span.
+_MERGE_FILL = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,29 +106,60 @@ def split_units(text: str, limit: int, count_many: CountMany) -> list[Piece]:
         raise ValueError(msg)
     if not text:
         return []
-    return _split(text, 0, len(text), 0, limit, count_many, end_level=0)
+    return _split(text, 0, len(text), 0, limit, count_many, 0, [0, 0])
 
 
 def _split(
-    text: str, start: int, end: int, level: int, limit: int, count_many: CountMany, end_level: int
+    text: str,
+    start: int,
+    end: int,
+    level: int,
+    limit: int,
+    count_many: CountMany,
+    end_level: int,
+    seen: list[int],
 ) -> list[Piece]:
+    """Cut ``text[start:end]`` at ``level`` boundaries; ``seen`` is [characters, tokens] counted so far."""
     if level >= CHARACTER_CUT:
         pieces = _cut_inside_words(text, start, end, limit, count_many)
         last = pieces[-1]
         pieces[-1] = Piece(last.start, last.end, last.tokens, end_level)
         return pieces
     bounds = [start, *_cuts(text, start, end, _BOUNDARIES[level]), end]
-    spans = list(itertools.pairwise(bounds))
-    countable = [i for i, (a, b) in enumerate(spans) if b - a <= limit * _MAX_CHARS_PER_TOKEN]
-    counts = dict(zip(countable, count_many([text[spans[i][0] : spans[i][1]] for i in countable]), strict=True))
     pieces: list[Piece] = []
-    for index, (a, b) in enumerate(spans):
-        boundary = level if index < len(spans) - 1 else end_level
-        tokens = counts.get(index)
-        if tokens is not None and tokens <= limit:
-            pieces.append(Piece(a, b, tokens, boundary))
-        else:
-            pieces.extend(_split(text, a, b, level + 1, limit, count_many, boundary))
+    first = 0
+    spans = len(bounds) - 1
+    while first < spans:
+        # Neighbouring spans (short lines of verse, short paragraphs) are counted as one
+        # run, as long as the characters per token seen so far say the run fits: tens
+        # of thousands of tiny units would cost more to count and to hold than the text.
+        runs: list[tuple[int, int]] = []
+        while first < spans and len(runs) < _RUNS_PER_BATCH:
+            target = limit * seen[0] / seen[1] * _MERGE_FILL if seen[1] else 0
+            last = first
+            while last + 1 < spans and bounds[last + 2] - bounds[first] <= target:
+                last += 1
+            runs.append((first, last))
+            first = last + 1
+        # A span far longer than the rate seen so far allows is cut without being counted
+        # first; counting it would only tokenize its text twice.
+        most_chars = min(limit * _MAX_CHARS_PER_TOKEN, limit * seen[0] / seen[1] * 2 if seen[1] else math.inf)
+        countable = [r for r in runs if bounds[r[1] + 1] - bounds[r[0]] <= most_chars]
+        counts = dict(zip(countable, count_many([text[bounds[a] : bounds[b + 1]] for a, b in countable]), strict=True))
+        for run in runs:
+            a, b = bounds[run[0]], bounds[run[1] + 1]
+            boundary = level if run[1] < spans - 1 else end_level
+            tokens = counts.get(run)
+            if tokens is not None:
+                seen[0] += b - a
+                seen[1] += tokens
+            if tokens is not None and tokens <= limit:
+                pieces.append(Piece(a, b, tokens, boundary))
+            elif run[0] < run[1]:
+                # The run was too dense after all: its spans go one by one.
+                pieces.extend(_split(text, a, b, level, limit, count_many, boundary, [0, 0]))
+            else:
+                pieces.extend(_split(text, a, b, level + 1, limit, count_many, boundary, seen))
     return pieces
 
 
