@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
@@ -69,14 +70,16 @@ def _text(run: Invocation, task: ChunkTask) -> str:
 
 
 def _read_call(settings: Settings, run: Invocation, task: ChunkTask) -> ModelCall:
-    messages = build_messages(
-        settings.system_prompt,
-        settings.read_part_prompt,
-        question=task["question"],
-        text=_text(run, task),
-        start=task["start"],
-        end=task["end"],
-    )
+    def messages() -> list[BaseMessage]:
+        return build_messages(
+            settings.system_prompt,
+            settings.read_part_prompt,
+            question=task["question"],
+            text=_text(run, task),
+            start=task["start"],
+            end=task["end"],
+        )
+
     # The text's count is known from split; SEAM_SLACK covers the seam.
     return ModelCall(messages, settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK)
 

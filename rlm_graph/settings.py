@@ -51,7 +51,9 @@ CONFIG_LEAVES = "rlm_leaves"
 class ModelCall:
     """One prompt to send, with its exact token count."""
 
-    messages: list[BaseMessage]
+    messages: list[BaseMessage] | Callable[[], list[BaseMessage]]
+    """The prompt, or a function that builds it: a read's prompt is built only once
+    the call holds a slot, so queued reads do not each hold a copy of their text."""
     prompt_tokens: int
     urgent: bool = False
     """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads."""
@@ -218,6 +220,10 @@ class Settings:
         return {"part_tokens": part_tokens, "fanout": fanout}
 
 
+def _messages(call: ModelCall) -> list[BaseMessage]:
+    return call.messages() if callable(call.messages) else call.messages
+
+
 def _retry_wait(error: BaseException) -> float | None:
     return retry_after_seconds(error) if is_transient_error(error) else None
 
@@ -381,7 +387,7 @@ class Invocation:
         self.resources.spend(call.prompt_tokens)
         try:
             with self.resources.thread_slot():
-                reply = self.settings.model.invoke(call.messages)
+                reply = self.settings.model.invoke(_messages(call))
         except Exception as error:
             # Honour the server's Retry-After before LangGraph's retry policy takes over;
             # the slot is already released, so other calls go on meanwhile.
@@ -403,7 +409,7 @@ class Invocation:
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
-                reply = await self.settings.model.ainvoke(call.messages)
+                reply = await self.settings.model.ainvoke(_messages(call))
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)
