@@ -141,9 +141,9 @@ def _split(
                 last += 1
             runs.append((first, last))
             first = last + 1
-        # A span far longer than the rate seen so far allows is cut without being counted
-        # first; counting it would only tokenize its text twice.
-        most_chars = min(limit * _MAX_CHARS_PER_TOKEN, limit * seen[0] / seen[1] * 2 if seen[1] else math.inf)
+        # A span longer than the rate seen so far allows is cut without being counted
+        # first: counting it would most likely tokenize its text twice, for nothing.
+        most_chars = min(limit * _MAX_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
         countable = [r for r in runs if bounds[r[1] + 1] - bounds[r[0]] <= most_chars]
         counts = dict(zip(countable, count_many([text[bounds[a] : bounds[b + 1]] for a, b in countable]), strict=True))
         for run in runs:
