@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 
+from rlm_graph import relay
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import part_cost, synthesis_cost
 from rlm_graph.prompts import neutralize_tags
@@ -53,6 +54,7 @@ def _within_budget(
     tokens = sum(c["input_tokens"] for c in costs) + synthesis
     over_calls = limits.max_llm_calls is not None and calls > limits.max_llm_calls
     over_tokens = limits.max_input_tokens is not None and tokens > limits.max_input_tokens
+    relay.reserve_plan(limits, calls, tokens)
     if not (over_calls or over_tokens):
         return planned, []
     budget = f"max_llm_calls={limits.max_llm_calls}, max_input_tokens={limits.max_input_tokens}"

@@ -30,6 +30,7 @@ from rlm_graph.nodes import (
     route_after_check,
 )
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -155,6 +156,9 @@ def create_rlm_graph(
     no_answer_message: str = prompts.NO_ANSWER_MESSAGE,
     empty_document_message: str = prompts.EMPTY_DOCUMENT_MESSAGE,
     progress_messages: Mapping[str, str] | None = None,
+    large_model: BaseChatModel | None = None,
+    escalate_below: float = 0.5,
+    prices: Mapping[str, tuple[float, float]] | None = None,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -206,6 +210,17 @@ def create_rlm_graph(
         empty_document_message: Answer for an empty or whitespace-only document.
         progress_messages: Progress message templates by key, merged over
             ``DEFAULT_PROGRESS_MESSAGES`` (for example in Korean).
+        large_model: Relay: with a large model, ``model`` (small and cheap)
+            reads the parts and ``large_model`` synthesizes, answers documents
+            that fit one call, and re-reads the parts whose small-model reading
+            ends with low confidence. Parts are planned for the smaller of the
+            two windows.
+        escalate_below: Relay: a reading whose stated confidence is below this
+            (high = 0.9, medium = 0.6, low = 0.3, cannot tell = 0) is re-read by
+            ``large_model``. A reading that states none counts as confident.
+        prices: Price per million input and output tokens by role, e.g.
+            ``{"model": (0.15, 0.60), "large_model": (2.50, 10.00)}``; adds
+            ``cost`` to the usage.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -219,6 +234,14 @@ def create_rlm_graph(
         msg = f"model must be a LangChain BaseChatModel, got {type(model).__name__}"
         raise TypeError(msg)
     window = _resolve_context_window(model, context_window)
+    checked_prices = check_relay_options(model, large_model, escalate_below, prices)
+    if large_model is not None:
+        large_profile = getattr(large_model, "profile", None) or {}
+        large_window = large_profile.get("max_input_tokens") if isinstance(large_profile, Mapping) else None
+        # Every prompt may go to either model (an escalation re-sends a reading as is),
+        # so plan for the smaller window.
+        if isinstance(large_window, int) and large_window >= 512:
+            window = min(window, large_window)
     if max_concurrency < 1:
         msg = f"max_concurrency must be at least 1, got {max_concurrency}"
         raise ValueError(msg)
@@ -263,12 +286,15 @@ def create_rlm_graph(
         max_input_tokens=max_input_tokens,
         on_budget=on_budget,
         system_prompt=system_prompt,
-        read_part_prompt=read_part_prompt,
+        read_part_prompt=read_part_prompt + (CONFIDENCE_INSTRUCTION if large_model is not None else ""),
         direct_answer_prompt=direct_answer_prompt,
         synthesize_prompt=synthesize_prompt,
         no_answer_message=no_answer_message,
         empty_document_message=empty_document_message,
         progress_messages={**DEFAULT_PROGRESS_MESSAGES, **(progress_messages or {})},
+        large_model=large_model,
+        escalate_below=float(escalate_below),
+        prices=checked_prices,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]
