@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 
-from rlm_graph import relay
+from rlm_graph import focus, relay
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import part_cost, synthesis_cost
 from rlm_graph.prompts import neutralize_tags
@@ -100,10 +100,11 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         scope = (run.offset, run.offset + len(document))
         progress = run.writer(scope)
         progress.progress("split", "started", "split.started")
+        mode = focus.mode_for(settings, run, state["question"], progress)
         plan = plan_parts(
             document,
             part_tokens=budget["part_tokens"],
-            fanout=budget["fanout"],
+            fanout=focus.plan_fanout(mode, budget["fanout"]),
             overlap=settings.chunk_overlap,
             count_many=run.resources.memo_count(settings.counter.count_many),
         )
@@ -135,12 +136,14 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
             for p, fits in planned
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
+        parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
         sends = [
             Send("process_chunk", _task(state, document, run, part, index, len(parts), scope))
             for index, part in enumerate(parts, start=1)
         ]
         # The parts now travel in the Send payloads; dropping the text from state keeps
         # every later checkpoint of this level from serialising the document again.
-        return Command(update={"parts": parts, "document": "", "errors": skipped}, goto=sends or "synthesize")
+        update = {"parts": parts, "document": "", "errors": skipped, **extra}
+        return Command(update=update, goto=sends or "synthesize")
 
     return split

@@ -20,6 +20,7 @@ from rlm_graph import prompts
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
+from rlm_graph.focus import FocusOptions, check_focus_options
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -31,6 +32,7 @@ from rlm_graph.nodes import (
 )
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
+from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -159,6 +161,10 @@ def create_rlm_graph(
     large_model: BaseChatModel | None = None,
     escalate_below: float = 0.5,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    mode: Literal["full", "focused", "auto"] = "full",
+    retriever: Retriever | None = None,
+    max_focused_parts: int | float = 0.2,
+    index_cache_size: int = 16,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -221,6 +227,19 @@ def create_rlm_graph(
         prices: Price per million input and output tokens by role, e.g.
             ``{"model": (0.15, 0.60), "large_model": (2.50, 10.00)}``; adds
             ``cost`` to the usage.
+        mode: ``"full"`` reads every part; ``"focused"`` reads the top-level
+            parts most relevant to the question first and stops once the
+            findings answer it; ``"auto"`` decides from the question
+            (aggregation questions are read in full). Per run:
+            ``RLMContext(mode=...)``.
+        retriever: Ranks parts for focused reading; ``BM25Retriever()`` (offline,
+            the ``retrieval`` extra) by default, or
+            ``VectorStoreRetriever(embeddings)``.
+        max_focused_parts: Focused reading stops after this many parts (an int)
+            or this share of the parts (a float) once something relevant was
+            found; with nothing relevant yet it reads on.
+        index_cache_size: Part indexes kept in memory (by document hash), so
+            follow-up questions on a document reuse its index.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -235,6 +254,14 @@ def create_rlm_graph(
         raise TypeError(msg)
     window = _resolve_context_window(model, context_window)
     checked_prices = check_relay_options(model, large_model, escalate_below, prices)
+    check_focus_options(mode, max_focused_parts)
+    if retriever is not None:
+        check_retriever(retriever)
+    elif mode != "full":
+        retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
+    if not isinstance(index_cache_size, int) or index_cache_size < 1:
+        msg = f"index_cache_size must be an int of at least 1, got {index_cache_size!r}"
+        raise ValueError(msg)
     if large_model is not None:
         large_profile = getattr(large_model, "profile", None) or {}
         large_window = large_profile.get("max_input_tokens") if isinstance(large_profile, Mapping) else None
@@ -295,6 +322,12 @@ def create_rlm_graph(
         large_model=large_model,
         escalate_below=float(escalate_below),
         prices=checked_prices,
+        retrieval=FocusOptions(
+            mode=mode,
+            retriever=retriever,
+            max_focused_parts=max_focused_parts,
+            index_cache=IndexCache(index_cache_size),
+        ),
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]
@@ -319,7 +352,10 @@ def create_rlm_graph(
         cache_policy=chunk_cache,
         **model_node_options,
     )
-    builder.add_node("synthesize", make_synthesize(settings), **model_node_options)
+    # Focused reading: synthesize may send the next round of parts back to reading.
+    builder.add_node(
+        "synthesize", make_synthesize(settings), destinations=("process_chunk", END), **model_node_options
+    )
     builder.add_node("direct_answer", make_direct_answer(settings), cache_policy=direct_cache, **model_node_options)
     builder.add_edge(START, "check")
     builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])

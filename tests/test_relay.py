@@ -7,10 +7,10 @@ import re
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from rlm_graph.state import merge_usage
 
 from rlm_graph import create_rlm_graph, estimate_cost
 from rlm_graph.relay import CONFIDENCE_INSTRUCTION, split_confidence
-from rlm_graph.state import merge_usage
 from tests.fakes import NEEDLE, PerfectReader, plant_needles
 from tests.helpers import collect
 
@@ -137,7 +137,7 @@ def _tokens(usage: dict) -> dict:
 
 
 async def test_escalation_never_breaks_the_call_budget(frankenstein: str) -> None:
-    text, facts = murky_document(frankenstein[:150_000], murky=[1, 4, 9])
+    text, _ = murky_document(frankenstein[:150_000], murky=[1, 4, 9])
     probe = create_rlm_graph(SmallReader(), large_model=LargeReader())
     planned = estimate_cost(probe, text, QUESTION)["llm_calls"]
     small, large = SmallReader(), LargeReader()
