@@ -103,7 +103,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         mode = focus.mode_for(settings, run, state["question"], progress)
         plan = plan_parts(
             document,
-            part_tokens=budget["part_tokens"],
+            part_tokens=focus.plan_part_tokens(settings, mode, budget["part_tokens"]),
             fanout=focus.plan_fanout(mode, budget["fanout"]),
             overlap=settings.chunk_overlap,
             count_many=run.resources.memo_count(settings.counter.count_many),

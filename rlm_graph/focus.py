@@ -37,7 +37,7 @@ from langgraph.types import Command, Send
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import FINAL_INSTRUCTION, neutralize_tags
 from rlm_graph.retrieval import IndexCache, Retriever, default_retriever
-from rlm_graph.settings import Invocation, Settings
+from rlm_graph.settings import MIN_PART_TOKENS, Invocation, Settings
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.state.schema import PlannedPart
 
@@ -63,6 +63,9 @@ _AGGREGATION = re.compile(
 
 # A fan-out no plan reaches: every top-level part is planned to fit one reading call.
 _LEAF_FANOUT = 10**9
+QUESTION_ROOM = 256
+"""Focused parts leave this many tokens for the question whatever its length, so that
+every question shorter than that gets the same part plan, and so reuses the index."""
 
 
 @dataclass(kw_only=True)
@@ -146,6 +149,19 @@ def mode_for(settings: Settings, run: Invocation, question: str, progress: Progr
         mode, reason = "focused", "requested"
     progress.progress("split", "processing", "split.mode", mode=mode, reason=reason)
     return mode
+
+
+def plan_part_tokens(settings: Settings, mode: str, part_tokens: int) -> int:
+    """Part budget to plan the top level with.
+
+    Focused parts must not depend on the question's length, or a follow-up question
+    would get another plan and rebuild the index: they are sized for any question of
+    up to ``QUESTION_ROOM`` tokens (longer questions get their own, smaller parts).
+    """
+    if mode != "focused":
+        return part_tokens
+    stable = settings.input_window - settings.read_overhead("") - QUESTION_ROOM
+    return min(part_tokens, stable) if stable >= MIN_PART_TOKENS else part_tokens
 
 
 def plan_fanout(mode: str, fanout: int) -> int:

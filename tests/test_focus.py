@@ -258,3 +258,48 @@ def test_bad_per_run_mode_fails_early() -> None:
 def test_vector_retriever_needs_embeddings() -> None:
     with pytest.raises(TypeError, match="embeddings must be a LangChain Embeddings"):
         VectorStoreRetriever("text-embedding-3-small")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_needle_in_1m_tokens_reads_at_most_a_fifth(frankenstein: str, pride: str, kalevala: str) -> None:
+    from tests.test_needles import build_document
+
+    text, facts, _ = plant_needles(build_document([frankenstein, kalevala, pride], 1_000_000), 1, seed=2)
+    model = PerfectReader()
+    graph = create_rlm_graph(model, mode="auto")
+    out, events = await collect(graph, {"document": text, "question": f"What is {facts[0][:11]}?"})
+    assert facts[0] in out["answer"]
+    assert out["usage"]["parts_total"] >= 100
+    assert out["usage"]["parts_read"] <= 0.2 * out["usage"]["parts_total"]
+    assert len(reads(model)) == out["usage"]["parts_read"]
+    assert model.overflows == 0
+    check_bars(events)
+
+
+async def test_chat_node_reuses_the_index_across_turns(long_text: str) -> None:
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, StateGraph
+
+    from rlm_graph import DocumentChatState, create_document_node
+
+    class CountingBM25(BM25Retriever):
+        builds = 0
+
+        def build(self, texts: Sequence[str]):
+            type(self).builds += 1
+            return super().build(texts)
+
+    text, facts, _ = plant_needles(long_text, 30, seed=11)
+    model = PerfectReader()
+    analysis = create_rlm_graph(model, mode="focused", retriever=CountingBM25())
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(model, analysis))
+    builder.add_edge(START, "analyse")
+    chat = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    first = await chat.ainvoke({"messages": [HumanMessage(f"What is {facts[3][:11]}?")], "document": text}, config)
+    assert facts[3] in first["messages"][-1].text
+    second = await chat.ainvoke({"messages": [HumanMessage(f"What is {facts[22][:11]}?")]}, config)
+    assert facts[22] in second["messages"][-1].text
+    assert CountingBM25.builds == 1
