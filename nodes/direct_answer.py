@@ -19,7 +19,8 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
     progress = run.writer(scope)
     progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
     messages = settings.one_call_messages(neutralize_tags(document), state["question"], run.depth, scope)
-    return run, progress, ModelCall(messages, settings.counter.count_messages(messages))
+    # A whole document in one call is the final answer: the large model's job under relay.
+    return run, progress, ModelCall(messages, settings.counter.count_messages(messages), large=True)
 
 
 def _output(state: RLMState, run: Invocation, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:

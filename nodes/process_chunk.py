@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage
 
+from rlm_graph import relay
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import build_messages, neutralize_tags
@@ -82,6 +84,10 @@ def _read_call(settings: Settings, run: Invocation, task: ChunkTask) -> ModelCal
 
     # The text's count is known from split; SEAM_SLACK covers the seam.
     return ModelCall(messages, settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK)
+
+
+def _on_escalate(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> Callable[[], None]:
+    return functools.partial(_part_event, run, task, progress, "processing", "analysis.escalated", finished=False)
 
 
 def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> tuple[dict, dict]:
@@ -175,7 +181,8 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
         run, progress = _start(settings, task)
         if task["fits"]:
             _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            return _from_read(run, task, progress, run.call(_read_call(settings, run, task)))
+            result = relay.read(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
+            return _from_read(run, task, progress, result)
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
             output = settings.graph[0].invoke(payload, config, context=run.context)
@@ -185,7 +192,8 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
         run, progress = _start(settings, task)
         if task["fits"]:
             _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            return _from_read(run, task, progress, await run.acall(_read_call(settings, run, task)))
+            result = await relay.aread(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
+            return _from_read(run, task, progress, result)
         payload, config = _nested_request(run, task, progress)
         with _nested_failure(task):
             output = await settings.graph[0].ainvoke(payload, config, context=run.context)

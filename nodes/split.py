@@ -7,7 +7,9 @@ from typing import Any
 
 from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
+from rlm_graph.state.schema import PlannedPart
 
+from rlm_graph import focus, relay
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost
 from rlm_graph.prompts import neutralize_tags
@@ -16,22 +18,30 @@ from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, p
 
 
 def _task(
-    question: str, run: Invocation, group: list[Piece], index: int, total: int, scope: tuple[int, int], text: str | None
+    question: str,
+    run: Invocation,
+    part: PlannedPart,
+    leaves: list[Piece],
+    index: int,
+    total: int,
+    scope: tuple[int, int],
+    text: str | None,
 ) -> ChunkTask:
+    """The payload of one part: offsets, its leaves when nested, and its text when checkpointed."""
     task: ChunkTask = {
         "question": question,
-        "start": group[0].start,
-        "end": group[-1].end,
-        "tokens": sum(leaf.tokens for leaf in group),
-        "fits": len(group) == 1,
+        "start": part["start"],
+        "end": part["end"],
+        "tokens": part["tokens"],
+        "fits": part["fits"],
         "index": index,
         "total": total,
         "depth": run.depth,
         "scope": [scope[0], scope[1]],
         "run_key": run.run_key,
     }
-    if len(group) > 1:
-        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in group]
+    if len(leaves) > 1:
+        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in leaves]
     if text is not None:
         task["text"] = text
     return task
@@ -53,6 +63,7 @@ def _within_budget(
         )
 
     if affordable(len(leaves)):
+        _reserve(settings, run, question, leaves, fanout)
         return leaves, []
     budget = f"max_llm_calls={limits.max_llm_calls}, max_input_tokens={limits.max_input_tokens}"
     if run.on_budget != "partial":
@@ -83,10 +94,17 @@ def _within_budget(
         }
         for group in group_leaves(leaves[low:], fanout)
     ]
+    _reserve(settings, run, question, leaves[:low], fanout)
     return leaves[:low], skipped
 
 
-def _leaves(settings: Settings, run: Invocation, state: RLMState) -> list[Piece]:
+def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int) -> None:
+    """Book the plan, so relay escalations only spend what it leaves of the budget."""
+    cost = level_cost(settings, question, leaves, fanout)
+    relay.reserve_plan(run.resources, cost["llm_calls"], cost["input_tokens"])
+
+
+def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: int) -> list[Piece]:
     """The leaves of this level: handed down by the parent, or planned here at depth 0."""
     if run.leaves is not None:
         return run.leaves
@@ -96,7 +114,7 @@ def _leaves(settings: Settings, run: Invocation, state: RLMState) -> list[Piece]
     run.resources.text = document
     leaves = plan_leaves(
         document,
-        part_tokens=budget["part_tokens"],
+        part_tokens=part_tokens,
         overlap=settings.chunk_overlap,
         count_many=run.resources.memo_count(settings.counter.count_many),
     )
@@ -134,8 +152,9 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         progress = run.writer(scope)
         progress.progress("split", "started", "split.started")
         question = state["question"]
-        fanout = state["budget"]["fanout"]
-        leaves = _leaves(settings, run, state)
+        mode = focus.mode_for(settings, run, question, progress)
+        fanout = focus.plan_fanout(mode, state["budget"]["fanout"])
+        leaves = _leaves(settings, run, state, focus.plan_part_tokens(settings, mode, state["budget"]["part_tokens"]))
         skipped: list[dict[str, Any]] = []
         if run.depth == 0 and (run.resources.max_llm_calls or run.resources.max_input_tokens):
             leaves, skipped = _within_budget(settings, run, question, leaves, fanout)
@@ -149,28 +168,32 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
             for g in groups
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
+        groups_by_start = {group[0].start: group for group in groups}
+        document = run.resources.text if run.resources.text is not None else neutralize_tags(state["document"])
+        parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
         # A checkpointed run may resume in another process, so its parts carry their
         # text; otherwise they carry offsets into the run's one shared copy.
         durable = run.durable
-        document = state["document"]
         sends = [
             Send(
                 "process_chunk",
                 _task(
                     question,
                     run,
-                    group,
+                    part,
+                    groups_by_start[part["start"]],
                     index,
-                    len(groups),
+                    len(parts),
                     scope,
-                    _slice(run, document, group[0].start, group[-1].end) if durable else None,
+                    _slice(run, state["document"], part["start"], part["end"]) if durable else None,
                 ),
             )
-            for index, group in enumerate(groups, start=1)
+            for index, part in enumerate(parts, start=1)
         ]
         # The parts now travel in the Send payloads; dropping the text from state keeps
         # every later checkpoint of this level from serialising the document again.
-        return Command(update={"parts": parts, "document": "", "errors": skipped}, goto=sends or "synthesize")
+        update = {"parts": parts, "document": "", "errors": skipped, **extra}
+        return Command(update=update, goto=sends or "synthesize")
 
     return split
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.types import Command
 from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
 
 from rlm_graph.errors import AllPartsFailedError
+from rlm_graph.focus import FocusRound, split_complete
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINAL_INSTRUCTION,
@@ -48,8 +50,16 @@ def _findings_block(items: list[_Item]) -> str:
 class _Synthesis:
     """Synthesis of one invocation, written once for sync and async drivers."""
 
-    def __init__(self, settings: Settings, question: str, depth: int, progress: ProgressWriter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        question: str,
+        depth: int,
+        progress: ProgressWriter,
+        final_instruction: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.final_instruction = final_instruction
         self.question = question
         self.depth = depth
         self.progress = progress
@@ -65,7 +75,7 @@ class _Synthesis:
             findings=_findings_block(items),
             final_instruction=instruction,
         )
-        return ModelCall(messages, self.settings.counter.count_messages(messages), urgent=True)
+        return ModelCall(messages, self.settings.counter.count_messages(messages), urgent=True, large=True)
 
     def _fit_alone(self, item: _Item, room: int) -> _Item:
         """Shorten one finding that is larger than a whole synthesis call."""
@@ -99,7 +109,7 @@ class _Synthesis:
         return groups
 
     def steps(self, items: list[_Item]) -> CallSteps:
-        final_instruction = FINAL_INSTRUCTION if self.depth == 0 else PARTIAL_INSTRUCTION
+        final_instruction = self.final_instruction or (FINAL_INSTRUCTION if self.depth == 0 else PARTIAL_INSTRUCTION)
         while True:
             call = self._call(items, final_instruction)
             if call.prompt_tokens <= self.settings.input_window:
@@ -153,7 +163,9 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
     parts = state.get("parts") or []
     errors = state.get("errors") or []
     for finding in findings:
-        if finding["run_key"] != run.run_key:
+        # Focused reading calls synthesize once per round: announce each cached part once.
+        announced = ("cached", finding["start"], finding["end"])
+        if finding["run_key"] != run.run_key and run.resources.advance(announced) == 1:
             done = run.resources.advance((scope[0], scope[1], run.depth, "analysis"))
             progress.progress(
                 "analysis",
@@ -216,16 +228,28 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         The node runnable.
     """
 
-    def synthesize(state: RLMState) -> dict[str, Any]:
+    def synthesize(state: RLMState) -> dict[str, Any] | Command:
         run, progress, items = _prepare(settings, state)
-        synthesis = _Synthesis(settings, state["question"], run.depth, progress)
+        focused = FocusRound(settings, state, run, bool(items))
+        if focused.read_on_without_synthesis:
+            return focused.next_round(progress, {})
+        synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
         answer, citations = _short_cut(settings, run, items) or run.drive(synthesis.steps(items))
-        return _output(state, run, progress, synthesis, answer, citations)
+        if focused.wants_more(answer):
+            return focused.next_round(progress, synthesis.usage)
+        focused.report(progress)
+        return _output(state, run, progress, synthesis, split_complete(answer)[0], citations)
 
-    async def asynthesize(state: RLMState) -> dict[str, Any]:
+    async def asynthesize(state: RLMState) -> dict[str, Any] | Command:
         run, progress, items = _prepare(settings, state)
-        synthesis = _Synthesis(settings, state["question"], run.depth, progress)
+        focused = FocusRound(settings, state, run, bool(items))
+        if focused.read_on_without_synthesis:
+            return focused.next_round(progress, {})
+        synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
         answer, citations = _short_cut(settings, run, items) or await run.adrive(synthesis.steps(items))
-        return _output(state, run, progress, synthesis, answer, citations)
+        if focused.wants_more(answer):
+            return focused.next_round(progress, synthesis.usage)
+        focused.report(progress)
+        return _output(state, run, progress, synthesis, split_complete(answer)[0], citations)
 
     return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")

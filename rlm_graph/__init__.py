@@ -20,27 +20,34 @@ from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
 from rlm_graph.models import model_from_env
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
-from rlm_graph.state import Citation, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
+from rlm_graph.retrieval import BM25Retriever, IndexCache, PartIndex, Retriever, VectorStoreRetriever
+from rlm_graph.state import Citation, ModelUsage, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
 
 __all__ = [
     "DEFAULT_PROGRESS_MESSAGES",
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",
+    "BM25Retriever",
     "BudgetExceededError",
     "Citation",
     "CostEstimate",
     "DepthLimitError",
     "DocumentChatState",
     "ExtractiveChatModel",
+    "IndexCache",
+    "ModelUsage",
     "NestedRunError",
     "PartError",
+    "PartIndex",
     "ProgressEvent",
     "RLMContext",
     "RLMError",
     "RLMInput",
     "RLMOutput",
+    "Retriever",
     "Usage",
     "UsageEvent",
+    "VectorStoreRetriever",
     "create_document_node",
     "create_rlm_graph",
     "estimate_cost",

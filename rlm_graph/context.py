@@ -35,6 +35,17 @@ class RLMContext:
             "the document from the start as far as the budget allows and lists what it skipped."
         },
     )
+    mode: Literal["full", "focused", "auto"] | None = field(
+        default=None,
+        metadata={
+            "description": "Reading mode for this run: 'full' reads every part; 'focused' reads the most "
+            "relevant parts first and stops once the answer is found; 'auto' picks from the question."
+        },
+    )
+    max_focused_parts: int | float | None = field(
+        default=None,
+        metadata={"description": "Focused reading: most parts to read once something relevant is found."},
+    )
     progress_messages: Mapping[str, str] | None = field(
         default=None,
         metadata={
@@ -55,6 +66,10 @@ class RLMContext:
         if self.on_budget not in (None, "error", "partial"):
             msg = f"on_budget must be 'error' or 'partial', got {self.on_budget!r}"
             raise ValueError(msg)
+        if self.mode is not None or self.max_focused_parts is not None:
+            from rlm_graph.focus import check_focus_options
+
+            check_focus_options(self.mode or "full", 0.2 if self.max_focused_parts is None else self.max_focused_parts)
         if self.max_depth is not None and self.max_depth < 0:
             msg = f"max_depth must be 0 or more, got {self.max_depth}"
             raise ValueError(msg)

@@ -20,6 +20,7 @@ from rlm_graph import prompts
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
+from rlm_graph.focus import FocusOptions, check_focus_options
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -30,6 +31,8 @@ from rlm_graph.nodes import (
     route_after_check,
 )
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
+from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
 from rlm_graph.runs import shared_text
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
@@ -160,6 +163,13 @@ def create_rlm_graph(
     no_answer_message: str = prompts.NO_ANSWER_MESSAGE,
     empty_document_message: str = prompts.EMPTY_DOCUMENT_MESSAGE,
     progress_messages: Mapping[str, str] | None = None,
+    large_model: BaseChatModel | None = None,
+    escalate_below: float = 0.5,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    mode: Literal["full", "focused", "auto"] = "full",
+    retriever: Retriever | None = None,
+    max_focused_parts: int | float = 0.2,
+    index_cache_size: int = 16,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -211,6 +221,30 @@ def create_rlm_graph(
         empty_document_message: Answer for an empty or whitespace-only document.
         progress_messages: Progress message templates by key, merged over
             ``DEFAULT_PROGRESS_MESSAGES`` (for example in Korean).
+        large_model: Relay: with a large model, ``model`` (small and cheap)
+            reads the parts and ``large_model`` synthesizes, answers documents
+            that fit one call, and re-reads the parts whose small-model reading
+            ends with low confidence. Parts are planned for the smaller of the
+            two windows.
+        escalate_below: Relay: a reading whose stated confidence is below this
+            (high = 0.9, medium = 0.6, low = 0.3, cannot tell = 0) is re-read by
+            ``large_model``. A reading that states none counts as confident.
+        prices: Price per million input and output tokens by role, e.g.
+            ``{"model": (0.15, 0.60), "large_model": (2.50, 10.00)}``; adds
+            ``cost`` to the usage.
+        mode: ``"full"`` reads every part; ``"focused"`` reads the top-level
+            parts most relevant to the question first and stops once the
+            findings answer it; ``"auto"`` decides from the question
+            (aggregation questions are read in full). Per run:
+            ``RLMContext(mode=...)``.
+        retriever: Ranks parts for focused reading; ``BM25Retriever()`` (offline,
+            the ``retrieval`` extra) by default, or
+            ``VectorStoreRetriever(embeddings)``.
+        max_focused_parts: Focused reading stops after this many parts (an int)
+            or this share of the parts (a float) once something relevant was
+            found; with nothing relevant yet it reads on.
+        index_cache_size: Part indexes kept in memory (by document hash), so
+            follow-up questions on a document reuse its index.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -224,6 +258,22 @@ def create_rlm_graph(
         msg = f"model must be a LangChain BaseChatModel, got {type(model).__name__}"
         raise TypeError(msg)
     window = _resolve_context_window(model, context_window)
+    checked_prices = check_relay_options(model, large_model, escalate_below, prices)
+    check_focus_options(mode, max_focused_parts)
+    if retriever is not None:
+        check_retriever(retriever)
+    elif mode != "full":
+        retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
+    if not isinstance(index_cache_size, int) or index_cache_size < 1:
+        msg = f"index_cache_size must be an int of at least 1, got {index_cache_size!r}"
+        raise ValueError(msg)
+    if large_model is not None:
+        large_profile = getattr(large_model, "profile", None) or {}
+        large_window = large_profile.get("max_input_tokens") if isinstance(large_profile, Mapping) else None
+        # Every prompt may go to either model (an escalation re-sends a reading as is),
+        # so plan for the smaller window.
+        if isinstance(large_window, int) and large_window >= 512:
+            window = min(window, large_window)
     if max_concurrency < 1:
         msg = f"max_concurrency must be at least 1, got {max_concurrency}"
         raise ValueError(msg)
@@ -268,12 +318,21 @@ def create_rlm_graph(
         max_input_tokens=max_input_tokens,
         on_budget=on_budget,
         system_prompt=system_prompt,
-        read_part_prompt=read_part_prompt,
+        read_part_prompt=read_part_prompt + (CONFIDENCE_INSTRUCTION if large_model is not None else ""),
         direct_answer_prompt=direct_answer_prompt,
         synthesize_prompt=synthesize_prompt,
         no_answer_message=no_answer_message,
         empty_document_message=empty_document_message,
         progress_messages={**DEFAULT_PROGRESS_MESSAGES, **(progress_messages or {})},
+        large_model=large_model,
+        escalate_below=float(escalate_below),
+        prices=checked_prices,
+        retrieval=FocusOptions(
+            mode=mode,
+            retriever=retriever,
+            max_focused_parts=max_focused_parts,
+            index_cache=IndexCache(index_cache_size),
+        ),
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]
@@ -298,7 +357,10 @@ def create_rlm_graph(
         cache_policy=chunk_cache,
         **model_node_options,
     )
-    builder.add_node("synthesize", make_synthesize(settings), **model_node_options)
+    # Focused reading: synthesize may send the next round of parts back to reading.
+    builder.add_node(
+        "synthesize", make_synthesize(settings), destinations=("process_chunk", END), **model_node_options
+    )
     builder.add_node("direct_answer", make_direct_answer(settings), cache_policy=direct_cache, **model_node_options)
     builder.add_edge(START, "check")
     builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])

@@ -22,6 +22,12 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.done": "Read {done} of {total} parts",
     "analysis.cached": "Part {index} of {total} came from the cache",
     "analysis.failed": "Part {index} of {total} could not be read: {error}",
+    "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
+    "analysis.more": "Reading {count} more parts, most relevant first",
+    "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not needed",
+    "split.mode": "Reading mode: {mode} ({reason})",
+    "split.index": "Relevance index built in {seconds}s",
+    "split.index_reused": "Relevance index reused from an earlier question",
     "synthesis.started": "Combining {total} findings",
     "synthesis.processing": "Combined {done} of {total} groups of findings",
     "synthesis.done": "Answer ready",
@@ -29,7 +35,9 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "direct.done": "Answer ready",
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
-``start``, ``end``, ``chars``, ``error``. Unknown fields are left as written."""
+``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
+``split.index`` ``seconds``, ``analysis.more`` ``count``, ``analysis.focused`` ``parts``
+and ``skipped``. Unknown fields are left as written."""
 
 
 class _KeepUnknown(dict[str, Any]):
@@ -127,4 +135,8 @@ class ProgressWriter:
             "failed_parts": usage.get("failed_parts", 0),
             "max_depth": usage.get("max_depth", 0),
         }
+        # Relay and focused-reading figures appear only when the run produced them.
+        for key in ("by_model", "large_model_share", "cost", "escalated_parts", "parts_read", "parts_total"):
+            if key in usage:
+                event[key] = usage[key]  # type: ignore[literal-required]
         self._write(event)

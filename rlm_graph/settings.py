@@ -28,7 +28,7 @@ from rlm_graph.prompts import (
 )
 from rlm_graph.runs import RunResources, release, resources_for
 from rlm_graph.splitter import Piece, split_units
-from rlm_graph.state import Budget, Citation, Usage
+from rlm_graph.state import Budget, Citation, ModelUsage, Usage
 from rlm_graph.tokens import TokenCounter
 
 # Tokens kept free per call for where template and text meet: BPE may merge
@@ -57,6 +57,8 @@ class ModelCall:
     prompt_tokens: int
     urgent: bool = False
     """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads."""
+    large: bool = False
+    """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,14 @@ class Settings:
     no_answer_message: str
     empty_document_message: str
     progress_messages: Mapping[str, str]
+    large_model: BaseChatModel | None = None
+    """Relay: reads synthesis, direct answers and escalated parts; ``model`` reads the rest."""
+    escalate_below: float = 0.5
+    """Relay: a reading whose stated confidence is below this is redone by ``large_model``."""
+    prices: Mapping[str, tuple[float, float]] | None = None
+    """Per model role, price per million input and output tokens, for the usage ``cost``."""
+    retrieval: Any = None
+    """The focused-reading options (``rlm_graph.focus.FocusOptions``)."""
     graph: list[Runnable] = field(default_factory=list)
     """Holds the compiled graph once built, for nested invocations."""
 
@@ -111,7 +121,21 @@ class Settings:
             (self.system_prompt, self.read_part_prompt, self.direct_answer_prompt, self.synthesize_prompt)
         )
         digest = hashlib.sha256(prompts.encode()).hexdigest()[:16]
-        return f"{type(self.model).__qualname__}|{sorted(params.items())!r}|v{PROMPT_VERSION}|{digest}"
+        identity = f"{type(self.model).__qualname__}|{sorted(params.items())!r}|v{PROMPT_VERSION}|{digest}"
+        if self.large_model is not None:
+            # Whichever model read a part (or answered) decides the cached value.
+            large = getattr(self.large_model, "_identifying_params", {}) or {}
+            identity += f"|large:{type(self.large_model).__qualname__}|{sorted(large.items())!r}"
+            identity += f"|escalate<{self.escalate_below}"
+        return identity
+
+    def role_of(self, call: ModelCall) -> str:
+        """Which model answers ``call``: ``"large_model"`` or ``"model"``."""
+        return "large_model" if call.large and self.large_model is not None else "model"
+
+    def model_for(self, role: str) -> BaseChatModel:
+        """The chat model of a role."""
+        return self.large_model if role == "large_model" and self.large_model is not None else self.model
 
     def finding_block_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each finding takes inside a synthesis prompt."""
@@ -222,6 +246,27 @@ class Settings:
 
 def _messages(call: ModelCall) -> list[BaseMessage]:
     return call.messages() if callable(call.messages) else call.messages
+
+
+def model_usage(
+    prices: Mapping[str, tuple[float, float]] | None, role: str, input_tokens: int, output_tokens: int
+) -> ModelUsage:
+    """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
+
+    Args:
+        prices: Price per million input and output tokens, by role.
+        role: ``"model"`` or ``"large_model"``.
+        input_tokens: The call's prompt tokens.
+        output_tokens: The call's reply tokens.
+
+    Returns:
+        The entry.
+    """
+    entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    if prices and role in prices:
+        price_in, price_out = prices[role]
+        entry["cost"] = (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+    return entry
 
 
 def _retry_wait(error: BaseException) -> float | None:
@@ -360,7 +405,7 @@ class Invocation:
         if self.depth == 0:
             release(self.run_key)
 
-    def _result(self, call: ModelCall, reply: BaseMessage) -> CallResult:
+    def _result(self, call: ModelCall, reply: BaseMessage, role: str = "model") -> CallResult:
         text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
         metadata = getattr(reply, "usage_metadata", None) or {}
         input_tokens = metadata.get("input_tokens") or call.prompt_tokens
@@ -372,6 +417,7 @@ class Invocation:
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
+            "by_model": {role: model_usage(self.settings.prices, role, input_tokens, output_tokens)},
         }
         return CallResult(text=str(text), usage=usage)
 
@@ -385,16 +431,17 @@ class Invocation:
             The reply and its usage.
         """
         self.resources.spend(call.prompt_tokens)
+        role = self.settings.role_of(call)
         try:
             with self.resources.thread_slot():
-                reply = self.settings.model.invoke(_messages(call))
+                reply = self.settings.model_for(role).invoke(_messages(call))
         except Exception as error:
             # Honour the server's Retry-After before LangGraph's retry policy takes over;
             # the slot is already released, so other calls go on meanwhile.
             if (wait := _retry_wait(error)) is not None:
                 time.sleep(wait)
             raise
-        return self._result(call, reply)
+        return self._result(call, reply, role)
 
     async def acall(self, call: ModelCall) -> CallResult:
         """Send one prompt, holding a slot of the run's limiter (async).
@@ -406,15 +453,16 @@ class Invocation:
             The reply and its usage.
         """
         self.resources.spend(call.prompt_tokens)
+        role = self.settings.role_of(call)
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
-                reply = await self.settings.model.ainvoke(_messages(call))
+                reply = await self.settings.model_for(role).ainvoke(_messages(call))
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)
             raise
-        return self._result(call, reply)
+        return self._result(call, reply, role)
 
     def drive(self, steps: CallSteps) -> Any:
         """Run node logic written as :data:`CallSteps`, calling the model synchronously."""

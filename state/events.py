@@ -1,6 +1,6 @@
 """Progress events written to LangGraph's custom stream (``stream_mode="custom"``)."""
 
-from typing import Literal
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -44,3 +44,11 @@ class UsageEvent(TypedDict):
     total_tokens: int
     failed_parts: int
     max_depth: int
+    by_model: NotRequired[dict[str, dict[str, Any]]]
+    """Per model role (``"model"``, ``"large_model"``): ``llm_calls``, ``input_tokens``,
+    ``output_tokens`` and, with prices, ``cost``."""
+    large_model_share: NotRequired[float]
+    cost: NotRequired[float]
+    escalated_parts: NotRequired[int]
+    parts_read: NotRequired[int]
+    parts_total: NotRequired[int]

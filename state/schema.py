@@ -20,6 +20,16 @@ class PartError(TypedDict):
     error: str
 
 
+class ModelUsage(TypedDict, total=False):
+    """Usage of one of the run's models (``"model"`` or ``"large_model"``)."""
+
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    """Only when prices were given: input and output tokens at their price per million."""
+
+
 class Usage(TypedDict, total=False):
     """Model usage, summed over every call of a run (all depths)."""
 
@@ -29,14 +39,53 @@ class Usage(TypedDict, total=False):
     total_tokens: int
     failed_parts: int
     max_depth: int
+    by_model: dict[str, ModelUsage]
+    """Calls and tokens per model role: ``"model"`` and, with relay, ``"large_model"``."""
+    large_model_share: float
+    """Share of all tokens (input and output) that went through ``large_model``; derived."""
+    cost: float
+    """Sum of ``by_model`` costs, only when prices were given; derived."""
+    escalated_parts: int
+    """Parts re-read by ``large_model`` after a low-confidence small-model reading."""
+    parts_read: int
+    """Top-level parts sent to reading (focused mode reads fewer than ``parts_total``)."""
+    parts_total: int
+    """Top-level parts the document was split into."""
 
 
 RESET_USAGE = "_reset"
 """Key of an update that replaces the accumulated usage instead of adding to it."""
 
+_DERIVED = ("large_model_share", "cost")
+
+
+def _merge_by_model(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    merged = {role: dict(counts) for role, counts in left.items()}
+    for role, counts in right.items():
+        target = merged.setdefault(role, {})
+        for key, value in counts.items():
+            target[key] = target.get(key, 0) + value
+    return merged
+
+
+def _derive(usage: dict[str, Any]) -> None:
+    """Recompute the fields derived from ``by_model``, so they stay right after any merge."""
+    by_model = usage.get("by_model")
+    if not by_model:
+        return
+    tokens = {role: c.get("input_tokens", 0) + c.get("output_tokens", 0) for role, c in by_model.items()}
+    total = sum(tokens.values())
+    usage["large_model_share"] = tokens.get("large_model", 0) / total if total else 0.0
+    costs = [c["cost"] for c in by_model.values() if "cost" in c]
+    if costs:
+        usage["cost"] = sum(costs)
+
 
 def merge_usage(left: Usage | None, right: Usage | None) -> Usage:
     """Reducer for ``usage``: sums the counters, keeps the deepest ``max_depth``.
+
+    ``by_model`` is summed per model; ``large_model_share`` and ``cost`` are
+    recomputed from it, so parallel branches and nested depths merge exactly.
 
     An update holding the ``RESET_USAGE`` key replaces the total, so a new
     question on the same thread starts from zero.
@@ -51,12 +100,15 @@ def merge_usage(left: Usage | None, right: Usage | None) -> Usage:
     right = right or {}
     if RESET_USAGE in right:
         return {key: value for key, value in right.items() if key != RESET_USAGE}  # type: ignore[return-value]
-    merged: dict[str, int] = dict(left or {})
+    merged: dict[str, Any] = dict(left or {})
     for key, value in right.items():
         if key == "max_depth":
             merged[key] = max(merged.get(key, 0), value)
-        else:
+        elif key == "by_model":
+            merged[key] = _merge_by_model(merged.get(key) or {}, value)
+        elif key not in _DERIVED:
             merged[key] = merged.get(key, 0) + value
+    _derive(merged)
     return merged  # type: ignore[return-value]
 
 
@@ -122,6 +174,11 @@ class RLMOutput(TypedDict):
 
 class RLMState(TypedDict):
     """Internal state of one invocation (one level of the recursion)."""
+
+    pending: NotRequired[list[PlannedPart]]
+    """Focused reading: parts not read yet, most relevant first (empty otherwise)."""
+    focus_cap: NotRequired[int]
+    """Focused reading: most parts to read once a relevant finding exists."""
 
     document: str
     question: str

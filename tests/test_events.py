@@ -28,7 +28,7 @@ def check_shapes(events: list[dict]) -> None:
             assert event["span"] is None or event["span"][0] < event["span"][1]
         else:
             assert event["type"] == "usage"
-            assert set(event) == usage_keys
+            assert UsageEvent.__required_keys__ <= set(event) <= usage_keys
 
 
 def check_bars(events: list[dict]) -> None:

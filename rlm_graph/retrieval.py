@@ -1,0 +1,258 @@
+"""Relevance indexes over a document's parts, for focused reading.
+
+After RetroInfer (2025): the long context is kept as an index, and what a step needs
+is retrieved from it instead of re-read in full. A :class:`Retriever` builds a
+:class:`PartIndex` over the texts of a document's parts; the index ranks the parts
+for a question. Indexes are kept in an in-memory LRU (:class:`IndexCache`) keyed by
+the document's hash and the part plan, so a follow-up question about the same
+document reuses the index instead of rebuilding it.
+
+Two retrievers ship:
+
+- :class:`BM25Retriever` (the default): lexical BM25 through the ``bm25s`` package,
+  offline, no embedding model. Install with ``pip install "rlm-graph[retrieval]"``.
+- :class:`VectorStoreRetriever`: any LangChain ``Embeddings`` in any LangChain
+  ``VectorStore`` (``InMemoryVectorStore`` by default), for example
+  ``OpenAIEmbeddings``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@runtime_checkable
+class PartIndex(Protocol):
+    """An index over one document's parts."""
+
+    def rank(self, question: str) -> list[int]:
+        """Every part's position in the plan, most relevant to ``question`` first."""
+        ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Builds a :class:`PartIndex` over the texts of a document's parts."""
+
+    @property
+    def identity(self) -> str:
+        """Stable text naming the retriever and its settings (part of the index cache key)."""
+        ...
+
+    def build(self, texts: Sequence[str]) -> PartIndex:
+        """Index the parts' texts (one entry per part, in plan order)."""
+        ...
+
+
+def _complete(order: Sequence[int], count: int) -> list[int]:
+    """Keep the first occurrence of each valid position; append unranked parts in document order."""
+    seen: set[int] = set()
+    ranked = [i for i in order if 0 <= i < count and not (i in seen or seen.add(i))]
+    return ranked + [i for i in range(count) if i not in seen]
+
+
+class _BM25Index:
+    def __init__(self, retriever: BM25Retriever, texts: Sequence[str]) -> None:
+        import bm25s
+
+        self._retriever = retriever
+        self._count = len(texts)
+        self._model = bm25s.BM25(k1=retriever.k1, b=retriever.b)
+        self._model.index([retriever.tokenize(text) for text in texts], show_progress=False)
+
+    def rank(self, question: str) -> list[int]:
+        tokens = self._retriever.tokenize(question)
+        if not tokens or not self._count:
+            return list(range(self._count))
+        scores = self._model.get_scores(tokens)
+        # Stable: equal scores keep document order, so a question with no matching
+        # words reads the document from the start.
+        return sorted(range(self._count), key=lambda i: -float(scores[i]))
+
+
+class BM25Retriever:
+    """Lexical BM25 ranking (``bm25s``); offline and needs no embedding model.
+
+    Words are lower-cased runs of letters and digits (any script); English stopwords are
+    dropped so that "what", "does" and the like do not decide the ranking.
+
+    Args:
+        k1: BM25 term-frequency saturation.
+        b: BM25 length normalisation.
+        stopwords: Words to ignore; ``None`` uses bm25s' English list.
+
+    Raises:
+        ImportError: If ``bm25s`` is not installed, saying how to install it.
+    """
+
+    def __init__(self, *, k1: float = 1.5, b: float = 0.75, stopwords: Sequence[str] | None = None) -> None:
+        try:
+            from bm25s.stopwords import STOPWORDS_EN
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            msg = (
+                'focused reading ranks parts with BM25 from the bm25s package: pip install "rlm-graph[retrieval]", '
+                "or pass retriever=VectorStoreRetriever(your_embeddings)"
+            )
+            raise ImportError(msg) from exc
+        self.k1 = k1
+        self.b = b
+        self.stopwords = frozenset(word.lower() for word in (STOPWORDS_EN if stopwords is None else stopwords))
+
+    @property
+    def identity(self) -> str:
+        digest = hashlib.sha256("\x00".join(sorted(self.stopwords)).encode()).hexdigest()[:12]
+        return f"bm25s|k1={self.k1}|b={self.b}|stop={digest}"
+
+    def tokenize(self, text: str) -> list[str]:
+        """Lower-cased words of ``text`` without stopwords."""
+        return [word for word in _WORD.findall(text.lower()) if word not in self.stopwords]
+
+    def build(self, texts: Sequence[str]) -> PartIndex:
+        return _BM25Index(self, texts)
+
+
+class _VectorIndex:
+    def __init__(self, store: VectorStore, count: int) -> None:
+        self._store = store
+        self._count = count
+
+    def rank(self, question: str) -> list[int]:
+        if not self._count:
+            return []
+        found = self._store.similarity_search(question, k=self._count)
+        return _complete([int(doc.metadata["part"]) for doc in found], self._count)
+
+
+class VectorStoreRetriever:
+    """Dense ranking with a LangChain ``Embeddings`` model in a LangChain ``VectorStore``.
+
+    Each part is one entry of a fresh store, with its position as metadata. Mind
+    the embedding model's own input limit: ``OpenAIEmbeddings`` splits longer
+    inputs and averages them by itself; other models may truncate.
+
+    Args:
+        embeddings: The embedding model, for example ``OpenAIEmbeddings()``.
+        store_factory: Makes an empty store for the embeddings;
+            ``InMemoryVectorStore`` by default.
+        name: Names the retriever in the index cache key; defaults to the
+            embeddings' class and model name.
+
+    Raises:
+        TypeError: If ``embeddings`` is not a LangChain ``Embeddings``.
+    """
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        *,
+        store_factory: Callable[[Embeddings], VectorStore] = InMemoryVectorStore,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(embeddings, Embeddings):
+            msg = f"embeddings must be a LangChain Embeddings, got {type(embeddings).__name__}"
+            raise TypeError(msg)
+        self.embeddings = embeddings
+        self.store_factory = store_factory
+        model = getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None) or ""
+        self.name = name or f"{type(embeddings).__qualname__}|{model}"
+
+    @property
+    def identity(self) -> str:
+        return f"vectorstore|{self.name}|{getattr(self.store_factory, '__qualname__', self.store_factory)!s}"
+
+    def build(self, texts: Sequence[str]) -> PartIndex:
+        store = self.store_factory(self.embeddings)
+        if texts:
+            store.add_texts(list(texts), metadatas=[{"part": i} for i in range(len(texts))])
+        return _VectorIndex(store, len(texts))
+
+
+class IndexCache:
+    """A small in-memory LRU of part indexes, keyed by document hash, part plan and retriever.
+
+    Lives as long as the compiled graph; not shared across processes (an index is
+    cheap to rebuild next to reading the parts it ranks).
+
+    Args:
+        maxsize: Most indexes kept; the least recently used go first.
+    """
+
+    def __init__(self, maxsize: int = 16) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, ...], PartIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(retriever: Retriever, document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, ...]:
+        """The cache key: retriever identity, sha256 of the document, and a digest of the part spans."""
+        plan = hashlib.sha256(repr(list(spans)).encode()).hexdigest()
+        return (retriever.identity, hashlib.sha256(document.encode()).hexdigest(), plan)
+
+    def get_or_build(
+        self, retriever: Retriever, document: str, spans: Sequence[tuple[int, int]]
+    ) -> tuple[PartIndex, float, bool]:
+        """Return the index of these parts, building it on first use.
+
+        Args:
+            retriever: Builds the index.
+            document: The text the spans point into.
+            spans: ``(start, end)`` of every part, in plan order, in ``document`` offsets.
+
+        Returns:
+            The index, seconds spent building it (0 when reused), and whether it was reused.
+        """
+        key = self.key(retriever, document, spans)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found, 0.0, True
+        started = time.perf_counter()
+        index = retriever.build([document[start:end] for start, end in spans])
+        seconds = time.perf_counter() - started
+        with self._lock:
+            self._entries[key] = index
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return index, seconds, False
+
+
+def default_retriever() -> Retriever:
+    """The offline default: :class:`BM25Retriever` with its default settings."""
+    return BM25Retriever()
+
+
+def check_retriever(retriever: Any) -> Retriever:
+    """Validate a ``retriever`` option.
+
+    Args:
+        retriever: What the caller passed.
+
+    Returns:
+        The retriever.
+
+    Raises:
+        TypeError: If it lacks ``identity`` or ``build``.
+    """
+    if not isinstance(retriever, Retriever):
+        msg = (
+            f"retriever must have an identity property and build(texts) -> index with rank(question) "
+            f"(rlm_graph.BM25Retriever or rlm_graph.VectorStoreRetriever), got {type(retriever).__name__}"
+        )
+        raise TypeError(msg)
+    return retriever
