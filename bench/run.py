@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py            # 100K and 1M tokens (a few minutes)
     .venv/bin/python bench/run.py --10m      # also 10M tokens for overhead and memory
 
+The relay and focused-reading rows (``bench/relay_focus.py``) close the run.
+
 Everything runs on the same documents (built from the public-domain books in the
 repository, with planted facts) and fake models, so the ratios are side by side.
 """
@@ -31,6 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.cache.memory import InMemoryCache
 from pydantic import PrivateAttr
 
+from bench import relay_focus
 from bench.baselines import map_reduce, sequential
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
@@ -252,6 +255,9 @@ async def main(sizes: list[int], ten_million: bool) -> None:
         print(
             f"{doc_tokens:>11,} first {first_wall:.2f}s {first_calls} calls; second {second_wall:.2f}s {second_calls} calls"
         )
+
+    print("\nrelay (small model first) and focused reading, 1M tokens")
+    await relay_focus.main()
 
 
 if __name__ == "__main__":
