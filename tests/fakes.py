@@ -83,7 +83,24 @@ class PerfectReader(BaseChatModel):
             raise error
         facts = sorted(set(NEEDLE.findall(prompt)))
         reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        if (verdict := self.completeness(prompt, facts)) is not None:
+            reply += f"\nCOMPLETE: {verdict}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    def completeness(self, prompt: str, facts: list[str]) -> str | None:
+        """The ``COMPLETE:`` verdict when the prompt asks for one (a focused synthesis), else ``None``.
+
+        ``yes`` once every NEEDLE code the question names is among the facts, ``no`` when
+        no fact is, ``partly`` otherwise (also for a question that names no code).
+        """
+        if "COMPLETE: yes" not in prompt:
+            return None
+        question = re.search(r"<question>\s*(.*?)\s*</question>", prompt, re.DOTALL)
+        wanted = set(re.findall(r"NEEDLE-\d{4}", question.group(1) if question else ""))
+        found = {fact.split(" is ")[0] for fact in facts}
+        if not found:
+            return "no"
+        return "yes" if wanted and wanted <= found else "partly"
 
     def _enter(self) -> None:
         with self._lock:
