@@ -33,6 +33,8 @@ class _Item:
     text: str
     citations: list[Citation]
     span: tuple[int, int]
+    original_chars: int = 0
+    """Length before a truncation (0: never truncated)."""
 
 
 def _union(citations: list[Citation]) -> list[Citation]:
@@ -82,15 +84,16 @@ class _Synthesis:
         text = item.text
         while self.settings.finding_block_tokens([text + _TRUNCATION_NOTE])[0] > room and len(text) > 1:
             text = text[: int(len(text) * 0.9)]
-        self.errors.append(
-            {
-                "start": item.span[0],
-                "end": item.span[1],
-                "error": f"finding of {len(item.text)} characters was truncated to {len(text)} to fit the window",
-                "kind": "truncated",
-            }
-        )
-        return _Item(text + _TRUNCATION_NOTE, item.citations, item.span)
+        original = item.original_chars or len(item.text)
+        error: PartError = {
+            "start": item.span[0],
+            "end": item.span[1],
+            "error": f"finding of {original} characters was truncated to {len(text)} to fit the window",
+            "kind": "truncated",
+        }
+        # Cut again (to fit beside another finding): one entry per finding, with its final size.
+        self.errors = [e for e in self.errors if (e["start"], e["end"]) != item.span] + [error]
+        return _Item(text + _TRUNCATION_NOTE, item.citations, item.span, original)
 
     def _groups(self, items: list[_Item]) -> list[list[_Item]]:
         room = self.settings.input_window - self.overhead
@@ -249,7 +252,7 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         if focused.wants_more(answer):
             return focused.next_round(progress, synthesis.usage)
         focused.report(progress)
-        answer = split_complete(answer)[0] if focused.active else answer
+        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
         return _output(state, run, progress, synthesis, answer, citations, focused)
 
     async def asynthesize(state: RLMState) -> dict[str, Any] | Command:
@@ -262,7 +265,7 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         if focused.wants_more(answer):
             return focused.next_round(progress, synthesis.usage)
         focused.report(progress)
-        answer = split_complete(answer)[0] if focused.active else answer
+        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
         return _output(state, run, progress, synthesis, answer, citations, focused)
 
     return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")
