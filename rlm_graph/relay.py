@@ -118,6 +118,9 @@ def _budget_allows(run: Invocation, call: ModelCall) -> bool:
 
 def _escalated(small: CallResult, large: CallResult) -> CallResult:
     text, _ = split_confidence(large.text)
+    if not text:
+        msg = "the large model replied with a confidence line only"
+        raise EmptyReplyError(msg)
     return CallResult(text=text, usage=merge_usage(merge_usage(small.usage, large.usage), {"escalated_parts": 1}))
 
 

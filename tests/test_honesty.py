@@ -476,3 +476,45 @@ def test_a_nested_truncation_reaches_the_final_answer() -> None:
     assert truncated
     assert out["answer"].startswith("The tally starts with item0.\n\n")
     assert "were too long to combine and were shortened" in out["answer"]
+
+
+# The note's text ------------------------------------------------------------------------------
+
+
+def test_coverage_note_merges_spans_and_lists_at_most_five() -> None:
+    from rlm_graph.coverage import Coverage, settle_answer
+    from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
+
+    errors = [
+        {"start": 0, "end": 100, "error": "x"},
+        {"start": 20, "end": 50, "error": "nested, inside the one above"},
+        *({"start": 1000 * n, "end": 1000 * n + 10, "error": "y", "kind": "failed"} for n in range(1, 7)),
+        {"start": 9000, "end": 9500, "error": "z", "kind": "truncated"},
+    ]
+    coverage = Coverage(chars=100_000, errors=errors)
+    assert coverage.notes({}) == [
+        "7 part(s) of the document could not be read (characters 0-100, 1000-1010, 2000-2010, 3000-3010, "
+        "4000-4010 and 2 more, <1% of the text), so the answer does not cover them.",
+        "1 finding(s) were too long to combine and were shortened (from characters 9000-9500), "
+        "so some details may be missing.",
+    ]
+    assert coverage.usage() == {"parts_skipped": 0, "findings_truncated": 1}
+    text, answered = settle_answer("An answer.", coverage, DEFAULT_PROGRESS_MESSAGES, NO_ANSWER_MESSAGE)
+    assert answered
+    assert text.startswith("An answer.\n\n7 part(s) of the document could not be read")
+    # A document read in full with nothing relevant: absence is established.
+    full = Coverage(chars=100, errors=[{"start": 0, "end": 50, "error": "t", "kind": "truncated"}])
+    assert settle_answer(NO_RELEVANT_INFORMATION, full, {}, NO_ANSWER_MESSAGE) == (NO_ANSWER_MESSAGE, False)
+
+
+def test_coverage_note_for_focused_reading() -> None:
+    from rlm_graph.coverage import Coverage
+
+    stopped = Coverage(chars=1000, parts_read=4, parts_total=20)
+    assert stopped.notes({}) == [
+        "Read 4 of 20 parts, the most relevant; the other 16 were not read, so the answer may be incomplete."
+    ]
+    assert stopped.usage() == {"parts_skipped": 0, "findings_truncated": 0, "parts_unread": 16, "stopped_early": 1}
+    complete = Coverage(chars=1000, parts_read=2, parts_total=20, complete=True)
+    assert complete.notes({"answer.focused_complete": ""}) == []
+    assert complete.usage()["stopped_early"] == 0
