@@ -51,7 +51,8 @@ class FakeReader(BaseChatModel):
 
     ``role="small"`` garbles the facts of parts marked MURKY and ends those readings
     with ``CONFIDENCE: low``; any role answers a synthesis that asks for a
-    ``COMPLETE:`` line with ``no`` until it has every code the question names.
+    ``COMPLETE:`` line with ``partly`` (``no`` while it has none) until it has every
+    code the question names.
     """
 
     role: str = "large"
@@ -90,7 +91,7 @@ class FakeReader(BaseChatModel):
             question = re.search(r"<question>\s*(.*?)\s*</question>", prompt, re.DOTALL).group(1)
             wanted = set(re.findall(r"NEEDLE-\d{4}", question))
             seen = {fact.split(" is ")[0] for fact in facts}
-            reply += "\nCOMPLETE: " + ("yes" if wanted <= seen else "no")
+            reply += "\nCOMPLETE: " + ("yes" if wanted <= seen else "partly" if seen else "no")
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):

@@ -224,7 +224,7 @@ def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeErr
         # parts all failed would end without synthesizing (or explaining) anything.
         return Command(
             update={
-                "errors": [{"start": task["start"], "end": task["end"], "error": reason}],
+                "errors": [{"start": task["start"], "end": task["end"], "error": reason, "kind": "failed"}],
                 "usage": {"failed_parts": 1},
             },
             goto="synthesize",

@@ -91,6 +91,7 @@ def _within_budget(
             "start": group[0].start,
             "end": group[-1].end,
             "error": f"skipped to stay within the budget ({budget}): reading it needs about {len(group)} calls",
+            "kind": "skipped",
         }
         for group in group_leaves(leaves[low:], fanout)
     ]

@@ -33,6 +33,8 @@ class _Item:
     text: str
     citations: list[Citation]
     span: tuple[int, int]
+    original_chars: int = 0
+    """Length before a truncation (0: never truncated)."""
 
 
 def _union(citations: list[Citation]) -> list[Citation]:
@@ -82,14 +84,16 @@ class _Synthesis:
         text = item.text
         while self.settings.finding_block_tokens([text + _TRUNCATION_NOTE])[0] > room and len(text) > 1:
             text = text[: int(len(text) * 0.9)]
-        self.errors.append(
-            {
-                "start": item.span[0],
-                "end": item.span[1],
-                "error": f"finding of {len(item.text)} characters was truncated to {len(text)} to fit the window",
-            }
-        )
-        return _Item(text + _TRUNCATION_NOTE, item.citations, item.span)
+        original = item.original_chars or len(item.text)
+        error: PartError = {
+            "start": item.span[0],
+            "end": item.span[1],
+            "error": f"finding of {original} characters was truncated to {len(text)} to fit the window",
+            "kind": "truncated",
+        }
+        # Cut again (to fit beside another finding): one entry per finding, with its final size.
+        self.errors = [e for e in self.errors if (e["start"], e["end"]) != item.span] + [error]
+        return _Item(text + _TRUNCATION_NOTE, item.citations, item.span, original)
 
     def _groups(self, items: list[_Item]) -> list[list[_Item]]:
         room = self.settings.input_window - self.overhead
@@ -175,7 +179,9 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
                 total=len(parts),
                 span=(finding["start"], finding["end"]),
             )
-    if not findings and errors:
+    # A focused round whose parts all failed found nothing yet: the next round reads on.
+    more_to_read = run.depth == 0 and bool(state.get("pending"))
+    if not findings and errors and not more_to_read:
         first = errors[0]
         msg = (
             f"all {len(parts)} parts of characters {scope[0]}-{scope[1]} failed, so there is nothing to "
@@ -198,11 +204,19 @@ def _output(
     synthesis: _Synthesis,
     answer: str,
     citations: list[Citation],
+    focused: FocusRound,
 ) -> dict[str, Any]:
-    answer, citations = run.settle(answer, citations)
+    usage = synthesis.usage
+    coverage = None
+    if run.depth == 0:
+        # Only the final answer speaks to the user: it says what was not read or was cut.
+        errors = [*(state.get("errors") or []), *synthesis.errors]
+        coverage = focused.coverage(state.get("chars", len(state["document"])), errors)
+        usage = merge_usage(usage, coverage.usage())
+    answer, citations = run.settle(answer, citations, coverage)
     progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)
-    run.finish(progress, merge_usage(state.get("usage"), synthesis.usage))
-    return {"answer": answer, "citations": citations, "usage": synthesis.usage, "errors": synthesis.errors}
+    run.finish(progress, merge_usage(state.get("usage"), usage))
+    return {"answer": answer, "citations": citations, "usage": usage, "errors": synthesis.errors}
 
 
 def _short_cut(settings: Settings, run: Invocation, items: list[_Item]) -> tuple[str, list[Citation]] | None:
@@ -238,7 +252,8 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         if focused.wants_more(answer):
             return focused.next_round(progress, synthesis.usage)
         focused.report(progress)
-        return _output(state, run, progress, synthesis, split_complete(answer)[0], citations)
+        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
+        return _output(state, run, progress, synthesis, answer, citations, focused)
 
     async def asynthesize(state: RLMState) -> dict[str, Any] | Command:
         run, progress, items = _prepare(settings, state)
@@ -250,6 +265,7 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         if focused.wants_more(answer):
             return focused.next_round(progress, synthesis.usage)
         focused.report(progress)
-        return _output(state, run, progress, synthesis, split_complete(answer)[0], citations)
+        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
+        return _output(state, run, progress, synthesis, answer, citations, focused)
 
     return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")

@@ -49,6 +49,16 @@ class BudgetExceededError(RLMError):
     """The run's plan, or its next call, would exceed ``max_llm_calls`` or ``max_input_tokens``."""
 
 
+class EmptyReplyError(RLMError):
+    """A model call returned an empty (or whitespace-only) reply.
+
+    A 200 with no content comes from a content filter, a length cut-off or a
+    proxy; it says nothing about the document, so it is retried like a transient
+    error and never taken (or cached) as "nothing relevant". Only the
+    ``NO_RELEVANT_INFORMATION`` marker means that.
+    """
+
+
 class DepthLimitError(RLMError):
     """The document needs more nesting levels than ``max_depth`` allows."""
 
@@ -82,7 +92,8 @@ def is_transient_error(error: BaseException) -> bool:
 
     LangGraph's default ``retry_on`` also retries ``openai.BadRequestError``,
     which includes context-length overflows that fail the same way every time;
-    this rule never retries a 4xx other than 408/409/425/429.
+    this rule never retries a 4xx other than 408/409/425/429. An empty reply
+    (:class:`EmptyReplyError`) is retried.
 
     Args:
         error: The exception a node raised.
@@ -90,6 +101,8 @@ def is_transient_error(error: BaseException) -> bool:
     Returns:
         True when the same call may succeed if tried again.
     """
+    if isinstance(error, EmptyReplyError):
+        return True
     if is_context_overflow(error) or isinstance(error, RLMError):
         return False
     if isinstance(error, ModelError):

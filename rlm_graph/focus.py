@@ -5,20 +5,26 @@ Modes (``create_rlm_graph(mode=...)``, or per run ``RLMContext(mode=...)``):
 - ``"full"``: read every part (the default).
 - ``"focused"``: at the top level, the document is planned in parts that each fit
   one reading call, ranked by a :class:`rlm_graph.retrieval.PartIndex`, and read in
-  relevance order, ``max_concurrency`` parts per round. After a round, if any
-  finding is relevant, the synthesis is asked whether the findings already answer
-  the question completely (a last line ``COMPLETE: yes`` or ``no``; a reply without
-  it counts as complete). Reading stops when they do, or when ``max_focused_parts``
-  parts have been read. While nothing relevant has been found, reading goes on
-  past that budget, in relevance order, so focused mode never answers "not in the
-  document" without having read it all.
+  relevance order, ``max_concurrency`` parts per round. After a round with any
+  finding, the synthesis judges the findings: a last line ``COMPLETE: yes`` (they
+  answer the question fully), ``COMPLETE: partly`` (they answer part of it) or
+  ``COMPLETE: no`` (they do not answer it). Only an explicit ``yes`` stops reading
+  early. ``partly``, or a reply without the line (or with an unclear one), reads on
+  until ``max_focused_parts`` parts have been read: the cap bounds spending once
+  something relevant is found. ``no``, like a round whose readers all found nothing
+  or whose parts all failed, means nothing is found yet: reading goes on past the
+  cap, in relevance order. So focused mode never answers "not in the document"
+  without having read it all, and a round of failed parts is never the end of it.
+  When reading stops with parts unread, ``usage`` (``parts_unread``, and
+  ``stopped_early`` when the synthesis had not said ``yes``) and the answer text
+  say so (:mod:`rlm_graph.coverage`).
 - ``"auto"``: the question decides. Aggregation questions ("list every ...",
   "summarize", "how many", "timeline", ...) are read in full; targeted ones
   ("what is X's phone number") are focused. See :func:`decide_mode`.
 
 Nothing happens in nested levels: focusing picks among top-level parts, so every
 part read is one reading call. Parts not read are not errors; usage reports
-``parts_read`` and ``parts_total``.
+``parts_read``, ``parts_total`` and ``parts_unread``.
 
 The rounds run inside the fixed node set: ``split`` sends the first round, and
 ``synthesize`` sends the next round with ``Command(goto=[Send("process_chunk", ...)])``
@@ -34,27 +40,32 @@ from typing import Any, Literal
 
 from langgraph.types import Command, Send
 
+from rlm_graph.coverage import Coverage
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import FINAL_INSTRUCTION
+from rlm_graph.prompts import FINAL_INSTRUCTION, is_no_relevant
 from rlm_graph.retrieval import IndexCache, Retriever, default_retriever
 from rlm_graph.settings import MIN_PART_TOKENS, Invocation, Settings
 from rlm_graph.splitter import Piece
 from rlm_graph.state import RLMState, Usage, merge_usage
-from rlm_graph.state.schema import PlannedPart
+from rlm_graph.state.schema import PartError, PlannedPart
 
 Mode = Literal["full", "focused", "auto"]
 MODES: tuple[str, ...] = ("full", "focused", "auto")
 
 COMPLETENESS_INSTRUCTION = (
     " Then, on a last line of its own, write COMPLETE: yes if these findings fully answer the "
-    "question, or COMPLETE: no if other parts of the document could still add to the answer."
+    "question, COMPLETE: partly if they answer only part of it and other parts of the document "
+    "could add to the answer, or COMPLETE: no if they do not answer the question."
 )
 """Appended to the final instruction of a focused synthesis while unread parts remain."""
 
 _COMPLETE = re.compile(
-    r"^[ \t>*_`#\-\[(]*complete[ \t*_`]*[:=\-][ \t*_`\"']*(?P<value>yes|no|true|false)[ \t*_`\"'.)\]!]*$",
-    re.IGNORECASE | re.MULTILINE,
+    r"^[ \t>*_`#\-\[(]*complete[ \t*_`]*[:=\-][ \t*_`\"']*(?P<value>yes|no|partly|partially|partial|true|false)"
+    r"[ \t*_`\"'.)\]!]*$",
+    re.IGNORECASE,
 )
+_VERDICTS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+Verdict = Literal["yes", "partly", "no"]
 _AGGREGATION = re.compile(
     r"\b(?:list|lists|listing|every|all|each|summari[sz]e|summary|summaries|overview|how\s+many|count|"
     r"overall|timeline|chronolog\w*|throughout|entire|whole|enumerate|total|compare|comparison|themes?|"
@@ -226,21 +237,21 @@ def first_round(
     return first, extra
 
 
-def split_complete(answer: str) -> tuple[str, bool | None]:
-    """Separate an answer from its ``COMPLETE: yes|no`` line.
+def split_complete(answer: str) -> tuple[str, Verdict | None]:
+    """Separate an answer from its ``COMPLETE: yes|partly|no`` line (its last non-empty line).
 
     Args:
         answer: The synthesis reply.
 
     Returns:
-        The answer without the line, and ``True``/``False``, or ``None`` when it has none.
+        The answer without the line, and ``"yes"``, ``"partly"`` or ``"no"``, or ``None``
+        when the last line is not such a line.
     """
-    matches = list(_COMPLETE.finditer(answer))
-    if not matches:
+    head, _, last = answer.rstrip().rpartition("\n")
+    match = _COMPLETE.match(last.strip())
+    if match is None:
         return answer, None
-    last = matches[-1]
-    value = last.group("value").lower() in ("yes", "true")
-    return (answer[: last.start()] + answer[last.end() :]).strip(), value
+    return head.strip(), _VERDICTS.get(match.group("value").lower(), "partly")  # type: ignore[return-value]
 
 
 class FocusRound:
@@ -255,25 +266,44 @@ class FocusRound:
         self.cap = state.get("focus_cap", 0)
         self.active = run.depth == 0 and bool(self.pending)
         self.has_findings = has_findings
+        """Whether something relevant is found: first the readers' replies, then the synthesis' verdict."""
+        self.complete = False
+        """Whether the synthesis said ``COMPLETE: yes``."""
 
     @property
     def read_on_without_synthesis(self) -> bool:
-        """Nothing relevant yet and parts remain: read on (past the budget if need be)."""
+        """No reader found anything (or every part failed) and parts remain: read on, past the cap if need be."""
         return self.active and not self.has_findings
 
     @property
-    def may_continue(self) -> bool:
-        """Something was found, and the budget allows another round if it is incomplete."""
-        return self.active and self.has_findings and len(self.read) < self.cap
-
-    @property
     def final_instruction(self) -> str | None:
-        """The synthesis' final instruction: asks for ``COMPLETE:`` while another round is possible."""
-        return FINAL_INSTRUCTION + COMPLETENESS_INSTRUCTION if self.may_continue else None
+        """The synthesis' final instruction: asks for ``COMPLETE:`` while unread parts remain."""
+        return FINAL_INSTRUCTION + COMPLETENESS_INSTRUCTION if self.active else None
 
     def wants_more(self, answer: str) -> bool:
-        """Whether a synthesis reply says the answer is incomplete (and another round may run)."""
-        return self.may_continue and split_complete(answer)[1] is False
+        """Whether to read another round after this synthesis reply.
+
+        Only ``COMPLETE: yes`` stops early. ``no`` (or a "nothing relevant" reply)
+        means nothing is found yet, so reading goes on past the cap; ``partly``, or no
+        clear line, reads on while the cap allows.
+        """
+        body, verdict = split_complete(answer)
+        self.complete = verdict == "yes"
+        if not self.active or self.complete:
+            return False
+        if verdict == "no" or is_no_relevant(body):
+            self.has_findings = False
+            return True
+        return len(self.read) < self.cap
+
+    def coverage(self, chars: int, errors: list[PartError]) -> Coverage:
+        """What the run read, for the answer's note (focused counts only at depth 0 of a focused run)."""
+        if self.run.depth != 0 or not self.state.get("focus_cap"):
+            return Coverage(chars=chars, errors=errors)
+        total = len(self.read) + len(self.pending)
+        return Coverage(
+            chars=chars, errors=errors, parts_read=len(self.read), parts_total=total, complete=self.complete
+        )
 
     def next_round(self, progress: ProgressWriter, usage: Usage) -> Command:
         """Send the next parts, most relevant first.
@@ -289,7 +319,7 @@ class FocusRound:
 
         room = self.run.resources.max_concurrency
         if self.has_findings:
-            room = min(room, self.cap - len(self.read))
+            room = max(1, min(room, self.cap - len(self.read)))
         batch, rest = self.pending[:room], self.pending[room:]
         progress.progress("analysis", "processing", "analysis.more", count=len(batch))
         scope = (self.run.offset, self.run.offset + self.state["chars"])
@@ -321,7 +351,7 @@ class FocusRound:
         return Command(update=update, goto=sends)
 
     def report(self, progress: ProgressWriter) -> None:
-        """Say how many parts were read and how many were not needed (focused runs only)."""
+        """Say how many parts were read and how many were not (focused runs only)."""
         if self.run.depth != 0 or not self.state.get("focus_cap"):
             return
         total = len(self.read) + len(self.pending)

@@ -26,7 +26,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+|\n\s*\n")
 _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Capt|Gen|Lt|vs|etc|e\.g|i\.e)|\b[A-Z])\.\s+$")
 _BLOCK = re.compile(r"<(document_part|document|finding)\b[^>]*>\n?(.*?)\n?</\1>", re.DOTALL)
-_FINDING_ID = re.compile(r'<finding id="(\d+)">')
+_FINDING_ID = re.compile(r'<finding id="F(\d+)">')
 _QUESTION = re.compile(r"<question>\s*(.*?)\s*</question>", re.DOTALL)
 _FOLLOW_UP = re.compile(r"<follow_up>\s*(.*?)\s*</follow_up>", re.DOTALL)
 _CONVERSATION = re.compile(r"<conversation>\s*(.*?)\s*</conversation>", re.DOTALL)
@@ -194,7 +194,7 @@ class ExtractiveChatModel(BaseChatModel):
     ``<document>``, ``<document_part>`` or ``<finding>`` blocks (the default
     prompts' delimiters), ranks sentences with BM25 and replies with the best
     ones in reading order, or ``NO_RELEVANT_INFORMATION`` when none matches.
-    Quotes taken from numbered findings keep their ``[n]`` marker. Asked to
+    Quotes taken from numbered findings keep their ``[Fn]`` marker. Asked to
     rewrite a ``<follow_up>`` question (see :mod:`rlm_graph.chat`), it applies a
     fixed rule instead of understanding: it appends the previous user question in
     parentheses, so the ranking sees its words too. A prompt
@@ -239,7 +239,7 @@ class ExtractiveChatModel(BaseChatModel):
         blocks = list(_BLOCK.finditer(prompt))
         for block in blocks:
             number = _FINDING_ID.match(block.group(0))
-            marker = f" [{number.group(1)}]" if number else ""
+            marker = f" [F{number.group(1)}]" if number else ""
             candidates.extend((sentence, marker) for sentence in split_sentences(block.group(2)))
         if not blocks:
             candidates = [(s, "") for s in split_sentences(prompt)]

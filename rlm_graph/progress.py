@@ -24,7 +24,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.failed": "Part {index} of {total} could not be read: {error}",
     "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
     "analysis.more": "Reading {count} more parts, most relevant first",
-    "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not needed",
+    "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not read",
     "split.mode": "Reading mode: {mode} ({reason})",
     "split.index": "Relevance index built in {seconds}s",
     "split.index_reused": "Relevance index reused from an earlier question",
@@ -33,11 +33,41 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "synthesis.done": "Answer ready",
     "direct.started": "Answering from the whole text",
     "direct.done": "Answer ready",
+    # Notes the final answer carries when the document was not read in full (rlm_graph.coverage).
+    # An empty template drops its note.
+    "answer.not_found_in_read": "Nothing relevant to the question was found in the parts that were read.",
+    "answer.failed": (
+        "{count} part(s) of the document could not be read (characters {spans}, {share} of the text), "
+        "so the answer does not cover them."
+    ),
+    "answer.skipped": (
+        "{count} part(s) of the document were not read, to stay within the budget (characters {spans}, "
+        "{share} of the text), so the answer does not cover them."
+    ),
+    "answer.truncated": (
+        "{count} finding(s) were too long to combine and were shortened (from characters {spans}), "
+        "so some details may be missing."
+    ),
+    "answer.focused_incomplete": (
+        "Read {read} of {total} parts, the most relevant; the other {unread} were not read, "
+        "so the answer may be incomplete."
+    ),
+    "answer.focused_complete": "Read {read} of {total} parts, the most relevant; the other {unread} were not needed.",
+    "answer.more_spans": "{spans} and {more} more",
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
 ``split.index`` ``seconds``, ``analysis.more`` ``count``, ``analysis.focused`` ``parts``
-and ``skipped``. Unknown fields are left as written."""
+and ``skipped``. Unknown fields are left as written.
+
+The ``answer.*`` keys are not progress events but the notes the final answer text
+carries when the document was not read in full (see :mod:`rlm_graph.coverage`):
+``answer.failed``, ``answer.skipped`` and ``answer.truncated`` take ``count``,
+``spans`` (character ranges, merged, at most five then ``answer.more_spans``) and
+``share`` (of the document, as a percentage); ``answer.focused_incomplete`` and
+``answer.focused_complete`` take ``read``, ``total`` and ``unread``;
+``answer.not_found_in_read`` replaces ``no_answer_message`` when nothing relevant
+was found but some of the text was not read. An empty template drops its note."""
 
 
 class _KeepUnknown(dict[str, Any]):
@@ -136,7 +166,18 @@ class ProgressWriter:
             "max_depth": usage.get("max_depth", 0),
         }
         # Relay and focused-reading figures appear only when the run produced them.
-        for key in ("by_model", "large_model_share", "cost", "escalated_parts", "parts_read", "parts_total"):
+        for key in (
+            "by_model",
+            "large_model_share",
+            "cost",
+            "escalated_parts",
+            "parts_read",
+            "parts_total",
+            "parts_unread",
+            "stopped_early",
+            "parts_skipped",
+            "findings_truncated",
+        ):
             if key in usage:
                 event[key] = usage[key]  # type: ignore[literal-required]
         self._write(event)

@@ -3,8 +3,11 @@
 After RelayLLM (2026): the small model does most of the work and hands a part to
 the large model only when its own reading signals low confidence. The signal has
 to work with plain-text models, so the reading prompt asks for a last line such as
-``CONFIDENCE: low``; it is parsed leniently, and a reply without it counts as
-confident (a model that ignores the request never escalates, it does not fail).
+``CONFIDENCE: low``. Only that line, as the reply's last non-empty line, is parsed,
+and only when a ``large_model`` is set: without relay nothing is removed from a
+reading, and a ``Confidence: 95%`` quoted from the document is content. A reply
+without the line counts as confident (a model that ignores the request never
+escalates, it does not fail).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from langchain_core.language_models import BaseChatModel
 
-from rlm_graph.errors import BudgetExceededError
+from rlm_graph.errors import BudgetExceededError, EmptyReplyError
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import CallResult, Invocation, ModelCall
 from rlm_graph.state import merge_usage
@@ -29,65 +32,37 @@ CONFIDENCE_INSTRUCTION = (
 )
 """Appended to the reading prompt when a ``large_model`` is set."""
 
-_LEVELS: Mapping[str, float] = {
-    "high": 0.9,
-    "very high": 1.0,
-    "medium": 0.6,
-    "moderate": 0.6,
-    "low": 0.3,
-    "very low": 0.1,
-    "none": 0.0,
-    "unknown": 0.0,
-    "unsure": 0.0,
-    "uncertain": 0.0,
-    "cannot tell": 0.0,
-    "can't tell": 0.0,
-    "cant tell": 0.0,
-}
-_WORDS = "|".join(sorted((re.escape(word) for word in _LEVELS), key=len, reverse=True))
-# One line holding the marker, with whatever Markdown decoration a model adds around it.
+_LEVELS: Mapping[str, float] = {"high": 0.9, "medium": 0.6, "low": 0.3}
+# Our own marker only, as the reply's last non-empty line: CONFIDENCE: high|medium|low, with
+# whatever Markdown decoration a model adds around it (**Confidence:** High). "Confidence level:
+# 95%" or a marker anywhere else is content (a quote from the document), never parsed.
 _MARKER = re.compile(
-    r"^[ \t>*_`#\-\[(]*confidence(?:[ \t]+level)?[ \t*_`]*[:=\-][ \t*_`\"']*"
-    rf"(?P<value>{_WORDS}|\d{{1,3}}(?:\.\d+)?[ \t]*%?)"
-    r"[ \t*_`\"'.)\]!]*(?:\([^)\n]*\))?[ \t.]*$",
-    re.IGNORECASE | re.MULTILINE,
+    r"^[ \t>*_`#\-]*confidence[ \t*_`]*:[ \t*_`\"']*(?P<value>high|medium|low)[ \t*_`\"'.!]*$",
+    re.IGNORECASE,
 )
-_BARE_CANNOT_TELL = re.compile(r"^[ \t*_`]*(?:cannot[ _]tell|can't tell)[ \t*_`.!]*$", re.IGNORECASE | re.MULTILINE)
-
-
-def _value(raw: str) -> float | None:
-    word = " ".join(raw.lower().split())
-    if word in _LEVELS:
-        return _LEVELS[word]
-    number = float(word.rstrip("%").strip())
-    if word.endswith("%") or number > 1:
-        number /= 100
-    return number if 0 <= number <= 1 else None
 
 
 def split_confidence(text: str) -> tuple[str, float | None]:
-    """Separate a reading from its confidence marker.
+    """Separate a reading from the confidence line that ``CONFIDENCE_INSTRUCTION`` asks for.
 
-    Accepts ``CONFIDENCE: low`` in any case, with Markdown around it (``**Confidence:** Low``),
-    ``high``/``medium``/``low``/``cannot tell`` and the like, or a number (``0.4``,
-    ``40%``). The last marker wins; a final line ``CANNOT TELL`` counts as one too.
+    Only the reply's last non-empty line is looked at, and only our own format
+    counts: ``CONFIDENCE: high``, ``medium`` or ``low`` (any case, Markdown
+    decoration around it allowed). Any other line, such as ``Confidence level: 95%``
+    quoted from the document, stays in the reading.
 
     Args:
         text: The reader's reply.
 
     Returns:
         The reply without the marker line (stripped), and the confidence between 0
-        and 1, or ``None`` when the reply states none.
+        and 1 (high 0.9, medium 0.6, low 0.3), or ``None`` when the last line is not a marker.
     """
-    matches = list(_MARKER.finditer(text))
-    if matches:
-        last = matches[-1]
-        confidence = _value(last.group("value"))
-        return (text[: last.start()] + text[last.end() :]).strip(), confidence
-    bare = list(_BARE_CANNOT_TELL.finditer(text))
-    if bare and not text[bare[-1].end() :].strip():
-        return text[: bare[-1].start()].strip(), 0.0
-    return text.strip(), None
+    stripped = text.rstrip()
+    head, _, last = stripped.rpartition("\n")
+    marker = _MARKER.match(last.strip())
+    if marker is None:
+        return text.strip(), None
+    return head.strip(), _LEVELS[marker.group("value").lower()]
 
 
 _plans: weakref.WeakKeyDictionary[RunResources, list[int]] = weakref.WeakKeyDictionary()
@@ -125,11 +100,16 @@ def _may_escalate(resources: RunResources, tokens: int) -> bool:
 
 
 def _needs_help(run: Invocation, small: CallResult) -> tuple[CallResult, bool]:
+    if run.settings.large_model is None:
+        # No relay: the prompt asked for no confidence line, so nothing in the reply is one.
+        return small, False
     text, confidence = split_confidence(small.text)
-    result = CallResult(text=text, usage=small.usage)
-    settings = run.settings
-    escalate = settings.large_model is not None and confidence is not None and confidence < settings.escalate_below
-    return result, escalate
+    escalate = confidence is not None and confidence < run.settings.escalate_below
+    if not text and not escalate:
+        # The reply held only the marker: no reading at all, so retry it like an empty reply.
+        msg = "the model replied with a confidence line only"
+        raise EmptyReplyError(msg)
+    return CallResult(text=text, usage=small.usage), escalate
 
 
 def _budget_allows(run: Invocation, call: ModelCall) -> bool:
@@ -138,6 +118,9 @@ def _budget_allows(run: Invocation, call: ModelCall) -> bool:
 
 def _escalated(small: CallResult, large: CallResult) -> CallResult:
     text, _ = split_confidence(large.text)
+    if not text:
+        msg = "the large model replied with a confidence line only"
+        raise EmptyReplyError(msg)
     return CallResult(text=text, usage=merge_usage(merge_usage(small.usage, large.usage), {"escalated_parts": 1}))
 
 

@@ -16,7 +16,8 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 
 from rlm_graph.context import RLMContext
-from rlm_graph.errors import RLMError, is_transient_error, retry_after_seconds
+from rlm_graph.coverage import Coverage, settle_answer
+from rlm_graph.errors import EmptyReplyError, RLMError, is_transient_error, retry_after_seconds
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINDING_TEMPLATE,
@@ -373,26 +374,39 @@ class Invocation:
         Returns:
             The writer.
         """
+        return ProgressWriter(self.templates, self.depth, scope)
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """Message templates: the graph's ``progress_messages``, then the run's, over the defaults' keys."""
         templates = dict(self.settings.progress_messages)
         if self.context is not None and self.context.progress_messages:
             templates.update(self.context.progress_messages)
-        return ProgressWriter(templates, self.depth, scope)
+        return templates
 
-    def settle(self, answer: str, citations: list[Citation]) -> tuple[str, list[Citation]]:
-        """Turn "nothing relevant" into the user-facing answer at depth 0.
+    def settle(
+        self, answer: str, citations: list[Citation], coverage: Coverage | None = None
+    ) -> tuple[str, list[Citation]]:
+        """Turn this invocation's answer into what it returns.
 
-        Nested levels keep the marker so their parent drops the finding.
+        Nested levels keep the ``NO_RELEVANT_INFORMATION`` marker so their parent
+        drops the finding. At depth 0 the answer carries a note of what was not
+        read (see :mod:`rlm_graph.coverage`), and "nothing relevant" becomes
+        ``no_answer_message`` only when the whole document was read.
 
         Args:
             answer: This invocation's answer.
             citations: Its citations.
+            coverage: What the run read (depth 0); ``None`` for a run that read everything.
 
         Returns:
             The answer and citations to return.
         """
-        if not is_no_relevant(answer):
-            return answer, citations
-        return (self.settings.no_answer_message if self.depth == 0 else NO_RELEVANT_INFORMATION), []
+        if self.depth > 0:
+            return (NO_RELEVANT_INFORMATION, []) if is_no_relevant(answer) else (answer, citations)
+        coverage = coverage or Coverage(chars=0)
+        text, answered = settle_answer(answer, coverage, self.templates, self.settings.no_answer_message)
+        return text, (citations if answered else [])
 
     def finish(self, progress: ProgressWriter, usage: Usage) -> None:
         """Write the invocation's usage event; at depth 0, free the run's resources.
@@ -407,6 +421,13 @@ class Invocation:
 
     def _result(self, call: ModelCall, reply: BaseMessage, role: str = "model") -> CallResult:
         text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
+        if not str(text).strip():
+            # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
+            # fail the call so the node's retry policy tries again, never read it as "nothing here".
+            finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")
+            detail = f" (finish_reason={finish})" if finish else ""
+            msg = f"the model returned an empty reply{detail}"
+            raise EmptyReplyError(msg)
         metadata = getattr(reply, "usage_metadata", None) or {}
         input_tokens = metadata.get("input_tokens") or call.prompt_tokens
         output_tokens = metadata.get("output_tokens")

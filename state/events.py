@@ -52,3 +52,7 @@ class UsageEvent(TypedDict):
     escalated_parts: NotRequired[int]
     parts_read: NotRequired[int]
     parts_total: NotRequired[int]
+    parts_unread: NotRequired[int]
+    stopped_early: NotRequired[int]
+    parts_skipped: NotRequired[int]
+    findings_truncated: NotRequired[int]

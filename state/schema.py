@@ -1,6 +1,6 @@
 """Graph state, input/output schemas and the per-part payload."""
 
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -13,11 +13,15 @@ class Citation(TypedDict):
 
 
 class PartError(TypedDict):
-    """A span of the document that could not be read, and why."""
+    """A span of the document that could not be read (or was cut short), and why."""
 
     start: int
     end: int
     error: str
+    kind: NotRequired[Literal["failed", "skipped", "truncated"]]
+    """``"failed"`` (also when absent): the span could not be read. ``"skipped"``: not read,
+    to stay within the budget (``on_budget="partial"``). ``"truncated"``: read, but its finding
+    was shortened to fit a synthesis call. The final answer's note is built from these."""
 
 
 class ModelUsage(TypedDict, total=False):
@@ -51,6 +55,15 @@ class Usage(TypedDict, total=False):
     """Top-level parts sent to reading (focused mode reads fewer than ``parts_total``)."""
     parts_total: int
     """Top-level parts the document was split into."""
+    parts_unread: int
+    """Focused reading: top-level parts never read (the answer text says so too)."""
+    stopped_early: int
+    """Focused reading: 1 when reading stopped at ``max_focused_parts`` before the synthesis
+    said the answer was complete (summed over the questions of a chat thread)."""
+    parts_skipped: int
+    """Spans not read to stay within the budget (``on_budget="partial"``), all levels."""
+    findings_truncated: int
+    """Findings shortened to fit a synthesis call, all levels."""
 
 
 RESET_USAGE = "_reset"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import threading
 import time
@@ -83,7 +84,24 @@ class PerfectReader(BaseChatModel):
             raise error
         facts = sorted(set(NEEDLE.findall(prompt)))
         reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        if (verdict := self.completeness(prompt, facts)) is not None:
+            reply += f"\nCOMPLETE: {verdict}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    def completeness(self, prompt: str, facts: list[str]) -> str | None:
+        """The ``COMPLETE:`` verdict when the prompt asks for one (a focused synthesis), else ``None``.
+
+        ``yes`` once every NEEDLE code the question names is among the facts, ``no`` when
+        no fact is, ``partly`` otherwise (also for a question that names no code).
+        """
+        if "COMPLETE: yes" not in prompt:
+            return None
+        question = re.search(r"<question>\s*(.*?)\s*</question>", prompt, re.DOTALL)
+        wanted = set(re.findall(r"NEEDLE-\d{4}", question.group(1) if question else ""))
+        found = {fact.split(" is ")[0] for fact in facts}
+        if not found:
+            return "no"
+        return "yes" if wanted and wanted <= found else "partly"
 
     def _enter(self) -> None:
         with self._lock:
@@ -158,8 +176,6 @@ def plant_needles(text: str, count: int, seed: int = 7) -> tuple[str, list[str],
     Returns:
         The new text, the facts, and each fact's offset in the new text.
     """
-    import random
-
     rng = random.Random(seed)
     boundaries = [m.end() for m in re.finditer(r"[.!?]\s", text)]
     chosen = sorted(rng.sample(boundaries, count))
@@ -190,3 +206,76 @@ class VerboseReader(PerfectReader):
             return result
         padded = text + " " + " ".join(["filler"] * self.filler_words)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(padded))])
+
+
+class ScriptedReader(BaseChatModel):
+    """An imperfect reader: ``reply(prompt, kind)`` decides each reply (or raises).
+
+    ``kind`` is ``"read"`` (a ``<document_part>``), ``"synth"`` (``<findings>``),
+    ``"direct"`` (a whole ``<document>``) or ``"other"``. Prompts over the window
+    raise a context-length error, as a real model would.
+    """
+
+    reply: Callable[[str, str], str]
+    window: int = 2048
+    reserved_output: int = 256
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _log: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-reader"
+
+    @property
+    def log(self) -> list[tuple[str, str]]:
+        """(kind, prompt) of every call, in order."""
+        return list(self._log)
+
+    def calls(self, kind: str) -> list[str]:
+        return [prompt for k, prompt in self._log if k == kind]
+
+    def _resolve_model_profile(self) -> dict[str, Any]:
+        return {"max_input_tokens": self.window}
+
+    def get_num_tokens(self, text: str) -> int:
+        return TiktokenCounter(exact=True).count(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        return TiktokenCounter(exact=True).count_messages(messages)
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        kind = (
+            "synth"
+            if "<findings>" in prompt
+            else "read"
+            if "<document_part" in prompt
+            else "direct"
+            if "<document>" in prompt
+            else "other"
+        )
+        with self._lock:
+            self._log.append((kind, prompt))
+        tokens = self.get_num_tokens_from_messages(messages)
+        if tokens + self.reserved_output > self.window:
+            msg = f"context_length_exceeded: {tokens} + {self.reserved_output} > {self.window}"
+            raise ContextOverflowError(msg)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.reply(prompt, kind)))])
+
+
+def part_text(prompt: str) -> str:
+    """The text of the ``<document_part>`` in a reading prompt."""
+    match = re.search(r"<document_part[^>]*>\n(.*)\n</document_part>", prompt, re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def filler(paragraphs: int, seed: int = 0) -> str:
+    """Paragraphs of common words, seeded: a long text that says nothing."""
+    rng = random.Random(seed)
+    words = ("the", "of", "and", "a", "to", "in", "is", "was", "he", "she", "it", "that", "for", "on", "with")
+    return "\n\n".join(
+        " ".join(rng.choice(words) for _ in range(60)).capitalize() + "." for _ in range(paragraphs)
+    )

@@ -31,9 +31,9 @@ def test_keeps_finding_markers_in_synthesis() -> None:
     model = ExtractiveChatModel()
     prompt = (
         "<question>\nWho owns Pemberley?\n</question>\n<findings>\n"
-        '<finding id="1">\nNothing.\n</finding>\n<finding id="2">\nMr. Darcy owns Pemberley.\n</finding>\n</findings>'
+        '<finding id="F1">\nNothing.\n</finding>\n<finding id="F2">\nMr. Darcy owns Pemberley.\n</finding>\n</findings>'
     )
-    assert model.invoke([HumanMessage(prompt)]).text == "Mr. Darcy owns Pemberley. [2]"
+    assert model.invoke([HumanMessage(prompt)]).text == "Mr. Darcy owns Pemberley. [F2]"
 
 
 def test_refuses_prompts_over_its_window() -> None:
