@@ -5,11 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    convert_to_messages,
+    trim_messages,
+)
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.channels.delta import DeltaChannel
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
@@ -73,9 +82,19 @@ def _latest(current: str, writes: Sequence[str]) -> str:
 
 
 def _add_message_batches(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
-    """``add_messages`` over a batch of writes, one write after the other (so any batching agrees)."""
+    """``add_messages`` over a batch of writes, one write after the other (so any batching agrees).
+
+    A ``DeltaChannel`` replays saved writes on every read, so a message written
+    without an id (a string or ``(role, text)`` tuple) gets one derived from its
+    position and content: the same on every read, as ``RemoveMessage`` needs.
+    """
     for write in writes:
-        current = add_messages(current, write)
+        incoming = convert_to_messages(write if isinstance(write, list) else [write])
+        for offset, message in enumerate(incoming):
+            if not message.id:
+                seed = f"{len(current) + offset}\x00{message.type}\x00{message.content!r}"
+                message.id = str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+        current = add_messages(current, incoming)
     return current
 
 

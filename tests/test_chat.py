@@ -304,3 +304,17 @@ async def test_reply_keeps_the_analysis_answer_and_usage(frankenstein: str) -> N
     calls = sum(m.response_metadata["rlm_usage"]["llm_calls"] for m in replies)
     assert state["rlm_usage"]["llm_calls"] == calls
     assert calls == 2 * expected["usage"]["llm_calls"] + 1  # two analyses and one rewrite
+
+
+async def test_durable_analysis_checkpoints_in_the_chat_thread(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:200_000], 3)
+    saver = InMemorySaver()
+    model = PerfectReader()
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(model, durable_analysis=True))
+    builder.add_edge(START, "analyse")
+    app = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "durable"}}
+    state = await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    assert all(fact in state["messages"][-1].text for fact in facts)
+    assert len(set(saver.storage["durable"])) > 1  # the analysis kept its own checkpoints to resume from
