@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -211,7 +211,7 @@ def _is_attachment(block: Any) -> bool:
 def _input_window(model: BaseChatModel, settings: Settings | None, counter: TokenCounter) -> int | None:
     """Most prompt tokens one call of ``model`` may use, planned like the analysis graph's calls."""
     profile = getattr(model, "profile", None) or {}
-    window = profile.get("max_input_tokens") if isinstance(profile, dict) else None
+    window = profile.get("max_input_tokens") if isinstance(profile, Mapping) else None
     if settings is not None and (not isinstance(window, int) or window >= settings.context_window):
         # The analysis graph's model (or one at least as large): same window, margin and reply budget.
         return settings.input_window
