@@ -4,7 +4,7 @@ import base64
 import hashlib
 import sqlite3
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -318,3 +318,16 @@ async def test_durable_analysis_checkpoints_in_the_chat_thread(frankenstein: str
     state = await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
     assert all(fact in state["messages"][-1].text for fact in facts)
     assert len(set(saver.storage["durable"])) > 1  # the analysis kept its own checkpoints to resume from
+
+
+def test_messages_written_without_ids_keep_their_ids_across_reads() -> None:
+    # DocumentChatState's messages channel replays saved writes on every read.
+    app = chat_app(PerfectReader(), InMemorySaver())
+    config = {"configurable": {"thread_id": "ids"}}
+    app.invoke({"messages": [("user", QUESTION)], "document": "NEEDLE-0003 is HERE."}, config)
+    app.invoke({"messages": "and again?"}, config)
+    first = [m.id for m in app.get_state(config).values["messages"]]
+    assert first == [m.id for m in app.get_state(config).values["messages"]]
+    assert len(set(first)) == 4
+    app.update_state(config, {"messages": [RemoveMessage(id=first[0])]})
+    assert [m.id for m in app.get_state(config).values["messages"]] == first[1:]
