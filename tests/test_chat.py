@@ -1,14 +1,17 @@
 """The document node in a MessagesState chat graph: attachments, follow-ups, threads."""
 
 import base64
+import hashlib
+import sqlite3
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from rlm_graph import DocumentChatState, create_document_node
-from rlm_graph.chat import MISSING_DOCUMENT_MESSAGE, split_message
+from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
+from rlm_graph.chat import MISSING_DOCUMENT_MESSAGE, QUESTION_TOO_LONG_MESSAGE, split_message
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
 
@@ -22,8 +25,13 @@ class Condenser(PerfectReader):
 
     def _answer(self, messages: list[BaseMessage]) -> ChatResult:
         if "<follow_up>" in messages[-1].text:
+            tokens = self.get_num_tokens_from_messages(messages)
             with self._lock:
                 self._prompts.append(messages[-1].text)
+                if tokens + self.reserved_output > self.window:
+                    self._overflows += 1
+                    msg = f"context_length_exceeded: {tokens} + {self.reserved_output} > {self.window}"
+                    raise ValueError(msg)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(self.standalone))])
         return super()._answer(messages)
 
@@ -140,3 +148,186 @@ async def test_progress_streams_from_the_chat_graph(frankenstein: str) -> None:
         )
     ]
     assert {e["depth"] for e in events} == {0, 1}
+
+
+# --- The follow-up rewrite fits the window; long questions get a clear reply (issue "Answers users can trust") ---
+
+
+def small_chat(window: int, output: int, standalone: str = "List every NEEDLE code, please.", checkpointer=None):
+    model = Condenser(window=window, reserved_output=output, standalone=standalone)
+    builder = StateGraph(DocumentChatState)
+    graph = create_rlm_graph(model, max_output_tokens=output, cache=False)
+    builder.add_node("analyse", create_document_node(model, graph))
+    builder.add_edge(START, "analyse")
+    builder.add_edge("analyse", END)
+    return model, builder.compile(checkpointer=checkpointer or InMemorySaver())
+
+
+async def test_condense_history_is_sized_to_the_window(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:60_000], 2)
+    model, app = small_chat(2048, 256)
+    config = {"configurable": {"thread_id": "small"}}
+    await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    chatter = []
+    for n in range(8):
+        chatter += [HumanMessage(f"question {n}?"), AIMessage(f"answer {n} " + "the long answer goes on " * 60)]
+    await app.aupdate_state(config, {"messages": chatter})
+    state = await app.ainvoke({"messages": [HumanMessage("and what do they stand for?")]}, config)
+    assert model.overflows == 0
+    (condense,) = [p for p in model.prompts if "<follow_up>" in p]
+    assert "answer 7" in condense  # the most recent turn is kept
+    assert "question 0?" not in condense
+    assert all(fact in state["messages"][-1].text for fact in facts)
+
+
+async def test_follow_up_too_long_for_the_rewrite_gets_a_clear_reply(frankenstein: str) -> None:
+    model, app = small_chat(4096, 512)
+    config = {"configurable": {"thread_id": "long"}}
+    await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": frankenstein[:50_000]}, config)
+    calls = len(model.prompts)
+    quote = "And this passage? " + frankenstein[60_000:80_000]
+    state = await app.ainvoke({"messages": [HumanMessage(quote)]}, config)
+    assert state["messages"][-1].text.startswith(QUESTION_TOO_LONG_MESSAGE.split("(")[0])
+    assert model.overflows == 0
+    assert len(model.prompts) == calls  # no call was attempted
+
+
+async def test_first_question_too_long_for_the_analysis_gets_a_clear_reply(frankenstein: str) -> None:
+    model, app = small_chat(4096, 512)
+    question = "Is this consistent? " + frankenstein[60_000:72_000]
+    config = {"configurable": {"thread_id": "first"}}
+    state = await app.ainvoke({"messages": [HumanMessage(question)], "document": frankenstein[:50_000]}, config)
+    assert state["messages"][-1].text.startswith(QUESTION_TOO_LONG_MESSAGE.split("(")[0])
+    assert model.prompts == []
+
+
+async def test_rewritten_question_too_long_gets_a_clear_reply(frankenstein: str) -> None:
+    rambling = " ".join(frankenstein[60_000:90_000].split())  # one line, thousands of tokens
+    model, app = small_chat(8192, 1024, standalone=rambling)
+    config = {"configurable": {"thread_id": "rewrite"}}
+    await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": frankenstein[:50_000]}, config)
+    state = await app.ainvoke({"messages": [HumanMessage("and the others?")]}, config)
+    reply = state["messages"][-1]
+    assert reply.text.startswith(QUESTION_TOO_LONG_MESSAGE.split("(")[0])
+    assert model.overflows == 0
+    assert not any(rambling[:200] in p for p in model.prompts if "<follow_up>" not in p)
+    assert state["rlm_usage"]["llm_calls"] >= 2  # the rewrite call is still counted
+
+
+async def test_too_long_message_is_localizable(frankenstein: str) -> None:
+    model = Condenser(window=4096, reserved_output=512)
+    builder = StateGraph(DocumentChatState)
+    node = create_document_node(
+        model, create_rlm_graph(model, max_output_tokens=512), question_too_long_message="Kysymys on liian pitkä."
+    )
+    builder.add_node("analyse", node)
+    builder.add_edge(START, "analyse")
+    question = "Is this consistent? " + frankenstein[60_000:72_000]
+    state = await builder.compile().ainvoke({"messages": [HumanMessage(question)], "document": frankenstein[:9000]})
+    assert state["messages"][-1].text == "Kysymys on liian pitkä."
+
+
+# --- The document is stored once per thread, not once per checkpoint ---
+
+
+def _stored_bytes(conn: sqlite3.Connection) -> int:
+    checkpoints = conn.execute("select coalesce(sum(length(checkpoint)), 0) from checkpoints").fetchone()[0]
+    writes = conn.execute("select coalesce(sum(length(value)), 0) from writes").fetchone()[0]
+    return checkpoints + writes
+
+
+def test_checkpoints_store_the_document_once(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:200_000], 3)
+    size = len(text.encode())
+    model = PerfectReader()
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    app = chat_app(model, SqliteSaver(conn))
+    config = {"configurable": {"thread_id": "user-1"}}
+    attachment = {"type": "text-plain", "text": text, "mime_type": "text/plain"}
+    first = HumanMessage([{"type": "text", "text": QUESTION}, attachment])
+    growth = []
+    before = 0
+    for message in [first, HumanMessage("And the codes again?"), HumanMessage("Once more, the codes?")]:
+        state = app.invoke({"messages": [message]}, config)
+        assert all(fact in state["messages"][-1].text for fact in facts)
+        growth.append((_stored_bytes(conn) - before) / size)
+        before = _stored_bytes(conn)
+    # The first turn stores what the user sent (LangGraph saves the input) and the thread's copy;
+    # later turns store the conversation only.
+    assert growth[0] < 3.2, growth
+    assert max(growth[1:]) < 0.05, growth
+    assert state["document"] == text
+    stored_first = state["messages"][0]
+    assert text[:1000] not in str(stored_first.content)
+    (reference,) = stored_first.additional_kwargs["rlm_attachments"]
+    assert reference == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text)}
+    # The nested analysis wrote no checkpoints of its own into the chat thread.
+    namespaces = {row[0] for row in conn.execute("select distinct checkpoint_ns from checkpoints")}
+    assert namespaces == {""}
+
+
+async def test_analysis_writes_no_checkpoints_into_the_chat_thread(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:200_000], 3)
+    saver = InMemorySaver()
+    app = chat_app(PerfectReader(), saver)
+    config = {"configurable": {"thread_id": "async"}}
+    state = await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    assert all(fact in state["messages"][-1].text for fact in facts)
+    assert set(saver.storage["async"]) == {""}
+
+
+# --- The answer and usage pass through unchanged ---
+
+
+async def test_reply_keeps_the_analysis_answer_and_usage(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein[:200_000], 3)
+
+    def fail(prompt: str, _: int) -> BaseException | None:
+        return ValueError("unreadable") if "<document_part start=" in prompt and "NEEDLE-0001" in prompt else None
+
+    model = Condenser(fail=fail)
+    graph = create_rlm_graph(model, cache=False, retry_policy=None)
+    expected = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert expected["errors"]
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(model, graph))
+    builder.add_edge(START, "analyse")
+    app = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "usage"}}
+    state = await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    reply = state["messages"][-1]
+    assert reply.text == expected["answer"]
+    assert reply.additional_kwargs["rlm_errors"] == expected["errors"]
+    assert reply.response_metadata["rlm_usage"]["llm_calls"] == expected["usage"]["llm_calls"]
+    state = await app.ainvoke({"messages": [HumanMessage("and the others?")]}, config)
+    replies = [m for m in state["messages"] if isinstance(m, AIMessage)]
+    calls = sum(m.response_metadata["rlm_usage"]["llm_calls"] for m in replies)
+    assert state["rlm_usage"]["llm_calls"] == calls
+    assert calls == 2 * expected["usage"]["llm_calls"] + 1  # two analyses and one rewrite
+
+
+async def test_durable_analysis_checkpoints_in_the_chat_thread(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:200_000], 3)
+    saver = InMemorySaver()
+    model = PerfectReader()
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(model, durable_analysis=True))
+    builder.add_edge(START, "analyse")
+    app = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "durable"}}
+    state = await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    assert all(fact in state["messages"][-1].text for fact in facts)
+    assert len(set(saver.storage["durable"])) > 1  # the analysis kept its own checkpoints to resume from
+
+
+def test_messages_written_without_ids_keep_their_ids_across_reads() -> None:
+    # DocumentChatState's messages channel replays saved writes on every read.
+    app = chat_app(PerfectReader(), InMemorySaver())
+    config = {"configurable": {"thread_id": "ids"}}
+    app.invoke({"messages": [("user", QUESTION)], "document": "NEEDLE-0003 is HERE."}, config)
+    app.invoke({"messages": "and again?"}, config)
+    first = [m.id for m in app.get_state(config).values["messages"]]
+    assert first == [m.id for m in app.get_state(config).values["messages"]]
+    assert len(set(first)) == 4
+    app.update_state(config, {"messages": [RemoveMessage(id=first[0])]})
+    assert [m.id for m in app.get_state(config).values["messages"]] == first[1:]
