@@ -56,6 +56,10 @@ _COMPLETE = re.compile(
     r"^[ \t>*_`#\-\[(]*complete[ \t*_`]*[:=\-][ \t*_`\"']*(?P<value>yes|no|true|false)[ \t*_`\"'.)\]!]*$",
     re.IGNORECASE | re.MULTILINE,
 )
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words and phrases whose answer is spread over the document: lists, counts, totals,
 # coverage ("every", "all", "mention"), order (first, last, before, after), comparison
 # (more, fewer, than), superlatives and change over time. Matched case-insensitively.
@@ -81,11 +85,11 @@ _AGGREGATION = re.compile(
 )
 # Superlatives: any word ending in -est except these.
 _SUPERLATIVE = re.compile(r"\b[a-z]{2,}est\b", re.IGNORECASE)
-_NOT_SUPERLATIVE = frozenset(
+_NOT_SUPERLATIVE = _words(
     "rest test west interest request guest quest forest honest modest chest nest pest vest zest crest protest "
     "contest suggest digest arrest invest harvest manifest priest conquest inquest earnest behest unrest attest "
     "detest lest jest ernest everest budapest bucharest midwest southwest northwest bequest tempest divest infest "
-    "molest pretest retest wrest abreast breast beast feast east yeast northeast southeast celeste forrest".split()
+    "molest pretest retest wrest abreast breast beast feast east yeast northeast southeast celeste forrest",
 )
 # "Which/what <plural noun>": the words after the question word, up to the verb.
 _HEAD_AFTER = re.compile(
@@ -93,25 +97,25 @@ _HEAD_AFTER = re.compile(
     r"collect|gather|provide|tell|get|pull|cite|quote)\s+((?:[^\W\d_][\w'’-]*\s*){1,3})",
     re.IGNORECASE,
 )
-_VERBS = frozenset(
-    "is was are were be been has have had does do did will would can could should may might must shall".split()
+_VERBS = _words(
+    "is was are were be been has have had does do did will would can could should may might must shall",
 )
-_IRREGULAR_PLURALS = frozenset("people men women children mice feet teeth geese data criteria phenomena".split())
-_NOT_PLURAL = frozenset(
+_IRREGULAR_PLURALS = _words("people men women children mice feet teeth geese data criteria phenomena")
+_NOT_PLURAL = _words(
     "always perhaps news series species means physics mathematics politics economics whereabouts sometimes "
     "afterwards towards besides unless thus yes its this his hers ours yours theirs mrs ms lens bias alias atlas "
-    "canvas chaos ethos pathos iris gas plus".split()
+    "canvas chaos ethos pathos iris gas plus",
 )
 # Common English function words; a question must use more of them than of the
 # other languages' ones below to be judged by the English word lists.
-_ENGLISH = frozenset(
+_ENGLISH = _words(
     "what who whom whose when where which why how is are was were did does do the a an of to in on at by for "
-    "from with and or his her their this that these those has have had can could should would will".split()
+    "from with and or his her their this that these those has have had can could should would will",
 )
-_FOREIGN = frozenset(
+_FOREIGN = _words(
     "ist die der das den dem und von ein eine wer wie wo wann welche welcher het een van wat wie waar wanneer "
     "le la les de des du est qui quel quelle quels où quand el los las es que quién qué cuál dónde cuándo "
-    "il di che chi ha lo gli dove quando kuka mikä missä milloin ja on oli".split()
+    "il di che chi ha lo gli dove quando kuka mikä missä milloin ja oli",
 )
 
 

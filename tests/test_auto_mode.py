@@ -166,7 +166,8 @@ async def test_plural_question_in_auto_mode_reads_every_part(frankenstein: str) 
         create_rlm_graph(model, mode="auto"), {"document": text, "question": "Which paragraphs mention the regiment?"}
     )
     modes = [e for e in events if e["type"] == "progress" and "Reading mode" in e["message"]]
-    assert modes and "full" in modes[0]["message"], modes
+    assert modes, events
+    assert "Reading mode: full" in modes[0]["message"], modes
     assert "(the question asks about" in modes[0]["message"], modes  # the reason is reported
     assert out["usage"]["parts_read"] == out["usage"]["parts_total"] > 1
     found = set(re.findall(r"NEEDLE-(\d{4}) is REGIMENT", out["answer"]))
