@@ -7,6 +7,7 @@ window allows.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -107,11 +108,12 @@ def test_document_within_the_window_but_over_part_tokens_is_split(frankenstein: 
 def test_parts_never_exceed_the_window() -> None:
     model = PerfectReader(window=4096, reserved_output=512)
     graph = create_rlm_graph(model, part_tokens=16_384, max_output_tokens=512)
-    text = "\n\n".join(f"Paragraph {i} says that the lantern was lit at dusk by the keeper." for i in range(2000))
-    out = graph.invoke({"document": text, "question": "When was the lantern lit?"})
+    lines = "\n\n".join(f"Paragraph {i} says that the lantern was lit at dusk by the keeper." for i in range(2000))
+    text, facts, _ = plant_needles(lines, 5, seed=1)
+    out = graph.invoke({"document": text, "question": "List every NEEDLE code."})
     assert model.overflows == 0
-    assert max(part_sizes(model)) <= 4096
-    assert "dusk" in out["answer"]
+    assert max(part_sizes(model)) <= 4096 - 512
+    assert [f for f in facts if f not in out["answer"]] == []
 
 
 @pytest.mark.parametrize("value", [0, 10, MIN_PART_TOKENS - 1, -5, 2.5, "16k", True])
@@ -130,3 +132,34 @@ def test_cli_accepts_part_tokens() -> None:
     args = _parser().parse_args(["ask", "f.txt", "q", "--part-tokens", "8192"])
     assert args.part_tokens == 8192
     assert _parser().parse_args(["ask", "f.txt", "q"]).part_tokens is None
+
+
+def test_cli_reads_in_smaller_parts_and_rejects_bad_values() -> None:
+    from tests.test_cli import EXAMPLE, QUESTION, run_cli
+
+    bad = run_cli("ask", str(EXAMPLE), QUESTION, "--part-tokens", "10")
+    assert bad.returncode == 2
+    assert "part_tokens must be an int of at least" in bad.stderr
+    default = run_cli("ask", str(EXAMPLE), QUESTION, "--json")
+    small = run_cli("ask", str(EXAMPLE), QUESTION, "--json", "--part-tokens", "1024")
+    assert small.returncode == 0, small.stderr
+    assert "two thousand a year" in small.stdout
+    reads = [json.loads(result.stdout.split("\n", 1)[1])["usage"]["llm_calls"] for result in (default, small)]
+    assert reads[1] > reads[0]
+
+
+async def test_per_run_override_holds_in_nested_levels_and_in_the_estimate(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(document_of(frankenstein, 30_000), 10, seed=9)
+    model = PerfectReader(window=131_072, reserved_output=2048)
+    graph = create_rlm_graph(model, max_fanout=4, cache=False)
+    question = "List every NEEDLE code."
+    estimate = estimate_cost(graph, text, question, part_tokens=1024)
+    out, _ = await collect(graph, {"document": text, "question": question}, context=RLMContext(part_tokens=1024))
+    sizes = part_sizes(model)
+    assert max(sizes) <= 1024
+    assert out["usage"]["max_depth"] >= 2
+    assert estimate["reads"] == len(sizes)
+    assert estimate["max_depth"] == out["usage"]["max_depth"]
+    assert [f for f in facts if f not in out["answer"]] == []
+    with pytest.raises(ValueError, match="part_tokens"):
+        estimate_cost(graph, text, question, part_tokens=8)
