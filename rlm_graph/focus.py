@@ -110,7 +110,8 @@ _NOT_PLURAL = _words(
 # other languages' ones below to be judged by the English word lists.
 _ENGLISH = _words(
     "what who whom whose when where which why how is are was were did does do the a an of to in on at by for "
-    "from with and or his her their this that these those has have had can could should would will",
+    "from with and or his her their this that these those has have had can could should would will "
+    "name give find show tell list summarize summarise extract identify describe explain",
 )
 _FOREIGN = _words(
     "ist die der das den dem und von ein eine wer wie wo wann welche welcher het een van wat wie waar wanneer "
@@ -220,8 +221,6 @@ def decide_mode(question: str) -> tuple[Literal["full", "focused"], str]:
     Returns:
         ``"full"`` or ``"focused"``, and the reason (reported by the ``split.mode`` event).
     """
-    if not _is_english(question):
-        return "full", "the question is not in English, which the heuristic cannot judge"
     found = _AGGREGATION.search(question)
     if found:
         return "full", f"the question asks about the whole document ({found.group(0).strip().lower()!r})"
@@ -231,6 +230,9 @@ def decide_mode(question: str) -> tuple[Literal["full", "focused"], str]:
     plural = _plural_head(question)
     if plural:
         return "full", f"the question asks about several things ({plural.lower()!r})"
+    # Checked last, so that an English request such as "List every code." gets its real reason.
+    if not _is_english(question):
+        return "full", "the question is not in English, which the heuristic cannot judge"
     return "focused", "the question looks targeted"
 
 

@@ -151,7 +151,15 @@ def test_targeted_questions_may_be_focused(question: str) -> None:
 
 @pytest.mark.parametrize("question", OTHER_LANGUAGES)
 def test_other_languages_are_read_in_full(question: str) -> None:
-    assert decide_mode(question)[0] == "full", question
+    assert decide_mode(question) == ("full", "the question is not in English, which the heuristic cannot judge")
+
+
+def test_reason_names_what_decided() -> None:
+    assert decide_mode("List every NEEDLE code.") == ("full", "the question asks about the whole document ('list')")
+    assert decide_mode("Who is the oldest character in the book?")[1] == (
+        "the question asks for a superlative ('oldest')"
+    )
+    assert decide_mode("Which chapters stand out?")[1] == "the question asks about several things ('chapters')"
 
 
 async def test_plural_question_in_auto_mode_reads_every_part(frankenstein: str) -> None:
