@@ -93,8 +93,9 @@ _NOT_SUPERLATIVE = _words(
 )
 # "Which/what <plural noun>": the words after the question word, up to the verb.
 _HEAD_AFTER = re.compile(
-    r"\b(?:which|what)\s+((?:[^\W\d_][\w'’-]*\s+){0,3})|^\s*(?:please\s+)?(?:name|give|find|show|identify|extract|"
-    r"collect|gather|provide|tell|get|pull|cite|quote)\s+((?:[^\W\d_][\w'’-]*\s*){1,3})",
+    r"\b(?:which|what)\s+((?:[^\W\d_][\w'’-]*(?:\s+|[?.!,;:]+\s*)){0,3})|"
+    r"^\s*(?:please\s+)?(?:name|give|find|show|identify|extract|collect|gather|provide|tell|get|pull|cite|quote)\s+"
+    r"((?:[^\W\d_][\w'’-]*(?:\s+|[?.!,;:]+\s*|$)){1,3})",
     re.IGNORECASE,
 )
 _VERBS = _words(
@@ -124,7 +125,8 @@ def _plural_head(question: str) -> str | None:
     """The plural noun a "which/what ..." question (or a request like "name the ...") asks for."""
     for found in _HEAD_AFTER.finditer(question):
         for word in (found.group(1) or found.group(2) or "").split():
-            lower = word.lower().strip("'’")
+            word = word.strip("'’?.!,;:")
+            lower = word.lower()
             if lower in _VERBS:
                 break
             if lower in _IRREGULAR_PLURALS:

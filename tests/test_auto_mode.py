@@ -72,6 +72,8 @@ MUST_READ_IN_FULL = [
     "What is the novel about?",
     "Which sister has no suitor?",
     "What is the average order value?",
+    "Which chapters?",
+    "Tell me the names.",
 ]
 
 MAY_BE_FOCUSED = [
