@@ -67,12 +67,16 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             progress.progress("check", "done", "check.empty")
             progress.usage({"llm_calls": 0, "max_depth": run.depth})
             return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}
-        budget = settings.budget_for(question)
+        budget = settings.budget_for(question, run.part_tokens)
         update["budget"] = budget
         # A nested level only exists because its text did not fit one call, so only
         # the top level measures (through the run's memo, which split then reuses).
         fits = run.depth == 0 and settings.fits_one_call(
-            neutralize_tags(document), question, scope, run.resources.memo_count(settings.counter.count_many)
+            neutralize_tags(document),
+            question,
+            scope,
+            run.resources.memo_count(settings.counter.count_many),
+            run.part_tokens,
         )
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         return {**update, "route": "direct" if fits else "split"}

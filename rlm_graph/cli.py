@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--context-window", type=int, help="the model's window in tokens (if its profile lacks it)")
     ask.add_argument("--max-concurrency", type=int, default=8, help="most model calls in flight (default 8)")
     ask.add_argument("--max-depth", type=int, default=8, help="deepest nesting level (default 8)")
+    ask.add_argument(
+        "--part-tokens",
+        type=int,
+        help="most document tokens per reading call (default 16384; the window may allow fewer)",
+    )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     return parser
 
@@ -113,6 +118,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             context_window=args.context_window,
             max_concurrency=args.max_concurrency,
             max_depth=args.max_depth,
+            **({} if args.part_tokens is None else {"part_tokens": args.part_tokens}),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=err)

@@ -46,6 +46,13 @@ class RLMContext:
         default=None,
         metadata={"description": "Focused reading: most parts to read once something relevant is found."},
     )
+    part_tokens: int | None = field(
+        default=None,
+        metadata={
+            "description": "Most document tokens per reading call for this run (the window may allow fewer); "
+            "smaller parts are read more reliably."
+        },
+    )
     progress_messages: Mapping[str, str] | None = field(
         default=None,
         metadata={
@@ -70,6 +77,10 @@ class RLMContext:
             from rlm_graph.focus import check_focus_options
 
             check_focus_options(self.mode or "full", 0.2 if self.max_focused_parts is None else self.max_focused_parts)
+        if self.part_tokens is not None:
+            from rlm_graph.settings import check_part_tokens
+
+            check_part_tokens(self.part_tokens)
         if self.max_depth is not None and self.max_depth < 0:
             msg = f"max_depth must be 0 or more, got {self.max_depth}"
             raise ValueError(msg)

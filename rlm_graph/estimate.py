@@ -10,7 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import SEAM_SLACK, Settings
+from rlm_graph.settings import SEAM_SLACK, Settings, check_part_tokens
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, has_text, plan_leaves
 
 _settings_by_graph: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
@@ -112,13 +112,14 @@ def level_cost(
     return total
 
 
-def text_cost(settings: Settings, text: str, question: str) -> CostEstimate:
+def text_cost(settings: Settings, text: str, question: str, part_tokens: int | None = None) -> CostEstimate:
     """Cost of a run on ``text``, nested invocations included.
 
     Args:
         settings: The graph's settings.
         text: The document.
         question: The question.
+        part_tokens: The run's part limit; ``None``: the graph's.
 
     Returns:
         The estimate.
@@ -127,10 +128,10 @@ def text_cost(settings: Settings, text: str, question: str) -> CostEstimate:
         return {"llm_calls": 0, "input_tokens": 0, "reads": 0, "max_depth": 0}
     safe = neutralize_tags(text)
     # The same decision as the check node.
-    if settings.fits_one_call(safe, question, (0, len(text)), settings.counter.count_many):
+    if settings.fits_one_call(safe, question, (0, len(text)), settings.counter.count_many, part_tokens):
         tokens = settings.counter.count_messages(settings.one_call_messages(safe, question, 0, (0, len(text))))
         return {"llm_calls": 1, "input_tokens": tokens, "reads": 1, "max_depth": 0}
-    budget = settings.budget_for(question)
+    budget = settings.budget_for(question, part_tokens)
     leaves = plan_leaves(
         safe, part_tokens=budget["part_tokens"], count_many=settings.counter.count_many, overlap=settings.chunk_overlap
     )
@@ -138,7 +139,9 @@ def text_cost(settings: Settings, text: str, question: str) -> CostEstimate:
     return level_cost(settings, question, leaves, budget["fanout"], 0)
 
 
-def estimate_cost(graph: CompiledStateGraph, document: str, question: str) -> CostEstimate:
+def estimate_cost(
+    graph: CompiledStateGraph, document: str, question: str, *, part_tokens: int | None = None
+) -> CostEstimate:
     """Plan a run without calling the model, so a chat service can show "about N calls".
 
     The document is tokenized and split exactly as the run would do it.
@@ -147,6 +150,8 @@ def estimate_cost(graph: CompiledStateGraph, document: str, question: str) -> Co
         graph: A graph built by ``create_rlm_graph``.
         document: The document.
         question: The question.
+        part_tokens: The run's ``RLMContext.part_tokens``, if it sets one; ``None``:
+            the graph's.
 
     Returns:
         Planned model calls and input tokens (upper bounds, see ``CostEstimate``),
@@ -155,10 +160,13 @@ def estimate_cost(graph: CompiledStateGraph, document: str, question: str) -> Co
     Raises:
         TypeError: If ``graph`` was not built by ``create_rlm_graph`` or an
             input is not a string.
+        ValueError: If ``part_tokens`` is out of range.
     """
     settings = settings_of(graph)
     for name, value in (("document", document), ("question", question)):
         if not isinstance(value, str):
             msg = f"{name!r} must be a str, got {type(value).__name__}"
             raise TypeError(msg)
-    return text_cost(settings, document, question)
+    if part_tokens is not None:
+        check_part_tokens(part_tokens)
+    return text_cost(settings, document, question, part_tokens)

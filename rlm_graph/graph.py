@@ -34,7 +34,7 @@ from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
 from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
 from rlm_graph.runs import shared_text
-from rlm_graph.settings import Settings
+from rlm_graph.settings import DEFAULT_PART_TOKENS, Settings, check_part_tokens
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
@@ -147,6 +147,7 @@ def create_rlm_graph(
     name: str = "rlm",
     *,
     max_output_tokens: int | None = None,
+    part_tokens: int = DEFAULT_PART_TOKENS,
     chunk_overlap: int = 0,
     max_fanout: int | None = None,
     token_counter: TokenCounter | None = None,
@@ -195,6 +196,11 @@ def create_rlm_graph(
         name: Name of the compiled graph.
         max_output_tokens: Tokens reserved for each call's reply. Defaults to
             an eighth of the window, between 256 and 2048.
+        part_tokens: Most document tokens one reading call holds (16,384 by
+            default), or what the window allows if that is less. Long prompts are
+            read worse than short ones, so a document larger than this is split
+            even when it fits the window; synthesis and the fan-out still use the
+            whole window. Per run: ``RLMContext(part_tokens=...)``.
         chunk_overlap: Tokens of the previous part repeated at the start of
             each part that is read directly.
         max_fanout: Upper bound on parts per level (the window sets another).
@@ -260,6 +266,7 @@ def create_rlm_graph(
     window = _resolve_context_window(model, context_window)
     checked_prices = check_relay_options(model, large_model, escalate_below, prices)
     check_focus_options(mode, max_focused_parts)
+    check_part_tokens(part_tokens)
     if retriever is not None:
         check_retriever(retriever)
     elif mode != "full":
@@ -314,6 +321,7 @@ def create_rlm_graph(
         max_depth=max_depth,
         max_fanout=max_fanout,
         chunk_overlap=chunk_overlap,
+        part_tokens=part_tokens,
         max_llm_calls=max_llm_calls,
         max_input_tokens=max_input_tokens,
         on_budget=on_budget,

@@ -36,6 +36,17 @@ from rlm_graph.tokens import TokenCounter
 # across the seam, and a counter's per-message framing can differ slightly.
 SEAM_SLACK = 16
 MIN_PART_TOKENS = 64
+DEFAULT_PART_TOKENS = 16_384
+"""Most document tokens per reading call unless ``part_tokens`` says otherwise.
+
+Fitting the window is necessary, not sufficient: models read long prompts worse
+("context rot"). RULER (Hsieh et al., 2024, "RULER: What's the Real Context Size of
+Your Long-Context Language Models?") found that most models claiming 32K tokens or
+more fall well below their 4K score by 32K-128K (GPT-4-1106: 96.6 at 4K, 93.2 at 32K,
+81.2 at 128K; Llama 3.1 8B: 95.5, 87.4, 77.0; Mistral 7B: 93.6 at 4K, 75.4 at 32K),
+while at 16K most stay within a few points of their 4K score. 16K keeps every read in
+that range and still needs few calls: a 1M-token document is about 62 reads.
+"""
 # A text this many times longer in characters than the window cannot fit one call,
 # so counting it first would only double the work.
 MAX_CHARS_PER_TOKEN = 32
@@ -106,6 +117,8 @@ class Settings:
     """Per model role, price per million input and output tokens, for the usage ``cost``."""
     retrieval: Any = None
     """The focused-reading options (``rlm_graph.focus.FocusOptions``)."""
+    part_tokens: int = DEFAULT_PART_TOKENS
+    """Most document tokens per reading call (the window may allow fewer); per run ``RLMContext.part_tokens``."""
     graph: list[Runnable] = field(default_factory=list)
     """Holds the compiled graph once built, for nested invocations."""
 
@@ -193,56 +206,98 @@ class Settings:
         )
 
     def fits_one_call(
-        self, text: str, question: str, scope: tuple[int, int], count_many: Callable[[Sequence[str]], list[int]]
+        self,
+        text: str,
+        question: str,
+        scope: tuple[int, int],
+        count_many: Callable[[Sequence[str]], list[int]],
+        part_tokens: int | None = None,
     ) -> bool:
         """Whether a whole document (neutralized) can be answered with one call.
 
         Paragraph counts come first (through ``count_many``, which a run memoizes
-        for ``split``); the exact prompt is counted only when it may fit.
+        for ``split``); the exact prompt is counted only when it may fit. A document
+        of more than ``part_tokens`` tokens is split even when the window could hold
+        it: the point of the limit is reading quality, not fit.
 
         Args:
             text: The document, passed through ``neutralize_tags``.
             question: The question.
             scope: Span of ``text`` in the root document.
             count_many: Batch token counter.
+            part_tokens: The run's part limit; ``None``: the graph's.
 
         Returns:
-            True if the one-call prompt fits the input window.
+            True if the document is within the part limit and the one-call prompt fits the input window.
         """
-        if len(text) > self.context_window * MAX_CHARS_PER_TOKEN:
+        limit = min(self.input_window, part_tokens or self.part_tokens)
+        if len(text) > min(self.context_window, limit) * MAX_CHARS_PER_TOKEN:
             return False
-        if sum(unit.tokens for unit in split_units(text, self.input_window, count_many)) > self.input_window:
+        if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
             return False
         prompt = self.one_call_messages(text, question, 0, scope)
         return self.counter.count_messages(prompt) <= self.input_window
 
-    def budget_for(self, question: str) -> Budget:
+    def budget_for(self, question: str, part_tokens: int | None = None) -> Budget:
         """Token budgets of every call about ``question``.
+
+        Parts hold at most ``part_tokens`` document tokens, or what the window leaves
+        if that is less; synthesis and the fan-out still use the whole window.
 
         Args:
             question: The question.
+            part_tokens: The run's part limit; ``None``: the graph's.
 
         Returns:
             The part budget and the fan-out.
 
         Raises:
-            ValueError: If the question leaves no room for document text.
+            ValueError: If the question leaves no room for document text, or the
+                part limit no room for ``chunk_overlap``.
         """
-        part_tokens = self.input_window - self.read_overhead(question)
+        window_part = self.input_window - self.read_overhead(question)
         per_finding = self.max_output_tokens + self.finding_block_tokens([""])[0]
         fanout = (self.input_window - self.synthesis_overhead(question)) // per_finding
         if self.max_fanout is not None:
             fanout = min(fanout, self.max_fanout)
-        if part_tokens < MIN_PART_TOKENS or fanout < 2:
+        if window_part < MIN_PART_TOKENS or fanout < 2:
             msg = (
                 f"question is too long for this model: with a {self.context_window}-token window and "
                 f"{self.max_output_tokens} tokens reserved for output, the prompts leave "
-                f"{max(part_tokens, 0)} tokens for document text and room for {max(fanout, 0)} findings "
+                f"{max(window_part, 0)} tokens for document text and room for {max(fanout, 0)} findings "
                 f"per synthesis (need at least {MIN_PART_TOKENS} and 2). Shorten the question or "
                 "lower max_output_tokens."
             )
             raise ValueError(msg)
-        return {"part_tokens": part_tokens, "fanout": fanout}
+        part = min(window_part, part_tokens or self.part_tokens)
+        if self.chunk_overlap * 2 > part:
+            msg = (
+                f"chunk_overlap ({self.chunk_overlap}) must be at most half of a part ({part} tokens); "
+                "lower chunk_overlap or raise part_tokens"
+            )
+            raise ValueError(msg)
+        return {"part_tokens": part, "fanout": fanout}
+
+
+def check_part_tokens(part_tokens: Any) -> int:
+    """Validate a ``part_tokens`` option.
+
+    Args:
+        part_tokens: The value given.
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: If it is not an int of at least ``MIN_PART_TOKENS``.
+    """
+    if isinstance(part_tokens, bool) or not isinstance(part_tokens, int) or part_tokens < MIN_PART_TOKENS:
+        msg = (
+            f"part_tokens must be an int of at least {MIN_PART_TOKENS} (document tokens per reading call; "
+            f"{DEFAULT_PART_TOKENS} by default), got {part_tokens!r}"
+        )
+        raise ValueError(msg)
+    return part_tokens
 
 
 def _messages(call: ModelCall) -> list[BaseMessage]:
@@ -357,6 +412,13 @@ class Invocation:
         if self.context is not None and self.context.max_depth is not None:
             return self.context.max_depth
         return self.settings.max_depth
+
+    @property
+    def part_tokens(self) -> int:
+        """Most document tokens per reading call in this run (the window may allow fewer)."""
+        if self.context is not None and self.context.part_tokens is not None:
+            return self.context.part_tokens
+        return self.settings.part_tokens
 
     @property
     def on_budget(self) -> str:
