@@ -136,7 +136,8 @@ class ProgressWriter:
             "max_depth": usage.get("max_depth", 0),
         }
         # Relay and focused-reading figures appear only when the run produced them.
-        for key in ("by_model", "large_model_share", "cost", "escalated_parts", "parts_read", "parts_total"):
+        keys = ("by_model", "large_model_share", "cost", "escalated_parts", "parts_read", "parts_total")
+        for key in (*keys, "cached_calls", "cached_parts"):
             if key in usage:
                 event[key] = usage[key]  # type: ignore[literal-required]
         self._write(event)

@@ -52,3 +52,6 @@ class UsageEvent(TypedDict):
     escalated_parts: NotRequired[int]
     parts_read: NotRequired[int]
     parts_total: NotRequired[int]
+    cached_calls: NotRequired[int]
+    """Calls answered from the reply cache (not in ``llm_calls``)."""
+    cached_parts: NotRequired[int]
