@@ -11,7 +11,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
-from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage
+from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
@@ -141,6 +141,8 @@ def _finish(
     citations: list[dict[str, int]],
     usage: Usage,
     errors: list[dict[str, Any]],
+    *,
+    cached: bool = False,
 ) -> dict[str, Any]:
     finding: Finding = {
         "start": task["start"],
@@ -149,13 +151,20 @@ def _finish(
         "citations": citations,  # type: ignore[typeddict-item]
         "run_key": run.run_key,
     }
-    _part_event(run, task, progress, "done", "analysis.done", finished=True)
+    if cached:
+        _part_event(run, task, progress, "cached", "analysis.cached", finished=True)
+    else:
+        _part_event(run, task, progress, "done", "analysis.done", finished=True)
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
 def _from_read(run: Invocation, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
     citations = [{"start": task["start"], "end": task["end"]}]
-    return _finish(run, task, progress, result.text, citations, result.usage, [])
+    # A reading that made no call at all (its reply, and any escalation's, came from
+    # the reply cache) is a cached part.
+    cached = not result.usage.get("llm_calls") and bool(result.usage.get("cached_calls"))
+    usage = merge_usage(result.usage, {"cached_parts": 1}) if cached else result.usage
+    return _finish(run, task, progress, result.text, citations, usage, [], cached=cached)
 
 
 def _from_nested(run: Invocation, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:

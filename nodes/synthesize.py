@@ -166,19 +166,6 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
     findings = sorted(state.get("findings") or [], key=lambda f: f["start"])
     parts = state.get("parts") or []
     errors = state.get("errors") or []
-    for finding in findings:
-        # Focused reading calls synthesize once per round: announce each cached part once.
-        announced = ("cached", finding["start"], finding["end"])
-        if finding["run_key"] != run.run_key and run.resources.advance(announced) == 1:
-            done = run.resources.advance((scope[0], scope[1], run.depth, "analysis"))
-            progress.progress(
-                "analysis",
-                "cached",
-                "analysis.cached",
-                done=done,
-                total=len(parts),
-                span=(finding["start"], finding["end"]),
-            )
     # A focused round whose parts all failed found nothing yet: the next round reads on.
     more_to_read = run.depth == 0 and bool(state.get("pending"))
     if not findings and errors and not more_to_read:

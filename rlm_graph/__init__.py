@@ -5,6 +5,7 @@ fresh context windows (recursively where a part is still too large), and
 synthesizes one answer with citations, streaming progress all the way.
 """
 
+from rlm_graph.cache import BoundedInMemoryCache
 from rlm_graph.chat import DocumentChatState, create_document_node
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import (
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",
     "BM25Retriever",
+    "BoundedInMemoryCache",
     "BudgetExceededError",
     "Citation",
     "CostEstimate",

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import string
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.cache.base import BaseCache
-from langgraph.cache.memory import InMemoryCache
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import CachePolicy, Checkpointer, RetryPolicy, TimeoutPolicy
+from langgraph.types import Checkpointer, RetryPolicy, TimeoutPolicy
 
 from rlm_graph import prompts
+from rlm_graph.cache import BoundedInMemoryCache, ReplyCache
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
@@ -33,7 +30,6 @@ from rlm_graph.nodes import (
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
 from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
-from rlm_graph.runs import shared_text
 from rlm_graph.settings import DEFAULT_PART_TOKENS, Settings, check_part_tokens
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -91,52 +87,6 @@ def _check_template(name: str, template: str) -> None:
         raise ValueError(msg)
 
 
-def _cache_key(identity: str, *parts: object) -> str:
-    digest = hashlib.sha256(identity.encode())
-    for part in parts:
-        digest.update(b"\x00")
-        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
-    return digest.hexdigest()
-
-
-def _chunk_cache_key(settings: Settings) -> Callable[[ChunkTask], str]:
-    def key(task: ChunkTask) -> str:
-        if task.get("fits") is False:
-            # A nested run's result may hold failed spans; caching it would replay the
-            # failure without a retry. Its own reads are cached inside it, so a key that
-            # never repeats costs little on a second run.
-            return f"nested:{uuid.uuid4().hex}"
-        # Run key, index and total differ between runs and must not split the cache.
-        # .get: LangGraph may also call this on other inputs (for example when drawing).
-        text = task.get("text")
-        if text is None:
-            shared = shared_text(task.get("run_key", ""))
-            text = shared[task["start"] : task["end"]] if shared is not None else None
-        return _cache_key(
-            settings.model_identity,
-            task.get("question"),
-            text,
-            task.get("start"),
-            task.get("fits"),
-            task.get("depth"),
-        )
-
-    return key
-
-
-def _direct_cache_key(settings: Settings) -> Callable[[RLMState], str]:
-    def key(state: RLMState) -> str:
-        return _cache_key(
-            settings.model_identity,
-            state.get("question"),
-            state.get("document"),
-            state.get("offset", 0),
-            state.get("depth", 0),
-        )
-
-    return key
-
-
 def create_rlm_graph(
     model: BaseChatModel,
     context_window: int | None = None,
@@ -189,10 +139,16 @@ def create_rlm_graph(
         max_depth: Deepest nesting level (0 = parts must fit one call).
         checkpointer: Checkpointer for durable runs; when the graph is a
             subgraph, leave ``None`` to use the parent's.
-        cache: Cache backend for reading calls and direct answers. ``None``
-            (the default) keeps an ``InMemoryCache`` per graph; pass a
-            ``SqliteCache`` to share results across processes, or ``False`` to
-            disable caching.
+        cache: Backend of the reply cache, any LangGraph ``BaseCache``. Each
+            model reply is cached under the model's identity (class, endpoint,
+            deployment, headers, sampling settings; credentials only hashed) and
+            the exact messages sent, so asking the same question about the same
+            document again makes no model call, and a hit counts no calls or
+            tokens in ``usage`` (only ``cached_calls`` and ``cached_parts``).
+            ``None`` (the default) keeps a ``BoundedInMemoryCache`` per graph
+            (least recently used first, 10,000 replies or 64 MiB at most); pass
+            a ``SqliteCache`` to share replies across processes, or ``False`` to
+            disable caching. Failures and empty replies are never cached.
         name: Name of the compiled graph.
         max_output_tokens: Tokens reserved for each call's reply. Defaults to
             an eighth of the window, between 256 and 2048.
@@ -208,8 +164,10 @@ def create_rlm_graph(
         retry_policy: Retry policy of the model-calling nodes.
         timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
             ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
-        cache_ttl: Seconds a cached result stays valid (``None``: no expiry);
-            an hour by default, which bounds the default in-memory cache.
+        cache_ttl: Seconds a cached reply stays valid (``None``: no expiry); an
+            hour by default. The default in-memory cache also drops expired
+            replies (it is bounded by size and age); other backends drop
+            them when they are read again.
         max_llm_calls: Most model calls per run, all depths together.
         max_input_tokens: Most prompt tokens per run, all depths together.
         on_budget: When the plan exceeds a budget, ``"error"`` raises
@@ -310,6 +268,17 @@ def create_rlm_graph(
         ("synthesize_prompt", synthesize_prompt),
     ):
         _check_template(template_name, template)
+    if cache is not None and cache is not False and not isinstance(cache, BaseCache):
+        msg = (
+            f"cache must be a LangGraph BaseCache (e.g. SqliteCache), None for the in-memory default, "
+            f"or False to disable it; got {type(cache).__name__}"
+        )
+        raise TypeError(msg)
+    # Compared with None/False, never by truth: a cache may define __len__ and be empty.
+    backend: BaseCache | None = None if cache is False else BoundedInMemoryCache() if cache is None else cache
+    if cache_ttl is not None and (not isinstance(cache_ttl, int) or cache_ttl < 1):
+        msg = f"cache_ttl must be None or an int of at least 1 second, got {cache_ttl!r}"
+        raise ValueError(msg)
     counter = token_counter or counter_for_model(model)
     settings = Settings(
         model=model,
@@ -341,6 +310,7 @@ def create_rlm_graph(
             max_focused_parts=max_focused_parts,
             index_cache=IndexCache(index_cache_size),
         ),
+        replies=None if backend is None else ReplyCache(backend, cache_ttl),
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]
@@ -348,10 +318,6 @@ def create_rlm_graph(
         msg = f"chunk_overlap ({chunk_overlap}) must be at most half of a part ({largest_part} tokens)"
         raise ValueError(msg)
 
-    if cache is None:
-        cache = InMemoryCache()
-    chunk_cache = CachePolicy(key_func=_chunk_cache_key(settings), ttl=cache_ttl) if cache else None
-    direct_cache = CachePolicy(key_func=_direct_cache_key(settings), ttl=cache_ttl) if cache else None
     model_node_options: dict[str, Any] = {"retry_policy": retry_policy, "timeout": timeout}
 
     builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
@@ -362,20 +328,22 @@ def create_rlm_graph(
         make_process_chunk(settings),
         input_schema=ChunkTask,
         error_handler=make_chunk_error_handler(settings),
-        cache_policy=chunk_cache,
         **model_node_options,
     )
     # Focused reading: synthesize may send the next round of parts back to reading.
     builder.add_node(
         "synthesize", make_synthesize(settings), destinations=("process_chunk", END), **model_node_options
     )
-    builder.add_node("direct_answer", make_direct_answer(settings), cache_policy=direct_cache, **model_node_options)
+    builder.add_node("direct_answer", make_direct_answer(settings), **model_node_options)
     builder.add_edge(START, "check")
     builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)
-    graph = builder.compile(checkpointer=checkpointer, cache=cache or None, name=name)
+    # No node has a cache policy: replies are cached per model call (see Invocation.call),
+    # so the nodes always run. The backend is still given to compile so that
+    # ``graph.cache`` shows it (for example to clear it).
+    graph = builder.compile(checkpointer=checkpointer, cache=backend, name=name)
     settings.graph.append(graph)
     register(graph, settings)
     return graph

@@ -177,6 +177,8 @@ class ProgressWriter:
             "stopped_early",
             "parts_skipped",
             "findings_truncated",
+            "cached_calls",
+            "cached_parts",
         ):
             if key in usage:
                 event[key] = usage[key]  # type: ignore[literal-required]

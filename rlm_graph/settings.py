@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +11,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
+from langgraph.cache.base import FullKey
 from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 
+from rlm_graph.cache import ReplyCache, model_identity
 from rlm_graph.context import RLMContext
 from rlm_graph.coverage import Coverage, settle_answer
 from rlm_graph.errors import EmptyReplyError, RLMError, is_transient_error, retry_after_seconds
@@ -23,7 +24,6 @@ from rlm_graph.prompts import (
     FINDING_TEMPLATE,
     NO_RELEVANT_INFORMATION,
     PARTIAL_INSTRUCTION,
-    PROMPT_VERSION,
     build_messages,
     is_no_relevant,
 )
@@ -121,27 +121,25 @@ class Settings:
     """Most document tokens per reading call (the window may allow fewer); per run ``RLMContext.part_tokens``."""
     graph: list[Runnable] = field(default_factory=list)
     """Holds the compiled graph once built, for nested invocations."""
+    replies: ReplyCache | None = None
+    """The reply cache (``None``: replies are not cached)."""
+    model_identities: dict[str, str] = field(default_factory=dict)
+    """``identity_of`` by role, filled on first use."""
 
     @property
     def input_window(self) -> int:
         """Most prompt tokens one call may use."""
         return self.context_window - self.safety_margin - self.max_output_tokens - SEAM_SLACK
 
-    @property
-    def model_identity(self) -> str:
-        """Stable text naming the model, its parameters and the prompts (cache keys)."""
-        params = getattr(self.model, "_identifying_params", {}) or {}
-        prompts = "\x00".join(
-            (self.system_prompt, self.read_part_prompt, self.direct_answer_prompt, self.synthesize_prompt)
-        )
-        digest = hashlib.sha256(prompts.encode()).hexdigest()[:16]
-        identity = f"{type(self.model).__qualname__}|{sorted(params.items())!r}|v{PROMPT_VERSION}|{digest}"
-        if self.large_model is not None:
-            # Whichever model read a part (or answered) decides the cached value.
-            large = getattr(self.large_model, "_identifying_params", {}) or {}
-            identity += f"|large:{type(self.large_model).__qualname__}|{sorted(large.items())!r}"
-            identity += f"|escalate<{self.escalate_below}"
-        return identity
+    def identity_of(self, role: str) -> str:
+        """Stable text naming the model of a role and its settings (reply cache keys).
+
+        Computed once per role: it reads the model's fields, which do not change after
+        the graph is built.
+        """
+        if role not in self.model_identities:
+            self.model_identities[role] = model_identity(self.model_for(role))
+        return self.model_identities[role]
 
     def role_of(self, call: ModelCall) -> str:
         """Which model answers ``call``: ``"large_model"`` or ``"model"``."""
@@ -504,6 +502,51 @@ class Invocation:
         }
         return CallResult(text=str(text), usage=usage)
 
+    def _cache_key(self, call: ModelCall, role: str) -> FullKey | None:
+        if self.settings.replies is None:
+            return None
+        # Built, hashed and dropped before the call waits for a slot, so queued reads
+        # still hold no copy of their text.
+        return self.settings.replies.key(self.settings.identity_of(role), _messages(call))
+
+    def _hit(self, text: str | None, role: str) -> CallResult | None:
+        if text is None:
+            return None
+        # No call was made: zero calls and tokens (and zero cost when priced), one cached call.
+        by_role = model_usage(self.settings.prices, role, 0, 0)
+        by_role.update(llm_calls=0, cached_calls=1)
+        usage: Usage = {
+            "llm_calls": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "total_tokens": 0,
+            "cached_calls": 1,
+            "by_model": {role: by_role},
+        }
+        return CallResult(text=text, usage=usage)
+
+    def _lookup(self, call: ModelCall, role: str) -> tuple[FullKey | None, CallResult | None]:
+        """The call's reply-cache key and its cached reply, if any (sync)."""
+        replies, key = self.settings.replies, self._cache_key(call, role)
+        return key, self._hit(replies.get(key) if replies and key else None, role)
+
+    async def _alookup(self, call: ModelCall, role: str) -> tuple[FullKey | None, CallResult | None]:
+        """The call's reply-cache key and its cached reply, if any (async)."""
+        replies, key = self.settings.replies, self._cache_key(call, role)
+        return key, self._hit(await replies.aget(key) if replies and key else None, role)
+
+    def _remember(self, key: FullKey | None, result: CallResult) -> CallResult:
+        """Store a fresh reply in the reply cache (sync) and return it."""
+        if self.settings.replies is not None and key is not None:
+            self.settings.replies.put(key, result.text)
+        return result
+
+    async def _aremember(self, key: FullKey | None, result: CallResult) -> CallResult:
+        """Store a fresh reply in the reply cache (async) and return it."""
+        if self.settings.replies is not None and key is not None:
+            await self.settings.replies.aput(key, result.text)
+        return result
+
     def call(self, call: ModelCall) -> CallResult:
         """Send one prompt, holding a slot of the run's limiter (sync).
 
@@ -511,10 +554,14 @@ class Invocation:
             call: The prompt.
 
         Returns:
-            The reply and its usage.
+            The reply and its usage; a reply from the cache counts no call and no tokens,
+            only ``cached_calls``.
         """
-        self.resources.spend(call.prompt_tokens)
         role = self.settings.role_of(call)
+        key, hit = self._lookup(call, role)
+        if hit is not None:
+            return hit
+        self.resources.spend(call.prompt_tokens)
         try:
             with self.resources.thread_slot():
                 reply = self.settings.model_for(role).invoke(_messages(call))
@@ -524,7 +571,7 @@ class Invocation:
             if (wait := _retry_wait(error)) is not None:
                 time.sleep(wait)
             raise
-        return self._result(call, reply, role)
+        return self._remember(key, self._result(call, reply, role))
 
     async def acall(self, call: ModelCall) -> CallResult:
         """Send one prompt, holding a slot of the run's limiter (async).
@@ -533,10 +580,14 @@ class Invocation:
             call: The prompt.
 
         Returns:
-            The reply and its usage.
+            The reply and its usage; a reply from the cache counts no call and no tokens,
+            only ``cached_calls``.
         """
-        self.resources.spend(call.prompt_tokens)
         role = self.settings.role_of(call)
+        key, hit = await self._alookup(call, role)
+        if hit is not None:
+            return hit
+        self.resources.spend(call.prompt_tokens)
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
@@ -545,7 +596,7 @@ class Invocation:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)
             raise
-        return self._result(call, reply, role)
+        return await self._aremember(key, self._result(call, reply, role))
 
     def drive(self, steps: CallSteps) -> Any:
         """Run node logic written as :data:`CallSteps`, calling the model synchronously."""

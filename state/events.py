@@ -56,3 +56,6 @@ class UsageEvent(TypedDict):
     stopped_early: NotRequired[int]
     parts_skipped: NotRequired[int]
     findings_truncated: NotRequired[int]
+    cached_calls: NotRequired[int]
+    """Calls answered from the reply cache (not in ``llm_calls``)."""
+    cached_parts: NotRequired[int]

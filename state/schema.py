@@ -32,6 +32,8 @@ class ModelUsage(TypedDict, total=False):
     output_tokens: int
     cost: float
     """Only when prices were given: input and output tokens at their price per million."""
+    cached_calls: int
+    """Calls of this model answered from the reply cache (not in ``llm_calls``)."""
 
 
 class Usage(TypedDict, total=False):
@@ -64,6 +66,10 @@ class Usage(TypedDict, total=False):
     """Spans not read to stay within the budget (``on_budget="partial"``), all levels."""
     findings_truncated: int
     """Findings shortened to fit a synthesis call, all levels."""
+    cached_calls: int
+    """Model calls answered from the reply cache; not counted in ``llm_calls`` or tokens."""
+    cached_parts: int
+    """Parts (at any depth) whose reading came entirely from the reply cache."""
 
 
 RESET_USAGE = "_reset"
@@ -148,7 +154,7 @@ class Finding(TypedDict):
     text: str
     citations: list[Citation]
     run_key: str
-    """Run that computed it; a different key means the value came from the cache."""
+    """Run that read it."""
 
 
 class Budget(TypedDict):

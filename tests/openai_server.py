@@ -73,9 +73,16 @@ class Faults:
 
 class ChatServer:
     def __init__(
-        self, window: int = 8192, rate_limit_first: int = 0, faults: Faults | None = None, delay: float = 0.0
+        self,
+        window: int = 8192,
+        rate_limit_first: int = 0,
+        faults: Faults | None = None,
+        delay: float = 0.0,
+        label: str = "",
     ) -> None:
         self.window = window
+        self.label = label
+        """Written before every fact reply, so tests can tell which server answered."""
         self.faults = faults or Faults(first=rate_limit_first, retry_after="0")
         self.delay = delay
         self.log: list[Request] = []
@@ -195,7 +202,7 @@ class ChatServer:
                     self._error(record, 400, message, "context_length_exceeded")
                     return
                 facts = sorted(set(NEEDLE.findall(prompt)))
-                reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+                reply = server.label + "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
                 completion_tokens = server._counter.count(reply)
                 usage = {
                     "prompt_tokens": prompt_tokens,

@@ -223,4 +223,4 @@ def test_plan_uses_the_smaller_window() -> None:
 
     graph = create_rlm_graph(PerfectReader(window=32768), large_model=LargeReader(window=8192))
     assert settings_of(graph).context_window == 8192
-    assert re.search(r"large:LargeReader", settings_of(graph).model_identity)
+    assert re.search(r"LargeReader", settings_of(graph).identity_of("large_model"))
