@@ -49,6 +49,10 @@ class BudgetExceededError(RLMError):
     """The run's plan, or its next call, would exceed ``max_llm_calls`` or ``max_input_tokens``."""
 
 
+class ModelCallTimeoutError(TimeoutError):
+    """A model call took longer than ``create_rlm_graph(timeout=...)``; retried like any timeout."""
+
+
 class DepthLimitError(RLMError):
     """The document needs more nesting levels than ``max_depth`` allows."""
 

@@ -21,6 +21,7 @@ from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
 from rlm_graph.focus import FocusOptions, check_focus_options
+from rlm_graph.lifetime import owning_runs
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -36,6 +37,7 @@ from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_
 from rlm_graph.runs import shared_text
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
+from rlm_graph.timeouts import call_timeout_seconds
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
 DEFAULT_RETRY_POLICY = RetryPolicy(
@@ -200,8 +202,14 @@ def create_rlm_graph(
         max_fanout: Upper bound on parts per level (the window sets another).
         token_counter: Counter to use instead of the model's own or cl100k_base.
         retry_policy: Retry policy of the model-calling nodes.
-        timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
-            ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
+        timeout: Most seconds one model call (one attempt) may take, sync or
+            async; a call over it raises ``ModelCallTimeoutError`` (a
+            ``TimeoutError``) and is retried by ``retry_policy``. It bounds each
+            call, never a node, so a part read by a nested graph is not cut off
+            as a whole. A ``TimeoutPolicy`` gives the smaller of its
+            ``run_timeout`` and ``idle_timeout`` (a call shows no progress until
+            it replies). Sync runs abandon a timed-out call in a worker thread;
+            give the client its own timeout too so the request ends.
         cache_ttl: Seconds a cached result stays valid (``None``: no expiry);
             an hour by default, which bounds the default in-memory cache.
         max_llm_calls: Most model calls per run, all depths together.
@@ -327,6 +335,7 @@ def create_rlm_graph(
         large_model=large_model,
         escalate_below=float(escalate_below),
         prices=checked_prices,
+        call_timeout=call_timeout_seconds(timeout),
         retrieval=FocusOptions(
             mode=mode,
             retriever=retriever,
@@ -344,7 +353,9 @@ def create_rlm_graph(
         cache = InMemoryCache()
     chunk_cache = CachePolicy(key_func=_chunk_cache_key(settings), ttl=cache_ttl) if cache else None
     direct_cache = CachePolicy(key_func=_direct_cache_key(settings), ttl=cache_ttl) if cache else None
-    model_node_options: dict[str, Any] = {"retry_policy": retry_policy, "timeout": timeout}
+    # No node-level timeout: it would also bound a part that runs a nested graph, killing
+    # whole subtrees; timeout= bounds each model call instead (Settings.call_timeout).
+    model_node_options: dict[str, Any] = {"retry_policy": retry_policy}
 
     builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
     builder.add_node("check", make_check(settings))
@@ -367,7 +378,7 @@ def create_rlm_graph(
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)
-    graph = builder.compile(checkpointer=checkpointer, cache=cache or None, name=name)
+    graph = owning_runs(builder.compile(checkpointer=checkpointer, cache=cache or None, name=name))
     settings.graph.append(graph)
     register(graph, settings)
     return graph

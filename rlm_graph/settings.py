@@ -29,6 +29,7 @@ from rlm_graph.prompts import (
 from rlm_graph.runs import RunResources, release, resources_for
 from rlm_graph.splitter import Piece, split_units
 from rlm_graph.state import Budget, Citation, ModelUsage, Usage
+from rlm_graph.timeouts import ainvoke_within, invoke_within
 from rlm_graph.tokens import TokenCounter
 
 # Tokens kept free per call for where template and text meet: BPE may merge
@@ -56,7 +57,8 @@ class ModelCall:
     the call holds a slot, so queued reads do not each hold a copy of their text."""
     prompt_tokens: int
     urgent: bool = False
-    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads."""
+    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads,
+    and they draw on the budget reserved for synthesis (``RunResources.spend``)."""
     large: bool = False
     """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
 
@@ -105,6 +107,8 @@ class Settings:
     """Per model role, price per million input and output tokens, for the usage ``cost``."""
     retrieval: Any = None
     """The focused-reading options (``rlm_graph.focus.FocusOptions``)."""
+    call_timeout: float | None = None
+    """Seconds one model call (one attempt) may take; ``None``: no limit."""
     graph: list[Runnable] = field(default_factory=list)
     """Holds the compiled graph once built, for nested invocations."""
 
@@ -298,6 +302,9 @@ class Invocation:
             The invocation view.
         """
         configurable = get_config().get("configurable", {})
+        # The invocation's own key wins over the one in state: a run resumed from a
+        # checkpoint belongs to the invocation that resumed it (rlm_graph.lifetime).
+        run_key = configurable.get(CONFIG_RUN_KEY) or run_key
         try:
             context = get_runtime().context
         except Exception:  # noqa: BLE001 - no runtime outside a LangGraph run
@@ -430,11 +437,11 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
-        self.resources.spend(call.prompt_tokens)
+        self.resources.spend(call.prompt_tokens, synthesis=call.urgent)
         role = self.settings.role_of(call)
         try:
             with self.resources.thread_slot():
-                reply = self.settings.model_for(role).invoke(_messages(call))
+                reply = invoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
         except Exception as error:
             # Honour the server's Retry-After before LangGraph's retry policy takes over;
             # the slot is already released, so other calls go on meanwhile.
@@ -452,12 +459,12 @@ class Invocation:
         Returns:
             The reply and its usage.
         """
-        self.resources.spend(call.prompt_tokens)
+        self.resources.spend(call.prompt_tokens, synthesis=call.urgent)
         role = self.settings.role_of(call)
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
-                reply = await self.settings.model_for(role).ainvoke(_messages(call))
+                reply = await ainvoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)
