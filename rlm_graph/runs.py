@@ -186,9 +186,13 @@ class RunResources:
                 held_calls, held_tokens = max(held_calls - 1, 0), max(held_tokens - input_tokens, 0)
             calls, tokens = self.llm_calls + 1, self.input_tokens + input_tokens
             if self.max_llm_calls is not None and calls + held_calls > self.max_llm_calls:
-                msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
                 if held_calls:
-                    msg += f" that is not reserved for the synthesis ({held_calls} calls)"
+                    msg = (
+                        f"refused a model call: the run has used {self.llm_calls} of max_llm_calls="
+                        f"{self.max_llm_calls}, and the rest is reserved for the synthesis of what was read"
+                    )
+                else:
+                    msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
                 raise BudgetExceededError(msg)
             if self.max_input_tokens is not None and tokens + held_tokens > self.max_input_tokens:
                 msg = (
@@ -196,7 +200,7 @@ class RunResources:
                     f"{self.input_tokens} of max_input_tokens={self.max_input_tokens}"
                 )
                 if held_tokens:
-                    msg += f" and {held_tokens} are reserved for the synthesis"
+                    msg += f", and {held_tokens} are reserved for the synthesis of what was read"
                 raise BudgetExceededError(msg)
             self.llm_calls, self.input_tokens = calls, tokens
             self._synthesis_reserve = [held_calls, held_tokens]

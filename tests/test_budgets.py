@@ -112,8 +112,11 @@ def _one_transient_failure(number_to_fail: int) -> Callable[[str, int], BaseExce
     return fail
 
 
-@pytest.mark.parametrize("on_budget", ["partial", "error"])
-def test_a_retry_cannot_starve_the_synthesis(frankenstein: str, on_budget: str) -> None:
+@pytest.mark.parametrize(
+    ("on_budget", "budget"),
+    [("partial", "max_llm_calls"), ("error", "max_llm_calls"), ("partial", "max_input_tokens")],
+)
+def test_a_retry_cannot_starve_the_synthesis(frankenstein: str, on_budget: str, budget: str) -> None:
     text, facts, offsets = plant_needles(frankenstein[:60_000], 3)
     probe = create_rlm_graph(PerfectReader(window=4096, reserved_output=512), max_output_tokens=512)
     planned = estimate_cost(probe, text, QUESTION)
@@ -124,8 +127,8 @@ def test_a_retry_cannot_starve_the_synthesis(frankenstein: str, on_budget: str) 
         max_output_tokens=512,
         cache=False,
         retry_policy=retry,
-        max_llm_calls=planned["llm_calls"],
         on_budget=on_budget,  # type: ignore[arg-type]
+        **{budget: planned["llm_calls"] if budget == "max_llm_calls" else planned["input_tokens"]},
     )
     out = graph.invoke({"document": text, "question": QUESTION})
     # The retry took a call the plan did not count: one read is refused, not the synthesis.
@@ -133,6 +136,7 @@ def test_a_retry_cannot_starve_the_synthesis(frankenstein: str, on_budget: str) 
     assert '<finding id="' in model.prompts[-1]
     (refused,) = out["errors"]
     assert "reserved for the synthesis" in refused["error"]
+    assert budget in refused["error"]
     read = [f for f, o in zip(facts, offsets, strict=True) if not refused["start"] <= o < refused["end"]]
     assert read
     assert all(fact in out["answer"] for fact in read)
