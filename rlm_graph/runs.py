@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from rlm_graph.errors import BudgetExceededError
 
-# Runs that crash never release their entry; the oldest entries beyond this many
-# are dropped so such leaks stay bounded.
+# A backstop: every run is released by the invocation that owns it (rlm_graph.lifetime),
+# but should an entry outlive its run anyway, the oldest beyond this many are dropped.
 _MAX_TRACKED_RUNS = 4096
 
 
