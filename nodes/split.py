@@ -9,9 +9,9 @@ from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 from rlm_graph.state.schema import PlannedPart
 
-from rlm_graph import focus, relay
+from rlm_graph import focus
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
-from rlm_graph.estimate import level_cost
+from rlm_graph.estimate import level_cost, part_cost
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Invocation, Settings
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
@@ -100,9 +100,13 @@ def _within_budget(
 
 
 def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int) -> None:
-    """Book the plan, so relay escalations only spend what it leaves of the budget."""
+    """Book the plan in the run's ledger: its syntheses stay reserved, escalations spend what it leaves."""
     cost = level_cost(settings, question, leaves, fanout)
-    relay.reserve_plan(run.resources, cost["llm_calls"], cost["input_tokens"])
+    # Every leaf is read exactly once, at whatever depth; the rest of the plan is synthesis.
+    read_tokens = sum(part_cost(settings, question, [leaf], fanout, 0)["input_tokens"] for leaf in leaves)
+    run.resources.reserve(
+        cost["llm_calls"], cost["input_tokens"], cost["llm_calls"] - cost["reads"], cost["input_tokens"] - read_tokens
+    )
 
 
 def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: int) -> list[Piece]:

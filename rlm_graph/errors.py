@@ -59,6 +59,10 @@ class EmptyReplyError(RLMError):
     """
 
 
+class ModelCallTimeoutError(TimeoutError):
+    """A model call took longer than ``create_rlm_graph(timeout=...)``; retried like any timeout."""
+
+
 class DepthLimitError(RLMError):
     """The document needs more nesting levels than ``max_depth`` allows."""
 

@@ -18,6 +18,7 @@ from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
 from rlm_graph.focus import FocusOptions, check_focus_options
+from rlm_graph.lifetime import owning_runs
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -32,6 +33,7 @@ from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
 from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
 from rlm_graph.settings import DEFAULT_PART_TOKENS, Settings, check_part_tokens
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
+from rlm_graph.timeouts import call_timeout_seconds
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
 DEFAULT_RETRY_POLICY = RetryPolicy(
@@ -162,8 +164,14 @@ def create_rlm_graph(
         max_fanout: Upper bound on parts per level (the window sets another).
         token_counter: Counter to use instead of the model's own or cl100k_base.
         retry_policy: Retry policy of the model-calling nodes.
-        timeout: Per-attempt timeout of the model-calling nodes, in seconds or a
-            ``TimeoutPolicy`` (async runs only, a LangGraph limitation).
+        timeout: Most seconds one model call (one attempt) may take, sync or
+            async; a call over it raises ``ModelCallTimeoutError`` (a
+            ``TimeoutError``) and is retried by ``retry_policy``. It bounds each
+            call, never a node, so a part read by a nested graph is not cut off
+            as a whole. A ``TimeoutPolicy`` gives the smaller of its
+            ``run_timeout`` and ``idle_timeout`` (a call shows no progress until
+            it replies). Sync runs abandon a timed-out call in a worker thread;
+            give the client its own timeout too so the request ends.
         cache_ttl: Seconds a cached reply stays valid (``None``: no expiry); an
             hour by default. The default in-memory cache also drops expired
             replies (it is bounded by size and age); other backends drop
@@ -304,6 +312,7 @@ def create_rlm_graph(
         large_model=large_model,
         escalate_below=float(escalate_below),
         prices=checked_prices,
+        call_timeout=call_timeout_seconds(timeout),
         retrieval=FocusOptions(
             mode=mode,
             retriever=retriever,
@@ -318,7 +327,9 @@ def create_rlm_graph(
         msg = f"chunk_overlap ({chunk_overlap}) must be at most half of a part ({largest_part} tokens)"
         raise ValueError(msg)
 
-    model_node_options: dict[str, Any] = {"retry_policy": retry_policy, "timeout": timeout}
+    # No node-level timeout: it would also bound a part that runs a nested graph, killing
+    # whole subtrees; timeout= bounds each model call instead (Settings.call_timeout).
+    model_node_options: dict[str, Any] = {"retry_policy": retry_policy}
 
     builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
     builder.add_node("check", make_check(settings))
@@ -343,7 +354,7 @@ def create_rlm_graph(
     # No node has a cache policy: replies are cached per model call (see Invocation.call),
     # so the nodes always run. The backend is still given to compile so that
     # ``graph.cache`` shows it (for example to clear it).
-    graph = builder.compile(checkpointer=checkpointer, cache=backend, name=name)
+    graph = owning_runs(builder.compile(checkpointer=checkpointer, cache=backend, name=name))
     settings.graph.append(graph)
     register(graph, settings)
     return graph

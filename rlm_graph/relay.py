@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 
 from langchain_core.language_models import BaseChatModel
 
 from rlm_graph.errors import BudgetExceededError, EmptyReplyError
-from rlm_graph.runs import RunResources
 from rlm_graph.settings import CallResult, Invocation, ModelCall
 from rlm_graph.state import merge_usage
 
@@ -65,40 +62,6 @@ def split_confidence(text: str) -> tuple[str, float | None]:
     return head.strip(), _LEVELS[marker.group("value").lower()]
 
 
-_plans: weakref.WeakKeyDictionary[RunResources, list[int]] = weakref.WeakKeyDictionary()
-_plans_lock = threading.Lock()
-
-
-def reserve_plan(resources: RunResources, calls: int, tokens: int) -> None:
-    """Record a run's planned calls and input tokens (upper bounds), checked against its budgets.
-
-    Escalations are extra calls the plan did not count; they are allowed only while
-    the plan plus the escalations so far stay within budget, so an escalation can
-    never starve a planned read or the final synthesis.
-
-    Args:
-        resources: The run's resources.
-        calls: Planned model calls.
-        tokens: Planned input tokens.
-    """
-    with _plans_lock:
-        _plans[resources] = [calls, tokens]
-
-
-def _may_escalate(resources: RunResources, tokens: int) -> bool:
-    with _plans_lock:
-        plan = _plans.get(resources)
-        if plan is None:
-            return True  # no budget: spend() alone governs
-        calls_ok = resources.max_llm_calls is None or plan[0] + 1 <= resources.max_llm_calls
-        tokens_ok = resources.max_input_tokens is None or plan[1] + tokens <= resources.max_input_tokens
-        if calls_ok and tokens_ok:
-            plan[0] += 1
-            plan[1] += tokens
-            return True
-        return False
-
-
 def _needs_help(run: Invocation, small: CallResult) -> tuple[CallResult, bool]:
     if run.settings.large_model is None:
         # No relay: the prompt asked for no confidence line, so nothing in the reply is one.
@@ -113,7 +76,9 @@ def _needs_help(run: Invocation, small: CallResult) -> tuple[CallResult, bool]:
 
 
 def _budget_allows(run: Invocation, call: ModelCall) -> bool:
-    return _may_escalate(run.resources, call.prompt_tokens)
+    # An escalation is a call the plan did not count: the run's ledger grants it only
+    # while the plan plus escalations stay within budget.
+    return run.resources.allow_unplanned(call.prompt_tokens)
 
 
 def _escalated(small: CallResult, large: CallResult) -> CallResult:

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from rlm_graph.errors import BudgetExceededError
 
-# Runs that crash never release their entry; the oldest entries beyond this many
-# are dropped so such leaks stay bounded.
+# A backstop: every run is released by the invocation that owns it (rlm_graph.lifetime),
+# but should an entry outlive its run anyway, the oldest beyond this many are dropped.
 _MAX_TRACKED_RUNS = 4096
 
 
@@ -65,6 +65,9 @@ class RunResources:
         self.max_input_tokens = max_input_tokens
         self.llm_calls = 0
         self.input_tokens = 0
+        # The ledger of the plan that split checked against the budgets (see reserve()).
+        self._planned: list[int] | None = None
+        self._synthesis_reserve = [0, 0]
         self._thread_slots = threading.BoundedSemaphore(max_concurrency)
         self._async_slots: _PrioritySlots | None = None
         self._lock = threading.Lock()
@@ -123,27 +126,84 @@ class RunResources:
         with self._thread_slots:
             yield
 
-    def spend(self, input_tokens: int) -> None:
-        """Book one call of ``input_tokens`` against the run's budget, or refuse it.
+    def reserve(self, calls: int, tokens: int, synthesis_calls: int, synthesis_tokens: int) -> None:
+        """Book the run's plan, which ``split`` checked against the budgets.
+
+        The plan's synthesis calls stay reserved until they are made: other calls
+        (reads, their retries, relay escalations) may not spend into them, so the
+        document read is always answered from.
+
+        Args:
+            calls: Planned model calls (an upper bound).
+            tokens: Planned input tokens (an upper bound).
+            synthesis_calls: How many of ``calls`` are syntheses.
+            synthesis_tokens: How many of ``tokens`` the syntheses take.
+        """
+        with self._lock:
+            self._planned = [calls, tokens]
+            self._synthesis_reserve = [synthesis_calls, synthesis_tokens]
+
+    def allow_unplanned(self, input_tokens: int) -> bool:
+        """Grant one call the plan did not count (a relay escalation), if the budget has room for it.
+
+        It is granted only while the plan plus the calls granted so far stay within
+        the budgets, so it never takes the place of a planned read or synthesis.
 
         Args:
             input_tokens: The call's prompt tokens.
 
-        Raises:
-            BudgetExceededError: If the call would take the run over a budget.
+        Returns:
+            Whether the call may be made (it is then booked in the plan).
         """
         with self._lock:
+            if self._planned is None:
+                return True  # no budget was planned: spend() alone governs
+            calls, tokens = self._planned[0] + 1, self._planned[1] + input_tokens
+            if (self.max_llm_calls is not None and calls > self.max_llm_calls) or (
+                self.max_input_tokens is not None and tokens > self.max_input_tokens
+            ):
+                return False
+            self._planned = [calls, tokens]
+            return True
+
+    def spend(self, input_tokens: int, *, synthesis: bool = False) -> None:
+        """Book one call of ``input_tokens`` against the run's budget, or refuse it.
+
+        A synthesis call draws on the reservation for syntheses; any call is refused
+        if it would leave less than what is still reserved for the syntheses to come.
+
+        Args:
+            input_tokens: The call's prompt tokens.
+            synthesis: Whether the call is a synthesis.
+
+        Raises:
+            BudgetExceededError: If the call would take the run over a budget, or
+                into what is reserved for synthesis.
+        """
+        with self._lock:
+            held_calls, held_tokens = self._synthesis_reserve
+            if synthesis:
+                held_calls, held_tokens = max(held_calls - 1, 0), max(held_tokens - input_tokens, 0)
             calls, tokens = self.llm_calls + 1, self.input_tokens + input_tokens
-            if self.max_llm_calls is not None and calls > self.max_llm_calls:
-                msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
+            if self.max_llm_calls is not None and calls + held_calls > self.max_llm_calls:
+                if held_calls:
+                    msg = (
+                        f"refused a model call: the run has used {self.llm_calls} of max_llm_calls="
+                        f"{self.max_llm_calls}, and the rest is reserved for the synthesis of what was read"
+                    )
+                else:
+                    msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
                 raise BudgetExceededError(msg)
-            if self.max_input_tokens is not None and tokens > self.max_input_tokens:
+            if self.max_input_tokens is not None and tokens + held_tokens > self.max_input_tokens:
                 msg = (
                     f"refused a model call of {input_tokens} input tokens: the run has used "
                     f"{self.input_tokens} of max_input_tokens={self.max_input_tokens}"
                 )
+                if held_tokens:
+                    msg += f", and {held_tokens} are reserved for the synthesis of what was read"
                 raise BudgetExceededError(msg)
             self.llm_calls, self.input_tokens = calls, tokens
+            self._synthesis_reserve = [held_calls, held_tokens]
 
     def count(self, key: tuple[object, ...]) -> int:
         """Current value of a counter (0 if never advanced)."""

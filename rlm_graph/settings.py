@@ -30,6 +30,7 @@ from rlm_graph.prompts import (
 from rlm_graph.runs import RunResources, release, resources_for
 from rlm_graph.splitter import Piece, split_units
 from rlm_graph.state import Budget, Citation, ModelUsage, Usage
+from rlm_graph.timeouts import ainvoke_within, invoke_within
 from rlm_graph.tokens import TokenCounter
 
 # Tokens kept free per call for where template and text meet: BPE may merge
@@ -68,7 +69,8 @@ class ModelCall:
     the call holds a slot, so queued reads do not each hold a copy of their text."""
     prompt_tokens: int
     urgent: bool = False
-    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads."""
+    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads,
+    and they draw on the budget reserved for synthesis (``RunResources.spend``)."""
     large: bool = False
     """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
 
@@ -119,6 +121,8 @@ class Settings:
     """The focused-reading options (``rlm_graph.focus.FocusOptions``)."""
     part_tokens: int = DEFAULT_PART_TOKENS
     """Most document tokens per reading call (the window may allow fewer); per run ``RLMContext.part_tokens``."""
+    call_timeout: float | None = None
+    """Seconds one model call (one attempt) may take; ``None``: no limit."""
     graph: list[Runnable] = field(default_factory=list)
     """Holds the compiled graph once built, for nested invocations."""
     replies: ReplyCache | None = None
@@ -352,6 +356,9 @@ class Invocation:
             The invocation view.
         """
         configurable = get_config().get("configurable", {})
+        # The invocation's own key wins over the one in state: a run resumed from a
+        # checkpoint belongs to the invocation that resumed it (rlm_graph.lifetime).
+        run_key = configurable.get(CONFIG_RUN_KEY) or run_key
         try:
             context = get_runtime().context
         except Exception:  # noqa: BLE001 - no runtime outside a LangGraph run
@@ -561,10 +568,11 @@ class Invocation:
         key, hit = self._lookup(call, role)
         if hit is not None:
             return hit
-        self.resources.spend(call.prompt_tokens)
+        # Only calls actually made are booked: a cache hit spends no budget.
+        self.resources.spend(call.prompt_tokens, synthesis=call.urgent)
         try:
             with self.resources.thread_slot():
-                reply = self.settings.model_for(role).invoke(_messages(call))
+                reply = invoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
         except Exception as error:
             # Honour the server's Retry-After before LangGraph's retry policy takes over;
             # the slot is already released, so other calls go on meanwhile.
@@ -587,11 +595,12 @@ class Invocation:
         key, hit = await self._alookup(call, role)
         if hit is not None:
             return hit
-        self.resources.spend(call.prompt_tokens)
+        # Only calls actually made are booked: a cache hit spends no budget.
+        self.resources.spend(call.prompt_tokens, synthesis=call.urgent)
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
-                reply = await self.settings.model_for(role).ainvoke(_messages(call))
+                reply = await ainvoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)

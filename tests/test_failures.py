@@ -1,6 +1,7 @@
 """Transient errors are retried, overflows are not, and one bad part does not sink the run."""
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -169,7 +170,7 @@ class SlowOnPoison(PerfectReader):
         return await super()._agenerate(messages, stop, run_manager, **kwargs)
 
 
-async def test_node_timeout_policy_retries_then_reports(frankenstein: str) -> None:
+async def test_timeout_policy_bounds_each_call_then_reports(frankenstein: str) -> None:
     from langgraph.types import TimeoutPolicy
 
     text = frankenstein[:60_000] + POISON + frankenstein[60_000:120_000]
@@ -177,8 +178,51 @@ async def test_node_timeout_policy_retries_then_reports(frankenstein: str) -> No
     graph = create_rlm_graph(model, retry_policy=FAST_RETRY, timeout=TimeoutPolicy(run_timeout=0.2))
     out = await graph.ainvoke({"document": text, "question": QUESTION})
     (error,) = out["errors"]
-    assert "NodeTimeoutError" in error["error"]
+    assert "ModelCallTimeoutError" in error["error"]
     # Each attempt was cut off at the timeout (none reached the reader's answer), then retried.
     assert len([p for p in model.prompts if POISON in p]) == FAST_RETRY.max_attempts
-    with pytest.raises(ValueError, match="only supported for async"):
-        graph.invoke({"document": text, "question": QUESTION})
+
+
+class SyncSlowOnPoison(PerfectReader):
+    """Takes half a second (sync) on reading prompts that hold the poison marker."""
+
+    slow_starts: list[float]
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        if any(POISON in m.text for m in messages) and not any('<finding id="' in m.text for m in messages):
+            self.slow_starts.append(time.monotonic())
+            time.sleep(0.5)
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_timeout_bounds_each_call_in_sync_runs(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:60_000], 3)
+    text += POISON + frankenstein[60_000:90_000]
+    model = SyncSlowOnPoison(window=4096, reserved_output=512, slow_starts=[])
+    graph = create_rlm_graph(model, max_output_tokens=512, cache=False, retry_policy=FAST_RETRY, timeout=0.2)
+    out = graph.invoke({"document": text, "question": QUESTION})
+    (error,) = out["errors"]
+    assert "ModelCallTimeoutError" in error["error"]
+    # Three attempts, each abandoned at the timeout (a call that had run its course would not be retried).
+    assert len(model.slow_starts) == FAST_RETRY.max_attempts
+    assert all(fact in out["answer"] for fact in facts)
+
+
+async def test_timeout_never_cuts_off_a_nested_part(frankenstein: str) -> None:
+    """Each call takes a fifth of the timeout; a nested part makes many calls, one after another."""
+    text, facts, _ = plant_needles(frankenstein[:120_000], 6)
+    model = PerfectReader(window=2048, reserved_output=256, delay=0.1)
+    graph = create_rlm_graph(
+        model, max_output_tokens=256, max_concurrency=1, cache=False, retry_policy=FAST_RETRY, timeout=0.5
+    )
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert out["usage"]["max_depth"] >= 1
+    assert out["errors"] == []
+    assert all(fact in out["answer"] for fact in facts)
+    # No call was repeated: nothing was killed and re-run.
+    assert len(model.prompts) == len(set(model.prompts))
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        create_rlm_graph(PerfectReader(), timeout=0)
