@@ -174,6 +174,7 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
                 done=done,
                 total=len(parts),
                 span=(finding["start"], finding["end"]),
+                leaves=run.resources.settle_leaves([(finding["start"], finding["end"])]),
             )
     if not findings and errors:
         first = errors[0]
