@@ -53,6 +53,9 @@ def _part_event(
     """Report this part on its level's analysis bar; a finished part advances the bar."""
     counter = _progress_key(task)
     done = run.resources.advance(counter) if finished else run.resources.count(counter)
+    # Run-wide: a finished part settles its leaves (a failed nested part settles them all).
+    spans = [(leaf[0], leaf[1]) for leaf in task.get("leaves") or [[task["start"], task["end"]]]]
+    leaves = run.resources.settle_leaves(spans if finished else ())
     progress.progress(
         "analysis",
         status,
@@ -60,6 +63,7 @@ def _part_event(
         done=done,
         total=task["total"],
         span=(task["start"], task["end"]),
+        leaves=leaves,
         index=task["index"],
         **fields,
     )

@@ -176,6 +176,8 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         groups_by_start = {group[0].start: group for group in groups}
         document = run.resources.text if run.resources.text is not None else neutralize_tags(state["document"])
         parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
+        if run.depth == 0:
+            run.resources.plan_leaves(sum(len(groups_by_start[part["start"]]) for part in parts))
         # A checkpointed run may resume in another process, so its parts carry their
         # text; otherwise they carry offsets into the run's one shared copy.
         durable = run.durable

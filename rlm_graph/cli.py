@@ -4,19 +4,55 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import json
 import sys
 from typing import Any, TextIO
 
 from langchain_core.language_models import BaseChatModel
 
-from rlm_graph.errors import RLMError
+from rlm_graph.errors import describe_error
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.models import DEFAULT_OPENAI_MODEL, model_from_env
 from rlm_graph.offline import rank_sentences, split_sentences
 
+__all__ = ["BadInputError", "binary_kind", "decode_document", "main", "quote_for"]
+
 _BAR_WIDTH = 28
 _QUOTE_CHARS = 160
+# Leading bytes of formats people hand to a text tool by mistake; read as text they are noise.
+_MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "a PDF document (convert it to text first, for example with pdftotext)"),
+    (b"\x7fELF", "an executable program (ELF)"),
+    (b"PK\x03\x04", "a ZIP archive (or a .docx, .xlsx, .odt or .epub file, which are ZIP archives)"),
+    (b"PK\x05\x06", "an empty ZIP archive"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file (decompress it first)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office file (.doc, .xls)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_SAMPLE_CHARS = 65_536
+# Text has tabs and line breaks, and now and then an escape or form feed; binary data
+# decoded as text is full of other control characters.
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
+_MAX_CONTROL_SHARE = 0.02
+
+
+class BadInputError(Exception):
+    """The input cannot be read as text; the message says why and what to do.
+
+    Attributes:
+        reason: ``"encoding"`` (unknown name, or the bytes do not decode) or ``"binary"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     ask = commands.add_parser("ask", help="answer a question about a text file")
-    ask.add_argument("file", help="UTF-8 text file to read ('-' for standard input)")
+    ask.add_argument("file", help="text file to read ('-' for standard input)")
     ask.add_argument("question", help="the question to answer")
     ask.add_argument(
         "--model",
@@ -41,7 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="most document tokens per reading call (default 16384; the window may allow fewer)",
     )
-    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON (notes go to stderr)")
+    ask.add_argument(
+        "--encoding", default="utf-8", help="the file's text encoding, e.g. latin-1, cp1252, utf-16 (default utf-8)"
+    )
     return parser
 
 
@@ -49,14 +88,90 @@ def _choose_model(args: argparse.Namespace) -> tuple[BaseChatModel, str]:
     return model_from_env(args.model, base_url=args.base_url, offline=args.offline)
 
 
-def _read(path: str) -> tuple[str, bool]:
+def _magic_kind(raw: bytes) -> str | None:
+    return next((kind for magic, kind in _MAGIC_NUMBERS if raw.startswith(magic)), None)
+
+
+def binary_kind(raw: bytes, text: str) -> str | None:
+    """Say what a file is when it is not text.
+
+    Args:
+        raw: The file's bytes.
+        text: The same bytes decoded (so a UTF-16 file, whose bytes hold NULs, still passes).
+
+    Returns:
+        A short description such as ``"a PDF document (...)"``, or ``None`` for text.
+    """
+    kind = _magic_kind(raw)
+    if kind is not None:
+        return kind
+    sample = text[:_SAMPLE_CHARS]
+    if "\x00" in sample:
+        return "binary data (it holds NUL bytes)"
+    controls = sum(1 for char in sample if (char < " " or char == "\x7f") and char not in _TEXT_CONTROLS)
+    if sample and controls / len(sample) > _MAX_CONTROL_SHARE:
+        return f"binary data ({controls} control characters in its first {len(sample)} characters)"
+    return None
+
+
+def decode_document(raw: bytes, encoding: str, name: str) -> str:
+    """Decode a file's bytes as text, or say clearly why they are not text.
+
+    Args:
+        raw: The file's bytes.
+        encoding: The encoding the user named (``--encoding``).
+        name: The file's name, for messages.
+
+    Returns:
+        The text.
+
+    Raises:
+        BadInputError: If the encoding is unknown, the bytes do not decode, or they are binary.
+    """
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        msg = f"unknown encoding {encoding!r} (--encoding); try utf-8, latin-1, cp1252 or utf-16"
+        raise BadInputError(msg, "encoding") from None
+    kind = _magic_kind(raw)
+    if kind is not None:
+        # Checked before decoding: a PDF should be called a PDF, not "not valid UTF-8".
+        msg = f"{name} is {kind}, not a text file; rlm-graph reads plain text"
+        raise BadInputError(msg, "binary")
+    utf16_hint = ""
+    if "16" not in encoding and "32" not in encoding:
+        utf16_hint = "; if it is UTF-16 text, pass --encoding utf-16"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        # Binary data rarely decodes: call it binary rather than blame the encoding.
+        kind = binary_kind(raw, raw.decode("latin-1"))
+        if kind is not None:
+            msg = f"{name} looks like {kind}, not text; rlm-graph reads plain text{utf16_hint}"
+            raise BadInputError(msg, "binary") from None
+        msg = (
+            f"{name} is not valid {encoding}: byte {raw[exc.start]:#04x} at offset {exc.start} does not decode; "
+            "pass the file's encoding with --encoding, for example --encoding latin-1 or --encoding cp1252"
+        )
+        raise BadInputError(msg, "encoding") from None
+    kind = binary_kind(raw, text)
+    if kind is not None:
+        msg = f"{name} looks like {kind}, not text; rlm-graph reads plain text{utf16_hint}"
+        raise BadInputError(msg, "binary")
+    return text
+
+
+def _read(path: str, encoding: str) -> str:
     raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
-    text = raw.decode("utf-8", errors="replace")
-    return text, "\ufffd" in text and b"\xef\xbf\xbd" not in raw
+    return decode_document(raw, encoding, "standard input" if path == "-" else path)
 
 
 class _Progress:
-    """Draws the depth-0 progress as a bar on a terminal, or plain lines otherwise."""
+    """Draws the run's reading progress as a bar on a terminal, or plain lines otherwise.
+
+    The bar counts reading calls across all depths (``leaves_done / leaves_total``),
+    so it moves with every message printed beside it, whatever its depth.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -70,11 +185,13 @@ class _Progress:
         if not self.tty:
             print("  " * event["depth"] + event["message"], file=self.stream, flush=True)
             return
-        if event["depth"] == 0 and event["stage"] == "analysis" and event["total"]:
-            self.done, self.total = event["done"], event["total"]
-        filled = int(_BAR_WIDTH * self.done / self.total) if self.total else 0
+        if event.get("leaves_total"):
+            self.done, self.total = event["leaves_done"], event["leaves_total"]
+        elif event["stage"] == "direct" and event["status"] == "done":
+            self.done, self.total = 1, 1
+        filled = int(_BAR_WIDTH * min(self.done, self.total) / self.total) if self.total else 0
         bar = "█" * filled + "░" * (_BAR_WIDTH - filled)
-        line = f"\r[{bar}] {self.done}/{self.total or '?'} {event['message']}"[:120]
+        line = f"\r[{bar}] {self.done}/{self.total or '?'} reads · {event['message']}"[:120]
         self.stream.write(line.ljust(121))
         self.stream.flush()
 
@@ -102,16 +219,26 @@ def quote_for(document: str, start: int, end: int, answer: str) -> str:
     return quote if len(quote) <= _QUOTE_CHARS else quote[: _QUOTE_CHARS - 1].rstrip() + "…"
 
 
+def _fail(message: str, args: argparse.Namespace, out: TextIO, err: TextIO, status: int) -> int:
+    """Report a failure on stderr (and as JSON on stdout with ``--json``) and return ``status``."""
+    print(f"error: {message}", file=err, flush=True)
+    if args.json:
+        print(json.dumps({"error": message}, ensure_ascii=False), file=out)
+    return status
+
+
 async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    model, note = _choose_model(args)
-    print(note, file=out, flush=True)
+    if not args.question.strip():
+        return _fail("the question is empty: ask something about the document", args, out, err, 2)
     try:
-        document, replaced = _read(args.file)
+        document = _read(args.file, args.encoding)
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=err)
-        return 2
-    if replaced:
-        print("warning: the file is not valid UTF-8; undecodable bytes were replaced with U+FFFD", file=err)
+        return _fail(f"cannot read {args.file}: {exc.strerror or exc}", args, out, err, 2)
+    except BadInputError as exc:
+        return _fail(str(exc), args, out, err, 2)
+    model, note = _choose_model(args)
+    # Notes go to stderr: stdout holds only the answer (or, with --json, only JSON).
+    print(note, file=err, flush=True)
     try:
         graph = create_rlm_graph(
             model,
@@ -121,8 +248,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             **({} if args.part_tokens is None else {"part_tokens": args.part_tokens}),
         )
     except ValueError as exc:
-        print(f"error: {exc}", file=err)
-        return 2
+        return _fail(str(exc), args, out, err, 2)
     progress = _Progress(err)
     result: dict[str, Any] = {}
     try:
@@ -135,24 +261,25 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 progress.show(chunk)
             elif namespace == ():
                 result = chunk
-    except (RLMError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure (a provider's too) becomes one line, not a traceback
         progress.close()
-        print(f"error: {exc}", file=err)
-        return 1
+        return _fail(describe_error(exc), args, out, err, 1)
     progress.close()
+    errors = result.get("errors") or []
+    if errors:
+        print(f"warning: {len(errors)} part(s) could not be read:", file=err)
+        for error in errors:
+            print(f"  characters {error['start']}-{error['end']}: {error['error']}", file=err)
     if args.json:
         print(json.dumps({k: result.get(k) for k in ("answer", "citations", "usage", "errors")}, indent=2), file=out)
         return 0
+    # The answer is printed as is: it may end with notes about parts that were not read.
     print(result["answer"], file=out)
     if result["citations"]:
         print("\nCitations:", file=out)
         for number, citation in enumerate(result["citations"], start=1):
             quote = quote_for(document, citation["start"], citation["end"], result["answer"])
             print(f'[{number}] characters {citation["start"]}-{citation["end"]}: "{quote}"', file=out)
-    if result["errors"]:
-        print(f"\nWarning: {len(result['errors'])} part(s) could not be read:", file=out)
-        for error in result["errors"]:
-            print(f"  characters {error['start']}-{error['end']}: {error['error']}", file=out)
     usage = result["usage"]
     print(
         f"\n{usage.get('llm_calls', 0)} model calls, {usage.get('input_tokens', 0)} input and "

@@ -433,6 +433,7 @@ class FocusRound:
         if self.has_findings:
             room = max(1, min(room, self.cap - len(self.read)))
         batch, rest = self.pending[:room], self.pending[room:]
+        self.run.resources.plan_leaves(len(batch))
         progress.progress("analysis", "processing", "analysis.more", count=len(batch))
         scope = (self.run.offset, self.run.offset + self.state["chars"])
         total = len(self.read) + len(batch)

@@ -112,6 +112,7 @@ class ProgressWriter:
         done: int = 0,
         total: int = 0,
         span: tuple[int, int] | None = None,
+        leaves: tuple[int, int] | None = None,
         **fields: Any,
     ) -> None:
         """Write one progress event.
@@ -123,6 +124,8 @@ class ProgressWriter:
             done: Units of the stage finished in this invocation.
             total: Units of the stage in this invocation.
             span: Character span of the part concerned.
+            leaves: Run-wide ``(leaves read, leaves planned)``, all depths; left out when
+                nothing is planned yet.
             **fields: Extra template fields.
         """
         message = format_message(
@@ -146,6 +149,8 @@ class ProgressWriter:
             "span": [span[0], span[1]] if span else None,
             "scope": list(self._scope),
         }
+        if leaves is not None and leaves[1]:
+            event["leaves_done"], event["leaves_total"] = leaves
         self._write(event)
 
     def usage(self, usage: Usage) -> None:

@@ -15,7 +15,7 @@ import heapq
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from rlm_graph.errors import BudgetExceededError
 
@@ -72,6 +72,9 @@ class RunResources:
         self._async_slots: _PrioritySlots | None = None
         self._lock = threading.Lock()
         self._counters: dict[tuple[object, ...], int] = {}
+        # Run-wide reading progress (all depths): leaves the plan sends, and those settled.
+        self._leaves_total = 0
+        self._leaves_settled: set[tuple[int, int]] = set()
         # Keyed by (hash, length) rather than the text, so the memo holds no copy of it.
         self._token_memo: dict[tuple[int, int], int] = {}
         self.text: str | None = None
@@ -223,6 +226,31 @@ class RunResources:
             value = self._counters.get(key, 0) + 1
             self._counters[key] = value
             return value
+
+    def plan_leaves(self, count: int) -> None:
+        """Add ``count`` leaves (reading calls) that the run's plan sends.
+
+        Args:
+            count: Leaves sent by a top-level split or a focused round.
+        """
+        with self._lock:
+            self._leaves_total += count
+
+    def settle_leaves(self, spans: Iterable[tuple[int, int]] = ()) -> tuple[int, int]:
+        """Mark leaves read (or failed), at any depth, and return the run-wide progress.
+
+        A leaf is counted once by its span, so a nested part that failed may settle
+        all its leaves, those its own parts already settled included.
+
+        Args:
+            spans: ``(start, end)`` of the leaves that were just settled.
+
+        Returns:
+            ``(leaves settled, leaves planned)`` for the whole run.
+        """
+        with self._lock:
+            self._leaves_settled.update(spans)
+            return len(self._leaves_settled), self._leaves_total
 
 
 _registry: OrderedDict[str, RunResources] = OrderedDict()

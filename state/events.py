@@ -16,7 +16,8 @@ class ProgressEvent(TypedDict):
     Nested invocations (one per part that was still too large) report their own
     counts with ``depth`` one higher; ``scope`` is the character span of the text
     the emitting invocation works on, so a UI can keep one bar per
-    ``(depth, scope)``. The depth-0 ``analysis`` bar is the run's overall progress.
+    ``(depth, scope)``. For one overall bar use ``leaves_done / leaves_total`` of the
+    ``analysis`` events: they count reading calls across all depths.
     """
 
     type: Literal["progress"]
@@ -30,6 +31,12 @@ class ProgressEvent(TypedDict):
     """``[start, end]`` character offsets of the part concerned, or ``None``."""
     scope: list[int]
     """``[start, end]`` character offsets of the emitting invocation's text."""
+    leaves_done: NotRequired[int]
+    """``analysis`` events: reading calls (leaves) finished or failed so far in the whole
+    run, all depths. Present once the top-level split has planned the run."""
+    leaves_total: NotRequired[int]
+    """``analysis`` events: reading calls the run's plan sends, all depths (in focused
+    mode, those sent so far). ``leaves_done / leaves_total`` is the run's reading progress."""
 
 
 class UsageEvent(TypedDict):

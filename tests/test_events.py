@@ -6,7 +6,7 @@ from typing import get_type_hints
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from rlm_graph import ProgressEvent, RLMContext, UsageEvent, create_rlm_graph
-from tests.fakes import PerfectReader, plant_needles
+from tests.fakes import PerfectReader, insert_at_paragraph, plant_needles
 from tests.helpers import collect
 
 QUESTION = "List every NEEDLE code."
@@ -19,7 +19,7 @@ def check_shapes(events: list[dict]) -> None:
     usage_keys = set(get_type_hints(UsageEvent))
     for event in events:
         if event["type"] == "progress":
-            assert set(event) == progress_keys
+            assert ProgressEvent.__required_keys__ <= set(event) <= progress_keys
             assert event["stage"] in STAGES
             assert event["status"] in STATUSES
             assert isinstance(event["message"], str)
@@ -125,3 +125,57 @@ async def test_progress_messages_can_be_korean(frankenstein: str) -> None:
     built = create_rlm_graph(PerfectReader(), progress_messages=korean)
     _, events = await collect(built, {"document": frankenstein, "question": QUESTION})
     assert any(e["message"].endswith("나누었습니다") for e in events if e.get("stage") == "split")
+
+
+def _reading_prompts(reader: PerfectReader) -> list[str]:
+    return [p for p in reader.prompts if "<document_part" in p and '<finding id="' not in p]
+
+
+def _leaf_events(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["type"] == "progress" and e["stage"] == "analysis" and "leaves_total" in e]
+
+
+async def test_leaf_counts_are_run_wide_across_depths(frankenstein: str) -> None:
+    """One overall bar: leaves_done / leaves_total count reading calls of every depth."""
+    text, _, _ = plant_needles(frankenstein, 10)
+    reader = PerfectReader()
+    graph = create_rlm_graph(reader, cache=False)
+    _, events = await collect(graph, {"document": text, "question": QUESTION})
+    leaf_events = _leaf_events(events)
+    reads = len(_reading_prompts(reader))
+    assert {e["depth"] for e in leaf_events} == {0, 1}
+    assert {e["leaves_total"] for e in leaf_events} == {reads}
+    done = [e["leaves_done"] for e in leaf_events]
+    assert done == sorted(done)
+    assert done[-1] == reads
+    # Each finished reading call moves the run-wide count by exactly one.
+    finished_reads = [e for e in leaf_events if e["status"] == "done" and e["message"].startswith("Read ")]
+    assert len({e["leaves_done"] for e in finished_reads}) >= reads - 1
+
+
+async def test_failed_part_still_settles_its_leaves(frankenstein: str) -> None:
+    text, _ = insert_at_paragraph(frankenstein, "POISON-SPAN", 150_000)
+
+    def fail(prompt: str, _: int) -> BaseException | None:
+        return ValueError("unreadable") if "POISON-SPAN" in prompt and '<finding id="' not in prompt else None
+
+    reader = PerfectReader(fail=fail)
+    graph = create_rlm_graph(reader, cache=False)
+    out, events = await collect(graph, {"document": text, "question": QUESTION})
+    assert out["errors"]
+    leaf_events = _leaf_events(events)
+    assert any(e["status"] == "failed" for e in leaf_events)
+    assert leaf_events[-1]["leaves_done"] == leaf_events[-1]["leaves_total"]
+
+
+async def test_focused_rounds_add_to_the_leaf_total(frankenstein: str) -> None:
+    """Focused reading plans its leaves round by round; the bar ends full, never past it."""
+    reader = PerfectReader()
+    graph = create_rlm_graph(reader, mode="focused", max_concurrency=4)
+    _, events = await collect(graph, {"document": frankenstein, "question": "What is NEEDLE-9999?"})
+    leaf_events = _leaf_events(events)
+    totals = [e["leaves_total"] for e in leaf_events]
+    assert totals == sorted(totals)
+    assert len(set(totals)) > 1  # later rounds grew the total
+    assert all(e["leaves_done"] <= e["leaves_total"] for e in leaf_events)
+    assert leaf_events[-1]["leaves_done"] == leaf_events[-1]["leaves_total"] == len(_reading_prompts(reader))

@@ -1,9 +1,11 @@
 """The example chat page, driven in headless Chromium."""
 
+import json
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +25,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def web_server(monkeypatch: pytest.MonkeyPatch):
+def _serve(app: object) -> Iterator[str]:
     uvicorn = pytest.importorskip("uvicorn")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    from examples.web.app import create_app
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -42,6 +39,72 @@ def web_server(monkeypatch: pytest.MonkeyPatch):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def web_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    pytest.importorskip("uvicorn")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    from examples.web.app import create_app
+
+    yield from _serve(create_app())
+
+
+@pytest.fixture
+def small_limit_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    pytest.importorskip("uvicorn")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    from examples.web.app import create_app
+
+    yield from _serve(create_app(max_document_bytes=10_000))
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Callable[[], object]]:
+    """A headless Chromium page that records uncaught page errors in ``page.errors_seen``."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.errors_seen = []
+        page.on("pageerror", lambda error: page.errors_seen.append(str(error)))
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    testclient = pytest.importorskip("starlette.testclient")
+    from examples.web.app import create_app
+
+    return testclient.TestClient(create_app(max_document_bytes=2 * 1024 * 1024))
+
+
+EMOJI_LINES = "\n".join(f"Status report 👍🏽🎉 all good 😀 on day {i}." for i in range(1500))
+FACT = "The vault combination is 4-8-15-16-23-42."
+EMOJI_DOCUMENT = f"{EMOJI_LINES}\n\n{FACT}\n\n{EMOJI_LINES}"
+
+
+def _ask_and_click_the_fact(page, document: str, question: str) -> tuple[str, str]:
+    """Ask, wait for the answer, click the citation holding the fact; return (cited, highlighted)."""
+    page.fill("#question", question)
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    buttons = page.locator(".citation")
+    for index in range(buttons.count()):
+        start = int(buttons.nth(index).get_attribute("data-start"))
+        end = int(buttons.nth(index).get_attribute("data-end"))
+        if FACT in document[start:end]:
+            buttons.nth(index).click()
+            return document[start:end], page.eval_on_selector("#highlight", "el => el.textContent")
+    pytest.fail(f"no citation covers the fact; answer: {page.inner_text('#answer')!r}")
+    return "", ""
 
 
 def test_page_answers_with_progress_and_clickable_citations(web_server: str, tmp_path: Path) -> None:
@@ -84,3 +147,161 @@ def test_page_answers_with_progress_and_clickable_citations(web_server: str, tmp
         page.screenshot(path=str(tmp_path / "answer.png"), full_page=False)
         browser.close()
     assert (tmp_path / "answer.png").stat().st_size > 10_000
+
+
+def test_highlight_after_emoji_matches_the_cited_text(web_server: str, browser_page, tmp_path: Path) -> None:
+    """Offsets count code points; the page must convert them to UTF-16 before slicing."""
+    page = browser_page
+    path = tmp_path / "emoji.txt"
+    path.write_bytes(EMOJI_DOCUMENT.encode("utf-8"))
+    page.goto(web_server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-document=ready]")
+    cited, highlighted = _ask_and_click_the_fact(page, EMOJI_DOCUMENT, "What is the vault combination?")
+    assert "4-8-15-16-23-42" in page.inner_text("#answer")
+    assert highlighted == cited
+    assert FACT in highlighted
+    assert page.errors_seen == []
+
+
+def test_pasted_document_over_one_mebibyte_works(web_server: str, browser_page) -> None:
+    """A paste larger than multipart's 1 MiB field limit is stored, answered and highlighted."""
+    page = browser_page
+    filler = ("A sentence of a pasted novel 😀. " * 40 + "\n\n") * 420
+    document = f"{filler}{FACT}\n\n{filler}"
+    assert len(document.encode()) > 1024 * 1024
+    page.goto(web_server)
+    page.fill("#document", document)
+    cited, highlighted = _ask_and_click_the_fact(page, document, "What is the vault combination?")
+    assert highlighted == cited
+    assert page.errors_seen == []
+
+
+def test_analysis_bar_counts_reads_of_every_depth(web_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(web_server)
+    page.set_input_files("#file", str(ROOT / "examples" / "pride_and_prejudice.txt"))
+    page.wait_for_selector("body[data-document=ready]")
+    # Record every label the analysis bar shows, with the bar's value at that moment.
+    page.evaluate(
+        """() => { window.barLabels = []; new MutationObserver(() => {
+             const bar = document.getElementById('bar-analysis');
+             const label = document.getElementById('pct-analysis');
+             if (bar && label) window.barLabels.push([label.textContent, bar.value, bar.max]);
+           }).observe(document.getElementById('stages'), {subtree: true, childList: true, characterData: true}); }"""
+    )
+    page.fill("#question", "How much a year was Mr. Bennet's estate worth?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    labels = [entry for entry in page.evaluate("window.barLabels") if entry[0].endswith(" reads")]
+    assert labels
+    totals = {entry[2] for entry in labels}
+    assert len(totals) == 1  # one run-wide total, not a level's own
+    # The label and the bar say the same thing.
+    for text, value, maximum in labels:
+        assert text == f"{int(value)}/{int(maximum)} reads"
+    assert labels[-1][0] == f"{int(labels[-1][2])}/{int(labels[-1][2])} reads"
+    assert page.get_attribute("#bar-analysis", "data-percent") == "100"
+
+
+def test_page_shows_error_replies_without_exceptions(small_limit_server: str, browser_page, tmp_path: Path) -> None:
+    page = browser_page
+    page.goto(small_limit_server)
+    big = tmp_path / "big.txt"
+    big.write_text("A line of a long text.\n" * 2000, encoding="utf-8")
+    page.set_input_files("#file", str(big))
+    page.wait_for_selector("body[data-state=failed]")
+    assert "accepts documents up to" in page.inner_text("#errors")
+    assert "(HTTP 413)" in page.inner_text("#errors")
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    page.set_input_files("#file", str(pdf))
+    page.wait_for_function("document.getElementById('errors').textContent.includes('PDF')")
+    # A paste over the limit: the JSON error is shown too.
+    page.fill("#document", "word " * 5000)
+    page.fill("#question", "What?")
+    page.click("#ask")
+    page.wait_for_function("document.getElementById('errors').textContent.includes('accepts documents up to')")
+    assert page.errors_seen == []
+
+
+def test_upload_over_the_limit_is_413_json(client) -> None:
+    big = ("x" * 99 + "\n") * 30_000  # 3 MB, over the 2 MiB limit
+    reply = client.post("/api/documents", files={"file": ("big.txt", big.encode(), "text/plain")})
+    assert reply.status_code == 413
+    body = reply.json()
+    assert "2.0 MiB" in body["error"]
+    assert body["limit_bytes"] == 2 * 1024 * 1024
+    reply = client.post("/api/documents", json={"text": big})
+    assert reply.status_code == 413
+    assert "accepts documents up to 2.0 MiB" in reply.json()["error"]
+
+
+def test_upload_is_not_echoed(client) -> None:
+    text = "The vault combination is 4-8-15-16-23-42. 😀\n" * 1000
+    reply = client.post("/api/documents", files={"file": ("doc.txt", text.encode(), "text/plain")})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert set(body) == {"id", "chars", "bytes", "sha256", "preview"}
+    assert body["chars"] == len(text)
+    assert body["bytes"] == len(text.encode())
+    assert text.startswith(body["preview"])
+    assert len(reply.content) < 1000
+
+
+def test_paste_over_one_mebibyte_is_json_either_way(client) -> None:
+    pasted = ("A sentence of a pasted novel. " * 40 + "\n\n") * 900  # 1.1 MB
+    as_json = client.post("/api/documents", json={"text": pasted})
+    assert as_json.status_code == 200
+    assert as_json.json()["chars"] == len(pasted)
+    # The form field limit is the document limit, not multipart's 1 MiB default.
+    as_form = client.post("/api/documents", data={"text": pasted})
+    assert as_form.status_code == 200
+    assert as_form.headers["content-type"].startswith("application/json")
+
+
+def test_errors_are_json(client) -> None:
+    pdf = client.post("/api/documents", files={"file": ("paper.pdf", b"%PDF-1.4\n...", "application/pdf")})
+    assert pdf.status_code == 415
+    assert "paper.pdf is a PDF document" in pdf.json()["error"]
+    latin = client.post("/api/documents", files={"file": ("l.txt", "café".encode("latin-1"), "text/plain")})
+    assert latin.status_code == 415
+    assert "not valid UTF-8" in latin.json()["error"]
+    missing = client.post("/api/documents", data={"other": "x"})
+    assert missing.status_code == 400
+    assert "error" in missing.json()
+    not_json = client.post("/api/documents", content=b"{oops", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400
+    assert "not valid JSON" in not_json.json()["error"]
+    nowhere = client.get("/api/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.json() == {"error": "Not Found"}
+    unknown = client.get("/api/ask", params={"doc": "nope", "q": "Why?"})
+    assert unknown.status_code == 404
+    assert "unknown document" in unknown.json()["error"]
+
+
+def test_ask_errors_reach_an_event_source_as_failure_events(client) -> None:
+    stored = client.post("/api/documents", json={"text": "The rent is forty pounds."}).json()
+    headers = {"accept": "text/event-stream"}
+    cases = (({"doc": "nope", "q": "Why?"}, "unknown document"), ({"doc": stored["id"], "q": " "}, "question is empty"))
+    for params, expected in cases:
+        reply = client.get("/api/ask", params=params, headers=headers)
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        event, data = reply.text.strip().split("\n")
+        assert event == "event: failure"
+        assert expected in json.loads(data.removeprefix("data: "))["error"]
+
+
+def test_document_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("RLM_WEB_MAX_DOCUMENT_MB", "0.5")
+    testclient = pytest.importorskip("starlette.testclient")
+    from examples.web.app import create_app
+
+    client = testclient.TestClient(create_app())
+    assert client.get("/api/info").json()["max_document_bytes"] == 512 * 1024
+    reply = client.post("/api/documents", json={"text": "x" * 600_000})
+    assert reply.status_code == 413
+    assert "0.5 MiB" in reply.json()["error"]

@@ -7,70 +7,183 @@ Paste or upload a document, ask questions, watch one progress bar per stage, and
 click a citation to highlight the cited text. Offline it uses the bundled
 extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI.
 Closing the page (or the connection) cancels the run.
+
+Documents are limited in size (``RLM_WEB_MAX_DOCUMENT_MB``, 20 by default, or
+``create_app(max_document_bytes=...)``); a larger one gets HTTP 413 with a JSON
+message naming the limit. Every error reply is JSON: ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from langgraph.graph.state import CompiledStateGraph
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rlm_graph import create_rlm_graph, model_from_env
+from rlm_graph.cli import BadInputError, decode_document
+from rlm_graph.errors import describe_error
+
+__all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
 
 PAGE = Path(__file__).with_name("index.html")
 MAX_DOCUMENTS = 100
 HEARTBEAT_SECONDS = 0.5
+DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+"""Largest document accepted, in bytes of UTF-8 (a 1M-token book is about 4 MB)."""
+PREVIEW_CHARS = 200
+# Multipart boundaries and headers around the document itself.
+_FORM_OVERHEAD = 64 * 1024
 
 
 def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(graph: CompiledStateGraph | None = None) -> Starlette:
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+class _TooLargeError(Exception):
+    """The request body is over the document limit."""
+
+
+async def _json_body(request: Request, limit: int) -> object:
+    """The request's JSON body, read no further than ``limit`` bytes."""
+    body = bytearray()
+    async for piece in request.stream():
+        body.extend(piece)
+        if len(body) > limit:
+            raise _TooLargeError
+    return json.loads(body)
+
+
+def _limit_from_env() -> int:
+    value = os.environ.get("RLM_WEB_MAX_DOCUMENT_MB")
+    return int(float(value) * 1024 * 1024) if value else DEFAULT_MAX_DOCUMENT_BYTES
+
+
+def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: int | None = None) -> Starlette:
     """Build the web app.
 
     Args:
         graph: The analysis graph; defaults to one on ``model_from_env()``.
+        max_document_bytes: Largest document accepted (UTF-8 bytes); default
+            ``RLM_WEB_MAX_DOCUMENT_MB`` megabytes, else 20 MiB.
 
     Returns:
         The Starlette app.
     """
+    limit = max_document_bytes if max_document_bytes is not None else _limit_from_env()
+    if limit < 1:
+        msg = f"max_document_bytes must be at least 1, got {limit}"
+        raise ValueError(msg)
     model, note = model_from_env()
     analysis = graph if graph is not None else create_rlm_graph(model)
     documents: dict[str, str] = {}
+
+    def too_large(size: int | None = None) -> JSONResponse:
+        said = f"the document is {_mib(size)}; " if size is not None else "the document is too large; "
+        message = f"{said}this server accepts documents up to {_mib(limit)} ({limit} bytes)"
+        return JSONResponse({"error": message, "limit_bytes": limit}, status_code=413)
 
     async def page(_: Request) -> Response:
         return FileResponse(PAGE, media_type="text/html")
 
     async def info(_: Request) -> Response:
-        return JSONResponse({"model": note})
+        return JSONResponse({"model": note, "max_document_bytes": limit})
 
-    async def upload(request: Request) -> Response:
-        form = await request.form()
+    async def read_upload(request: Request) -> tuple[str, bytes] | Response:
+        """The upload's name and bytes, or the error reply."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit + _FORM_OVERHEAD:
+            return too_large(int(length))
+        if request.headers.get("content-type", "").startswith("application/json"):
+            # The page sends pasted text as JSON: multipart would turn its line breaks into CRLF.
+            try:
+                body = await _json_body(request, limit + _FORM_OVERHEAD)
+            except _TooLargeError:
+                return too_large()
+            except ValueError as exc:
+                return _error(f"the body is not valid JSON: {exc}", 400)
+            text = body.get("text") if isinstance(body, dict) else None
+            if not isinstance(text, str):
+                return _error('send the document as JSON {"text": "..."}, or as a form field \'text\' or \'file\'', 400)
+            return "pasted text", text.encode("utf-8", errors="surrogatepass")
+        try:
+            # A pasted form field may be as large as a document (Starlette's default is 1 MiB).
+            form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
+        except MultiPartException as exc:
+            if "maximum size" in str(exc):
+                return too_large()
+            return _error(f"the upload could not be read: {exc}", 400)
         field = form.get("file") or form.get("text")
         if field is None:
-            return JSONResponse({"error": "send the document as 'text' or 'file'"}, status_code=400)
-        raw = await field.read() if hasattr(field, "read") else str(field).encode()
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+            return _error("send the document as a form field 'text' or 'file', or as JSON {\"text\": \"...\"}", 400)
+        if isinstance(field, str):
+            return "pasted text", field.encode("utf-8", errors="surrogatepass")
+        # A file is spooled to disk by the parser; only the allowed size is read into memory.
+        raw = await field.read(limit + 1)
+        return field.filename or "the file", raw
+
+    async def upload(request: Request) -> Response:
+        received = await read_upload(request)
+        if isinstance(received, Response):
+            return received
+        name, raw = received
+        if len(raw) > limit:
+            return too_large(len(raw))
+        try:
+            text = decode_document(raw, "utf-8", name)
+        except BadInputError as exc:
+            if exc.reason == "encoding":
+                message = f"{name} is not valid UTF-8: save it as UTF-8 first (for example: iconv -f latin1 -t utf-8)"
+                return _error(message, 415)
+            return _error(str(exc).replace("pass --encoding utf-16", "save it as UTF-8 first"), 415)
         if len(documents) >= MAX_DOCUMENTS:
             documents.pop(next(iter(documents)))
         key = uuid.uuid4().hex
         documents[key] = text
-        return JSONResponse({"id": key, "chars": len(text), "text": text})
+        # No echo: the page keeps the text it read; it checks ``chars`` against its own count.
+        return JSONResponse(
+            {
+                "id": key,
+                "chars": len(text),
+                "bytes": len(raw),
+                "sha256": hashlib.sha256(raw).hexdigest(),
+                "preview": text[:PREVIEW_CHARS],
+            }
+        )
 
     async def ask(request: Request) -> Response:
         document = documents.get(request.query_params.get("doc", ""))
         question = request.query_params.get("q", "")
+        problem = None
         if document is None:
-            return JSONResponse({"error": "unknown document; upload it first"}, status_code=404)
+            problem = ("unknown document (the server forgets old ones, and all on restart); upload it again", 404)
+        elif not question.strip():
+            problem = ("the question is empty: ask something about the document", 400)
+        if problem is not None:
+            if "text/event-stream" in request.headers.get("accept", ""):
+                # An EventSource cannot read an error body: say it as the stream's failure event.
+                failure = _sse("failure", {"error": problem[0]})
+                return StreamingResponse(iter([failure]), media_type="text/event-stream")
+            return _error(*problem)
 
         async def run(queue: asyncio.Queue) -> None:
             result: dict = {}
@@ -86,7 +199,7 @@ def create_app(graph: CompiledStateGraph | None = None) -> Starlette:
                         result = {k: chunk.get(k) for k in ("answer", "citations", "usage", "errors")}
                 await queue.put(_sse("result", result))
             except Exception as exc:  # noqa: BLE001 - the page must learn why the run failed
-                await queue.put(_sse("failure", {"error": f"{type(exc).__name__}: {exc}"}))
+                await queue.put(_sse("failure", {"error": describe_error(exc)}))
             finally:
                 await queue.put(None)
 
@@ -111,7 +224,13 @@ def create_app(graph: CompiledStateGraph | None = None) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
+    async def http_error(_: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else describe_error(exc)
+        return _error(str(detail), status)
+
     return Starlette(
+        exception_handlers={HTTPException: http_error, Exception: http_error},
         routes=[
             Route("/", page),
             Route("/api/info", info),
