@@ -305,3 +305,24 @@ def test_document_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None
     reply = client.post("/api/documents", json={"text": "x" * 600_000})
     assert reply.status_code == 413
     assert "0.5 MiB" in reply.json()["error"]
+
+
+def test_page_shows_what_could_not_be_read(browser_page) -> None:
+    """A part that fails is named in the answer the page shows, never hidden behind "not found"."""
+    pytest.importorskip("uvicorn")
+    from examples.web.app import create_app
+    from rlm_graph import create_rlm_graph
+    from tests.test_honesty import LAUNCH_QUESTION, failing_launch_reader, launch_document
+
+    graph = create_rlm_graph(failing_launch_reader(), max_output_tokens=256, cache=False)
+    page = browser_page
+    for url in _serve(create_app(graph)):
+        page.goto(url)
+        page.fill("#document", launch_document())
+        page.fill("#question", LAUNCH_QUESTION)
+        page.click("#ask")
+        page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+        shown = page.inner_text("#answer")
+        assert "could not be read" in shown
+        assert "does not appear to contain" not in shown
+        assert page.errors_seen == []
