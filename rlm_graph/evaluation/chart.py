@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")  # files only: no display needed, and none is touched
-
-import matplotlib.pyplot as plt
+# The object-oriented API without pyplot: no global backend or figure state is touched, so
+# importing this in a notebook changes nothing there; Figure.savefig renders with Agg.
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from rlm_graph.evaluation.report import format_length, summarize
@@ -40,9 +38,8 @@ def draw_chart(records: Sequence[dict[str, Any]], path: Path, *, costs: bool) ->
     rows, lengths = summarize(records)
     # A system with no answer (say, a mode this version lacks) has nothing to draw.
     rows = [row for row in rows if row.answered]
-    figure, (accuracy_axes, cost_axes) = plt.subplots(
-        1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]}, constrained_layout=True
-    )
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    accuracy_axes, cost_axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     positions = range(len(lengths))
     for row in rows:
         points = [(x, row.accuracy(n)) for x, n in zip(positions, lengths, strict=True)]
@@ -75,5 +72,4 @@ def draw_chart(records: Sequence[dict[str, Any]], path: Path, *, costs: bool) ->
     cost_axes.grid(axis="x", alpha=0.3)
     cost_axes.set_title("Cost per system")
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path

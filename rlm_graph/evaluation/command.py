@@ -173,15 +173,15 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def run_eval_command(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_eval_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``rlm-graph eval`` with parsed arguments.
 
     Args:
         args: Arguments from the parser made by :func:`add_eval_parser`.
-        out: Where the table goes.
-        err: Where notes, the estimate and the progress bar go.
+        out: Where the table goes (default standard output).
+        err: Where notes, the estimate and the progress bar go (default standard error).
 
     Returns:
         The exit status: 0 on success, 1 if cancelled, 2 for bad usage.
     """
-    return asyncio.run(_run(args, out, err))
+    return asyncio.run(_run(args, out or sys.stdout, err or sys.stderr))

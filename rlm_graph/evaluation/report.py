@@ -162,24 +162,27 @@ def markdown_report(records: Sequence[dict[str, Any]], chart: str | None = None)
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(records: Sequence[dict[str, Any]], out: Path, *, prices: tuple[float, float] | None) -> Path | None:
+def write_outputs(
+    records: Sequence[dict[str, Any]], out: Path, *, prices: tuple[float, float] | None, chart: bool = True
+) -> Path | None:
     """Write ``report.md`` and, with matplotlib installed (the ``eval`` extra), ``chart.png``.
 
     Args:
         records: Cell records.
         out: The output directory.
         prices: The prices given, if any (the chart shows cost with them, tokens without).
+        chart: Whether to draw the chart.
 
     Returns:
         The chart's path, or ``None`` without matplotlib.
     """
-    chart = None
-    if records:
+    drawn = None
+    if records and chart:
         try:
             from rlm_graph.evaluation.chart import draw_chart
-        except ImportError:
-            chart = None
+        except ImportError:  # matplotlib is in the eval extra; the report is written without it
+            drawn = None
         else:
-            chart = draw_chart(records, out / "chart.png", costs=prices is not None)
-    (out / "report.md").write_text(markdown_report(records, chart.name if chart else None), encoding="utf-8")
-    return chart
+            drawn = draw_chart(records, out / "chart.png", costs=prices is not None)
+    (out / "report.md").write_text(markdown_report(records, drawn.name if drawn else None), encoding="utf-8")
+    return drawn

@@ -168,9 +168,11 @@ async def aevaluate(
     max_concurrency: int = 8,
     retry_policy: RetryPolicy | None = None,
     confirm: Callable[[str], bool] | None = _ask_on_terminal,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
+    chart: bool = True,
 ) -> list[dict[str, Any]]:
     """Measure what each system is worth on ``model``; see :func:`evaluate`."""
+    progress = progress or sys.stderr  # looked up now: a caller may have replaced sys.stderr
     if max_llm_calls is not None and max_llm_calls < 1:
         msg = f"max_llm_calls must be at least 1, got {max_llm_calls}"
         raise ValueError(msg)
@@ -228,7 +230,7 @@ async def aevaluate(
         bar.show("done")
     bar.close()
     ordered = [records[cell.key] for cell in cells if cell.key in records]
-    write_outputs(ordered, out, prices=prices)
+    write_outputs(ordered, out, prices=prices, chart=chart)
     return ordered
 
 
@@ -254,7 +256,8 @@ def evaluate(model: BaseChatModel, out_dir: str | Path, **options: Any) -> list[
             and ``large_prices`` (dollars per million input and output tokens),
             ``max_llm_calls`` (for the whole evaluation), ``max_concurrency``,
             ``retry_policy``, ``confirm`` (called with the estimate; ``None`` runs
-            without asking) and ``progress`` (stream for the progress bar).
+            without asking) and ``progress`` (stream for the estimate and the progress bar; standard
+            error by default), ``chart`` (``False``: no PNG).
 
     Returns:
         One record per cell, in plan order.
