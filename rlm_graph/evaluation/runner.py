@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import RetryPolicy
 
-from rlm_graph import estimate_cost
+from rlm_graph import RLMContext, estimate_cost
 from rlm_graph.evaluation.report import write_outputs
 from rlm_graph.evaluation.systems import MODES, Cell, Systems
 from rlm_graph.evaluation.tasks import TASK_NAMES, Task, build_task
@@ -179,6 +179,9 @@ async def aevaluate(
     if samples < 1:
         msg = f"samples must be at least 1, got {samples}"
         raise ValueError(msg)
+    for size in part_tokens:
+        if size is not None:
+            RLMContext(part_tokens=size)  # raises ValueError, with the allowed range, before anything runs
     label = system or str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
     if large_model is not None:
         label += "→" + str(getattr(large_model, "model_name", None) or type(large_model).__name__)
@@ -200,6 +203,9 @@ async def aevaluate(
         max_concurrency=max_concurrency,
         retry_policy=retry_policy,
     )
+    if systems.context_window is None:
+        msg = f"the context window of {type(model).__name__} is unknown: pass context_window (--context-window)"
+        raise ValueError(msg)
     built: dict[tuple[str, int, int], Task] = {}
     for cell in pending:
         task_key = (cell.task, cell.length, cell.seed)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
+from functools import cache
 
-__all__ = ["score_answer", "score_count", "score_items", "score_label"]
+from rlm_graph import DEFAULT_PROGRESS_MESSAGES
+
+__all__ = ["answer_body", "score_answer", "score_count", "score_items", "score_label"]
 
 _VALUE = re.compile(r"(?<!\d)\d{7}(?!\d)")
 _NAME = re.compile(r"\b[A-Z]{5}\b")
@@ -21,6 +25,44 @@ _NUMBER_WORDS = {word: value for value, word in enumerate(_WORDS)}
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 COUNT_DECAY = 0.75
 """A count off by ``d`` scores ``COUNT_DECAY ** d`` (as OOLONG scores numeric answers)."""
+
+
+_COUNT_FIELDS = frozenset({"count", "read", "total", "unread", "more"})
+
+
+@cache
+def _note_patterns() -> tuple[re.Pattern[str], ...]:
+    """The graph's notes on its answers ("Read 8 of 41 parts, ..."), from their templates."""
+    patterns = []
+    for key, template in DEFAULT_PROGRESS_MESSAGES.items():
+        # more_spans is part of the failed and skipped notes; an empty template is no note.
+        if not key.startswith("answer.") or key == "answer.more_spans" or not template.strip():
+            continue
+        pieces = []
+        for literal, field, _, _ in string.Formatter().parse(template):
+            pieces.append(re.escape(literal))
+            if field is not None:
+                # Counts are numbers; spans and shares sit inside parentheses without any of their own.
+                pieces.append(r"\d+" if field in _COUNT_FIELDS else r"[^()\n]*?")
+        patterns.append(re.compile("".join(pieces)))
+    return tuple(patterns)
+
+
+def answer_body(answer: str) -> str:
+    """The answer without the graph's notes about its reading.
+
+    Their numbers (parts read, character offsets) are not the answer's: a count
+    must not be taken from "Read 8 of 41 parts".
+
+    Args:
+        answer: The answer text.
+
+    Returns:
+        The answer, notes removed.
+    """
+    for pattern in _note_patterns():
+        answer = pattern.sub(" ", answer)
+    return answer
 
 
 def score_items(found: set[str], gold: Sequence[str]) -> float:
@@ -91,6 +133,8 @@ def score_answer(kind: str, answer: str, gold: Sequence[str], known: Sequence[st
     - ``count``: see :func:`score_count`;
     - ``label``: see :func:`score_label`.
 
+    The graph's notes about its reading (parts read, spans that failed) are removed first.
+
     Args:
         kind: The task's ``kind``.
         answer: The answer text.
@@ -100,6 +144,7 @@ def score_answer(kind: str, answer: str, gold: Sequence[str], known: Sequence[st
     Returns:
         A score between 0 and 1.
     """
+    answer = answer_body(answer)
     if kind == "values":
         return score_items(set(_VALUE.findall(answer)), gold)
     if kind == "names":
