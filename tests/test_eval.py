@@ -211,6 +211,7 @@ def test_budget_covers_the_whole_evaluation(tmp_path: Path) -> None:
     )
     spent = sum(r.get("llm_calls", 0) for r in records)
     assert spent <= 7
+    assert sum(r.get("calls_started", 0) for r in records) == spent  # none started beyond the answered ones
     skipped = [r for r in records if r["status"] == "skipped"]
     assert skipped
     assert all("budget" in r["reason"] or "max_llm_calls" in r["reason"] for r in skipped)
