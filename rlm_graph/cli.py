@@ -1,4 +1,4 @@
-"""Command line: ``rlm-graph ask FILE "question"``."""
+"""Command line: ``rlm-graph ask FILE "question"`` and ``rlm-graph eval``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--encoding", default="utf-8", help="the file's text encoding, e.g. latin-1, cp1252, utf-16 (default utf-8)"
     )
+    from rlm_graph.evaluation.command import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -300,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
+        if args.command == "eval":
+            from rlm_graph.evaluation.command import run_eval_command
+
+            return run_eval_command(args)
         return asyncio.run(_ask(args, sys.stdout, sys.stderr))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

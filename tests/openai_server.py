@@ -79,8 +79,11 @@ class ChatServer:
         faults: Faults | None = None,
         delay: float = 0.0,
         label: str = "",
+        facts: re.Pattern[str] = NEEDLE,
     ) -> None:
         self.window = window
+        self.facts = facts
+        """What counts as a fact: the replies list every match visible in the prompt."""
         self.label = label
         """Written before every fact reply, so tests can tell which server answered."""
         self.faults = faults or Faults(first=rate_limit_first, retry_after="0")
@@ -201,7 +204,7 @@ class ChatServer:
                     )
                     self._error(record, 400, message, "context_length_exceeded")
                     return
-                facts = sorted(set(NEEDLE.findall(prompt)))
+                facts = sorted(set(server.facts.findall(prompt)))
                 reply = server.label + "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
                 completion_tokens = server._counter.count(reply)
                 usage = {
