@@ -174,7 +174,10 @@ def test_steps_run_out_but_final_answer_comes_with_caveat() -> None:
     assert result["citations"] == [{"start": 0, "end": 10}]
 
 
-def test_bad_tool_arguments_come_back_as_messages() -> None:
+def test_bad_tool_arguments_come_back_as_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_graph.navigate import document as navigate_document
+
+    monkeypatch.setattr(navigate_document, "GREP_TIMEOUT_SECONDS", 0.2)
     document, _ = needle_document()
     seen: list[str] = []
 
@@ -188,7 +191,7 @@ def test_bad_tool_arguments_come_back_as_messages() -> None:
             calls(
                 call("peek", start=5, end=10**9),
                 call("ask", question="x", spans=[[-1, 5]]),
-                call("grep", pattern="(a+)+$"),
+                call("grep", pattern="(x+x+)+y"),
                 call("grep", pattern="(unclosed"),
                 call("rm_rf", path="/"),
                 call("peek", start="zero", end=3),
@@ -196,14 +199,14 @@ def test_bad_tool_arguments_come_back_as_messages() -> None:
             record,
         ],
     )
-    result = _graph(navigator).invoke({"document": document + "a" * 40 + "!", "question": "q"})
+    document += "x" * 3000
+    result = _graph(navigator).invoke({"document": document, "question": "q"})
     assert result["answer"] == "done"
-    joined = "\n".join(seen)
     assert "out of range" in seen[0]
     assert "out of range" in seen[1]
-    assert "took more than" in seen[2] or "match" in seen[2]
+    assert "took more than 0.2s" in seen[2]
     assert "not a valid regular expression" in seen[3]
     assert "rm_rf is not a valid tool" in seen[4]
-    assert "zero" in seen[5] or "valid integer" in joined
+    assert "valid integer" in seen[5]
     # Citations outside the document are clipped; junk is dropped.
-    assert result["citations"] == [{"start": 0, "end": len(document) + 41}]
+    assert result["citations"] == [{"start": 0, "end": len(document)}]

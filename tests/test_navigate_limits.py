@@ -1,0 +1,174 @@
+"""Navigate mode: window safety, budgets, cancellation, resume, HTTP, the CLI and build-time checks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
+
+from rlm_graph import RLMContext, create_rlm_graph
+from tests.fakes import NEEDLE, PerfectReader, insert_at_paragraph
+from tests.navigator_fakes import ScriptedNavigator, call, calls, spans_in, tool_results
+from tests.openai_server import ChatServer
+from tests.test_navigate import BOOK, needle_document
+
+
+def _graph(navigator: ScriptedNavigator, **kwargs: Any) -> Any:
+    options = {"context_window": navigator.window, "part_tokens": 2048, "cache": False, "mode": "navigate"}
+    return create_rlm_graph(navigator, **{**options, **kwargs})
+
+
+def test_root_conversation_is_compacted_to_fit_the_window() -> None:
+    document, _ = needle_document()
+    peeks = [calls(call("peek", start=10_000 * n, end=10_000 * n + 9_000)) for n in range(9)]
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[*peeks, calls(call("final", answer="read a lot", citations=[]))],
+    )
+    result = _graph(navigator).invoke({"document": document, "question": "What happens?"})
+    assert result["answer"] == "read a lot"
+    # Nine peeks of about a fifth of the window each would overflow it; every root call fitted.
+    assert max(navigator.root_tokens) <= 8192
+    raw = sum(len(t) for t in tool_results(navigator.root_prompts[-1]))
+    assert "[compacted] peek 0-9000" in "\n".join(tool_results(navigator.root_prompts[-1]))
+    assert raw < 9 * 9_000
+    # The checkpointable conversation is compacted too, not only the copy sent.
+    assert result["usage"]["llm_calls"] == 10
+
+
+def test_budget_runs_out_mid_ask_and_the_answer_says_so() -> None:
+    document, _ = needle_document()
+    spans = [[0, 3000], [3000, 6000], [6000, 9000]]
+
+    def final_when_told(messages: list[BaseMessage]) -> AIMessage:
+        assert "no more tool calls (budget exhausted" in messages[-1].text
+        return AIMessage("", tool_calls=[call("final", answer="partial answer", citations=[])])
+
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            calls(call("ask_all", question="everything", output="count")),
+            calls(call("ask", question="q", spans=spans)),
+            calls(call("ask", question="q", spans=spans)),
+            final_when_told,
+        ],
+    )
+    result = _graph(navigator, max_llm_calls=7).invoke({"document": document, "question": "q"})
+    assert result["answer"].startswith("partial answer\n\nThe search stopped before the model finished (budget")
+    assert result["usage"]["llm_calls"] <= 7
+    first = tool_results(navigator.root_prompts[1])[0]
+    assert "needs at least" in first  # ask_all refused up front, nothing spent
+
+
+async def test_cancellation_in_the_middle_of_a_tool_call() -> None:
+    document, _ = needle_document()
+    reader = PerfectReader(window=8192, delay=30.0)
+    navigator = ScriptedNavigator(
+        reader=reader, script=[calls(call("ask", question="q", spans=[[0, 3000], [3000, 6000]]))] * 3
+    )
+    task = asyncio.ensure_future(_graph(navigator).ainvoke({"document": document, "question": "q"}))
+    for _ in range(200):
+        if reader.max_in_flight:
+            break
+        await asyncio.sleep(0.02)
+    assert reader.max_in_flight >= 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    assert len(navigator.root_prompts) == 1  # nothing ran after the cancellation
+
+
+def test_resume_after_a_crash_with_a_checkpointer() -> None:
+    """In-process resume: the root model fails after one tool round; resuming re-runs no tool."""
+    document, _ = needle_document()
+    reader = PerfectReader(window=8192)
+
+    def final(messages: list[BaseMessage]) -> AIMessage:
+        found = NEEDLE.findall(tool_results(messages)[-1])
+        return AIMessage("", tool_calls=[call("final", answer="; ".join(found), citations=[])])
+
+    # The second root call dies (as a killed worker would); the third, after resuming, answers.
+    script: list[Any] = [calls(call("ask", question="NEEDLE?", spans=[[69_000, 72_000]])), RuntimeError("killed"), final]
+    navigator = ScriptedNavigator(reader=reader, script=script)
+    graph = _graph(navigator, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "resume-1"}}
+    with pytest.raises(RuntimeError, match="killed"):
+        graph.invoke({"document": document, "question": "What is NEEDLE-0042?"}, config)
+    assert len(reader.prompts) == 1
+    result = graph.invoke(None, config)
+    assert result["answer"] == "NEEDLE-0042 is QUASAR"
+    assert len(reader.prompts) == 1  # the ask was not read again
+    assert len(navigator.root_prompts) == 3
+
+
+def test_per_run_context_selects_navigate() -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192), script=[calls(call("final", answer="navigated", citations=[]))]
+    )
+    graph = _graph(navigator, mode="full")
+    result = graph.invoke({"document": document, "question": "q"}, context=RLMContext(mode="navigate"))
+    assert result["answer"] == "navigated"
+    # A document that fits one call is still answered directly.
+    short = graph.invoke({"document": "NEEDLE-0001 is SHORT.", "question": "q"}, context=RLMContext(mode="navigate"))
+    assert short["answer"] == "NEEDLE-0001 is SHORT"
+
+
+def test_model_without_tool_calling_is_refused_with_the_fix() -> None:
+    model = FakeListChatModel(responses=["x"])
+    with pytest.raises(ValueError, match="bind_tools is not implemented.*mode='full'"):
+        create_rlm_graph(model, context_window=8192, mode="navigate")
+    graph = create_rlm_graph(model, context_window=8192, part_tokens=256)
+    with pytest.raises(ValueError, match="needs a root model with tool calling"):
+        graph.invoke({"document": BOOK[:20_000], "question": "q"}, context=RLMContext(mode="navigate"))
+
+
+def test_progress_events_name_the_tools() -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            calls(call("grep", pattern="NEEDLE-0042"), call("ask", question="q", spans=[[69_000, 72_000]])),
+            calls(call("final", answer="x", citations=[])),
+        ],
+    )
+    events = [
+        chunk
+        for chunk in _graph(navigator).stream({"document": document, "question": "q"}, stream_mode="custom")
+        if chunk.get("stage") == "navigate"
+    ]
+    messages = [event["message"] for event in events]
+    assert any(m.startswith('grep({"pattern": "NEEDLE-0042"') for m in messages)
+    assert any(m.startswith("ask done: 1 model calls") for m in messages)
+    assert messages[-1] == "Answer ready after 2 steps"
+
+
+async def test_navigate_over_http_with_tool_calls() -> None:
+    document, position = insert_at_paragraph(BOOK, "NEEDLE-0042 is QUASAR.", 70_000)
+
+    def navigator(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if not results:
+            return [{"name": "grep", "args": {"pattern": "NEEDLE-\\d+"}}]
+        if len(results) == 1:
+            start, end = spans_in(results[0])[0]
+            return [{"name": "ask", "args": {"question": "What is NEEDLE-0042?", "spans": [[start - 200, end + 200]]}}]
+        found = NEEDLE.findall(results[-1])
+        return [{"name": "final", "args": {"answer": "; ".join(found), "citations": spans_in(results[-1])}}]
+
+    with ChatServer(window=8192, tool_script=navigator) as server:
+        model = ChatOpenAI(model="local", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        graph = create_rlm_graph(model, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+        result = await graph.ainvoke({"document": document, "question": "What is NEEDLE-0042?"})
+    assert result["answer"] == "NEEDLE-0042 is QUASAR"
+    assert any(c["start"] <= position < c["end"] for c in result["citations"])
+    assert [r.kind for r in server.requests] == ["direct", "direct", "read", "direct"]
+    assert result["usage"]["llm_calls"] == 4
+    # Root calls' usage comes from the server's reports (20 completion tokens per tool-call reply).
+    assert result["usage"]["output_tokens"] == 3 * 20 + sum(u["completion_tokens"] for u in server.usage)
