@@ -111,7 +111,9 @@ class ScriptedNavigator(BaseChatModel):
             reply = step(list(messages))
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         if kw.get("tools"):
             return self._root(messages)
         return self.reader._generate(messages, stop=stop, **kw)

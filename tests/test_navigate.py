@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from rlm_graph import RLMContext, create_rlm_graph
+from rlm_graph import create_rlm_graph
 from tests.fakes import PerfectReader, insert_at_paragraph
 from tests.navigator_fakes import ScriptedNavigator, TallyReader, call, calls, spans_in, tool_results
 
@@ -28,7 +28,9 @@ def _last_result(messages: list[BaseMessage]) -> str:
 
 def _final_from_last(messages: list[BaseMessage]) -> AIMessage:
     found = re.findall(r"NEEDLE-\d{4} is [A-Z]+", _last_result(messages))
-    return AIMessage("", tool_calls=[call("final", answer="; ".join(found), citations=spans_in(_last_result(messages)))])
+    return AIMessage(
+        "", tool_calls=[call("final", answer="; ".join(found), citations=spans_in(_last_result(messages)))]
+    )
 
 
 def _ask_grep_hits(messages: list[BaseMessage]) -> AIMessage:

@@ -94,7 +94,11 @@ def test_resume_after_a_crash_with_a_checkpointer() -> None:
         return AIMessage("", tool_calls=[call("final", answer="; ".join(found), citations=[])])
 
     # The second root call dies (as a killed worker would); the third, after resuming, answers.
-    script: list[Any] = [calls(call("ask", question="NEEDLE?", spans=[[69_000, 72_000]])), RuntimeError("killed"), final]
+    script: list[Any] = [
+        calls(call("ask", question="NEEDLE?", spans=[[69_000, 72_000]])),
+        RuntimeError("killed"),
+        final,
+    ]
     navigator = ScriptedNavigator(reader=reader, script=script)
     graph = _graph(navigator, checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "resume-1"}}
@@ -122,7 +126,7 @@ def test_per_run_context_selects_navigate() -> None:
 
 def test_model_without_tool_calling_is_refused_with_the_fix() -> None:
     model = FakeListChatModel(responses=["x"])
-    with pytest.raises(ValueError, match="bind_tools is not implemented.*mode='full'"):
+    with pytest.raises(ValueError, match=r"bind_tools is not implemented.*mode='full'"):
         create_rlm_graph(model, context_window=8192, mode="navigate")
     graph = create_rlm_graph(model, context_window=8192, part_tokens=256)
     with pytest.raises(ValueError, match="needs a root model with tool calling"):
@@ -172,3 +176,41 @@ async def test_navigate_over_http_with_tool_calls() -> None:
     assert result["usage"]["llm_calls"] == 4
     # Root calls' usage comes from the server's reports (20 completion tokens per tool-call reply).
     assert result["usage"]["output_tokens"] == 3 * 20 + sum(u["completion_tokens"] for u in server.usage)
+
+
+def test_cli_mode_navigate(tmp_path: Any) -> None:
+    from tests.test_cli import run_cli
+
+    filler = "Nothing of note happens on this ordinary day in the village. " * 12
+    paragraphs = [filler for _ in range(60)]
+    paragraphs[30] = "NEEDLE-0042 is VAULTCODE. " + filler
+    path = tmp_path / "long.txt"
+    path.write_text("\n\n".join(paragraphs), encoding="utf-8")
+
+    def navigator(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if not results:
+            return [{"name": "grep", "args": {"pattern": "NEEDLE-0042"}}]
+        if len(results) == 1:
+            start, end = spans_in(results[0])[0]
+            return [{"name": "ask", "args": {"question": "What is NEEDLE-0042?", "spans": [[start, end + 30]]}}]
+        return [{"name": "final", "args": {"answer": NEEDLE.findall(results[-1])[0], "citations": []}}]
+
+    with ChatServer(window=4096, tool_script=navigator) as server:
+        result = run_cli(
+            "ask",
+            str(path),
+            "What is NEEDLE-0042?",
+            "--context-window",
+            "4096",
+            "--mode",
+            "navigate",
+            OPENAI_BASE_URL=server.base_url,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("NEEDLE-0042 is VAULTCODE")
+    assert 'grep({"pattern": "NEEDLE-0042"' in result.stderr
+    # The offline model has no tool calling: a clear error, not a traceback.
+    offline = run_cli("ask", str(path), "q", "--mode", "navigate", "--offline")
+    assert offline.returncode == 2
+    assert "needs a root model with tool calling" in offline.stderr

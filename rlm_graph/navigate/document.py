@@ -27,8 +27,10 @@ MAX_GREP_HITS = 200
 MAX_SEARCH_HITS = 20
 _LINE_CHARS = 200
 _SNIPPET_CHARS = 200
-_HEADING = re.compile(r"^(?:#{1,6}\s+\S.*|(?:chapter|part|book|section|letter)\b.{0,80}|[A-Z][A-Z0-9 ,.;:'’-]{3,80})$",
-                      re.IGNORECASE | re.MULTILINE)
+_HEADING = re.compile(
+    r"^(?:#{1,6}\s+\S.*|(?:chapter|part|book|section|letter)\b.{0,80}|[A-Z][A-Z0-9 ,.;:'’-]{3,80})$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -172,8 +174,10 @@ class NavDocument:
             return f"error: {problem}"
         text, cut = cut_to_tokens(self.text[start:end], limit, counter)
         if cut:
-            return f"[characters {start}-{start + len(text)} of {start}-{end}; cut to fit, peek further from " \
+            return (
+                f"[characters {start}-{start + len(text)} of {start}-{end}; cut to fit, peek further from "
                 f"{start + len(text)}]\n{text}"
+            )
         return f"[characters {start}-{end}]\n{text}"
 
 
@@ -182,7 +186,10 @@ _documents_lock = threading.Lock()
 
 
 def nav_document(
-    resources: RunResources, document: Callable[[], str], part_tokens: int, count_many: Callable[[Sequence[str]], list[int]]
+    resources: RunResources,
+    document: Callable[[], str],
+    part_tokens: int,
+    count_many: Callable[[Sequence[str]], list[int]],
 ) -> NavDocument:
     """The run's :class:`NavDocument`, planned on first use and kept as long as the run's resources.
 

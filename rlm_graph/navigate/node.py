@@ -60,8 +60,9 @@ class _Root:
 
     def count(self, messages: list[BaseMessage]) -> int:
         """Prompt tokens of the conversation, tool-call arguments included."""
-        texts = [m.text + (json.dumps(m.tool_calls) if isinstance(m, AIMessage) and m.tool_calls else "")
-                 for m in messages]
+        texts = [
+            m.text + (json.dumps(m.tool_calls) if isinstance(m, AIMessage) and m.tool_calls else "") for m in messages
+        ]
         return sum(self.settings.counter.count_many(texts)) + 4 * len(texts) + 3 + self.tools_tokens
 
     def compact(self, messages: list[BaseMessage], limit: int) -> list[BaseMessage]:
@@ -76,7 +77,7 @@ class _Root:
         return messages
 
     def first_messages(self, state: dict[str, Any], progress: ProgressWriter) -> list[BaseMessage]:
-        run, nav, _ = self.nav.start(state)
+        _run, nav, _ = self.nav.start(state)
         limit = int(self.settings.input_window * self.options.outline_share)
         outline = nav.outline(self.options.outline_entries, limit, self.settings.counter)
         progress.progress("navigate", "started", "navigate.started", chars=len(nav.text))
@@ -88,7 +89,7 @@ class _Root:
     def prepare(
         self, state: dict[str, Any], forced: str | None = None
     ) -> tuple[Invocation, ProgressWriter, dict[str, Any], list, int, str | None]:
-        run, nav, progress = self.nav.start(state)
+        run, _nav, progress = self.nav.start(state)
         first = state.get("route") == "navigate"
         messages = self.first_messages(state, progress) if first else list(state.get(MESSAGES_KEY) or [])
         steps = 0 if first else state.get("nav_steps") or 0
@@ -103,14 +104,19 @@ class _Root:
             progress.progress("navigate", "processing", "navigate.stopping", reason=reason)
             messages.append(HumanMessage(format_message(templates, "answer.navigate_last_call", reason=reason)))
         else:
-            progress.progress("navigate", "processing", "navigate.step", step=steps + 1, max_steps=self.options.max_steps)
+            progress.progress(
+                "navigate", "processing", "navigate.step", step=steps + 1, max_steps=self.options.max_steps
+            )
         limit = self.settings.input_window
         compacted = self.compact(messages, limit)
         update: dict[str, Any] = {"route": "navigating", "nav_steps": steps + 1, "nav_stop": None}
         # Written back by id, so the checkpointed conversation stays compacted too.
         changed = [new for old, new in zip(messages, compacted, strict=True) if new is not old]
-        update[MESSAGES_KEY] = ([RemoveMessage(id=REMOVE_ALL_MESSAGES), *compacted] if first else
-                                changed + ([messages[-1]] if reason else []))
+        update[MESSAGES_KEY] = (
+            [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compacted]
+            if first
+            else changed + ([messages[-1]] if reason else [])
+        )
         return run, progress, update, compacted, self.count(compacted), reason
 
     def spend(self, run: Invocation, tokens: int, last: bool) -> None:
@@ -126,8 +132,14 @@ class _Root:
             resources.reserve(1, held, 1, held)
 
     def finish(
-        self, state: dict[str, Any], run: Invocation, progress: ProgressWriter, update: dict[str, Any],
-        reply: AIMessage | None, reason: str | None, usage: Usage,
+        self,
+        state: dict[str, Any],
+        run: Invocation,
+        progress: ProgressWriter,
+        update: dict[str, Any],
+        reply: AIMessage | None,
+        reason: str | None,
+        usage: Usage,
     ) -> Command:
         calls = list(reply.tool_calls) if reply is not None else []
         final = next((call for call in calls if call["name"] == "final"), None)
@@ -163,7 +175,9 @@ class _Root:
         if output_tokens is None:
             output_tokens = self.settings.counter.count(reply.text + json.dumps(reply.tool_calls))
         return {
-            "llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "llm_calls": 1,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
             "by_model": {role: model_usage(self.settings.prices, role, input_tokens, output_tokens)},
         }

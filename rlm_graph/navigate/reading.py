@@ -34,7 +34,7 @@ from rlm_graph.settings import (
 from rlm_graph.splitter import Piece, drop_blank, plan_leaves
 from rlm_graph.state import Usage, merge_usage
 
-__all__ = ["AGGREGATE_PROMPT", "Outcome", "SpanJob", "run_jobs", "arun_jobs", "span_job", "whole_job", "leaf_job"]
+__all__ = ["AGGREGATE_PROMPT", "Outcome", "SpanJob", "arun_jobs", "leaf_job", "run_jobs", "span_job", "whole_job"]
 
 AGGREGATE_PROMPT = """<question>
 {question}
@@ -150,7 +150,9 @@ def whole_job(settings: Settings, run: Invocation, question: str, leaves: list[P
     """Read ``leaves`` with the full strategy: the graph invoked on them at depth + 1."""
     if len(leaves) == 1:
         leaf = leaves[0]
-        return SpanJob(leaf.start, leaf.end, call=_read_call(settings, run, question, leaf.start, leaf.end, leaf.tokens))
+        return SpanJob(
+            leaf.start, leaf.end, call=_read_call(settings, run, question, leaf.start, leaf.end, leaf.tokens)
+        )
     if run.depth + 1 > run.max_depth:
         msg = f"reading characters {leaves[0].start}-{leaves[-1].end} needs a nested level, but max_depth is 0"
         raise ValueError(msg)
@@ -161,9 +163,7 @@ def _failed(job: SpanJob, error: BaseException) -> Outcome:
     if isinstance(error, BudgetExceededError):
         return Outcome(job.start, job.end, budget=str(error))
     reason = describe_error(error)
-    return Outcome(
-        job.start, job.end, errors=[{"start": job.start, "end": job.end, "error": reason, "kind": "failed"}]
-    )
+    return Outcome(job.start, job.end, errors=[{"start": job.start, "end": job.end, "error": reason, "kind": "failed"}])
 
 
 def _from_output(job: SpanJob, output: dict[str, Any]) -> Outcome:

@@ -17,7 +17,6 @@ from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from rlm_graph.errors import BudgetExceededError
 from rlm_graph.navigate import reading
 from rlm_graph.navigate.aggregate import render
 from rlm_graph.navigate.document import NavDocument, cut_to_tokens, nav_document
@@ -48,7 +47,10 @@ def final_tool() -> StructuredTool:
         return answer
 
     return StructuredTool.from_function(
-        final, name="final", description="End the run with your answer and its supporting ranges.", args_schema=FinalArgs
+        final,
+        name="final",
+        description="End the run with your answer and its supporting ranges.",
+        args_schema=FinalArgs,
     )
 
 
@@ -125,7 +127,7 @@ class Navigation:
     # Tools without model calls.
 
     def search(self, query: str, k: int, runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
+        _run, nav, progress = self.start(runtime.state)
         self.announce(progress, "search", {"query": query, "k": k})
         rank = None
         options = self.settings.retrieval
@@ -142,7 +144,7 @@ class Navigation:
         return self.reply(runtime, "search", text, f"search {query!r}: {text.splitlines()[0][:120]}")
 
     def grep(self, pattern: str, max_hits: int, runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
+        _run, nav, progress = self.start(runtime.state)
         self.announce(progress, "grep", {"pattern": pattern, "max_hits": max_hits})
         text = nav.grep(pattern, max_hits)
         offsets = ", ".join(line.split("]")[0].lstrip("[") for line in text.splitlines()[1:6])
@@ -150,7 +152,7 @@ class Navigation:
         return self.reply(runtime, "grep", text, f"grep {pattern!r}: {text.splitlines()[0][:80]} at {offsets}")
 
     def peek(self, start: int, end: int, runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
+        _run, nav, progress = self.start(runtime.state)
         self.announce(progress, "peek", {"start": start, "end": end})
         text = nav.peek(start, end, self.result_limit - 64, self.settings.counter)
         self.done(progress, "peek", {})
@@ -242,12 +244,19 @@ class Navigation:
             text = render(output, merged, self.result_limit - 200, self.settings.counter)
         unread = [o for o in outcomes if o.text is None]
         if unread or errors:
-            text += f"\nWarning: {len(errors) + sum(1 for o in unread if o.budget)} part(s) could not be counted: " \
+            text += (
+                f"\nWarning: {len(errors) + sum(1 for o in unread if o.budget)} part(s) could not be counted: "
                 + ", ".join(f"{e['start']}-{e['end']}" for e in errors[:10])
+            )
         self.done(progress, "ask_all", usage)
         return self.reply(
-            runtime, "ask_all", text, f"ask_all ({output}): {text.splitlines()[0][:100]}",
-            usage=usage, errors=errors, stop=budget and f"budget:{budget}",
+            runtime,
+            "ask_all",
+            text,
+            f"ask_all ({output}): {text.splitlines()[0][:100]}",
+            usage=usage,
+            errors=errors,
+            stop=budget and f"budget:{budget}",
         )
 
     def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
