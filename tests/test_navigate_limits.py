@@ -214,3 +214,31 @@ def test_cli_mode_navigate(tmp_path: Any) -> None:
     offline = run_cli("ask", str(path), "q", "--mode", "navigate", "--offline")
     assert offline.returncode == 2
     assert "needs a root model with tool calling" in offline.stderr
+
+
+def test_example_chat_service_can_navigate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from langchain_core.messages import HumanMessage
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    path = Path(__file__).resolve().parent.parent / "examples" / "chat_service.py"
+    spec = importlib.util.spec_from_file_location("chat_service_example", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    document, _ = needle_document()
+
+    def final(messages: list[BaseMessage]) -> AIMessage:
+        found = NEEDLE.findall(tool_results(messages)[-1])
+        return AIMessage("", tool_calls=[call("final", answer="; ".join(found), citations=[])])
+
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[calls(call("ask", question="What is NEEDLE-0042?", spans=[[69_000, 72_000]])), final],
+    )
+    chat = module.build_chat_graph(navigator, mode="navigate")
+    result = chat.invoke({"messages": [HumanMessage("What is NEEDLE-0042?")], "document": document})
+    assert result["messages"][-1].text.startswith("NEEDLE-0042 is QUASAR")
+    assert len(navigator.root_prompts) == 2

@@ -83,8 +83,8 @@ class NavigateOptions:
     max_spans: int = 16
     """Most spans per ``ask`` call."""
     aggregate_part_tokens: int | None = None
-    """Most document tokens per ``ask_all`` count/tally/list read; ``None``: four times the reply budget, so
-    a part's entries fit its reply."""
+    """Most document tokens per ``ask_all`` count/tally/list read; ``None``: the reply budget
+    (``max_output_tokens``), so that a part's entries, each no longer than the text naming it, fit its reply."""
 
 
 def tool_calling_error(model: object) -> str:

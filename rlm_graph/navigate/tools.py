@@ -215,7 +215,7 @@ class Navigation:
                 jobs = [reading.whole_job(self.settings, run, question, nav.leaves)]
                 calls = len(nav.leaves)
             else:
-                size = self.options.aggregate_part_tokens or 4 * self.settings.max_output_tokens
+                size = self.options.aggregate_part_tokens or self.settings.max_output_tokens
                 part = self.settings.budget_for(question, run.part_tokens)["part_tokens"]
                 leaves = nav.leaves_for(min(size, part))
                 jobs = [reading.leaf_job(self.settings, run, question, leaf, output) for leaf in leaves]
