@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -242,3 +243,56 @@ def test_example_chat_service_can_navigate(monkeypatch: pytest.MonkeyPatch) -> N
     result = chat.invoke({"messages": [HumanMessage("What is NEEDLE-0042?")], "document": document})
     assert result["messages"][-1].text.startswith("NEEDLE-0042 is QUASAR")
     assert len(navigator.root_prompts) == 2
+
+
+def test_navigate_resumes_after_sigkill(frankenstein: str, tmp_path: Any) -> None:
+    """A worker killed in the middle of ask_all resumes in another process; settled reads are not repeated."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.fakes import plant_needles
+
+    text, facts, _ = plant_needles(frankenstein, 20)
+    document = tmp_path / "document.txt"
+    document.write_text(text, encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+
+    def navigator(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if not results:
+            return [{"name": "ask_all", "args": {"question": "List every NEEDLE code.", "output": "text"}}]
+        return [{"name": "final", "args": {"answer": results[-1], "citations": []}}]
+
+    def worker(server: ChatServer, phase: str) -> subprocess.Popen:
+        target = str(tmp_path / "checkpoints.sqlite")
+        args = [server.base_url, "sqlite", target, "t-nav", str(document), phase, "navigate"]
+        command = [sys.executable, "-m", "tests.resume_worker", *args]
+        return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    with ChatServer(delay=0.15, tool_script=navigator) as server:
+        first = worker(server, "start")
+        deadline = time.monotonic() + 60
+        while len([r for r in server.log if r.kind == "read" and r.outcome == "200"]) < 12:
+            assert first.poll() is None, first.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the first worker made no progress"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        first.wait()
+        killed_at = len(server.log)
+        time.sleep(0.5)
+        before = server.log[:killed_at]
+        second = worker(server, "resume")
+        stdout, stderr = second.communicate(timeout=120)
+        after = server.log[killed_at:]
+    assert second.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert all(fact in out["answer"] for fact in facts)
+    settled = {r.prompt_hash for r in before if r.outcome == "200" and r.finished < killed - 0.1 and r.kind == "read"}
+    repeated = [r for r in after if r.prompt_hash in settled]
+    assert repeated == []
+    # The root model's first call (which chose ask_all) was not made again either.
+    assert [r.kind for r in after].count("direct") == 1
