@@ -222,11 +222,18 @@ class Navigation:
                 calls = len(jobs)
         except ValueError as exc:
             return f"error: {exc}"
+        # Refused up front, before any spending: half a reading would give a wrong total.
         resources = run.resources
+        tokens = sum(job.call.prompt_tokens for job in jobs if job.call is not None) or nav.tokens
         if resources.max_llm_calls is not None and resources.llm_calls + calls + 1 > resources.max_llm_calls:
             return (
                 f"error: reading the whole document needs at least {calls} model calls; the budget has "
                 f"{resources.max_llm_calls - resources.llm_calls - 1} left (one is kept for your final answer)"
+            )
+        if resources.max_input_tokens is not None and resources.input_tokens + tokens > resources.max_input_tokens:
+            return (
+                f"error: reading the whole document needs at least {tokens} input tokens; the budget has "
+                f"{resources.max_input_tokens - resources.input_tokens} left"
             )
         return jobs
 
