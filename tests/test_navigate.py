@@ -212,3 +212,47 @@ def test_bad_tool_arguments_come_back_as_messages(monkeypatch: pytest.MonkeyPatc
     assert "valid integer" in seen[5]
     # Citations outside the document are clipped; junk is dropped.
     assert result["citations"] == [{"start": 0, "end": len(document)}]
+
+
+@pytest.mark.parametrize("bm25", [True, False])
+def test_search_finds_the_span_with_or_without_bm25(bm25: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not bm25:
+        import rlm_graph.focus
+
+        def missing() -> None:
+            raise ImportError("no bm25s")
+
+        monkeypatch.setattr(rlm_graph.focus, "default_retriever", missing)
+    document, position = insert_at_paragraph(BOOK, "The zeppelin quartermaster hid the emerald.", 60_000)
+    results: list[str] = []
+
+    def record(messages: list[BaseMessage]) -> AIMessage:
+        results.append(_last_result(messages))
+        return AIMessage("", tool_calls=[call("final", answer="ok", citations=[])])
+
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[calls(call("search", query="zeppelin quartermaster emerald", k=3)), record],
+    )
+    _graph(navigator).invoke({"document": document, "question": "Where is the emerald?"})
+    start, end = spans_in(results[0])[0]
+    assert start <= position < end
+    assert "score=3" in results[0].splitlines()[1]
+    assert "zeppelin quartermaster" in results[0]
+
+
+def test_count_and_list_merge_exactly_in_code() -> None:
+    from rlm_graph.navigate.aggregate import merge, parse_reply, render
+    from rlm_graph.tokens import TiktokenCounter
+
+    counts = [parse_reply("count", reply) for reply in ("12", "There are 1,204.", "NONE", "0")]
+    assert merge("count", counts) == 1216
+    with pytest.raises(ValueError, match="no number"):
+        parse_reply("count", "several")
+    lists = [parse_reply("list", reply) for reply in ("- Alice\n- Bob", "NONE", "1. Bob\n2. Carol")]
+    assert merge("list", lists) == ["Alice", "Bob", "Carol"]
+    tallies = [parse_reply("tally", reply) for reply in ("a: 2\n- b: 1", "`a`: 3\nnoise line", "NONE")]
+    assert merge("tally", tallies) == {"a": 5, "b": 1}
+    text = render("tally", {f"k{i}": i for i in range(2000)}, 200, TiktokenCounter())
+    assert text.splitlines()[1] == "k1999: 1999"
+    assert re.search(r"\.\.\. (\d+) more entries left out", text)
