@@ -296,3 +296,19 @@ def test_navigate_resumes_after_sigkill(frankenstein: str, tmp_path: Any) -> Non
     assert repeated == []
     # The root model's first call (which chose ask_all) was not made again either.
     assert [r.kind for r in after].count("direct") == 1
+
+
+def test_oldest_rounds_are_dropped_when_compacting_results_is_not_enough() -> None:
+    document, _ = needle_document()
+    long_question = "Which of these words matters most: " + " ".join(f"word{n}" for n in range(700))
+    rounds = [calls(call("ask", question=long_question, spans=[[-1, 5]])) for _ in range(6)]
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192), script=[*rounds, calls(call("final", answer="done", citations=[]))]
+    )
+    result = _graph(navigator).invoke({"document": document, "question": "q"})
+    assert result["answer"] == "done"
+    assert max(navigator.root_tokens) <= 8192
+    last = navigator.root_prompts[-1]
+    # The question and outline stay; the oldest rounds went.
+    assert "characters 0-" in last[1].text
+    assert sum(isinstance(m, AIMessage) for m in last) < 6

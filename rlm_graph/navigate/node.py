@@ -74,6 +74,16 @@ class _Root:
             if message.type == "tool" and not str(message.content).startswith(_COMPACTED):
                 note = (getattr(message, "artifact", None) or {}).get("note") or "an earlier tool result"
                 messages[index] = message.model_copy(update={"content": _COMPACTED + note[:300]})
+        # Still too long (many long tool calls): drop the oldest whole rounds, a tool call with its
+        # results, so the conversation stays well formed; the question and outline always stay.
+        while self.count(messages) > limit:
+            first_round = next((i for i, m in enumerate(messages) if i >= 2 and isinstance(m, AIMessage)), None)
+            if first_round is None or first_round >= len(messages) - 2:
+                break
+            end = first_round + 1
+            while end < len(messages) and messages[end].type == "tool":
+                end += 1
+            del messages[first_round:end]
         return messages
 
     def first_messages(self, state: dict[str, Any], progress: ProgressWriter) -> list[BaseMessage]:
@@ -111,11 +121,14 @@ class _Root:
         compacted = self.compact(messages, limit)
         update: dict[str, Any] = {"route": "navigating", "nav_steps": steps + 1, "nav_stop": None}
         # Written back by id, so the checkpointed conversation stays compacted too.
-        changed = [new for old, new in zip(messages, compacted, strict=True) if new is not old]
+        kept = {id(message) for message in compacted}
+        by_id = {message.id: message for message in compacted if message.id}
+        changed = [by_id[m.id] for m in messages if m.id in by_id and by_id[m.id] is not m]
+        dropped = [RemoveMessage(id=m.id) for m in messages if m.id and m.id not in by_id]
         update[MESSAGES_KEY] = (
             [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compacted]
             if first
-            else changed + ([messages[-1]] if reason else [])
+            else changed + dropped + ([messages[-1]] if reason and id(messages[-1]) in kept else [])
         )
         return run, progress, update, compacted, self.count(compacted), reason
 
