@@ -57,7 +57,8 @@ def test_needle_found_by_grep_then_confirmed_by_ask() -> None:
     first = "\n".join(m.text for m in navigator.root_prompts[0])
     assert "QUASAR" not in first
     assert f"{len(document)} characters" in first
-    assert "characters 0-" in first  # the outline
+    assert "characters 0-" in first  # the outline, with the parts' headings
+    assert re.search(r"tokens\): (Letter|Chapter) \d+ \(at \d+\)", first), first
     assert any(c["start"] <= position < c["end"] for c in result["citations"])
     # One reader call for the ask, three root calls: far from a full read.
     assert len(reader.prompts) == 1

@@ -27,9 +27,11 @@ MAX_GREP_HITS = 200
 MAX_SEARCH_HITS = 20
 _LINE_CHARS = 200
 _SNIPPET_CHARS = 200
+# A Markdown heading, a "Chapter 3"-like line, or a short line in capitals.
+_HEADING_WORDS = "Chapter|Part|Book|Section|Letter|Act|Scene"
 _HEADING = re.compile(
-    r"^(?:#{1,6}\s+\S.*|(?:chapter|part|book|section|letter)\b.{0,80}|[A-Z][A-Z0-9 ,.;:'’-]{3,80})$",
-    re.IGNORECASE | re.MULTILINE,
+    rf"^(?:#{{1,6}}\s+\S.*|(?:{_HEADING_WORDS}|{_HEADING_WORDS.upper()})\b.{{0,80}}|[A-Z][A-Z0-9 ,.;:'’-]{{3,80}})$",
+    re.MULTILINE,
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -96,8 +98,12 @@ class NavDocument:
             start, end = group[0].start, group[-1].end
             piece = self.text[start:end]
             heading = _HEADING.search(piece[:20_000])
-            first = heading.group(0) if heading else next((line for line in piece.splitlines() if line.strip()), "")
-            label = " ".join(first.split())[:100]
+            if heading:
+                label = " ".join(heading.group(0).split())[:100]
+                label += f" (at {start + heading.start()})" if heading.start() else ""
+            else:
+                first = next((line for line in piece.splitlines() if line.strip()), "")
+                label = " ".join(first.split())[:100]
             lines.append(f"- characters {start}-{end} (about {sum(leaf.tokens for leaf in group)} tokens): {label}")
         text, _ = cut_to_tokens("\n".join(lines), limit, counter)
         return text
