@@ -82,7 +82,8 @@ def test_tool_schemas_match_the_contract() -> None:
     }
 
 
-async def test_multi_hop_needs_two_ask_rounds() -> None:
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_multi_hop_needs_two_ask_rounds(use_async: bool) -> None:
     document, _ = insert_at_paragraph(BOOK, "NEEDLE-0001 is KEYWORDB.", 20_000)
     document, _ = insert_at_paragraph(document, "NEEDLE-0002 is LOCATIONX.", 90_000)
 
@@ -99,7 +100,8 @@ async def test_multi_hop_needs_two_ask_rounds() -> None:
             _final_from_last,
         ],
     )
-    result = await _graph(navigator).ainvoke({"document": document, "question": "Two hops"})
+    graph, payload = _graph(navigator), {"document": document, "question": "Two hops"}
+    result = await graph.ainvoke(payload) if use_async else graph.invoke(payload)
     assert result["answer"] == "NEEDLE-0002 is LOCATIONX"
     # Each 40K-character span is larger than one call: read by the graph invoked on it.
     assert result["usage"]["max_depth"] >= 1
