@@ -312,3 +312,21 @@ def test_oldest_rounds_are_dropped_when_compacting_results_is_not_enough() -> No
     # The question and outline stay; the oldest rounds went.
     assert "characters 0-" in last[1].text
     assert sum(isinstance(m, AIMessage) for m in last) < 6
+
+
+def test_budget_runs_out_inside_a_nested_ask() -> None:
+    document, _ = needle_document()
+
+    def final_when_told(messages: list[BaseMessage]) -> AIMessage:
+        assert "no more tool calls (budget exhausted" in messages[-1].text
+        return AIMessage("", tool_calls=[call("final", answer="what I have", citations=[])])
+
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        # A 60,000-character span is read by the graph invoked on it: more reads than the budget allows.
+        script=[calls(call("ask", question="q", spans=[[0, 60_000]])), final_when_told],
+    )
+    result = _graph(navigator, max_llm_calls=8).invoke({"document": document, "question": "q"})
+    assert result["answer"].startswith("what I have\n\nThe search stopped before the model finished (budget")
+    assert result["usage"]["llm_calls"] <= 8
+    assert result["errors"]  # the nested reads the budget refused are listed

@@ -27,7 +27,8 @@ from rlm_graph.navigate.options import (
     tool_calling_error,
     wants_navigate,
 )
-from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation, final_tool, make_tools
+from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
+from rlm_graph.navigate.toolset import final_tool, make_tools
 from rlm_graph.settings import Settings
 
 __all__ = [

@@ -9,13 +9,11 @@ bad ones come back to the model as an error message; nothing the model writes is
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
-from pydantic import BaseModel, Field
 
 from rlm_graph.navigate import reading
 from rlm_graph.navigate.aggregate import render
@@ -26,32 +24,9 @@ from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Invocation, Settings
 from rlm_graph.state import Usage
 
-__all__ = ["FinalArgs", "Navigation", "final_tool", "make_tools"]
+__all__ = ["MESSAGES_KEY", "Navigation"]
 
 MESSAGES_KEY = "nav_messages"
-
-
-class FinalArgs(BaseModel):
-    """End the run with this answer."""
-
-    answer: str = Field(description="The answer to the question.")
-    citations: list[list[int]] = Field(
-        default_factory=list, description="Character ranges [start, end] that the tools returned and that support it."
-    )
-
-
-def final_tool() -> StructuredTool:
-    """The ``final`` tool's schema (the navigate node acts on it; it never runs in the ToolNode)."""
-
-    def final(answer: str, citations: list[list[int]] | None = None) -> str:
-        return answer
-
-    return StructuredTool.from_function(
-        final,
-        name="final",
-        description="End the run with your answer and its supporting ranges.",
-        args_schema=FinalArgs,
-    )
 
 
 class Navigation:
@@ -179,17 +154,31 @@ class Navigation:
                 return f"error: {exc}"
         return jobs
 
-    def _ask_result(self, runtime: ToolRuntime, outcomes: list[reading.Outcome], progress: ProgressWriter) -> Command:
+    @staticmethod
+    def _budget_stop(run: Invocation, outcomes: list[reading.Outcome]) -> str | None:
+        """Why the search must stop for the budget: a refused call, or no room left for another round."""
+        refused = next((outcome.budget for outcome in outcomes if outcome.budget), None)
+        resources = run.resources
+        if (
+            refused is None
+            and resources.max_llm_calls is not None
+            and resources.llm_calls + 2 > resources.max_llm_calls
+        ):
+            # A nested reading may have hit the budget inside its own level: no room for a read and a root call.
+            refused = f"{resources.llm_calls} of max_llm_calls={resources.max_llm_calls} used"
+        return refused and f"budget:{refused}"
+
+    def _ask_result(
+        self, runtime: ToolRuntime, run: Invocation, outcomes: list[reading.Outcome], progress: ProgressWriter
+    ) -> Command:
         usage = reading.total_usage(outcomes)
         errors = [error for outcome in outcomes for error in outcome.errors]
-        budget = next((outcome.budget for outcome in outcomes if outcome.budget), None)
+        budget = self._budget_stop(run, outcomes)
         self.done(progress, "ask", usage)
         share = max(64, self.result_limit // max(1, len(outcomes)))
         text = reading.answers_text(outcomes, lambda answer: cut_to_tokens(answer, share, self.settings.counter)[0])
         spans = ", ".join(f"{o.start}-{o.end}" for o in outcomes)
-        return self.reply(
-            runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget and f"budget:{budget}"
-        )
+        return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget)
 
     def ask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
         run, nav, progress = self.start(runtime.state)
@@ -197,7 +186,7 @@ class Navigation:
         jobs = self._ask_jobs(run, nav, question, spans)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, reading.run_jobs(self.settings, run, jobs), progress)
+        return self._ask_result(runtime, run, reading.run_jobs(self.settings, run, jobs), progress)
 
     async def aask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
         run, nav, progress = self.start(runtime.state)
@@ -205,7 +194,7 @@ class Navigation:
         jobs = self._ask_jobs(run, nav, question, spans)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, await reading.arun_jobs(self.settings, run, jobs), progress)
+        return self._ask_result(runtime, run, await reading.arun_jobs(self.settings, run, jobs), progress)
 
     def _all_jobs(self, run: Invocation, nav: NavDocument, question: str, output: str) -> list[reading.SpanJob] | str:
         if not isinstance(question, str) or not question.strip():
@@ -238,11 +227,16 @@ class Navigation:
         return jobs
 
     def _all_result(
-        self, runtime: ToolRuntime, output: str, outcomes: list[reading.Outcome], progress: ProgressWriter
+        self,
+        runtime: ToolRuntime,
+        run: Invocation,
+        output: str,
+        outcomes: list[reading.Outcome],
+        progress: ProgressWriter,
     ) -> Command:
         usage = reading.total_usage(outcomes)
         errors = [error for outcome in outcomes for error in outcome.errors]
-        budget = next((outcome.budget for outcome in outcomes if outcome.budget), None)
+        budget = self._budget_stop(run, outcomes)
         if output == "text":
             text = reading.answers_text(outcomes, lambda answer: answer)
         else:
@@ -263,7 +257,7 @@ class Navigation:
             f"ask_all ({output}): {text.splitlines()[0][:100]}",
             usage=usage,
             errors=errors,
-            stop=budget and f"budget:{budget}",
+            stop=budget,
         )
 
     def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
@@ -272,7 +266,7 @@ class Navigation:
         jobs = self._all_jobs(run, nav, question, output)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, output, reading.run_jobs(self.settings, run, jobs), progress)
+        return self._all_result(runtime, run, output, reading.run_jobs(self.settings, run, jobs), progress)
 
     async def aask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
         run, nav, progress = self.start(runtime.state)
@@ -280,46 +274,4 @@ class Navigation:
         jobs = self._all_jobs(run, nav, question, output)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, output, await reading.arun_jobs(self.settings, run, jobs), progress)
-
-
-def make_tools(navigation: Navigation) -> list[BaseTool]:
-    """The ToolNode's tools (``final`` is bound to the model but handled by the navigate node)."""
-
-    def search(query: str, runtime: ToolRuntime, k: int = 5) -> Command:
-        """The k spans most relevant to the query (BM25): start, end, score and a snippet."""
-        return navigation.search(query, k, runtime)
-
-    def grep(pattern: str, runtime: ToolRuntime, max_hits: int = 20) -> Command:
-        """Regular-expression matches: start, end and the matching line; the match time is bounded."""
-        return navigation.grep(pattern, max_hits, runtime)
-
-    def peek(start: int, end: int, runtime: ToolRuntime) -> Command:
-        """The text of the character range [start, end), cut to fit the window (saying so when cut)."""
-        return navigation.peek(start, end, runtime)
-
-    def ask(question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
-        """A reader answers the question on each span [start, end], in parallel; large spans are read in parts."""
-        return navigation.ask(question, spans, runtime)
-
-    async def aask(question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
-        return await navigation.aask(question, spans, runtime)
-
-    def ask_all(
-        question: str, runtime: ToolRuntime, output: Literal["text", "count", "tally", "list"] = "text"
-    ) -> Command:
-        """The whole document read with the question; count, tally and list are merged exactly in code."""
-        return navigation.ask_all(question, output, runtime)
-
-    async def aask_all(
-        question: str, runtime: ToolRuntime, output: Literal["text", "count", "tally", "list"] = "text"
-    ) -> Command:
-        return await navigation.aask_all(question, output, runtime)
-
-    return [
-        StructuredTool.from_function(search),
-        StructuredTool.from_function(grep),
-        StructuredTool.from_function(peek),
-        StructuredTool.from_function(ask, coroutine=aask),
-        StructuredTool.from_function(ask_all, coroutine=aask_all),
-    ]
+        return self._all_result(runtime, run, output, await reading.arun_jobs(self.settings, run, jobs), progress)
