@@ -45,7 +45,8 @@ def bind_root_model(model: BaseChatModel, tools: list[Any]) -> Runnable | None:
     """The root model with the tools bound, or ``None`` when it has no tool calling."""
     try:
         return model.bind_tools(tools)
-    except NotImplementedError:
+    except Exception:  # noqa: BLE001 - NotImplementedError on BaseChatModel, or a provider refusing the schemas:
+        # either way this graph cannot navigate, and its other modes must still build.
         return None
 
 

@@ -91,8 +91,8 @@ def tool_calling_error(model: object) -> str:
     """The message for a root model without tool calling (``bind_tools`` not implemented)."""
     return (
         f"mode='navigate' needs a root model with tool calling, and {type(model).__name__}.bind_tools is not "
-        "implemented: use a chat model that supports tools (ChatOpenAI, ChatAnthropic, ...), pass a "
-        "large_model that does (it becomes the navigator), or use mode='full' or 'focused'"
+        "implemented (or refused the tools): use a chat model that supports tools (ChatOpenAI, ChatAnthropic, "
+        "...), pass a large_model that does (it becomes the navigator), or use mode='full' or 'focused'"
     )
 
 
