@@ -2,6 +2,8 @@
 
 Offline it runs on the bundled extractive model; with OPENAI_API_KEY (or
 OPENAI_BASE_URL, and RLM_MODEL for the model name) it uses ChatOpenAI.
+RLM_MODE=navigate lets a tool-calling model explore long documents with tools
+(see the README's Navigate section); the default reads every part.
 
     python examples/chat_service.py examples/pride_and_prejudice.txt \
         "How much a year was Mr. Bennet's estate worth?" "Who inherits it?" "thanks!"
@@ -13,6 +15,7 @@ Each argument after the file is one turn of the same conversation (thread).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import uuid
@@ -24,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
-from rlm_graph import DocumentChatState, ExtractiveChatModel, create_document_node, model_from_env
+from rlm_graph import DocumentChatState, ExtractiveChatModel, create_document_node, create_rlm_graph, model_from_env
 from rlm_graph.chat import split_message
 
 SMALL_TALK = re.compile(
@@ -37,12 +40,13 @@ ROUTER_PROMPT = (
 )
 
 
-def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpointer = None):
+def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpointer = None, mode: str | None = None):
     """Build the chat graph.
 
     Args:
         model: Chat model; defaults to ``model_from_env()``.
         checkpointer: Checkpointer for conversations across requests (``thread_id``).
+        mode: Reading mode of the analysis graph; defaults to ``RLM_MODE`` or ``"full"``.
 
     Returns:
         The compiled chat graph.
@@ -75,7 +79,9 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
         return {"messages": [await model.ainvoke([system, *text_only])]}
 
     builder = StateGraph(DocumentChatState)
-    builder.add_node("analyse_document", create_document_node(model))
+    mode = mode or os.environ.get("RLM_MODE") or "full"
+    analysis = None if mode == "full" else create_rlm_graph(model, mode=mode)
+    builder.add_node("analyse_document", create_document_node(model, analysis))
     builder.add_node("small_talk", small_talk)
     builder.add_conditional_edges(START, route, ["analyse_document", "small_talk"])
     builder.add_edge("analyse_document", END)

@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="most document tokens per reading call (default 16384; the window may allow fewer)",
     )
+    ask.add_argument(
+        "--mode",
+        choices=["full", "focused", "auto", "navigate"],
+        default="full",
+        help="full: read every part (default); focused: the most relevant parts first; auto: pick from the "
+        "question; navigate: the model explores the document with tools (needs tool calling)",
+    )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON (notes go to stderr)")
     ask.add_argument(
         "--encoding", default="utf-8", help="the file's text encoding, e.g. latin-1, cp1252, utf-16 (default utf-8)"
@@ -248,6 +255,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             context_window=args.context_window,
             max_concurrency=args.max_concurrency,
             max_depth=args.max_depth,
+            mode=args.mode,
             **({} if args.part_tokens is None else {"part_tokens": args.part_tokens}),
         )
     except ValueError as exc:

@@ -50,8 +50,8 @@ from rlm_graph.splitter import Piece
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.state.schema import PartError, PlannedPart
 
-Mode = Literal["full", "focused", "auto"]
-MODES: tuple[str, ...] = ("full", "focused", "auto")
+Mode = Literal["full", "focused", "auto", "navigate"]
+MODES: tuple[str, ...] = ("full", "focused", "auto", "navigate")
 
 COMPLETENESS_INSTRUCTION = (
     " Then, on a last line of its own, write COMPLETE: yes if these findings fully answer the "
@@ -265,7 +265,8 @@ def mode_for(settings: Settings, run: Invocation, question: str, progress: Progr
     """
     options: FocusOptions | None = settings.retrieval
     configured = getattr(run.context, "mode", None) or (options.mode if options else "full")
-    if run.depth > 0 or configured == "full":
+    # "navigate" never reaches split at the top level (check routes it); nested levels read in full.
+    if run.depth > 0 or configured in ("full", "navigate"):
         return "full"
     if configured == "auto":
         mode, reason = decide_mode(question)

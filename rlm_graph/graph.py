@@ -19,6 +19,8 @@ from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
 from rlm_graph.focus import FocusOptions, check_focus_options
 from rlm_graph.lifetime import owning_runs
+from rlm_graph.navigate import DEFAULT_MAX_STEPS, NavigateOptions, add_navigate_nodes, check_max_steps
+from rlm_graph.navigate import tool_calling_error as _tool_calling_error
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -119,10 +121,11 @@ def create_rlm_graph(
     large_model: BaseChatModel | None = None,
     escalate_below: float = 0.5,
     prices: Mapping[str, tuple[float, float]] | None = None,
-    mode: Literal["full", "focused", "auto"] = "full",
+    mode: Literal["full", "focused", "auto", "navigate"] = "full",
     retriever: Retriever | None = None,
     max_focused_parts: int | float = 0.2,
     index_cache_size: int = 16,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -207,8 +210,11 @@ def create_rlm_graph(
         mode: ``"full"`` reads every part; ``"focused"`` reads the top-level
             parts most relevant to the question first and stops once the
             findings answer it; ``"auto"`` decides from the question
-            (aggregation questions are read in full). Per run:
-            ``RLMContext(mode=...)``.
+            (aggregation questions are read in full; it never picks navigate);
+            ``"navigate"``: the root model (``large_model`` if given, else
+            ``model``; it must support tool calling) explores the document with
+            tools (search, grep, peek, ask, ask_all, final) and never sees it
+            whole. Per run: ``RLMContext(mode=...)``.
         retriever: Ranks parts for focused reading; ``BM25Retriever()`` (offline,
             the ``retrieval`` extra) by default, or
             ``VectorStoreRetriever(embeddings)``.
@@ -217,6 +223,8 @@ def create_rlm_graph(
             found; with nothing relevant yet it reads on.
         index_cache_size: Part indexes kept in memory (by document hash), so
             follow-up questions on a document reuse its index.
+        max_steps: Navigate mode: most root-model calls per run, the last
+            (forced final) one included.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -233,9 +241,11 @@ def create_rlm_graph(
     checked_prices = check_relay_options(model, large_model, escalate_below, prices)
     check_focus_options(mode, max_focused_parts)
     check_part_tokens(part_tokens)
+    check_max_steps(max_steps)
     if retriever is not None:
         check_retriever(retriever)
-    elif mode != "full":
+    elif mode in ("focused", "auto"):
+        # navigate's search falls back to word matching without bm25s, so it needs none.
         retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
     if not isinstance(index_cache_size, int) or index_cache_size < 1:
         msg = f"index_cache_size must be an int of at least 1, got {index_cache_size!r}"
@@ -347,7 +357,12 @@ def create_rlm_graph(
     )
     builder.add_node("direct_answer", make_direct_answer(settings), **model_node_options)
     builder.add_edge(START, "check")
-    builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])
+    builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", "navigate", END])
+    # Navigate mode: the root model's loop, beside the reading nodes.
+    if not add_navigate_nodes(builder, settings, NavigateOptions(max_steps=max_steps), model_node_options) and (
+        mode == "navigate"
+    ):
+        raise ValueError(_tool_calling_error(large_model or model))
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)

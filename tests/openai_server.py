@@ -19,6 +19,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -80,6 +81,7 @@ class ChatServer:
         delay: float = 0.0,
         label: str = "",
         facts: re.Pattern[str] = NEEDLE,
+        tool_script: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | str] | None = None,
     ) -> None:
         self.window = window
         self.facts = facts
@@ -88,6 +90,8 @@ class ChatServer:
         """Written before every fact reply, so tests can tell which server answered."""
         self.faults = faults or Faults(first=rate_limit_first, retry_after="0")
         self.delay = delay
+        self.tool_script = tool_script
+        """Answers requests that carry tools: given the messages, tool calls (name, arguments) or a text."""
         self.log: list[Request] = []
         self.usage: list[dict[str, int]] = []
         self._lock = threading.Lock()
@@ -129,7 +133,10 @@ class ChatServer:
 
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         wrapped = [
-            SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"]) for m in messages
+            SystemMessage(m["content"])
+            if m["role"] == "system"
+            else HumanMessage((m.get("content") or "") + json.dumps(m.get("tool_calls") or ""))
+            for m in messages
         ]
         return self._counter.count_messages(wrapped)
 
@@ -176,7 +183,7 @@ class ChatServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = "\n".join(m["content"] for m in body["messages"])
+                prompt = "\n".join(m.get("content") or "" for m in body["messages"])
                 part = _PART.search(prompt)
                 kind = "read" if part else ("synthesis" if '<finding id="' in prompt else "direct")
                 with server._lock:
@@ -204,6 +211,9 @@ class ChatServer:
                     )
                     self._error(record, 400, message, "context_length_exceeded")
                     return
+                if body.get("tools") and server.tool_script is not None:
+                    self._tool_reply(record, body, prompt_tokens)
+                    return
                 facts = sorted(set(server.facts.findall(prompt)))
                 reply = server.label + "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
                 completion_tokens = server._counter.count(reply)
@@ -224,6 +234,37 @@ class ChatServer:
                     "model": body["model"],
                     "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+                self._send(record, 200, json.dumps(completion).encode())
+
+            def _tool_reply(self, record: Request, body: dict[str, Any], prompt_tokens: int) -> None:
+                scripted = server.tool_script(body["messages"])  # type: ignore[misc]
+                message: dict[str, Any] = {"role": "assistant", "content": None}
+                if isinstance(scripted, str):
+                    message["content"] = scripted
+                else:
+                    message["tool_calls"] = [
+                        {
+                            "id": f"call_{record.number}_{index}",
+                            "type": "function",
+                            "function": {"name": item["name"], "arguments": json.dumps(item["args"])},
+                        }
+                        for index, item in enumerate(scripted)
+                    ]
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20}
+                completion = {
+                    "id": f"chatcmpl-{record.number}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "stop" if isinstance(scripted, str) else "tool_calls",
+                        }
                     ],
                     "usage": usage,
                 }
