@@ -168,9 +168,10 @@ def test_end_to_end_failures_are_recorded_and_a_rerun_resumes(tmp_path: Path) ->
     expected = {("direct", 4096, "single"), ("full", 4096, "single"), ("focused", 4096, "single")}
     assert failed - {("navigate", 4096, "single")} == expected
     assert all("Error code: 500" in by_cell[key]["reason"] for key in failed)
-    # navigate is recorded as unsupported (this version's create_rlm_graph lacks it), never a crash.
+    # navigate runs like the other modes (or is recorded as unsupported where a model lacks tools), never a crash;
+    # only its cell on the failing document may fail.
     navigate = [r for r in first if r["mode"] == "navigate"]
-    assert {r["status"] for r in navigate} <= {"unsupported", "ok"}
+    assert {r["status"] for r in navigate if r["task"] != "single" or r["length"] != 4096} <= {"unsupported", "ok"}
     ok = [r for r in first if r["status"] == "ok"]
     assert len(ok) == len(first) - len(failed) - sum(r["status"] == "unsupported" for r in navigate)
     # The graph read every gold fact; the model alone saw only the start of the 16K documents.
