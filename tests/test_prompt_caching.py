@@ -59,7 +59,8 @@ def test_cache_markers_end_the_static_prefix_and_keep_the_text() -> None:
     head, tail = marked[-1].content
     assert head["cache_control"] == CACHE_CONTROL
     assert head["text"].endswith("</document_part>\n")
-    assert FIRST in tail["text"] and FIRST not in head["text"]
+    assert FIRST in tail["text"]
+    assert FIRST not in head["text"]
     assert marked[-1].text == messages[-1].text
     assert isinstance(messages[-1].content, str)  # the input is not modified
     # A prompt with no data block has no static prefix to mark.
@@ -108,7 +109,9 @@ class _CachingReader(PerfectReader):
 def test_usage_counts_cached_input_per_model(frankenstein: str) -> None:
     text, facts, _ = plant_needles(frankenstein[:60_000], 4)
     graph = create_rlm_graph(_CachingReader(), prices={"model": (1.0, 4.0, 0.25)}, cache=False)
-    usage = graph.invoke({"document": text, "question": FIRST})["usage"]
+    out = graph.invoke({"document": text, "question": FIRST})
+    assert all(fact in out["answer"] for fact in facts)
+    usage = out["usage"]
     by_model = usage["by_model"]["model"]
     assert usage["cached_input_tokens"] == by_model["cached_input_tokens"] > 0
     assert usage["cached_input_tokens"] == pytest.approx(usage["input_tokens"] / 2, rel=0.01)
