@@ -154,3 +154,19 @@ async def test_a_follow_up_question_reads_mostly_from_the_provider_cache(franken
     # Markers reach the server through ChatOpenAI as content blocks without breaking a request.
     assert all(request.outcome == "200" for request in server.requests)
     assert all(request.cache_markers == (1 if markers else 0) for request in reads)
+
+
+def test_markers_do_not_change_reply_cache_keys(frankenstein: str) -> None:
+    from rlm_graph.cache import BoundedInMemoryCache
+
+    text, facts, _ = plant_needles(frankenstein[:60_000], 4)
+    shared = BoundedInMemoryCache()
+    unmarked = create_rlm_graph(PerfectReader(), cache=shared)
+    first = unmarked.invoke({"document": text, "question": FIRST})
+    model = PerfectReader()
+    marked = create_rlm_graph(model, cache=shared, prompt_cache_markers=True)
+    again = marked.invoke({"document": text, "question": FIRST})
+    assert all(fact in again["answer"] for fact in facts)
+    assert again["answer"] == first["answer"]
+    assert again["usage"]["llm_calls"] == 0
+    assert model.prompts == []
