@@ -120,12 +120,13 @@ def create_rlm_graph(
     progress_messages: Mapping[str, str] | None = None,
     large_model: BaseChatModel | None = None,
     escalate_below: float = 0.5,
-    prices: Mapping[str, tuple[float, float]] | None = None,
+    prices: Mapping[str, tuple[float, ...]] | None = None,
     mode: Literal["full", "focused", "auto", "navigate"] = "full",
     retriever: Retriever | None = None,
     max_focused_parts: int | float = 0.2,
     index_cache_size: int = 16,
     max_steps: int = DEFAULT_MAX_STEPS,
+    prompt_cache_markers: bool = False,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -206,7 +207,9 @@ def create_rlm_graph(
             ``large_model``. A reading that states none counts as confident.
         prices: Price per million input and output tokens by role, e.g.
             ``{"model": (0.15, 0.60), "large_model": (2.50, 10.00)}``; adds
-            ``cost`` to the usage.
+            ``cost`` to the usage. A third number prices cached input tokens
+            (those the provider reports as read from its prompt cache), e.g.
+            ``(0.15, 0.60, 0.075)``; without it they cost the input price.
         mode: ``"full"`` reads every part; ``"focused"`` reads the top-level
             parts most relevant to the question first and stops once the
             findings answer it; ``"auto"`` decides from the question
@@ -225,6 +228,14 @@ def create_rlm_graph(
             follow-up questions on a document reuse its index.
         max_steps: Navigate mode: most root-model calls per run, the last
             (forced final) one included.
+        prompt_cache_markers: Mark where each prompt's static prefix
+            (instructions and document text) ends with an Anthropic-style
+            ``cache_control`` block, for providers that cache a prompt prefix
+            only at such markers (Anthropic, Bedrock, OpenRouter). It does
+            nothing for OpenAI's and Azure's own endpoints, which cache
+            repeated prefixes automatically. Either way every prompt puts the
+            document before the question, so a follow-up question on the same
+            document is billed mostly at the provider's cached-input price.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -247,6 +258,9 @@ def create_rlm_graph(
     elif mode in ("focused", "auto"):
         # navigate's search falls back to word matching without bm25s, so it needs none.
         retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
+    if not isinstance(prompt_cache_markers, bool):
+        msg = f"prompt_cache_markers must be True or False, got {prompt_cache_markers!r}"
+        raise TypeError(msg)
     if not isinstance(index_cache_size, int) or index_cache_size < 1:
         msg = f"index_cache_size must be an int of at least 1, got {index_cache_size!r}"
         raise ValueError(msg)
@@ -330,6 +344,7 @@ def create_rlm_graph(
             index_cache=IndexCache(index_cache_size),
         ),
         replies=None if backend is None else ReplyCache(backend, cache_ttl),
+        prompt_cache_markers=prompt_cache_markers,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]

@@ -24,7 +24,9 @@ from rlm_graph.prompts import (
     FINDING_TEMPLATE,
     NO_RELEVANT_INFORMATION,
     PARTIAL_INSTRUCTION,
+    add_cache_markers,
     build_messages,
+    caches_automatically,
     is_no_relevant,
 )
 from rlm_graph.runs import RunResources, release, resources_for
@@ -115,8 +117,8 @@ class Settings:
     """Relay: reads synthesis, direct answers and escalated parts; ``model`` reads the rest."""
     escalate_below: float = 0.5
     """Relay: a reading whose stated confidence is below this is redone by ``large_model``."""
-    prices: Mapping[str, tuple[float, float]] | None = None
-    """Per model role, price per million input and output tokens, for the usage ``cost``."""
+    prices: Mapping[str, tuple[float, ...]] | None = None
+    """Per model role, price per million input, output and cached input tokens, for the usage ``cost``."""
     retrieval: Any = None
     """The focused-reading options (``rlm_graph.focus.FocusOptions``)."""
     part_tokens: int = DEFAULT_PART_TOKENS
@@ -129,6 +131,8 @@ class Settings:
     """The reply cache (``None``: replies are not cached)."""
     model_identities: dict[str, str] = field(default_factory=dict)
     """``identity_of`` by role, filled on first use."""
+    prompt_cache_markers: bool = False
+    """Mark the end of each prompt's static prefix with ``cache_control`` (providers that need markers)."""
 
     @property
     def input_window(self) -> int:
@@ -152,6 +156,16 @@ class Settings:
     def model_for(self, role: str) -> BaseChatModel:
         """The chat model of a role."""
         return self.large_model if role == "large_model" and self.large_model is not None else self.model
+
+    def wire_messages(self, messages: list[BaseMessage], role: str) -> list[BaseMessage]:
+        """The messages as sent to a role's model: with prompt-cache markers when asked for.
+
+        Markers are left out for providers that cache prefixes by themselves. The reply cache
+        key is taken from the unmarked messages, so the option never empties it.
+        """
+        if not self.prompt_cache_markers or caches_automatically(self.model_for(role)):
+            return messages
+        return add_cache_markers(messages)
 
     def finding_block_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each finding takes inside a synthesis prompt."""
@@ -307,23 +321,35 @@ def _messages(call: ModelCall) -> list[BaseMessage]:
 
 
 def model_usage(
-    prices: Mapping[str, tuple[float, float]] | None, role: str, input_tokens: int, output_tokens: int
+    prices: Mapping[str, tuple[float, ...]] | None,
+    role: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_input_tokens: int = 0,
 ) -> ModelUsage:
     """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
 
     Args:
-        prices: Price per million input and output tokens, by role.
+        prices: Price per million input and output tokens by role, and optionally per million
+            cached input tokens (``(input, output, cached_input)``; without it cached input
+            costs the input price).
         role: ``"model"`` or ``"large_model"``.
-        input_tokens: The call's prompt tokens.
+        input_tokens: The call's prompt tokens, cached ones included (as providers report them).
         output_tokens: The call's reply tokens.
+        cached_input_tokens: Prompt tokens the provider read from its prompt cache.
 
     Returns:
         The entry.
     """
     entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cached_input_tokens:
+        entry["cached_input_tokens"] = cached_input_tokens
     if prices and role in prices:
-        price_in, price_out = prices[role]
-        entry["cost"] = (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+        price_in, price_out, *rest = prices[role]
+        price_cached = rest[0] if rest else price_in
+        fresh_input = input_tokens - cached_input_tokens
+        billed = fresh_input * price_in + cached_input_tokens * price_cached + output_tokens * price_out
+        entry["cost"] = billed / 1_000_000
     return entry
 
 
@@ -500,13 +526,19 @@ class Invocation:
         output_tokens = metadata.get("output_tokens")
         if output_tokens is None:
             output_tokens = self.settings.counter.count(text)
+        # Prompt tokens the provider served from its prompt cache (billed at a discount);
+        # part of input_tokens, never more than it.
+        details = metadata.get("input_token_details") or {}
+        cached_input = min(int(details.get("cache_read") or 0), input_tokens)
         usage: Usage = {
             "llm_calls": 1,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
-            "by_model": {role: model_usage(self.settings.prices, role, input_tokens, output_tokens)},
+            "by_model": {role: model_usage(self.settings.prices, role, input_tokens, output_tokens, cached_input)},
         }
+        if cached_input:
+            usage["cached_input_tokens"] = cached_input
         return CallResult(text=str(text), usage=usage)
 
     def _cache_key(self, call: ModelCall, role: str) -> FullKey | None:
@@ -572,7 +604,8 @@ class Invocation:
         self.resources.spend(call.prompt_tokens, synthesis=call.urgent)
         try:
             with self.resources.thread_slot():
-                reply = invoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
+                messages = self.settings.wire_messages(_messages(call), role)
+                reply = invoke_within(self.settings.model_for(role), messages, self.settings.call_timeout)
         except Exception as error:
             # Honour the server's Retry-After before LangGraph's retry policy takes over;
             # the slot is already released, so other calls go on meanwhile.
@@ -600,7 +633,8 @@ class Invocation:
         try:
             priority = (0, -self.depth) if call.urgent else (1, 0)
             async with self.resources.async_slot(priority):
-                reply = await ainvoke_within(self.settings.model_for(role), _messages(call), self.settings.call_timeout)
+                messages = self.settings.wire_messages(_messages(call), role)
+                reply = await ainvoke_within(self.settings.model_for(role), messages, self.settings.call_timeout)
         except Exception as error:
             if (wait := _retry_wait(error)) is not None:
                 await asyncio.sleep(wait)
