@@ -406,7 +406,7 @@ class _DocumentNode:
         question, usage = self._standalone(plan, reply)
         return question, usage, self._fits_analysis(question)
 
-    def invoke(self, state: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
@@ -414,10 +414,10 @@ class _DocumentNode:
         question, usage, fits = self._question(plan, reply)
         if not fits:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
-        out = self.graph.invoke({"document": plan["document"], "question": question}, self._analysis_config())
+        out = graph.invoke({"document": plan["document"], "question": question}, self._analysis_config())
         return self._update(state, plan, question, out, usage)
 
-    async def ainvoke(self, state: dict[str, Any]) -> dict[str, Any]:
+    async def ainvoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
@@ -425,7 +425,7 @@ class _DocumentNode:
         question, usage, fits = self._question(plan, reply)
         if not fits:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
-        out = await self.graph.ainvoke({"document": plan["document"], "question": question}, self._analysis_config())
+        out = await graph.ainvoke({"document": plan["document"], "question": question}, self._analysis_config())
         return self._update(state, plan, question, out, usage)
 
 
@@ -502,4 +502,15 @@ def create_document_node(
         attachment_placeholder=attachment_placeholder,
         durable_analysis=durable_analysis,
     )
-    return RunnableLambda(node.invoke, afunc=node.ainvoke, name=name)
+    analysis = node.graph
+
+    # The analysis graph is named in these closures on purpose: LangGraph finds a graph that a
+    # node's function uses (its nonlocals), so ``get_graph(xray=True)`` (Studio's graph view) shows
+    # the analysis graph's nodes inside this one, and ``get_state(subgraphs=True)`` knows it.
+    def analyse(state: dict[str, Any]) -> dict[str, Any]:
+        return node.invoke(state, analysis)
+
+    async def aanalyse(state: dict[str, Any]) -> dict[str, Any]:
+        return await node.ainvoke(state, analysis)
+
+    return RunnableLambda(analyse, afunc=aanalyse, name=name)
