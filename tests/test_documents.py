@@ -317,7 +317,7 @@ def test_cli_reads_a_pdf_and_prints_pages(tmp_path: Path, pdf_bytes: bytes) -> N
     result = run_cli("ask", str(path), "What is NEEDLE-0007?", "--context-window", "4096")
     assert result.returncode == 0, result.stderr
     assert "VAULTS" in result.stdout.splitlines()[0]
-    assert "Read report.pdf as PDF: 12 pages" in result.stderr
+    assert f"Read {path} as PDF: 12 pages" in result.stderr
     cited = [line for line in result.stdout.splitlines() if line.startswith("[") and "VAULTS" in line]
     assert cited, result.stdout
     assert "page" in cited[0]
