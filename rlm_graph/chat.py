@@ -36,7 +36,6 @@ from rlm_graph.documents import (
     detect_format,
     extract_text,
     html_to_text,
-    with_pages,
 )
 from rlm_graph.estimate import settings_of
 from rlm_graph.graph import create_rlm_graph
@@ -462,8 +461,8 @@ class _DocumentNode:
 
         The document is kept once under ``document_key``; a copy in ``messages``
         would be written into every checkpoint of the thread. The references
-        (``rlm_attachments``: each attachment's sha256, length and format; and
-        ``rlm_document``: the joined text's sha256 and, for a PDF, its pages)
+        (``rlm_attachments``: each attachment's sha256 and length; and
+        ``rlm_document``: the joined text's sha256, format and, for a PDF, its pages)
         let later turns give citations their page numbers.
         """
         if document is None or isinstance(message.content, str):
@@ -476,7 +475,7 @@ class _DocumentNode:
                 content.append(block)
                 continue
             text = documents[0].text
-            reference = {"sha256": _sha256(text), "chars": len(text), "format": documents[0].format}
+            reference = {"sha256": _sha256(text), "chars": len(text)}
             references.append(reference)
             placeholder = self.attachment_placeholder.format(
                 chars=reference["chars"], sha256=reference["sha256"], sha256_prefix=reference["sha256"][:12]
@@ -543,7 +542,8 @@ class _DocumentNode:
         # read, budget stops) are part of what the user must see.
         # Offsets refer to the document's text (state[document_key], extracted for PDF, DOCX and
         # HTML); a PDF's citations also name their pages.
-        citations = with_pages(out["citations"], plan.get("extracted"))
+        extracted: ExtractedDocument | None = plan.get("extracted")
+        citations = [extracted.cite(c) for c in out["citations"]] if extracted is not None else out["citations"]
         message = AIMessage(
             out["answer"],
             additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": out["errors"]},
@@ -609,9 +609,9 @@ def create_document_node(
     layer, a password, damage) gets a reply saying so (``document_messages``).
     The stored human message keeps a short reference instead of the attachment
     (``attachment_placeholder`` as a text block, and
-    ``additional_kwargs["rlm_attachments"]`` with each document's sha256, length
-    and format; ``additional_kwargs["rlm_document"]`` describes the joined text,
-    with a PDF's page ranges), so a thread holds the document once, not in
+    ``additional_kwargs["rlm_attachments"]`` with each document's sha256 and
+    length; ``additional_kwargs["rlm_document"]`` describes the joined text: its
+    sha256, length, format and a PDF's page ranges), so a thread holds the document once, not in
     every checkpoint.
 
     A follow-up question is first rewritten as a standalone question from recent

@@ -1,13 +1,9 @@
 """Text out of the documents people have: PDF, DOCX, HTML, Markdown and plain text.
 
-The analysis graph reads text, and its citations are character offsets into that
-text. For a PDF, DOCX or HTML file the text is extracted here, and offsets refer
-to :attr:`ExtractedDocument.text`, which callers must keep (and show) beside the
-answer. For a PDF each page's range in the text is kept too, so a citation can
-also name its page.
-
-PDF and DOCX need the ``documents`` extra (``pip install "rlm-graph[documents]"``:
-pypdf and python-docx); HTML is read with the standard library's parser.
+Citations are offsets into the text the graph read: for a PDF, DOCX or HTML file,
+:attr:`ExtractedDocument.text`, which callers must keep (and show) with the answer.
+A PDF's page ranges are kept too, so citations can name pages. PDF and DOCX need the
+``documents`` extra (pypdf, python-docx); HTML is read with the standard library.
 """
 
 from __future__ import annotations
@@ -19,36 +15,24 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from itertools import accumulate
 from typing import Any, Literal
 
 __all__ = [
-    "DEFAULT_DOCUMENT_MESSAGES",
-    "DOCX_MIME_TYPE",
-    "DocumentError",
-    "DocumentFormat",
-    "ExtractedDocument",
-    "Page",
-    "detect_format",
-    "extract_text",
-    "html_to_text",
-    "with_pages",
-]
+    "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
+    "detect_format", "extract_text", "html_to_text",
+]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
 DOCX_MIME_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 DEFAULT_DOCUMENT_MESSAGES: dict[str, str] = {
-    "scanned": (
-        "{name} is a scanned PDF without a text layer ({pages} page(s) of images, no text to read). "
-        "Run text recognition on it first (for example: ocrmypdf --sidecar out.txt in.pdf out.pdf) "
-        "and send the text."
-    ),
+    "scanned": "{name} is a scanned PDF without a text layer ({pages} page(s) of images, no text to read). "
+    "Run text recognition on it first (for example: ocrmypdf --sidecar out.txt in.pdf out.pdf) and send the text.",
     "encrypted": "{name} is a password-protected PDF; remove the password and send it again.",
     "damaged": "{name} could not be read as {format}: {detail}",
     "empty": "{name} holds no text.",
-    "missing_extra": (
-        "Reading {format} files needs the documents extra: pip install \"rlm-graph[documents]\" ({package})."
-    ),
+    "missing_extra": "{format} files need the documents extra: pip install \"rlm-graph[documents]\" ({package}).",
     "encoding": "{name} is not valid {encoding} text; save it as {encoding} first.",
 }
 """Messages of :class:`DocumentError` by reason; pass ``messages=`` to translate them.
@@ -57,26 +41,12 @@ Fields: ``{name}`` (the file), ``{format}`` (``PDF``, ``DOCX``...), ``{pages}``,
 ``{detail}`` (the library's own words), ``{package}`` and ``{encoding}``."""
 
 _FORMAT_NAMES = {"pdf": "PDF", "docx": "DOCX", "html": "HTML", "markdown": "Markdown", "text": "text"}
-_EXTENSIONS: dict[str, DocumentFormat] = {
-    extension: kind  # type: ignore[misc]
-    for kind, extensions in {
-        "pdf": ".pdf",
-        "docx": ".docx",
-        "html": ".html .htm .xhtml",
-        "markdown": ".md .markdown",
-        "text": ".txt .text .csv .tsv .json .xml .rst .log",
-    }.items()
-    for extension in extensions.split()
-}
-_MIME_TYPES: dict[str, DocumentFormat] = {
-    "application/pdf": "pdf",
-    DOCX_MIME_TYPE: "docx",
-    "text/html": "html",
-    "application/xhtml+xml": "html",
-    "text/markdown": "markdown",
-    "text/x-markdown": "markdown",
-    **dict.fromkeys(("application/json", "application/xml", "application/csv"), "text"),  # type: ignore[dict-item]
-}
+_EXTENSIONS: dict[str, DocumentFormat] = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html"}
+_EXTENSIONS |= {".xhtml": "html", ".md": "markdown", ".markdown": "markdown"}
+_EXTENSIONS |= dict.fromkeys((".txt", ".text", ".csv", ".tsv", ".json", ".xml", ".rst", ".log"), "text")
+_MIME_TYPES: dict[str, DocumentFormat] = {"application/pdf": "pdf", DOCX_MIME_TYPE: "docx", "text/html": "html"}
+_MIME_TYPES |= {"application/xhtml+xml": "html", "text/markdown": "markdown", "text/x-markdown": "markdown"}
+_MIME_TYPES |= dict.fromkeys(("application/json", "application/xml", "application/csv"), "text")
 
 
 class DocumentError(ValueError):
@@ -113,23 +83,14 @@ class ExtractedDocument:
 
     def page_at(self, offset: int) -> int | None:
         """The number of the page holding character ``offset`` (``None`` without pages)."""
-        if not self.pages:
-            return None
-        index = bisect_right([page.start for page in self.pages], offset) - 1
+        index = bisect_right([page.start for page in self.pages or ()], offset) - 1
         # Before the first page, or past the last one (text joined after a PDF), is on no page.
-        if index < 0 or (index == len(self.pages) - 1 and offset > self.pages[-1].end):
+        if not self.pages or index < 0 or (index == len(self.pages) - 1 and offset > self.pages[-1].end):
             return None
         return self.pages[index].number
 
     def cite(self, citation: Mapping[str, Any]) -> dict[str, Any]:
-        """A citation with ``page`` and ``last_page`` added when it lies on the document's pages.
-
-        Args:
-            citation: A citation with ``start`` and ``end`` offsets into :attr:`text`.
-
-        Returns:
-            A new dict; the citation as is when the document has no pages.
-        """
+        """A copy of ``citation`` (``start``/``end`` offsets) with ``page`` and ``last_page`` if it is on pages."""
         first = self.page_at(citation["start"])
         last = self.page_at(max(citation["start"], citation["end"] - 1))
         if first is None or last is None:
@@ -137,24 +98,16 @@ class ExtractedDocument:
         return {**citation, "page": first, "last_page": last}
 
 
-def with_pages(citations: list[dict[str, Any]], document: ExtractedDocument | None) -> list[dict[str, Any]]:
-    """Add page numbers to citations of a PDF (``document.cite`` on each); others are returned as they are."""
-    if document is None or not document.pages:
-        return citations
-    return [document.cite(citation) for citation in citations]
-
-
 def detect_format(data: bytes, mime_type: str | None = None, filename: str | None = None) -> DocumentFormat | None:
     """Tell a document's format from its bytes, then its mime type, then its file name.
 
     Args:
-        data: The file's bytes (the first few kilobytes are enough).
+        data: The file's bytes.
         mime_type: The mime type the sender gave, if any.
         filename: The file name, if any.
 
     Returns:
-        The format, or ``None`` when nothing says what it is (the caller decides
-        whether to try it as text).
+        The format, or ``None`` when nothing says (the caller decides whether to read it as text).
     """
     start = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
     if start.startswith(b"%PDF-"):
@@ -163,7 +116,7 @@ def detect_format(data: bytes, mime_type: str | None = None, filename: str | Non
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 return "docx" if "word/document.xml" in archive.namelist() else None
-        except zipfile.BadZipFile:
+        except zipfile.BadZipFile:  # a truncated or mislabelled archive: binary, not a document
             return None
     mime = (mime_type or "").split(";")[0].strip().lower()
     by_name = next((kind for ext, kind in _EXTENSIONS.items() if (filename or "").lower().endswith(ext)), None)
@@ -195,18 +148,12 @@ class _TextParser(HTMLParser):
         self.in_title = False
 
     def flush(self) -> None:
+        # ``None`` marks a <br>: a line break in the paragraph; other whitespace collapses (except in <pre>).
+        text = "".join("\x00" if piece is None else piece for piece in self.line)
         if self.pre:
-            text = "".join(piece or "\n" for piece in self.line).strip("\n")
+            text = text.replace("\x00", "\n").strip("\n")
         else:
-            # ``None`` marks a <br>: a line break inside the paragraph; other whitespace collapses.
-            lines, current = [], []
-            for piece in [*self.line, None]:
-                if piece is None:
-                    lines.append(" ".join("".join(current).split()))
-                    current = []
-                else:
-                    current.append(piece)
-            text = "\n".join(line for line in lines if line)
+            text = "\n".join(filter(None, (" ".join(part.split()) for part in text.split("\x00"))))
         if text.strip():
             self.blocks.append(text)
         self.line = []
@@ -218,15 +165,12 @@ class _TextParser(HTMLParser):
             self.skipping += 1
         elif tag == "br":
             self.line.append(None)
-        elif tag in _BLOCKS or tag in {"td", "th"}:
-            if tag in {"td", "th"}:
-                self.line.append(" | " if self.line else "")
-            else:
-                self.flush()
-            if tag == "pre":
-                self.pre += 1
-            elif tag == "li":
-                self.line.append("- ")
+        elif tag in {"td", "th"}:
+            self.line.append(" | " if self.line else "")
+        elif tag in _BLOCKS:
+            self.flush()
+            self.pre += tag == "pre"
+            self.line.extend(["- "] if tag == "li" else [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
@@ -236,8 +180,7 @@ class _TextParser(HTMLParser):
             self.skipping = max(0, self.skipping - 1)
         elif tag in _BLOCKS:
             self.flush()
-            if tag == "pre":
-                self.pre = max(0, self.pre - 1)
+            self.pre -= tag == "pre" and self.pre > 0
 
     def handle_data(self, data: str) -> None:
         if self.in_title or not self.skipping:
@@ -245,14 +188,7 @@ class _TextParser(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """The visible text of an HTML page: title and blocks as paragraphs; scripts, styles and markup dropped.
-
-    Args:
-        html: The page's markup.
-
-    Returns:
-        Paragraphs separated by blank lines.
-    """
+    """The visible text of an HTML page, as paragraphs (title and blocks); scripts, styles and markup dropped."""
     parser = _TextParser()
     parser.feed(html)
     parser.close()
@@ -271,31 +207,23 @@ def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocume
         raise _message(messages, "missing_extra", "pdf", package="pypdf") from None
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):  # many PDFs are encrypted with an empty password
-            raise _message(messages, "encrypted", "pdf", name=name)
-        texts = [page.extract_text() or "" for page in reader.pages]
-        if not texts:
-            raise _message(messages, "damaged", "pdf", name=name, detail="it has no pages")
-    except DocumentError:
-        raise
+        locked = reader.is_encrypted and not reader.decrypt("")  # many PDFs are encrypted with an empty password
+        texts = [] if locked else [page.extract_text() or "" for page in reader.pages]
     except Exception as exc:  # a broken file makes pypdf raise many kinds of error
-        if "decrypt" in str(exc).lower() or "cryptography" in str(exc).lower():
-            raise _message(messages, "encrypted", "pdf", name=name) from exc
-        raise _message(messages, "damaged", "pdf", name=name, detail=str(exc) or type(exc).__name__) from exc
+        if "decrypt" not in str(exc).lower() and "cryptography" not in str(exc).lower():
+            raise _message(messages, "damaged", "pdf", name=name, detail=str(exc) or type(exc).__name__) from exc
+        locked, texts = True, []
+    if locked:
+        raise _message(messages, "encrypted", "pdf", name=name)
+    if not texts:
+        raise _message(messages, "damaged", "pdf", name=name, detail="it has no pages")
     if not any(text.strip() for text in texts):
         raise _message(messages, "scanned", "pdf", name=name, pages=len(texts))
-    parts: list[str] = []
-    pages: list[Page] = []
-    position = 0
-    for number, text in enumerate(texts, start=1):
-        text = text.strip()
-        if parts:
-            parts.append("\n\n")  # a page break is a paragraph break for the splitter
-            position += 2
-        parts.append(text)
-        pages.append(Page(position, position + len(text), number))
-        position += len(text)
-    return ExtractedDocument("".join(parts), "pdf", tuple(pages))
+    texts = [text.strip() for text in texts]
+    # Pages are joined by a blank line: a page break is a paragraph break for the splitter.
+    starts = [0, *accumulate(len(text) + 2 for text in texts[:-1])]
+    pages = tuple(Page(s, s + len(t), n) for n, (s, t) in enumerate(zip(starts, texts, strict=True), 1))
+    return ExtractedDocument("\n\n".join(texts), "pdf", pages)
 
 
 def _docx(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocument:
@@ -310,15 +238,11 @@ def _docx(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocum
         # Paragraphs and tables in the order they appear in the body.
         for item in document.iter_inner_content():
             if isinstance(item, Table):
-                rows = []
-                for row in item.rows:
-                    cells = [" ".join(cell.text.split()) for cell in row.cells]
-                    # Merged cells repeat their text in each grid cell: keep it once.
-                    line = " | ".join(cell for i, cell in enumerate(cells) if i == 0 or cell != cells[i - 1])
-                    if line.strip(" |"):
-                        rows.append(line)
-                if rows:
-                    blocks.append("\n".join(rows))  # one table, one paragraph: its rows stay together
+                grid = [[" ".join(cell.text.split()) for cell in row.cells] for row in item.rows]
+                # Merged cells repeat their text in each grid cell: keep it once. A table is one paragraph.
+                rows = (" | ".join(c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]) for cells in grid)
+                table = "\n".join(row for row in rows if row.strip(" |"))
+                blocks.extend([table] if table else [])
             elif item.text.strip():
                 blocks.append(item.text.strip())
     except Exception as exc:  # python-docx and lxml raise many kinds of error
@@ -329,19 +253,13 @@ def _docx(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocum
 
 
 def extract_text(
-    data: bytes | str,
-    *,
-    mime_type: str | None = None,
-    filename: str | None = None,
-    encoding: str = "utf-8",
+    data: bytes | str, *, mime_type: str | None = None, filename: str | None = None, encoding: str = "utf-8",
     messages: Mapping[str, str] | None = None,
-) -> ExtractedDocument:
-    """Extract a document's text; offsets of citations then refer to the returned text.
+) -> ExtractedDocument:  # fmt: skip
+    """Extract a document's text (citation offsets then refer to it).
 
-    The format is told from the bytes first (a PDF or DOCX is recognised whatever
-    its name), then from ``mime_type`` and ``filename``. HTML gives its visible
-    text; Markdown and plain text are kept as they are; anything else is read
-    as text.
+    The format is told from the bytes first, then ``mime_type``, then ``filename``.
+    HTML gives its visible text; Markdown, text and anything else are read as text.
 
     Args:
         data: The file's bytes, or its text when it was already decoded.
@@ -365,15 +283,12 @@ def extract_text(
         return _pdf(raw, name, templates)
     if kind == "docx":
         return _docx(raw, name, templates)
-    if isinstance(data, str):
-        text = data
-    else:
-        # A page may say its own charset (<meta charset="windows-1252">); it wins over the default.
-        declared = re.search(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", data[:4096], re.I) if kind == "html" else None
-        try:
-            text = data.decode(declared.group(1).decode("ascii") if declared else encoding)
-        except (UnicodeDecodeError, LookupError):
-            raise _message(templates, "encoding", kind, name=name, encoding=encoding) from None
+    # A page may say its own charset (<meta charset="windows-1252">); it wins over the default.
+    declared = re.search(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", raw[:4096], re.I) if kind == "html" else None
+    try:
+        text = data if isinstance(data, str) else data.decode(declared.group(1).decode() if declared else encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise _message(templates, "encoding", kind, name=name, encoding=encoding) from None
     if kind != "html":
         return ExtractedDocument(text, kind)
     visible = html_to_text(text)

@@ -243,7 +243,7 @@ async def test_pdf_attachment_is_answered_with_page_numbers(pdf_bytes: bytes) ->
     # The stored message holds a reference, not the PDF, and remembers the pages.
     stored = state["messages"][-2]
     assert "base64" not in json.dumps(stored.content)
-    assert stored.additional_kwargs["rlm_attachments"][0]["format"] == "pdf"
+    assert stored.additional_kwargs["rlm_document"]["format"] == "pdf"
     assert len(stored.additional_kwargs["rlm_document"]["pages"]) == PAGES
     # A follow-up turn, without the attachment, still cites pages.
     state = await app.ainvoke({"messages": [HumanMessage("List every NEEDLE code again.")]}, config)
