@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -159,17 +160,20 @@ _MIME_OF = {"pdf": "application/pdf", "docx": DOCX_MIME_TYPE, "html": "text/html
 # then the node): keep the last few extractions, by content hash.
 _EXTRACTED: OrderedDict[tuple[str, str | None, str | None], ExtractedDocument] = OrderedDict()
 _EXTRACTED_SIZE = 4
+_EXTRACTED_LOCK = threading.Lock()  # sync nodes of concurrent runs share it
 
 
 def _extract(raw: bytes, mime: str | None, filename: str | None, messages: Mapping[str, str]) -> ExtractedDocument:
     key = (hashlib.sha256(raw).hexdigest(), mime, filename)
-    if key in _EXTRACTED:
-        _EXTRACTED.move_to_end(key)
-        return _EXTRACTED[key]
+    with _EXTRACTED_LOCK:
+        if key in _EXTRACTED:
+            _EXTRACTED.move_to_end(key)
+            return _EXTRACTED[key]
     document = extract_text(raw, mime_type=mime, filename=filename or "The attachment", messages=messages)
-    _EXTRACTED[key] = document
-    while len(_EXTRACTED) > _EXTRACTED_SIZE:
-        _EXTRACTED.popitem(last=False)
+    with _EXTRACTED_LOCK:
+        _EXTRACTED[key] = document
+        while len(_EXTRACTED) > _EXTRACTED_SIZE:
+            _EXTRACTED.popitem(last=False)
     return document
 
 
@@ -184,10 +188,12 @@ def _read_file_block(block: Mapping[str, Any], messages: Mapping[str, str]) -> E
         kind = detect_format(b"", mime, filename)
         return ExtractedDocument(html_to_text(block["text"]) if kind == "html" else block["text"], kind or "text")
     raw = _bytes(data)
-    kind = detect_format(raw, mime, filename) if raw is not None else None
+    if raw is None:  # not base64: the text itself (raw HTML, say)
+        raw = data.encode("utf-8", errors="surrogatepass")
+    kind = detect_format(raw, mime, filename)
     try:
         if kind in {"pdf", "docx", "html"}:
-            return _extract(raw, mime, filename, messages)  # type: ignore[arg-type]
+            return _extract(raw, mime, filename, messages)
     except DocumentError as exc:
         return exc
     if kind in {"text", "markdown"} or _is_text_type(mime):

@@ -297,6 +297,8 @@ def test_split_message_returns_extracted_text(pdf_bytes: bytes) -> None:
     parts = read_message(HumanMessage([pdf_block(make_scanned_pdf()), {"type": "image", "base64": "AAAA"}]))
     assert [problem.reason for problem in parts.problems] == ["scanned"]
     assert parts.unsupported == ["image"]
+    raw_html = {"type": "file", "data": HTML_PAGE, "mime_type": "text/html"}  # not base64: the markup itself
+    assert split_message(HumanMessage([raw_html]))[1] == [html_to_text(HTML_PAGE)]
     empty_zip = base64.b64encode(b"PK\x05\x06" + bytes(18)).decode()
     zipped = {"type": "file", "base64": empty_zip, "mime_type": "application/zip"}
     assert split_message(HumanMessage([zipped]))[2] == ["application/zip"]
@@ -402,6 +404,12 @@ def test_web_upload_of_docx_html_and_a_scan(client, frankenstein: str) -> None:
     reply = client.post("/api/documents", files={"file": ("scan.pdf", make_scanned_pdf(), "application/pdf")})
     assert reply.status_code == 415
     assert "scanned PDF without a text layer" in reply.json()["error"]
+    # Pasted text stays text, even when it looks like HTML (it is sent as text/plain).
+    pasted = "<!doctype html><p>a pasted page</p>"
+    reply = client.post("/api/documents", json={"text": pasted})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["chars"] == len(pasted)
+    assert "text" not in reply.json()
     # Plain text is still not echoed: the page keeps the text it sent.
     reply = client.post("/api/documents", files={"file": ("notes.txt", b"plain words", "text/plain")})
     assert "text" not in reply.json()
