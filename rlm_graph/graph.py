@@ -91,6 +91,24 @@ def _check_template(name: str, template: str) -> None:
         raise ValueError(msg)
 
 
+def _draw_error_route(builder: StateGraph, node: str, goto: str) -> None:
+    """Give ``node``'s error handler its edges in drawings: ``node -.-> handler -.-> goto``.
+
+    LangGraph adds the handler node without edges, so a drawing has two nodes
+    without incoming edges and two without outgoing ones; ``first_node()`` and
+    ``last_node()`` are then ``None`` and ``get_graph(xray=True)`` of a parent
+    graph cannot expand this graph. Declared ends only shape drawings: at run
+    time a failure still reaches the handler through ``error_handler``, and the
+    handler's ``Command(goto=...)`` routes it.
+    """
+    handler = builder.nodes[node].error_handler_node
+    if handler is None:
+        return
+    ends = builder.nodes[node].ends or ()
+    builder.nodes[node].ends = (*ends, handler)
+    builder.nodes[handler].ends = (goto,)
+
+
 def create_rlm_graph(
     model: BaseChatModel,
     context_window: int | None = None,
@@ -366,6 +384,7 @@ def create_rlm_graph(
         error_handler=make_chunk_error_handler(settings),
         **model_node_options,
     )
+    _draw_error_route(builder, "process_chunk", "synthesize")
     # Focused reading: synthesize may send the next round of parts back to reading.
     builder.add_node(
         "synthesize", make_synthesize(settings), destinations=("process_chunk", END), **model_node_options
