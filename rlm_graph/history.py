@@ -158,12 +158,12 @@ class _History:
     def _start(self, turns: list[BaseMessage], sizes: list[int], latest: int, room: int) -> int:
         """First recent turn: stable between calls, so the prompt prefix stays cacheable.
 
-        Candidate starts are the first user message of each block of ``room / 4`` tokens,
+        Candidate starts are the first user message of each block of ``room / 2`` tokens,
         counted from the thread's start; earlier messages never change, so neither do the
         candidates. The earliest candidate whose suffix fits is taken: it only moves
         forward, a block at a time, as the thread grows.
         """
-        block = max(1, room // 4)
+        block = max(1, room // 2)
         suffix = [0] * (len(turns) + 1)
         for index in range(len(turns) - 1, -1, -1):
             suffix[index] = suffix[index + 1] + sizes[index]
@@ -224,14 +224,24 @@ class _History:
         return [float(score) for score in model.get_scores(self.retriever.tokenize(query))]
 
     def _older_relevant(self, turns: Sequence[BaseMessage], start: int, question: str) -> bool:
-        """BM25 over every turn: does an older turn match the question clearly better than any recent one?
+        """Whether the question is about older turns, by BM25 and word counts alone (no model call).
 
-        "Clearly" is ``look_back_ratio`` times the best recent score: a word the recent
-        turns lack (a name, a code, a date) weighs far more than words common to both.
+        Yes when a rare word of the question (in at most 1% of the older turns: a name, a
+        code, a date) occurs only in older turns, or when the best-matching older turn scores
+        ``look_back_ratio`` times the best recent one.
         """
-        if not self.retriever.tokenize(question) or len(turns) < 2:
+        words = set(self.retriever.tokenize(question))
+        if not words or len(turns) < 2:
             return False
-        scores = self._scores([m.text for m in turns[:-1]], question)  # the question itself is not evidence
+        texts = [m.text for m in turns[:-1]]  # the question itself is not evidence
+        recent_words = set().union(*(self.retriever.tokenize(text) for text in texts[start:]))
+        older_counts: dict[str, int] = dict.fromkeys(words - recent_words, 0)
+        for text in texts[:start]:
+            for word in older_counts.keys() & set(self.retriever.tokenize(text)):
+                older_counts[word] += 1
+        if any(0 < count <= max(2, start // 100) for count in older_counts.values()):
+            return True
+        scores = self._scores(texts, question)
         best_older = max(scores[:start], default=0.0)
         best_recent = max(scores[start:], default=0.0)
         return best_older > 0 and best_older >= self.look_back_ratio * best_recent
@@ -357,8 +367,10 @@ def create_history_hook(
     :class:`rlm_graph.history_middleware.HistoryMiddleware`, built from the same options.
 
     The most recent turns (within ``recent_tokens`` and the window) are kept verbatim. Their
-    first turn moves forward a block at a time, not with every message, so the prompt prefix
-    stays the same between turns and provider prompt caching keeps working. Older turns
+    first turn moves forward a block (half of ``recent_tokens``) at a time, not with every
+    message, so the prompt prefix stays the same for several turns and provider prompt
+    caching keeps working; the recent turns thus fill between half and all of
+    ``recent_tokens``. Older turns
     become a transcript (each message's id, role and text; character offsets map back to
     message ids). BM25 over all turns decides, without a model call, whether the latest user
     message is about older turns: only when an older turn matches it better than any recent
