@@ -61,6 +61,7 @@ HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
 """Progress templates (stage ``history``); fields ``count`` and ``cited``."""
 
 _TOKENS_PER_MESSAGE = 4  # what a chat format adds per message, roughly; only used inside budgets with slack
+_RARE = 2  # a word in at most this many older turns (and none recent) points to them
 _MIN_DIGEST_TOKENS = 64  # below this a digest could not say anything useful
 
 
@@ -226,8 +227,8 @@ class _History:
     def _older_relevant(self, turns: Sequence[BaseMessage], start: int, question: str) -> bool:
         """Whether the question is about older turns, by BM25 and word counts alone (no model call).
 
-        Yes when a rare word of the question (in at most 1% of the older turns: a name, a
-        code, a date) occurs only in older turns, or when the best-matching older turn scores
+        Yes when a rare word of the question (in at most two older turns: a name, a code,
+        a date stated once) occurs only in older turns, or when the best-matching older turn scores
         ``look_back_ratio`` times the best recent one.
         """
         words = set(self.retriever.tokenize(question))
@@ -239,7 +240,7 @@ class _History:
         for text in texts[:start]:
             for word in older_counts.keys() & set(self.retriever.tokenize(text)):
                 older_counts[word] += 1
-        if any(0 < count <= max(2, start // 100) for count in older_counts.values()):
+        if any(0 < count <= _RARE for count in older_counts.values()):
             return True
         scores = self._scores(texts, question)
         best_older = max(scores[:start], default=0.0)

@@ -193,3 +193,14 @@ def test_recent_turns_prefix_is_stable_between_turns(thread):
         previous = sent
     assert len(set(starts)) <= 6
     assert kept_prefix >= 14
+
+
+def test_pre_model_hook_relays_the_too_long_reply_without_overflow(thread):
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    agent = create_react_agent(chat, [], pre_model_hook=hook)
+    huge = HumanMessage("word " * 30000)
+    state = agent.invoke({"messages": [*thread[:10], huge]})
+    assert state["messages"][-1].text.startswith("Your message is too long for me to read")
+    assert chat.overflows == 0
+    assert reader.prompts == []
