@@ -12,6 +12,7 @@ is removed from state and the digest is not stored as a message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -61,7 +62,7 @@ HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
 """Progress templates (stage ``history``); fields ``count`` and ``cited``."""
 
 _TOKENS_PER_MESSAGE = 4  # what a chat format adds per message, roughly; only used inside budgets with slack
-_RARE = 2  # a word in at most this many older turns (and none recent) points to them
+_MARGIN = 0.2  # share of the question an older turn must cover beyond the best recent turn
 _MIN_DIGEST_TOKENS = 64  # below this a digest could not say anything useful
 
 
@@ -105,7 +106,7 @@ class _History:
         max_output_tokens: int | None,
         max_cited: int,
         look_back: Literal["auto", "always", "never"],
-        look_back_ratio: float,
+        look_back_coverage: float,
         token_counter: TokenCounter | None,
         history_question: str,
         digest_template: str,
@@ -131,7 +132,7 @@ class _History:
         self.digest_tokens = min(digest_tokens, max(0, self.input_budget // 4))
         self.max_cited = max_cited
         self.look_back = look_back
-        self.look_back_ratio = look_back_ratio
+        self.look_back_coverage = look_back_coverage
         self.history_question = history_question
         self.digest_template = digest_template
         self.too_long_message = too_long_message
@@ -217,35 +218,29 @@ class _History:
         self._progress("running", "history.started", count=len(older))
         return plan, (transcript, spans, question, latest - start + len(head), digest_room)
 
-    def _scores(self, texts: Sequence[str], query: str) -> list[float]:
-        import bm25s  # the retrieval extra; BM25Retriever() above already checked it is installed
-
-        model = bm25s.BM25(k1=self.retriever.k1, b=self.retriever.b)
-        model.index([self.retriever.tokenize(text) for text in texts], show_progress=False)
-        return [float(score) for score in model.get_scores(self.retriever.tokenize(query))]
-
     def _older_relevant(self, turns: Sequence[BaseMessage], start: int, question: str) -> bool:
-        """Whether the question is about older turns, by BM25 and word counts alone (no model call).
+        """Whether the question is about older turns, from word statistics alone (no model call).
 
-        Yes when a rare word of the question (in at most two older turns: a name, a code,
-        a date stated once) occurs only in older turns, or when the best-matching older turn scores
-        ``look_back_ratio`` times the best recent one.
+        Each question word is weighted by its inverse document frequency over the turns
+        (BM25's IDF), so a name, a code or a date counts far more than a common word. A
+        turn covers the share of that weight whose words it contains. Older turns are read
+        when the best older turn covers at least ``look_back_coverage`` of the question and
+        at least a fifth of it more than any recent turn does.
         """
         words = set(self.retriever.tokenize(question))
-        if not words or len(turns) < 2:
-            return False
         texts = [m.text for m in turns[:-1]]  # the question itself is not evidence
-        recent_words = set().union(*(self.retriever.tokenize(text) for text in texts[start:]))
-        older_counts: dict[str, int] = dict.fromkeys(words - recent_words, 0)
-        for text in texts[:start]:
-            for word in older_counts.keys() & set(self.retriever.tokenize(text)):
-                older_counts[word] += 1
-        if any(0 < count <= _RARE for count in older_counts.values()):
-            return True
-        scores = self._scores(texts, question)
-        best_older = max(scores[:start], default=0.0)
-        best_recent = max(scores[start:], default=0.0)
-        return best_older > 0 and best_older >= self.look_back_ratio * best_recent
+        if not words or not texts:
+            return False
+        present = [words & set(self.retriever.tokenize(text)) for text in texts]
+        frequency = {word: sum(word in found for found in present) for word in words}
+        weight = {word: math.log(1 + len(texts) / count) for word, count in frequency.items() if count}
+        total = sum(weight.values())
+        if not total:
+            return False
+        coverage = [sum(weight.get(word, 0.0) for word in found) / total for found in present]
+        best_older = max(coverage[:start], default=0.0)
+        # Recent turns are in the prompt already: older ones must add clearly more.
+        return best_older >= self.look_back_coverage and best_older >= max(coverage[start:], default=0.0) + _MARGIN
 
     @staticmethod
     def _transcript(older: Sequence[BaseMessage]) -> tuple[str, list[tuple[int, int, str]]]:
@@ -352,7 +347,7 @@ def create_history_hook(
     max_output_tokens: int | None = None,
     max_cited: int = 5,
     look_back: Literal["auto", "always", "never"] = "auto",
-    look_back_ratio: float = 1.5,
+    look_back_coverage: float = 0.5,
     token_counter: TokenCounter | None = None,
     history_question: str = HISTORY_QUESTION,
     digest_template: str = DIGEST_TEMPLATE,
@@ -395,8 +390,9 @@ def create_history_hook(
             (256 to 2048).
         max_cited: Most message ids the digest names.
         look_back: ``"auto"`` (BM25 decides), ``"always"`` or ``"never"``.
-        look_back_ratio: ``"auto"`` reads older turns when the best-matching older turn
-            scores at least this many times the best recent turn (BM25).
+        look_back_coverage: ``"auto"`` reads older turns when one older turn holds at least
+            this share of the latest message's words, weighted by rarity (BM25's IDF), and
+            a fifth more of it than any recent turn holds.
         token_counter: Counter to use instead of the model's own or cl100k_base.
         history_question: Question for the analysis graph; uses ``{message}``.
         digest_template: How the digest is shown; uses ``{count}``, ``{answer}``, ``{sources}``.
@@ -419,7 +415,7 @@ def create_history_hook(
         max_output_tokens=max_output_tokens,
         max_cited=max_cited,
         look_back=look_back,
-        look_back_ratio=look_back_ratio,
+        look_back_coverage=look_back_coverage,
         token_counter=token_counter,
         history_question=history_question,
         digest_template=digest_template,

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-PROSE = Path(__file__).resolve().parent / "data" / "frankenstein.txt"
+ROOT = Path(__file__).resolve().parent.parent
+# Two books, so 400 turns never repeat a passage (a repeat would really be "about" an older turn).
+PROSE = [ROOT / "tests" / "data" / "frankenstein.txt", ROOT / "examples" / "pride_and_prejudice.txt"]
 EARLY_FACTS = {3: "CEDAR", 7: "ZEBRA", 20: "MAPLE", 50: "OTTER", 120: "QUARTZ", 200: "BISON"}
 """Turn number -> the code word stated in that turn (``NEEDLE-<turn> is <WORD>``)."""
 
@@ -21,7 +23,7 @@ def scripted_thread(turns: int = 400, words_per_message: int = 140) -> list[Base
     Every message has an id ``turn-NNN-user`` / ``turn-NNN-assistant``; the turns in
     :data:`EARLY_FACTS` state a code word; the last exchange mentions the meeting room.
     """
-    words = PROSE.read_text(encoding="utf-8").split()
+    words = [word for path in PROSE for word in path.read_text(encoding="utf-8").split()]
     messages: list[BaseMessage] = []
     cursor = 0
     for turn in range(1, turns + 1):
