@@ -38,11 +38,12 @@ __all__ = [
     "create_history_hook",
 ]
 
-HISTORY_QUESTION = "{message}\n(Quote exactly what bears on this, with the [ids] it comes from.)"
+HISTORY_QUESTION = "{message}"
 """Question the analysis graph answers about the older turns; uses ``{message}``.
 
-Kept short: focused reading ranks the transcript's parts by the question's words, so
-instructions here would dilute the ranking."""
+The message as is by default: focused reading ranks the transcript's parts by the
+question's words, and instructions here would dilute the ranking. Each transcript line
+starts with its message id, so findings can name it."""
 DIGEST_TEMPLATE = (
     "<earlier_conversation>\n{count} earlier messages of this conversation are not shown. "
     "What they say about the message above:\n{answer}\nSources: {sources}\n</earlier_conversation>"
@@ -262,7 +263,7 @@ class _History:
         common words of the answer or of its notes do not cite every turn.
         """
         cited = out.get("citations") or []
-        inside = [s for s in spans if any(c["start"] < s[1] and s[0] < c["end"] for c in cited)] or spans
+        inside = [s for s in spans if any(c["start"] < s[1] and s[0] < c["end"] for c in cited)]
         answer = str(out.get("answer", ""))
         words_of = [set(self.retriever.tokenize(transcript[a:b].split(" ", 2)[-1])) for a, b, _ in spans]
         frequency: dict[str, int] = {}
