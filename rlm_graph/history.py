@@ -106,6 +106,8 @@ def create_history_hook(
         model: The chat model whose window is planned for; also reads the older turns unless
             ``graph`` is given.
         graph: The analysis graph; defaults to ``create_rlm_graph(model, mode="focused")``.
+            It is run with ``RLMContext(mode="focused")`` whatever its own mode, without the
+            chat's checkpointer.
         recent_tokens: Most tokens of recent turns sent verbatim (the window may allow fewer).
         digest_tokens: Most tokens of the digest.
         context_window: The chat model's window; defaults to its profile's ``max_input_tokens``.
