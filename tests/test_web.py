@@ -364,3 +364,65 @@ def test_page_shows_what_could_not_be_read(browser_page) -> None:
         assert "could not be read" in shown
         assert "does not appear to contain" not in shown
         assert page.errors_seen == []
+
+
+def test_conversation_page_recalls_an_early_turn_with_a_clickable_citation(web_server: str, browser_page) -> None:
+    """Issue 16: the long scripted thread on the page; a fact from turn 7 is recalled and cited at turn 401."""
+    from examples.long_thread import fact
+
+    page = browser_page
+    page.goto(web_server + "/chat")
+    page.wait_for_selector("body[data-thread=ready]")
+    page.click("#scripted")
+    page.wait_for_selector(".message[data-id='turn-400-assistant']", timeout=60_000)
+    assert page.locator(".message").count() == 800
+    page.fill("#text", "Remind me: what was NEEDLE-0007?")
+    page.click("#send")
+    page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+    reply = page.locator(".message.assistant").last
+    assert fact(7) in reply.inner_text()
+    steps = page.locator("#history li").all_inner_texts()
+    assert re.fullmatch(r"Looking back through 7\d\d earlier messages", steps[0])
+    assert "turn-007-user" in steps[-1]
+    citation = reply.locator(".citation[data-cites='turn-007-user']")
+    assert citation.count() == 1
+    citation.click()
+    highlighted = page.locator(".message.highlighted")
+    assert highlighted.count() == 1
+    assert highlighted.get_attribute("data-id") == "turn-007-user"
+    assert fact(7) in highlighted.inner_text()
+    in_view = "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    assert page.eval_on_selector(".message.highlighted", in_view)
+    assert page.errors_seen == []
+
+
+def test_conversation_survives_a_reload_and_keeps_both_pages(web_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(web_server + "/chat")
+    page.wait_for_selector("body[data-thread=ready]")
+    page.fill("#text", "thanks!")
+    page.press("#text", "Enter")
+    page.wait_for_selector("body[data-state=answered]", timeout=60_000)
+    assert "Happy to help" in page.locator(".message.assistant").last.inner_text()
+    page.reload()
+    page.wait_for_selector("body[data-thread=ready]")
+    assert page.locator(".message").all_inner_texts()[0].endswith("thanks!")
+    assert page.locator(".message").count() == 2
+    page.click("text=ask a document")
+    page.wait_for_selector("#ask")
+    assert page.errors_seen == []
+
+
+def test_conversation_errors_are_json_or_failure_events(client) -> None:
+    assert client.get("/api/threads/nope").status_code == 404
+    assert "unknown conversation" in client.get("/api/threads/nope").json()["error"]
+    assert client.post("/api/threads", params={"scripted": "lots"}).status_code == 400
+    thread = client.post("/api/threads").json()["thread"]
+    assert client.get(f"/api/threads/{thread}").json()["messages"] == []
+    headers = {"accept": "text/event-stream"}
+    for params, said in (({"thread": "nope", "q": "Hi"}, "unknown conversation"), ({"thread": thread}, "empty")):
+        reply = client.get("/api/chat", params=params, headers=headers)
+        assert reply.status_code == 200
+        event = reply.text.split("\n")
+        assert event[0] == "event: failure"
+        assert said in json.loads(event[1].removeprefix("data: "))["error"]

@@ -11,6 +11,12 @@ citations' offsets refer to; a PDF's citations also carry ``page`` and ``last_pa
 extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI.
 Closing the page (or the connection) cancels the run.
 
+A second page, ``/chat``, is a conversation (``examples/chat_service.py``'s chat
+graph, one checkpointed thread per browser tab): a button loads a long scripted
+thread (``examples/long_thread.py``, 400 turns), and asking about an early turn
+("Remind me: what was NEEDLE-0007?") shows the history hook's progress and a reply
+citing the earlier messages it comes from; clicking a citation shows that message.
+
 Documents are limited in size (``RLM_WEB_MAX_DOCUMENT_MB``, 20 by default, or
 ``create_app(max_document_bytes=...)``); a larger one gets HTTP 413 with a JSON
 message naming the limit. Every error reply is JSON: ``{"error": "..."}``.
@@ -22,10 +28,13 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 
+from langchain_core.messages import BaseMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from examples.chat_service import build_chat_graph
+from examples.long_thread import scripted_thread
 from rlm_graph import create_rlm_graph, model_from_env
 from rlm_graph.cli import BadInputError, read_document
 from rlm_graph.documents import ExtractedDocument
@@ -42,7 +53,12 @@ from rlm_graph.errors import describe_error
 __all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
 
 PAGE = Path(__file__).with_name("index.html")
+CHAT_PAGE = Path(__file__).with_name("chat.html")
 MAX_DOCUMENTS = 100
+MAX_THREADS = 100
+MAX_SCRIPTED_TURNS = 1000
+SCRIPTED_AS_NODE = "small_talk"
+"""The chat graph's node a scripted thread is written as (one whose next step is the end)."""
 HEARTBEAT_SECONDS = 0.5
 DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 """Largest document accepted, in bytes of UTF-8 (a 1M-token book is about 4 MB)."""
@@ -77,18 +93,69 @@ async def _json_body(request: Request, limit: int) -> object:
     return json.loads(body)
 
 
+def _refuse(request: Request, message: str, status: int) -> Response:
+    if "text/event-stream" in request.headers.get("accept", ""):
+        # An EventSource cannot read an error body: say it as the stream's failure event.
+        return StreamingResponse(iter([_sse("failure", {"error": message})]), media_type="text/event-stream")
+    return _error(message, status)
+
+
+def _stream(request: Request, run: Callable[[asyncio.Queue], Coroutine[object, object, None]]) -> Response:
+    """Server-sent events that ``run`` puts on a queue (``None`` ends them); a closed page cancels the run."""
+
+    async def events() -> AsyncIterator[str]:
+        queue: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(run(queue))
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield ": still working\n\n"  # a comment line; a closed connection fails here
+                    continue
+                if item is None:
+                    return
+                yield item
+        finally:
+            # The page went away (or the run ended): cancelling the run closes its HTTP calls.
+            task.cancel()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+def _message(message: BaseMessage) -> dict[str, str | None]:
+    """A message as the conversation page shows it."""
+    return {"id": message.id, "role": "user" if message.type == "human" else "assistant", "text": message.text}
+
+
+def _cited(text: str, earlier: list[BaseMessage]) -> list[str]:
+    """Ids of ``earlier`` messages that ``text`` names, in the order it names them."""
+    known = {message.id for message in earlier}
+    return list(dict.fromkeys(word for word in re.findall(r"[\w-]+", text) if word in known))
+
+
 def _limit_from_env() -> int:
     value = os.environ.get("RLM_WEB_MAX_DOCUMENT_MB")
     return int(float(value) * 1024 * 1024) if value else DEFAULT_MAX_DOCUMENT_BYTES
 
 
-def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: int | None = None) -> Starlette:
+def create_app(
+    graph: CompiledStateGraph | None = None,
+    *,
+    max_document_bytes: int | None = None,
+    chat: CompiledStateGraph | None = None,
+) -> Starlette:
     """Build the web app.
 
     Args:
         graph: The analysis graph; defaults to one on ``model_from_env()``.
         max_document_bytes: Largest document accepted (UTF-8 bytes); default
             ``RLM_WEB_MAX_DOCUMENT_MB`` megabytes, else 20 MiB.
+        chat: The conversation page's graph, compiled with a checkpointer; defaults to
+            ``examples/chat_service.py``'s chat graph on the same model, in memory. A
+            scripted thread is written to it as node :data:`SCRIPTED_AS_NODE`.
 
     Returns:
         The Starlette app.
@@ -100,6 +167,8 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
     model, note = model_from_env()
     analysis = graph if graph is not None else create_rlm_graph(model)
     documents: dict[str, ExtractedDocument] = {}
+    chat = chat if chat is not None else build_chat_graph(model, checkpointer=InMemorySaver())
+    threads: dict[str, None] = {}  # the conversations this server started, oldest first
 
     def too_large(size: int | None = None) -> JSONResponse:
         said = f"the document is {_mib(size)}; " if size is not None else "the document is too large; "
@@ -181,17 +250,11 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
     async def ask(request: Request) -> Response:
         document = documents.get(request.query_params.get("doc", ""))
         question = request.query_params.get("q", "")
-        problem = None
         if document is None:
-            problem = ("unknown document (the server forgets old ones, and all on restart); upload it again", 404)
-        elif not question.strip():
-            problem = ("the question is empty: ask something about the document", 400)
-        if problem is not None:
-            if "text/event-stream" in request.headers.get("accept", ""):
-                # An EventSource cannot read an error body: say it as the stream's failure event.
-                failure = _sse("failure", {"error": problem[0]})
-                return StreamingResponse(iter([failure]), media_type="text/event-stream")
-            return _error(*problem)
+            message = "unknown document (the server forgets old ones, and all on restart); upload it again"
+            return _refuse(request, message, 404)
+        if not question.strip():
+            return _refuse(request, "the question is empty: ask something about the document", 400)
 
         async def run(queue: asyncio.Queue) -> None:
             result: dict = {}
@@ -213,26 +276,66 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
             finally:
                 await queue.put(None)
 
-        async def events() -> AsyncIterator[str]:
-            queue: asyncio.Queue = asyncio.Queue()
-            task = asyncio.create_task(run(queue))
-            try:
-                while True:
-                    try:
-                        item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        if await request.is_disconnected():
-                            return
-                        yield ": still working\n\n"  # a comment line; a closed connection fails here
-                        continue
-                    if item is None:
-                        return
-                    yield item
-            finally:
-                # The page went away (or the run ended): cancelling the run closes its HTTP calls.
-                task.cancel()
+        return _stream(request, run)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    async def chat_page(_: Request) -> Response:
+        return FileResponse(CHAT_PAGE, media_type="text/html")
+
+    async def new_thread(request: Request) -> Response:
+        """Start a conversation; ``?scripted=N`` fills it with N turns of the scripted thread."""
+        turns = request.query_params.get("scripted", "0")
+        if not turns.isdigit() or int(turns) > MAX_SCRIPTED_TURNS:
+            return _error(f"scripted must be a number of turns from 0 to {MAX_SCRIPTED_TURNS}", 400)
+        if len(threads) >= MAX_THREADS:
+            oldest = next(iter(threads))
+            threads.pop(oldest)
+            await chat.checkpointer.adelete_thread(oldest)
+        thread = uuid.uuid4().hex
+        threads[thread] = None
+        messages = scripted_thread(int(turns)) if int(turns) else []
+        if messages:
+            # As if the chat's last node had written them: the next message starts a new run after them.
+            config = {"configurable": {"thread_id": thread}}
+            await chat.aupdate_state(config, {"messages": messages}, as_node=SCRIPTED_AS_NODE)
+        return JSONResponse({"thread": thread, "messages": [_message(m) for m in messages]})
+
+    async def show_thread(request: Request) -> Response:
+        thread = request.path_params["thread"]
+        if thread not in threads:
+            return _error("unknown conversation (the server forgets old ones, and all on restart)", 404)
+        state = await chat.aget_state({"configurable": {"thread_id": thread}})
+        return JSONResponse({"thread": thread, "messages": [_message(m) for m in state.values.get("messages", [])]})
+
+    async def say(request: Request) -> Response:
+        thread = request.query_params.get("thread", "")
+        text = request.query_params.get("q", "")
+        if thread not in threads:
+            return _refuse(request, "unknown conversation (the server forgets old ones, and all on restart)", 404)
+        if not text.strip():
+            return _refuse(request, "the message is empty: type something first", 400)
+
+        async def run(queue: asyncio.Queue) -> None:
+            messages: list[BaseMessage] = []
+            try:
+                async for namespace, mode, chunk in chat.astream(
+                    {"messages": [HumanMessage(text, id=uuid.uuid4().hex)]},
+                    {"configurable": {"thread_id": thread}},
+                    stream_mode=["custom", "values"],
+                    subgraphs=True,
+                ):
+                    if mode == "custom":  # the history hook's events (stage "history") and the analysis graph's
+                        await queue.put(_sse(chunk["type"], chunk))
+                    elif namespace == ():
+                        messages = chunk["messages"]
+                asked, reply = _message(messages[-2]), _message(messages[-1])
+                reply["cites"] = _cited(messages[-1].text, messages[:-2])
+                await queue.put(_sse("result", {"messages": [asked, reply]}))
+            except Exception as exc:  # noqa: BLE001 - the page must learn why the run failed
+                await queue.put(_sse("failure", {"error": describe_error(exc)}))
+            finally:
+                await queue.put(None)
+
+        return _stream(request, run)
 
     async def http_error(_: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -246,6 +349,10 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
             Route("/api/info", info),
             Route("/api/documents", upload, methods=["POST"]),
             Route("/api/ask", ask),
+            Route("/chat", chat_page),
+            Route("/api/threads", new_thread, methods=["POST"]),
+            Route("/api/threads/{thread}", show_thread),
+            Route("/api/chat", say),
             Route("/favicon.ico", lambda _: Response(status_code=204)),
         ]
     )
