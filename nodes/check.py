@@ -11,8 +11,9 @@ from langgraph.graph import END
 from rlm_graph.state import RLMState
 from rlm_graph.state.schema import RESET_USAGE
 
+from rlm_graph.level import CONFIG_RUN_KEY, Level
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.splitter import has_text
 
 
@@ -47,7 +48,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         document, question = _validate(state)
         configurable = get_config().get("configurable", {})
         run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
-        run = Invocation.current(settings, run_key)
+        run = Level.current(settings, run_key)
         # A nested level of a run without a checkpointer gets its leaves, not its text.
         scope = (run.offset, run.offset + (run.leaves[-1].end - run.offset if run.leaves else len(document)))
         progress = run.writer(scope)

@@ -12,14 +12,15 @@ from rlm_graph.state.schema import PlannedPart
 from rlm_graph import focus
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
+from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import Invocation, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
 
 
 def _task(
     question: str,
-    run: Invocation,
+    run: Level,
     part: PlannedPart,
     leaves: list[Piece],
     index: int,
@@ -48,7 +49,7 @@ def _task(
 
 
 def _within_budget(
-    settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int
+    settings: Settings, run: Level, question: str, leaves: list[Piece], fanout: int
 ) -> tuple[list[Piece], list[dict[str, Any]]]:
     """Check the whole plan against the run's budgets before any call is made.
 
@@ -99,7 +100,7 @@ def _within_budget(
     return leaves[:low], skipped
 
 
-def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int) -> None:
+def _reserve(settings: Settings, run: Level, question: str, leaves: list[Piece], fanout: int) -> None:
     """Book the plan in the run's ledger: its syntheses stay reserved, escalations spend what it leaves."""
     cost = level_cost(settings, question, leaves, fanout)
     # Every leaf is read exactly once, at whatever depth; the rest of the plan is synthesis.
@@ -109,7 +110,7 @@ def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Pi
     )
 
 
-def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: int) -> list[Piece]:
+def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -> list[Piece]:
     """The leaves of this level: handed down by the parent, or planned here at depth 0."""
     if run.leaves is not None:
         return run.leaves
@@ -152,7 +153,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     """
 
     def split(state: RLMState) -> Command:
-        run = Invocation.current(settings, state["run_key"])
+        run = Level.current(settings, state["run_key"])
         scope = (run.offset, run.offset + state["chars"])
         progress = run.writer(scope)
         progress.progress("split", "started", "split.started")
@@ -205,7 +206,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     return split
 
 
-def _slice(run: Invocation, document: str, start: int, end: int) -> str:
+def _slice(run: Level, document: str, start: int, end: int) -> str:
     """Text of ``[start, end)`` in root offsets, from the run's shared copy.
 
     A worker that resumed the run never held the root document; it slices this

@@ -27,9 +27,10 @@ from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.estimate import settings_of
 from rlm_graph.graph import create_rlm_graph
-from rlm_graph.settings import SEAM_SLACK, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.state import Usage, merge_usage
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
+from rlm_graph.window import SEAM_SLACK
 
 __all__ = [
     "ATTACHMENT_PLACEHOLDER",

@@ -36,22 +36,19 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.types import Command, Send
 
 from rlm_graph.coverage import Coverage
+from rlm_graph.level import Level
+from rlm_graph.options import MIN_PART_TOKENS, FocusOptions
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import FINAL_INSTRUCTION, is_no_relevant
-from rlm_graph.retrieval import IndexCache, Retriever, default_retriever
-from rlm_graph.settings import MIN_PART_TOKENS, Invocation, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.splitter import Piece
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.state.schema import PartError, PlannedPart
-
-Mode = Literal["full", "focused", "auto"]
-MODES: tuple[str, ...] = ("full", "focused", "auto")
 
 COMPLETENESS_INSTRUCTION = (
     " Then, on a last line of its own, write COMPLETE: yes if these findings fully answer the "
@@ -169,42 +166,6 @@ QUESTION_ROOM = 256
 every question shorter than that gets the same part plan, and so reuses the index."""
 
 
-@dataclass(kw_only=True)
-class FocusOptions:
-    """Focused-reading options of one graph."""
-
-    mode: Mode = "full"
-    retriever: Retriever | None = None
-    """``None``: a :class:`rlm_graph.retrieval.BM25Retriever`, made on first use."""
-    max_focused_parts: int | float = 0.2
-    """Parts to read at most once something relevant is found: a count, or a share of the parts."""
-    index_cache: IndexCache = field(default_factory=IndexCache)
-
-    def resolved_retriever(self) -> Retriever:
-        """The retriever, making the default one on first use."""
-        if self.retriever is None:
-            self.retriever = default_retriever()
-        return self.retriever
-
-
-def check_focus_options(mode: Any, max_focused_parts: Any) -> None:
-    """Validate the focused-reading options of ``create_rlm_graph``.
-
-    Raises:
-        ValueError: If ``mode`` is unknown or ``max_focused_parts`` is out of range.
-    """
-    if mode not in MODES:
-        msg = f"mode must be one of {list(MODES)}, got {mode!r}"
-        raise ValueError(msg)
-    if isinstance(max_focused_parts, bool) or not isinstance(max_focused_parts, int | float):
-        msg = f"max_focused_parts must be a count (int >= 1) or a share (0 < float <= 1), got {max_focused_parts!r}"
-        raise ValueError(msg)
-    valid = max_focused_parts >= 1 if isinstance(max_focused_parts, int) else 0 < max_focused_parts <= 1
-    if not valid:
-        msg = f"max_focused_parts must be a count (int >= 1) or a share (0 < float <= 1), got {max_focused_parts!r}"
-        raise ValueError(msg)
-
-
 def decide_mode(question: str) -> tuple[Literal["full", "focused"], str]:
     """Decide between a full and a focused read from the question alone (``mode="auto"``).
 
@@ -251,7 +212,7 @@ def decide_mode(question: str) -> tuple[Literal["full", "focused"], str]:
     return "focused", "the question looks targeted"
 
 
-def mode_for(settings: Settings, run: Invocation, question: str, progress: ProgressWriter) -> str:
+def mode_for(settings: Settings, run: Level, question: str, progress: ProgressWriter) -> str:
     """This invocation's reading mode, reported with a ``split.mode`` event when not plain full.
 
     Args:
@@ -263,8 +224,7 @@ def mode_for(settings: Settings, run: Invocation, question: str, progress: Progr
     Returns:
         ``"full"`` or ``"focused"``.
     """
-    options: FocusOptions | None = settings.retrieval
-    configured = getattr(run.context, "mode", None) or (options.mode if options else "full")
+    configured = run.mode
     if run.depth > 0 or configured == "full":
         return "full"
     if configured == "auto":
@@ -301,7 +261,7 @@ def _cap(setting: int | float, total: int) -> int:
 
 def first_round(
     settings: Settings,
-    run: Invocation,
+    run: Level,
     state: RLMState,
     document: str,
     parts: list[PlannedPart],
@@ -335,7 +295,7 @@ def first_round(
     else:
         progress.progress("split", "processing", "split.index", seconds=f"{seconds:.2f}")
     ranked = [parts[i] for i in index.rank(state["question"])]
-    cap = _cap(getattr(run.context, "max_focused_parts", None) or options.max_focused_parts, len(parts))
+    cap = _cap(run.max_focused_parts, len(parts))
     size = min(run.resources.max_concurrency, cap)
     first, pending = ranked[:size], ranked[size:]
     extra = {
@@ -369,7 +329,7 @@ def split_complete(answer: str) -> tuple[str, Verdict | None]:
 class FocusRound:
     """What ``synthesize`` does in focused mode: finish, or send the next round of parts."""
 
-    def __init__(self, settings: Settings, state: RLMState, run: Invocation, has_findings: bool) -> None:
+    def __init__(self, settings: Settings, state: RLMState, run: Level, has_findings: bool) -> None:
         self.settings = settings
         self.state = state
         self.run = run

@@ -6,7 +6,7 @@ values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
 
 from rlm_graph.state.events import ProgressEvent, Stage, Status, UsageEvent
 from rlm_graph.state.schema import (
-    Budget,
+    CallLayout,
     ChunkTask,
     Citation,
     Finding,
@@ -20,7 +20,7 @@ from rlm_graph.state.schema import (
 )
 
 __all__ = [
-    "Budget",
+    "CallLayout",
     "ChunkTask",
     "Citation",
     "Finding",

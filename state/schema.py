@@ -157,8 +157,8 @@ class Finding(TypedDict):
     """Run that read it."""
 
 
-class Budget(TypedDict):
-    """Token budgets of one invocation (they depend on the question)."""
+class CallLayout(TypedDict):
+    """Token layout of one level's calls: part size and fan-out (they depend on the question)."""
 
     part_tokens: int
     """Most document tokens one reading call may hold."""
@@ -206,7 +206,7 @@ class RLMState(TypedDict):
     offset: NotRequired[int]
     chars: NotRequired[int]
     """Length of ``document``; ``split`` empties ``document`` once the parts are sent."""
-    budget: NotRequired[Budget]
+    budget: NotRequired[CallLayout]
     route: NotRequired[str]
     parts: NotRequired[list[PlannedPart]]
     findings: Annotated[list[Finding], accumulate]

@@ -1,0 +1,289 @@
+"""The model-call protocol: node logic yields requests, a driver runs them sync or async.
+
+A node body is written once, as a generator (:data:`CallSteps`) that yields a batch
+of :class:`ModelCall` (or one :class:`NestedCall`) and receives the results.
+:func:`drive` and :func:`adrive` run it: a batch one call after another, or in
+parallel under ``asyncio.gather``. :func:`node_runnable` builds a node's sync and
+async entry points from one body. Every call is looked up in the reply cache,
+booked against the run's budgets, held to a slot of the run's limiter (synthesis
+first), bounded by the per-call timeout, and an empty reply fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.cache.base import FullKey
+
+from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
+from rlm_graph.level import Level
+from rlm_graph.settings import Settings
+from rlm_graph.state import ModelUsage, Usage
+from rlm_graph.timeouts import ainvoke_within, invoke_within
+
+__all__ = [
+    "CallResult",
+    "CallSteps",
+    "ModelCall",
+    "NestedCall",
+    "adrive",
+    "drive",
+    "model_usage",
+    "node_runnable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One prompt to send, with its exact token count."""
+
+    messages: list[BaseMessage] | Callable[[], list[BaseMessage]]
+    """The prompt, or a function that builds it: a read's prompt is built only once
+    the call holds a slot, so queued reads do not each hold a copy of their text."""
+    prompt_tokens: int
+    urgent: bool = False
+    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads,
+    and they draw on the budget reserved for synthesis (``RunResources.spend``)."""
+    large: bool = False
+    """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A model reply and what it cost."""
+
+    text: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class NestedCall:
+    """One invocation of a graph on a part: its input, config and run context."""
+
+    graph: Runnable
+    payload: dict[str, Any]
+    config: dict[str, Any]
+    context: Any = None
+
+
+CallSteps = Generator[list[ModelCall] | NestedCall, Any, Any]
+"""Node logic written once for sync and async: it yields a batch of calls (and
+receives their results, in order) or a nested call (and receives the graph's output),
+so a driver can run a batch in parallel. A failed request is thrown into the generator."""
+
+
+def _messages(call: ModelCall) -> list[BaseMessage]:
+    return call.messages() if callable(call.messages) else call.messages
+
+
+def model_usage(
+    prices: Mapping[str, tuple[float, float]] | None, role: str, input_tokens: int, output_tokens: int
+) -> ModelUsage:
+    """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
+
+    Args:
+        prices: Price per million input and output tokens, by role.
+        role: ``"model"`` or ``"large_model"``.
+        input_tokens: The call's prompt tokens.
+        output_tokens: The call's reply tokens.
+
+    Returns:
+        The entry.
+    """
+    entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    if prices and role in prices:
+        price_in, price_out = prices[role]
+        entry["cost"] = (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+    return entry
+
+
+def _retry_wait(error: BaseException) -> float | None:
+    return retry_after_seconds(error) if is_transient_error(error) else None
+
+
+def _result(settings: Settings, call: ModelCall, reply: BaseMessage, role: str) -> CallResult:
+    text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
+    if not str(text).strip():
+        # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
+        # fail the call so the node's retry policy tries again, never read it as "nothing here".
+        finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")
+        detail = f" (finish_reason={finish})" if finish else ""
+        msg = f"the model returned an empty reply{detail}"
+        raise EmptyReplyError(msg)
+    metadata = getattr(reply, "usage_metadata", None) or {}
+    input_tokens = metadata.get("input_tokens") or call.prompt_tokens
+    output_tokens = metadata.get("output_tokens")
+    if output_tokens is None:
+        output_tokens = settings.counter.count(text)
+    usage: Usage = {
+        "llm_calls": 1,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "by_model": {role: model_usage(settings.prices, role, input_tokens, output_tokens)},
+    }
+    return CallResult(text=str(text), usage=usage)
+
+
+def _cache_key(settings: Settings, call: ModelCall, role: str) -> FullKey | None:
+    if settings.replies is None:
+        return None
+    # Built, hashed and dropped before the call waits for a slot, so queued reads
+    # still hold no copy of their text.
+    return settings.replies.key(settings.identity_of(role), _messages(call))
+
+
+def _hit(settings: Settings, text: str | None, role: str) -> CallResult | None:
+    if text is None:
+        return None
+    # No call was made: zero calls and tokens (and zero cost when priced), one cached call.
+    by_role = model_usage(settings.prices, role, 0, 0)
+    by_role.update(llm_calls=0, cached_calls=1)
+    usage: Usage = {
+        "llm_calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "cached_calls": 1,
+        "by_model": {role: by_role},
+    }
+    return CallResult(text=text, usage=usage)
+
+
+def call_model(level: Level, call: ModelCall) -> CallResult:
+    """Send one prompt, holding a slot of the run's limiter (sync).
+
+    Args:
+        level: The level that makes the call.
+        call: The prompt.
+
+    Returns:
+        The reply and its usage; a reply from the cache counts no call and no tokens,
+        only ``cached_calls``.
+    """
+    settings = level.settings
+    role = settings.role_of(call.large)
+    key = _cache_key(settings, call, role)
+    hit = _hit(settings, settings.replies.get(key) if settings.replies and key else None, role)
+    if hit is not None:
+        return hit
+    # Only calls actually made are booked: a cache hit spends no budget.
+    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+    try:
+        with level.resources.thread_slot():
+            reply = invoke_within(settings.model_for(role), _messages(call), settings.call_timeout)
+    except Exception as error:
+        # Honour the server's Retry-After before LangGraph's retry policy takes over;
+        # the slot is already released, so other calls go on meanwhile.
+        if (wait := _retry_wait(error)) is not None:
+            time.sleep(wait)
+        raise
+    result = _result(settings, call, reply, role)
+    if settings.replies is not None and key is not None:
+        settings.replies.put(key, result.text)
+    return result
+
+
+async def acall_model(level: Level, call: ModelCall) -> CallResult:
+    """Async :func:`call_model`; synthesis calls take a slot before queued reads."""
+    settings = level.settings
+    role = settings.role_of(call.large)
+    key = _cache_key(settings, call, role)
+    hit = _hit(settings, await settings.replies.aget(key) if settings.replies and key else None, role)
+    if hit is not None:
+        return hit
+    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+    try:
+        priority = (0, -level.depth) if call.urgent else (1, 0)
+        async with level.resources.async_slot(priority):
+            reply = await ainvoke_within(settings.model_for(role), _messages(call), settings.call_timeout)
+    except Exception as error:
+        if (wait := _retry_wait(error)) is not None:
+            await asyncio.sleep(wait)
+        raise
+    result = _result(settings, call, reply, role)
+    if settings.replies is not None and key is not None:
+        await settings.replies.aput(key, result.text)
+    return result
+
+
+def drive(level: Level, steps: CallSteps) -> Any:
+    """Run node logic written as :data:`CallSteps`, one request after another.
+
+    Args:
+        level: The level whose calls these are.
+        steps: The node logic.
+
+    Returns:
+        What the logic returns.
+    """
+    try:
+        request = next(steps)
+        while True:
+            try:
+                if isinstance(request, NestedCall):
+                    reply: Any = request.graph.invoke(request.payload, request.config, context=request.context)
+                else:
+                    reply = [call_model(level, call) for call in request]
+            except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
+                request = steps.throw(error)
+            else:
+                request = steps.send(reply)
+    except StopIteration as finished:
+        return finished.value
+
+
+async def adrive(level: Level, steps: CallSteps) -> Any:
+    """Run node logic written as :data:`CallSteps`, each batch in parallel.
+
+    Args:
+        level: The level whose calls these are.
+        steps: The node logic.
+
+    Returns:
+        What the logic returns.
+    """
+    try:
+        request = next(steps)
+        while True:
+            try:
+                if isinstance(request, NestedCall):
+                    reply: Any = await request.graph.ainvoke(request.payload, request.config, context=request.context)
+                else:
+                    reply = list(await asyncio.gather(*(acall_model(level, call) for call in request)))
+            except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
+                request = steps.throw(error)
+            else:
+                request = steps.send(reply)
+    except StopIteration as finished:
+        return finished.value
+
+
+def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], CallSteps]) -> Runnable:
+    """A node's sync and async entry points, built from one body.
+
+    Args:
+        name: The node's name.
+        settings: The graph's settings.
+        body: The node logic; it gets the level (read from the input's ``run_key``,
+            the running config and context) and the node input.
+
+    Returns:
+        The node runnable.
+    """
+
+    def func(node_input: Any) -> Any:
+        level = Level.current(settings, node_input["run_key"])
+        return drive(level, body(level, node_input))
+
+    async def afunc(node_input: Any) -> Any:
+        level = Level.current(settings, node_input["run_key"])
+        return await adrive(level, body(level, node_input))
+
+    return RunnableLambda(func, afunc=afunc, name=name)
