@@ -14,7 +14,7 @@ from langgraph.types import Command
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, NestedCall, node_runnable
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, node_runnable
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
 from rlm_graph.progress import ProgressWriter
@@ -176,7 +176,7 @@ def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: 
         return _from_read(run, task, progress, result)
     payload, config = _nested_request(run, task, progress)
     with _nested_failure(task):
-        output = yield NestedCall(graph(), payload, config, run.context)
+        output = yield RunnableCall(graph(), payload, config, {"context": run.context})
     return _from_nested(run, task, progress, output)
 
 

@@ -1,7 +1,7 @@
 """The model-call protocol: node logic yields requests, a driver runs them sync or async.
 
 A node body is written once, as a generator (:data:`CallSteps`) that yields a batch
-of :class:`ModelCall` (or one :class:`NestedCall`) and receives the results.
+of :class:`ModelCall` (or one :class:`RunnableCall`, such as a nested graph) and receives the results.
 :func:`drive` and :func:`adrive` run it: a batch one call after another, or in
 parallel under ``asyncio.gather``. :func:`node_runnable` builds a node's sync and
 async entry points from one body. Every call is looked up in the reply cache,
@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.cache.base import FullKey
 
 from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
@@ -31,7 +31,7 @@ __all__ = [
     "CallResult",
     "CallSteps",
     "ModelCall",
-    "NestedCall",
+    "RunnableCall",
     "adrive",
     "drive",
     "model_usage",
@@ -63,16 +63,20 @@ class CallResult:
 
 
 @dataclass(frozen=True, slots=True)
-class NestedCall:
-    """One invocation of a graph on a part: its input, config and run context."""
+class RunnableCall:
+    """One call of a runnable other than a budgeted model call, such as a nested graph on a part.
 
-    graph: Runnable
-    payload: dict[str, Any]
-    config: dict[str, Any]
-    context: Any = None
+    It is not booked, cached or limited here: a nested graph books its own calls.
+    """
+
+    runnable: Runnable
+    input: Any
+    config: RunnableConfig | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of ``invoke``, such as a nested graph's ``context``."""
 
 
-CallSteps = Generator[list[ModelCall] | NestedCall, Any, Any]
+CallSteps = Generator[list[ModelCall] | RunnableCall, Any, Any]
 """Node logic written once for sync and async: it yields a batch of calls (and
 receives their results, in order) or a nested call (and receives the graph's output),
 so a driver can run a batch in parallel. A failed request is thrown into the generator."""
@@ -213,11 +217,18 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
     return result
 
 
-def drive(level: Level, steps: CallSteps) -> Any:
+def _needed(level: Level | None) -> Level:
+    if level is None:
+        msg = "a model call needs the level that makes it"
+        raise TypeError(msg)
+    return level
+
+
+def drive(level: Level | None, steps: CallSteps) -> Any:
     """Run node logic written as :data:`CallSteps`, one request after another.
 
     Args:
-        level: The level whose calls these are.
+        level: The level whose model calls these are (``None`` when the logic yields only runnable calls).
         steps: The node logic.
 
     Returns:
@@ -227,10 +238,10 @@ def drive(level: Level, steps: CallSteps) -> Any:
         request = next(steps)
         while True:
             try:
-                if isinstance(request, NestedCall):
-                    reply: Any = request.graph.invoke(request.payload, request.config, context=request.context)
+                if isinstance(request, RunnableCall):
+                    reply: Any = request.runnable.invoke(request.input, request.config, **request.kwargs)
                 else:
-                    reply = [call_model(level, call) for call in request]
+                    reply = [call_model(_needed(level), call) for call in request]
             except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
                 request = steps.throw(error)
             else:
@@ -239,11 +250,11 @@ def drive(level: Level, steps: CallSteps) -> Any:
         return finished.value
 
 
-async def adrive(level: Level, steps: CallSteps) -> Any:
+async def adrive(level: Level | None, steps: CallSteps) -> Any:
     """Run node logic written as :data:`CallSteps`, each batch in parallel.
 
     Args:
-        level: The level whose calls these are.
+        level: The level whose model calls these are (``None`` when the logic yields only runnable calls).
         steps: The node logic.
 
     Returns:
@@ -253,10 +264,10 @@ async def adrive(level: Level, steps: CallSteps) -> Any:
         request = next(steps)
         while True:
             try:
-                if isinstance(request, NestedCall):
-                    reply: Any = await request.graph.ainvoke(request.payload, request.config, context=request.context)
+                if isinstance(request, RunnableCall):
+                    reply: Any = await request.runnable.ainvoke(request.input, request.config, **request.kwargs)
                 else:
-                    reply = list(await asyncio.gather(*(acall_model(level, call) for call in request)))
+                    reply = list(await asyncio.gather(*(acall_model(_needed(level), call) for call in request)))
             except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
                 request = steps.throw(error)
             else:

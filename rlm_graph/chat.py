@@ -25,6 +25,7 @@ from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph import MessagesState, add_messages
 from langgraph.graph.state import CompiledStateGraph
 
+from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.estimate import settings_of
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.settings import Settings
@@ -407,27 +408,23 @@ class _DocumentNode:
         question, usage = self._standalone(plan, reply)
         return question, usage, self._fits_analysis(question)
 
-    def invoke(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _steps(self, state: dict[str, Any]) -> CallSteps:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
-        reply = self.model.invoke(plan["condense"]) if "condense" in plan else None
+        reply = (yield RunnableCall(self.model, plan["condense"])) if "condense" in plan else None
         question, usage, fits = self._question(plan, reply)
         if not fits:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
-        out = self.graph.invoke({"document": plan["document"], "question": question}, self._analysis_config())
+        request = {"document": plan["document"], "question": question}
+        out = yield RunnableCall(self.graph, request, self._analysis_config())
         return self._update(state, plan, question, out, usage)
 
+    def invoke(self, state: dict[str, Any]) -> dict[str, Any]:
+        return drive(None, self._steps(state))
+
     async def ainvoke(self, state: dict[str, Any]) -> dict[str, Any]:
-        plan = self._plan(state)
-        if "reply" in plan:
-            return self._reply(state, plan, plan.get("usage"))
-        reply = await self.model.ainvoke(plan["condense"]) if "condense" in plan else None
-        question, usage, fits = self._question(plan, reply)
-        if not fits:
-            return self._reply(state, {**plan, **self._too_long(question)}, usage)
-        out = await self.graph.ainvoke({"document": plan["document"], "question": question}, self._analysis_config())
-        return self._update(state, plan, question, out, usage)
+        return await adrive(None, self._steps(state))
 
 
 def create_document_node(
