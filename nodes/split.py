@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.types import Command, Send
-from rlm_graph.state import ChunkTask, RLMState
-from rlm_graph.state.schema import PlannedPart
+from langgraph.types import Command
+from rlm_graph.nodes.sends import part_sends
+from rlm_graph.state import RLMState
 
 from rlm_graph import focus
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
@@ -16,36 +16,6 @@ from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
-
-
-def _task(
-    question: str,
-    run: Level,
-    part: PlannedPart,
-    leaves: list[Piece],
-    index: int,
-    total: int,
-    scope: tuple[int, int],
-    text: str | None,
-) -> ChunkTask:
-    """The payload of one part: offsets, its leaves when nested, and its text when checkpointed."""
-    task: ChunkTask = {
-        "question": question,
-        "start": part["start"],
-        "end": part["end"],
-        "tokens": part["tokens"],
-        "fits": part["fits"],
-        "index": index,
-        "total": total,
-        "depth": run.depth,
-        "scope": [scope[0], scope[1]],
-        "run_key": run.run_key,
-    }
-    if len(leaves) > 1:
-        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in leaves]
-    if text is not None:
-        task["text"] = text
-    return task
 
 
 def _within_budget(
@@ -179,39 +149,18 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
         if run.depth == 0:
             run.resources.plan_leaves(sum(len(groups_by_start[part["start"]]) for part in parts))
-        # A checkpointed run may resume in another process, so its parts carry their
-        # text; otherwise they carry offsets into the run's one shared copy.
-        durable = run.durable
-        sends = [
-            Send(
-                "process_chunk",
-                _task(
-                    question,
-                    run,
-                    part,
-                    groups_by_start[part["start"]],
-                    index,
-                    len(parts),
-                    scope,
-                    _slice(run, state["document"], part["start"], part["end"]) if durable else None,
-                ),
-            )
-            for index, part in enumerate(parts, start=1)
-        ]
+        sends = part_sends(
+            run,
+            question,
+            state["document"],
+            [(part, groups_by_start[part["start"]]) for part in parts],
+            first_index=1,
+            total=len(parts),
+            scope=scope,
+        )
         # The parts now travel in the Send payloads; dropping the text from state keeps
         # every later checkpoint of this level from serialising the document again.
         update = {"parts": parts, "document": "", "errors": skipped, **extra}
         return Command(update=update, goto=sends or "synthesize")
 
     return split
-
-
-def _slice(run: Level, document: str, start: int, end: int) -> str:
-    """Text of ``[start, end)`` in root offsets, from the run's shared copy.
-
-    A worker that resumed the run never held the root document; it slices this
-    level's own (checkpointed) document instead.
-    """
-    if run.resources.text is None and document:
-        return neutralize_tags(document[start - run.offset : end - run.offset])
-    return run.text(start, end)

@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
+from rlm_graph.nodes.sends import next_round_command
 from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
 
 from rlm_graph.calls import CallResult, CallSteps, ModelCall, node_runnable
@@ -224,11 +225,11 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     progress, items = _prepare(run, state)
     focused = FocusRound(settings, state, run, bool(items))
     if focused.read_on_without_synthesis:
-        return focused.next_round(progress, {})
+        return next_round_command(run, state, focused.next_round(progress, {}))
     synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
     answer, citations = _short_cut(settings, run, items) or (yield from synthesis.steps(items))
     if focused.wants_more(answer):
-        return focused.next_round(progress, synthesis.usage)
+        return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
     focused.report(progress)
     answer = split_complete(answer)[0] if state.get("focus_cap") else answer
     return _output(state, run, progress, synthesis, answer, citations, focused)

@@ -1,0 +1,125 @@
+"""Graph plumbing of the reading fan-out: one part's ``process_chunk`` payload and its ``Send``.
+
+``split`` sends the first round of parts and ``synthesize`` the next focused rounds;
+both build their sends here, so a part's payload has one shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langgraph.types import Command, Send
+from rlm_graph.state import ChunkTask, RLMState
+from rlm_graph.state.schema import PlannedPart
+
+from rlm_graph.focus import NextRound
+from rlm_graph.level import Level
+from rlm_graph.prompts import neutralize_tags
+from rlm_graph.splitter import Piece
+
+__all__ = ["next_round_command", "part_payload", "part_sends", "part_text"]
+
+
+def part_payload(
+    question: str,
+    run: Level,
+    part: PlannedPart,
+    leaves: list[Piece],
+    index: int,
+    total: int,
+    scope: tuple[int, int],
+    text: str | None,
+) -> ChunkTask:
+    """The payload of one part: offsets, its leaves when nested, and its text when checkpointed."""
+    task: ChunkTask = {
+        "question": question,
+        "start": part["start"],
+        "end": part["end"],
+        "tokens": part["tokens"],
+        "fits": part["fits"],
+        "index": index,
+        "total": total,
+        "depth": run.depth,
+        "scope": [scope[0], scope[1]],
+        "run_key": run.run_key,
+    }
+    if len(leaves) > 1:
+        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in leaves]
+    if text is not None:
+        task["text"] = text
+    return task
+
+
+def part_text(run: Level, document: str, start: int, end: int) -> str:
+    """Text of ``[start, end)`` in root offsets, from the run's shared copy.
+
+    A worker that resumed the run never held the root document; it slices this
+    level's own (checkpointed) document instead.
+    """
+    if run.resources.text is None and document:
+        return neutralize_tags(document[start - run.offset : end - run.offset])
+    return run.text(start, end)
+
+
+def part_sends(
+    run: Level,
+    question: str,
+    document: str,
+    parts: Sequence[tuple[PlannedPart, list[Piece]]],
+    *,
+    first_index: int,
+    total: int,
+    scope: tuple[int, int],
+) -> list[Send]:
+    """One ``Send`` to ``process_chunk`` per part.
+
+    A checkpointed run may resume in another process, so its parts carry their
+    text; otherwise they carry offsets into the run's one shared copy.
+
+    Args:
+        run: The sending level.
+        question: The question.
+        document: The level's document as in state (empty once the parts were sent).
+        parts: Each part with its leaves.
+        first_index: Number of the first part (parts read earlier keep theirs).
+        total: Parts in the level so far, these included.
+        scope: Span of the level's text in the root document.
+
+    Returns:
+        The sends.
+    """
+    durable = run.durable
+    return [
+        Send(
+            "process_chunk",
+            part_payload(
+                question,
+                run,
+                part,
+                leaves,
+                index,
+                total,
+                scope,
+                part_text(run, document, part["start"], part["end"]) if durable else None,
+            ),
+        )
+        for index, (part, leaves) in enumerate(parts, start=first_index)
+    ]
+
+
+def next_round_command(run: Level, state: RLMState, chosen: NextRound) -> Command:
+    """Send the parts a focused round chose (each fits one reading call).
+
+    Args:
+        run: The synthesizing level.
+        state: Its state.
+        chosen: The parts and the state update.
+
+    Returns:
+        The command that sends them.
+    """
+    scope = (run.offset, run.offset + state["chars"])
+    parts = [(part, [Piece(part["start"], part["end"], part["tokens"], 0)]) for part in chosen.parts]
+    first, total = chosen.first_index, chosen.total
+    sends = part_sends(run, state["question"], state["document"], parts, first_index=first, total=total, scope=scope)
+    return Command(update=chosen.update, goto=sends)
