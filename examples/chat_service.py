@@ -25,7 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
 from rlm_graph import DocumentChatState, ExtractiveChatModel, create_document_node, model_from_env
-from rlm_graph.chat import split_message
+from rlm_graph.chat_messages import split_message
 
 SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|good (morning|evening|night)|bye|goodbye|ok|okay|cool|great)\b[\s!.?]*$",

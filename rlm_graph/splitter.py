@@ -52,17 +52,6 @@ class Piece:
     level: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How one level of the recursion divides its text."""
-
-    parts: list[Piece]
-    fits: list[bool]
-    """Per part: whether it is one leaf, read with one call."""
-    leaves: list[list[Piece]]
-    """Per part: the leaves it holds (the part itself when it fits)."""
-
-
 CountMany = Callable[[Sequence[str]], list[int]]
 
 
@@ -286,34 +275,6 @@ def group_leaves(leaves: Sequence[Piece], fanout: int) -> list[list[Piece]]:
         groups.append(list(leaves[first:last]))
         first = last
     return groups
-
-
-def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
-    """Divide one level's text into at most ``fanout`` parts.
-
-    The text is cut into leaves (:func:`plan_leaves`) and the leaves are grouped
-    (:func:`group_leaves`): a part of one leaf fits one reading call, a larger
-    part is handed, with its leaves, to a nested invocation.
-
-    Args:
-        text: The text of this level.
-        part_tokens: Most document tokens one reading call may hold.
-        fanout: Most parts at this level (at least 2).
-        count_many: Counts the tokens of several strings at once.
-        overlap: Tokens of the previous part to repeat at the start of each
-            directly read part (0 keeps parts tiling the text exactly).
-
-    Returns:
-        The plan.
-    """
-    leaves = plan_leaves(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
-    return plan_groups(group_leaves(leaves, fanout))
-
-
-def plan_groups(groups: Sequence[Sequence[Piece]]) -> Plan:
-    """The plan of one level whose leaves are already grouped."""
-    parts = [Piece(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
-    return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])
 
 
 def join_margin(limit: int) -> int:
