@@ -93,7 +93,7 @@ def _nested_request(run: Level, task: ChunkTask, progress: ProgressWriter) -> tu
             f"characters {task['start']}-{task['end']} (about {task['tokens']} tokens) still do not fit "
             f"one call at depth {run.depth}, and max_depth is {run.max_depth}"
         )
-        raise DepthLimitError(msg)
+        raise DepthLimitError(msg, levels=child_depth, max_depth=run.max_depth)
     if task["end"] - task["start"] >= task["scope"][1] - task["scope"][0]:
         msg = f"part {task['start']}-{task['end']} is as large as its parent; refusing to recurse"
         raise RLMError(msg)

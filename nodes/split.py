@@ -14,6 +14,7 @@ from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
 from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
+from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
 
@@ -44,7 +45,7 @@ def _within_budget(
             f"tokens, over the budget ({budget}); raise the budget, or pass on_budget='partial' to answer "
             "from what fits"
         )
-        raise BudgetExceededError(msg)
+        raise BudgetExceededError(msg, **_overrun(limits, cost["llm_calls"], cost["input_tokens"]))
     # Cost grows with the number of leaves read, so the longest affordable prefix is
     # found by bisection: the document is read from its start as far as the budget goes.
     low, high = 0, len(leaves)
@@ -56,7 +57,8 @@ def _within_budget(
             high = middle - 1
     if low == 0:
         msg = f"the budget ({budget}) does not cover reading even the first part of the document"
-        raise BudgetExceededError(msg)
+        cost = level_cost(settings, question, leaves[:1], fanout)
+        raise BudgetExceededError(msg, **_overrun(limits, cost["llm_calls"], cost["input_tokens"]))
     skipped = [
         {
             "start": group[0].start,
@@ -68,6 +70,13 @@ def _within_budget(
     ]
     _reserve(settings, run, question, leaves[:low], fanout)
     return leaves[:low], skipped
+
+
+def _overrun(limits: RunResources, calls: int, tokens: int) -> dict[str, Any]:
+    """The budget a plan of ``calls`` calls and ``tokens`` input tokens exceeds, for ``BudgetExceededError``."""
+    if limits.max_llm_calls is not None and calls > limits.max_llm_calls:
+        return {"budget": "max_llm_calls", "needed": calls, "limit": limits.max_llm_calls}
+    return {"budget": "max_input_tokens", "needed": tokens, "limit": limits.max_input_tokens}
 
 
 def _reserve(settings: Settings, run: Level, question: str, leaves: list[Piece], fanout: int) -> None:
@@ -108,7 +117,7 @@ def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -
             f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
             "with a larger context window"
         )
-        raise DepthLimitError(msg)
+        raise DepthLimitError(msg, levels=needed, max_depth=run.max_depth)
     return leaves
 
 

@@ -196,7 +196,8 @@ class RunResources:
                     )
                 else:
                     msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
-                raise BudgetExceededError(msg)
+                needed, limit = calls + held_calls, self.max_llm_calls
+                raise BudgetExceededError(msg, budget="max_llm_calls", needed=needed, limit=limit)
             if self.max_input_tokens is not None and tokens + held_tokens > self.max_input_tokens:
                 msg = (
                     f"refused a model call of {input_tokens} input tokens: the run has used "
@@ -204,7 +205,8 @@ class RunResources:
                 )
                 if held_tokens:
                     msg += f", and {held_tokens} are reserved for the synthesis of what was read"
-                raise BudgetExceededError(msg)
+                limit = self.max_input_tokens
+                raise BudgetExceededError(msg, budget="max_input_tokens", needed=tokens + held_tokens, limit=limit)
             self.llm_calls, self.input_tokens = calls, tokens
             self._synthesis_reserve = [held_calls, held_tokens]
 
