@@ -29,7 +29,7 @@ CHARACTER_CUT = len(_BOUNDARIES)
 
 # Counting a very long unit only to learn that it is too large wastes time: no
 # tokenizer we know packs this many characters into one token on average.
-_MAX_CHARS_PER_TOKEN = 64
+_UNCOUNTED_SPAN_CHARS_PER_TOKEN = 64
 _NON_SPACE = re.compile(r"\S")
 # Spans counted per batch, so a large text is never sliced whole at once.
 _RUNS_PER_BATCH = 256
@@ -132,7 +132,7 @@ def _split(
             first = last + 1
         # A span longer than the rate seen so far allows is cut without being counted
         # first: counting it would most likely tokenize its text twice, for nothing.
-        most_chars = min(limit * _MAX_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
+        most_chars = min(limit * _UNCOUNTED_SPAN_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
         countable = [r for r in runs if bounds[r[1] + 1] - bounds[r[0]] <= most_chars]
         counts = dict(zip(countable, count_many([text[bounds[a] : bounds[b + 1]] for a, b in countable]), strict=True))
         for run in runs:

@@ -13,14 +13,14 @@ from rlm_graph.splitter import split_units
 from rlm_graph.state import CallLayout
 from rlm_graph.tokens import TokenCounter
 
-__all__ = ["MAX_CHARS_PER_TOKEN", "SEAM_SLACK", "CallWindow"]
+__all__ = ["NEVER_FITS_CHARS_PER_TOKEN", "SEAM_SLACK", "CallWindow"]
 
 # Tokens kept free per call for where template and text meet: BPE may merge
 # across the seam, and a counter's per-message framing can differ slightly.
 SEAM_SLACK = 16
 # A text this many times longer in characters than the window cannot fit one call,
 # so counting it first would only double the work.
-MAX_CHARS_PER_TOKEN = 32
+NEVER_FITS_CHARS_PER_TOKEN = 32
 _OFFSET_PLACEHOLDER = 10**12
 
 
@@ -126,7 +126,7 @@ class CallWindow:
             True if the document is within the part limit and the one-call prompt fits the input window.
         """
         limit = min(self.input_window, part_tokens or self.part_tokens)
-        if len(text) > min(self.context_window, limit) * MAX_CHARS_PER_TOKEN:
+        if len(text) > min(self.context_window, limit) * NEVER_FITS_CHARS_PER_TOKEN:
             return False
         if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
             return False
