@@ -8,8 +8,7 @@ from typing import Any
 
 from langgraph.config import get_config
 from langgraph.graph import END
-from rlm_graph.state import RLMState
-from rlm_graph.state.schema import RESET_USAGE
+from rlm_graph.state import RLMState, reset
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
 from rlm_graph.prompts import neutralize_tags
@@ -59,9 +58,9 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             "depth": run.depth,
             "offset": run.offset,
             "chars": scope[1] - scope[0],
-            "findings": None,
-            "errors": None,
-            "usage": {RESET_USAGE: 1, "llm_calls": 0, "max_depth": run.depth},
+            "findings": reset([]),
+            "errors": reset([]),
+            "usage": reset({"llm_calls": 0, "max_depth": run.depth}),
             "parts": [],
         }
         if not run.leaves and not has_text(document):

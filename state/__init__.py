@@ -17,6 +17,7 @@ from rlm_graph.state.schema import (
     RLMState,
     Usage,
     merge_usage,
+    reset,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "Usage",
     "UsageEvent",
     "merge_usage",
+    "reset",
 ]
