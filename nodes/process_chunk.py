@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
+from rlm_graph.nodes.sends import read_text
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
@@ -18,7 +19,7 @@ from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, node
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.prompts import build_messages
 from rlm_graph.settings import Settings
 from rlm_graph.window import SEAM_SLACK
 
@@ -61,19 +62,13 @@ def _part_event(
     )
 
 
-def _text(run: Level, task: ChunkTask) -> str:
-    """The part's text: carried by a checkpointed run's payload, else sliced from the run's copy."""
-    text = task.get("text")
-    return neutralize_tags(text) if text is not None else run.text(task["start"], task["end"])
-
-
 def _read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
     def messages() -> list[BaseMessage]:
         return build_messages(
             settings.system_prompt,
             settings.read_part_prompt,
             question=task["question"],
-            text=_text(run, task),
+            text=read_text(run, task),
             start=task["start"],
             end=task["end"],
         )

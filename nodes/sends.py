@@ -1,7 +1,10 @@
-"""Graph plumbing of the reading fan-out: one part's ``process_chunk`` payload and its ``Send``.
+"""Graph plumbing of the reading fan-out: where a part's text is held, its payload and its ``Send``.
 
 ``split`` sends the first round of parts and ``synthesize`` the next focused rounds;
-both build their sends here, so a part's payload has one shape.
+both build their sends here, so a part's payload has one shape. The document's text
+goes from the input to a reading call through three modules: ``split`` holds it
+(:func:`hold_text`), this module carries offsets or text, and ``process_chunk``
+reads it back (:func:`read_text`) into the prompt.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 from rlm_graph.state.schema import PlannedPart
 
+from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.splitter import Piece
 
-__all__ = ["next_round_command", "part_payload", "part_sends", "part_text"]
+__all__ = [
+    "held_text",
+    "hold_text",
+    "next_round_command",
+    "part_payload",
+    "part_sends",
+    "part_text",
+    "read_text",
+]
 
 
 def part_payload(
@@ -50,6 +62,35 @@ def part_payload(
     return task
 
 
+def hold_text(run: Level, document: str) -> str:
+    """Keep the level's text (neutralized, as the model will see it) as the run's one shared copy.
+
+    Parts then carry offsets into it, not text (unless the run is checkpointed).
+
+    Args:
+        run: The top level of the run.
+        document: The document as given.
+
+    Returns:
+        The neutralized document (same length, so offsets hold).
+    """
+    run.resources.text = neutralize_tags(document)
+    return run.resources.text
+
+
+def held_text(run: Level, document: str) -> str:
+    """The level's text as its parts are read: the run's shared copy, else this level's own."""
+    return run.resources.text if run.resources.text is not None else neutralize_tags(document)
+
+
+def _shared_slice(run: Level, start: int, end: int) -> str:
+    shared = run.resources.text
+    if shared is None:
+        msg = f"the text of characters {start}-{end} is no longer held by run {run.run_key}"
+        raise RLMError(msg)
+    return shared[start:end]
+
+
 def part_text(run: Level, document: str, start: int, end: int) -> str:
     """Text of ``[start, end)`` in root offsets, from the run's shared copy.
 
@@ -58,7 +99,17 @@ def part_text(run: Level, document: str, start: int, end: int) -> str:
     """
     if run.resources.text is None and document:
         return neutralize_tags(document[start - run.offset : end - run.offset])
-    return run.text(start, end)
+    return _shared_slice(run, start, end)
+
+
+def read_text(run: Level, task: ChunkTask) -> str:
+    """A part's text at its reading call: carried by a checkpointed run's payload, else sliced from the shared copy.
+
+    Raises:
+        RLMError: If the run's text is gone (its resources were released).
+    """
+    text = task.get("text")
+    return neutralize_tags(text) if text is not None else _shared_slice(run, task["start"], task["end"])
 
 
 def part_sends(

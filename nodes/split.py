@@ -6,14 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.types import Command
-from rlm_graph.nodes.sends import part_sends
+from rlm_graph.nodes.sends import held_text, hold_text, part_sends
 from rlm_graph.state import RLMState
 
 from rlm_graph import focus
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
 from rlm_graph.level import Level
-from rlm_graph.prompts import neutralize_tags
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
@@ -95,8 +94,7 @@ def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -
         return run.leaves
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
-    document = neutralize_tags(state["document"])
-    run.resources.text = document
+    document = hold_text(run, state["document"])
     leaves = plan_leaves(
         document,
         part_tokens=part_tokens,
@@ -154,7 +152,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
         groups_by_start = {group[0].start: group for group in groups}
-        document = run.resources.text if run.resources.text is not None else neutralize_tags(state["document"])
+        document = held_text(run, state["document"])
         parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
         if run.depth == 0:
             run.resources.plan_leaves(sum(len(groups_by_start[part["start"]]) for part in parts))

@@ -9,7 +9,6 @@ from langgraph.runtime import get_runtime
 
 from rlm_graph.context import RLMContext
 from rlm_graph.coverage import Coverage, settle_answer
-from rlm_graph.errors import RLMError
 from rlm_graph.options import overridden
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant
@@ -90,25 +89,6 @@ class Level:
             return get_runtime().execution_info.thread_id is not None
         except Exception:  # noqa: BLE001 - outside a run, or an older LangGraph: assume durable
             return True
-
-    def text(self, start: int, end: int) -> str:
-        """The (neutralized) text of ``[start, end)`` in root offsets, from the run's shared copy.
-
-        Args:
-            start: Start offset in the root document.
-            end: End offset.
-
-        Returns:
-            The text.
-
-        Raises:
-            RLMError: If the run's text is gone (its resources were released).
-        """
-        shared = self.resources.text
-        if shared is None:
-            msg = f"the text of characters {start}-{end} is no longer held by run {self.run_key}"
-            raise RLMError(msg)
-        return shared[start:end]
 
     @property
     def max_depth(self) -> int:

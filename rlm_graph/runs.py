@@ -291,17 +291,3 @@ def release(run_key: str) -> None:
     """
     with _registry_lock:
         _registry.pop(run_key, None)
-
-
-def shared_text(run_key: str) -> str | None:
-    """The root document a running run holds for its parts, if any.
-
-    Args:
-        run_key: The run's key.
-
-    Returns:
-        The neutralized document, or ``None`` when the run is unknown here.
-    """
-    with _registry_lock:
-        found = _registry.get(run_key)
-    return found.text if found is not None else None
