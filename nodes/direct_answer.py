@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.state import RLMState, merge_usage
 
-from rlm_graph.calls import CallSteps, ModelCall, node_runnable
+from rlm_graph.calls import CallSteps, ModelCall
 from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings

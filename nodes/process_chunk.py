@@ -11,11 +11,12 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
+from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.nodes.sends import read_text
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, node_runnable
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
 from rlm_graph.progress import ProgressWriter

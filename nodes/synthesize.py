@@ -7,10 +7,11 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
+from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.nodes.sends import next_round_command
 from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
 
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, node_runnable
+from rlm_graph.calls import CallResult, CallSteps, ModelCall
 from rlm_graph.errors import AllPartsFailedError
 from rlm_graph.focus import FocusRound, split_complete
 from rlm_graph.level import Level

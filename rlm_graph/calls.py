@@ -3,8 +3,8 @@
 A node body is written once, as a generator (:data:`CallSteps`) that yields a batch
 of :class:`ModelCall` (or one :class:`RunnableCall`, such as a nested graph) and receives the results.
 :func:`drive` and :func:`adrive` run it: a batch one call after another, or in
-parallel under ``asyncio.gather``. :func:`node_runnable` builds a node's sync and
-async entry points from one body. Every call is looked up in the reply cache,
+parallel under ``asyncio.gather`` (``rlm_graph.nodes.entry`` builds a node's sync and
+async entry points from one body). Every call is looked up in the reply cache,
 booked against the run's budgets, held to a slot of the run's limiter (synthesis
 first), bounded by the per-call timeout, and an empty reply fails it.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.cache.base import FullKey
 
 from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
@@ -35,7 +35,6 @@ __all__ = [
     "adrive",
     "drive",
     "model_usage",
-    "node_runnable",
 ]
 
 
@@ -160,6 +159,17 @@ def _hit(settings: Settings, text: str | None, role: str) -> CallResult | None:
     return CallResult(text=text, usage=usage)
 
 
+def _prepare(level: Level, call: ModelCall) -> tuple[Settings, str, FullKey | None]:
+    settings = level.settings
+    role = settings.role_of(call.large)
+    return settings, role, _cache_key(settings, call, role)
+
+
+def _book(level: Level, call: ModelCall) -> None:
+    # Only calls actually made are booked: a cache hit spends no budget.
+    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+
+
 def call_model(level: Level, call: ModelCall) -> CallResult:
     """Send one prompt, holding a slot of the run's limiter (sync).
 
@@ -171,14 +181,11 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         The reply and its usage; a reply from the cache counts no call and no tokens,
         only ``cached_calls``.
     """
-    settings = level.settings
-    role = settings.role_of(call.large)
-    key = _cache_key(settings, call, role)
+    settings, role, key = _prepare(level, call)
     hit = _hit(settings, settings.replies.get(key) if settings.replies and key else None, role)
     if hit is not None:
         return hit
-    # Only calls actually made are booked: a cache hit spends no budget.
-    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+    _book(level, call)
     try:
         with level.resources.thread_slot():
             reply = invoke_within(settings.model_for(role), _messages(call), settings.call_timeout)
@@ -196,13 +203,11 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
 
 async def acall_model(level: Level, call: ModelCall) -> CallResult:
     """Async :func:`call_model`; synthesis calls take a slot before queued reads."""
-    settings = level.settings
-    role = settings.role_of(call.large)
-    key = _cache_key(settings, call, role)
+    settings, role, key = _prepare(level, call)
     hit = _hit(settings, await settings.replies.aget(key) if settings.replies and key else None, role)
     if hit is not None:
         return hit
-    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+    _book(level, call)
     try:
         priority = (0, -level.depth) if call.urgent else (1, 0)
         async with level.resources.async_slot(priority):
@@ -224,8 +229,50 @@ def _needed(level: Level | None) -> Level:
     return level
 
 
+class _Stepper:
+    """Walks :data:`CallSteps`: hands each reply (or failure) back and keeps the next request."""
+
+    def __init__(self, steps: CallSteps) -> None:
+        self.steps = steps
+        self.done = False
+        self.value: Any = None
+        self.request: list[ModelCall] | RunnableCall | None = self._advance(lambda: next(steps))
+
+    def _advance(self, move: Callable[[], Any]) -> Any:
+        try:
+            return move()
+        except StopIteration as finished:
+            self.done, self.value = True, finished.value
+            return None
+
+    def resume(self, reply: Any, error: Exception | None) -> None:
+        """Send the reply in, or throw the failure in: the node logic decides what a failure means."""
+        if error is not None:
+            self.request = self._advance(lambda: self.steps.throw(error))
+        else:
+            self.request = self._advance(lambda: self.steps.send(reply))
+
+
+def _run(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    try:
+        if isinstance(request, RunnableCall):
+            return request.runnable.invoke(request.input, request.config, **request.kwargs), None
+        return [call_model(_needed(level), call) for call in request], None
+    except Exception as error:  # noqa: BLE001 - thrown into the node logic
+        return None, error
+
+
+async def _arun(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    try:
+        if isinstance(request, RunnableCall):
+            return await request.runnable.ainvoke(request.input, request.config, **request.kwargs), None
+        return list(await asyncio.gather(*(acall_model(_needed(level), call) for call in request))), None
+    except Exception as error:  # noqa: BLE001 - thrown into the node logic
+        return None, error
+
+
 def drive(level: Level | None, steps: CallSteps) -> Any:
-    """Run node logic written as :data:`CallSteps`, one request after another.
+    """Run node logic written as :data:`CallSteps`, one call after another.
 
     Args:
         level: The level whose model calls these are (``None`` when the logic yields only runnable calls).
@@ -234,67 +281,15 @@ def drive(level: Level | None, steps: CallSteps) -> Any:
     Returns:
         What the logic returns.
     """
-    try:
-        request = next(steps)
-        while True:
-            try:
-                if isinstance(request, RunnableCall):
-                    reply: Any = request.runnable.invoke(request.input, request.config, **request.kwargs)
-                else:
-                    reply = [call_model(_needed(level), call) for call in request]
-            except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
-                request = steps.throw(error)
-            else:
-                request = steps.send(reply)
-    except StopIteration as finished:
-        return finished.value
+    stepper = _Stepper(steps)
+    while not stepper.done:
+        stepper.resume(*_run(level, stepper.request))
+    return stepper.value
 
 
 async def adrive(level: Level | None, steps: CallSteps) -> Any:
-    """Run node logic written as :data:`CallSteps`, each batch in parallel.
-
-    Args:
-        level: The level whose model calls these are (``None`` when the logic yields only runnable calls).
-        steps: The node logic.
-
-    Returns:
-        What the logic returns.
-    """
-    try:
-        request = next(steps)
-        while True:
-            try:
-                if isinstance(request, RunnableCall):
-                    reply: Any = await request.runnable.ainvoke(request.input, request.config, **request.kwargs)
-                else:
-                    reply = list(await asyncio.gather(*(acall_model(_needed(level), call) for call in request)))
-            except Exception as error:  # noqa: BLE001 - the node logic decides what a failure means
-                request = steps.throw(error)
-            else:
-                request = steps.send(reply)
-    except StopIteration as finished:
-        return finished.value
-
-
-def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], CallSteps]) -> Runnable:
-    """A node's sync and async entry points, built from one body.
-
-    Args:
-        name: The node's name.
-        settings: The graph's settings.
-        body: The node logic; it gets the level (read from the input's ``run_key``,
-            the running config and context) and the node input.
-
-    Returns:
-        The node runnable.
-    """
-
-    def func(node_input: Any) -> Any:
-        level = Level.current(settings, node_input["run_key"])
-        return drive(level, body(level, node_input))
-
-    async def afunc(node_input: Any) -> Any:
-        level = Level.current(settings, node_input["run_key"])
-        return await adrive(level, body(level, node_input))
-
-    return RunnableLambda(func, afunc=afunc, name=name)
+    """Async :func:`drive`: the calls of a batch run in parallel (``asyncio.gather``)."""
+    stepper = _Stepper(steps)
+    while not stepper.done:
+        stepper.resume(*await _arun(level, stepper.request))
+    return stepper.value
