@@ -19,7 +19,7 @@ from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.splitter import Piece
+from rlm_graph.splitter import Span
 
 __all__ = [
     "held_text",
@@ -36,7 +36,7 @@ def part_payload(
     question: str,
     run: Level,
     part: PlannedPart,
-    leaves: list[Piece],
+    leaves: list[Span],
     index: int,
     total: int,
     scope: tuple[int, int],
@@ -116,7 +116,7 @@ def part_sends(
     run: Level,
     question: str,
     document: str,
-    parts: Sequence[tuple[PlannedPart, list[Piece]]],
+    parts: Sequence[tuple[PlannedPart, list[Span]]],
     *,
     first_index: int,
     total: int,
@@ -170,7 +170,7 @@ def next_round_command(run: Level, state: RLMState, chosen: NextRound) -> Comman
         The command that sends them.
     """
     scope = (run.offset, run.offset + state["chars"])
-    parts = [(part, [Piece(part["start"], part["end"], part["tokens"], 0)]) for part in chosen.parts]
+    parts = [(part, [Span(part["start"], part["end"], part["tokens"], 0)]) for part in chosen.parts]
     first, total = chosen.first_index, chosen.total
     sends = part_sends(run, state["question"], state["document"], parts, first_index=first, total=total, scope=scope)
     return Command(update=chosen.update, goto=sends)

@@ -15,12 +15,12 @@ from rlm_graph.estimate import level_cost, part_cost
 from rlm_graph.level import Level
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
+from rlm_graph.splitter import Span, drop_blank, group_leaves, levels_needed, plan_leaves
 
 
 def _within_budget(
-    settings: Settings, run: Level, question: str, leaves: list[Piece], fanout: int
-) -> tuple[list[Piece], list[dict[str, Any]]]:
+    settings: Settings, run: Level, question: str, leaves: list[Span], fanout: int
+) -> tuple[list[Span], list[dict[str, Any]]]:
     """Check the whole plan against the run's budgets before any call is made.
 
     Returns the leaves to read and, with ``on_budget="partial"``, the skipped spans.
@@ -78,7 +78,7 @@ def _overrun(limits: RunResources, calls: int, tokens: int) -> dict[str, Any]:
     return {"budget": "max_input_tokens", "needed": tokens, "limit": limits.max_input_tokens}
 
 
-def _reserve(settings: Settings, run: Level, question: str, leaves: list[Piece], fanout: int) -> None:
+def _reserve(settings: Settings, run: Level, question: str, leaves: list[Span], fanout: int) -> None:
     """Book the plan in the run's ledger: its syntheses stay reserved, escalations spend what it leaves."""
     cost = level_cost(settings, question, leaves, fanout)
     # Every leaf is read exactly once, at whatever depth; the rest of the plan is synthesis.
@@ -88,7 +88,7 @@ def _reserve(settings: Settings, run: Level, question: str, leaves: list[Piece],
     )
 
 
-def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -> list[Piece]:
+def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -> list[Span]:
     """The leaves of this level: handed down by the parent, or planned here at depth 0."""
     if run.leaves is not None:
         return run.leaves
@@ -105,7 +105,7 @@ def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -
     # The plan is final: nested levels group these leaves and never count again.
     run.resources.forget_counts()
     if run.offset:
-        leaves = [Piece(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
+        leaves = [Span(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
     # Refuse up front, before any spending, when the tree cannot fit max_depth.
     needed = levels_needed(len(leaves), budget["fanout"])
     if needed > run.max_depth:

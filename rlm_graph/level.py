@@ -14,7 +14,7 @@ from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant
 from rlm_graph.runs import RunResources, release, resources_for
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Piece
+from rlm_graph.splitter import Span
 from rlm_graph.state import Citation, Usage
 
 __all__ = ["CONFIG_DEPTH", "CONFIG_LEAVES", "CONFIG_OFFSET", "CONFIG_RUN_KEY", "Level"]
@@ -40,7 +40,7 @@ class Level:
     run_key: str
     context: RLMContext | None
     resources: RunResources
-    leaves: list[Piece] | None = None
+    leaves: list[Span] | None = None
     """The reading-call-sized leaves a nested invocation was handed; ``None`` at depth 0."""
 
     @classmethod
@@ -77,7 +77,7 @@ class Level:
                 overridden(context, "max_llm_calls", settings.max_llm_calls),
                 overridden(context, "max_input_tokens", settings.max_input_tokens),
             ),
-            leaves=[Piece(start, end, tokens, 0) for start, end, tokens in leaves]
+            leaves=[Span(start, end, tokens, 0) for start, end, tokens in leaves]
             if (leaves := configurable.get(CONFIG_LEAVES))
             else None,
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from rlm_graph.splitter import CountMany, Piece, group_leaves, plan_leaves
+from rlm_graph.splitter import CountMany, Span, group_leaves, plan_leaves
 
 
 async def collect(graph: CompiledStateGraph, payload: dict[str, Any], **kwargs: Any) -> tuple[dict, list[dict]]:
@@ -33,10 +33,10 @@ def covered(position: int, citations: list[dict[str, int]]) -> bool:
 class Plan:
     """How one level of the recursion divides its text."""
 
-    parts: list[Piece]
+    parts: list[Span]
     fits: list[bool]
     """Per part: whether it is one leaf, read with one call."""
-    leaves: list[list[Piece]]
+    leaves: list[list[Span]]
     """Per part: the leaves it holds (the part itself when it fits)."""
 
 
@@ -62,7 +62,7 @@ def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMan
     return plan_groups(group_leaves(leaves, fanout))
 
 
-def plan_groups(groups: Sequence[Sequence[Piece]]) -> Plan:
+def plan_groups(groups: Sequence[Sequence[Span]]) -> Plan:
     """The plan of one level whose leaves are already grouped."""
-    parts = [Piece(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
+    parts = [Span(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
     return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])
