@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py            # 100K and 1M tokens (a few minutes)
     .venv/bin/python bench/run.py --10m      # also 10M tokens for overhead and memory
 
-The relay and focused-reading rows (``bench/relay_focus.py``) close the run.
+The relay and focused-reading rows (``bench/relay_focus.py``) and the provider
+prompt-caching rows (``bench/prompt_cache.py``) close the run.
 
 Everything runs on the same documents (built from the public-domain books in the
 repository, with planted facts) and fake models, so the ratios are side by side.
@@ -33,7 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.cache.memory import InMemoryCache
 from pydantic import PrivateAttr
 
-from bench import relay_focus
+from bench import prompt_cache, relay_focus
 from bench.baselines import map_reduce, sequential
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
@@ -258,6 +259,9 @@ async def main(sizes: list[int], ten_million: bool) -> None:
 
     print("\nrelay (small model first) and focused reading, 1M tokens")
     await relay_focus.main()
+
+    print("\nprovider prompt caching: billed input of a follow-up question, 200K tokens, over HTTP")
+    await prompt_cache.main()
 
 
 if __name__ == "__main__":

@@ -2,53 +2,75 @@
 
 Offline it runs on the bundled extractive model; with OPENAI_API_KEY (or
 OPENAI_BASE_URL, and RLM_MODEL for the model name) it uses ChatOpenAI.
+RLM_MODE=navigate lets a tool-calling model explore long documents with tools
+(see the README's Navigate section); the default reads every part.
 
     python examples/chat_service.py examples/pride_and_prejudice.txt \
         "How much a year was Mr. Bennet's estate worth?" "Who inherits it?" "thanks!"
 
 Each argument after the file is one turn of the same conversation (thread).
+Questions about the conversation itself ("what did I say earlier about ...") are
+answered by the chat model with ``create_history_hook``: recent turns verbatim,
+older turns read only when needed and cited by message id.
 ``graph`` below is what ``langgraph.json`` serves to ``langgraph dev`` and Studio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import uuid
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim_messages
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
-from rlm_graph import DocumentChatState, ExtractiveChatModel, create_document_node, model_from_env
+from rlm_graph import (
+    DocumentChatState,
+    ExtractiveChatModel,
+    create_document_node,
+    create_history_hook,
+    create_rlm_graph,
+    model_from_env,
+)
 from rlm_graph.chat_messages import split_message
 
 SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|good (morning|evening|night)|bye|goodbye|ok|okay|cool|great)\b[\s!.?]*$",
     re.IGNORECASE,
 )
+EARLIER = re.compile(
+    r"\b(earlier|remind me|what was|did (i|we|you) (say|mention|tell|decide|agree)"
+    r"|we (said|decided|agreed)|you said)\b",
+    re.IGNORECASE,
+)
 ROUTER_PROMPT = (
-    "Decide whether the user's last message asks something about their document or is small talk "
-    "(greetings, thanks, chit-chat). Reply with exactly one word: DOCUMENT or CHAT."
+    "Decide whether the user's last message asks something about their document, or is small talk "
+    "(greetings, thanks, chit-chat) or about this conversation itself (what was said earlier). "
+    "Reply with exactly one word: DOCUMENT or CHAT."
 )
 
 
-def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpointer = None):
+def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpointer = None, mode: str | None = None):
     """Build the chat graph.
 
     Args:
         model: Chat model; defaults to ``model_from_env()``.
         checkpointer: Checkpointer for conversations across requests (``thread_id``).
+        mode: Reading mode of the analysis graph; defaults to ``RLM_MODE`` or ``"full"``.
 
     Returns:
         The compiled chat graph.
     """
     model = model or model_from_env()[0]
     offline = isinstance(model, ExtractiveChatModel)
+    # Fits a thread of any length into the model's window; older turns are read only when asked about.
+    history = create_history_hook(model)
 
     def route(state: DocumentChatState) -> Literal["analyse_document", "small_talk"]:
         latest = state["messages"][-1]
@@ -56,26 +78,31 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
         if attachments:
             return "analyse_document"
         if offline or not text:
-            return "small_talk" if SMALL_TALK.match(text) else "analyse_document"
+            return "small_talk" if SMALL_TALK.match(text) or EARLIER.search(text) else "analyse_document"
         verdict = model.invoke([SystemMessage(ROUTER_PROMPT), HumanMessage(text)]).text.strip().upper()
         return "small_talk" if verdict.startswith("CHAT") else "analyse_document"
 
     async def small_talk(state: DocumentChatState) -> dict:
-        if offline:
+        text = split_message(state["messages"][-1])[0]
+        if offline and not EARLIER.search(text):
             return {"messages": [AIMessage("Happy to help. Ask me anything about your document.")]}
-        history = trim_messages(
-            [m for m in state["messages"] if isinstance(m, (HumanMessage, AIMessage))],
-            max_tokens=12,
-            token_counter=len,  # count messages: the last few turns are enough for chit-chat
-            strategy="last",
-            start_on="human",
+        sent = (await history.ainvoke(state))["llm_input_messages"]
+        if offline:  # the extractive model quotes the digest's best sentences, then its sources
+            digest = sent[-1].text[len(text) :]
+            sources = re.findall(r"^Sources: (.*)$", digest, re.MULTILINE)
+            reply = await model.ainvoke([HumanMessage(f"<document>{digest}</document><question>{text}</question>")])
+            cited = f" (messages {sources[-1]})" if sources and sources[-1] != "none" else ""
+            return {"messages": [AIMessage(reply.text + cited)]}
+        system = SystemMessage(
+            "You are a friendly assistant for questions about the user's documents and this conversation. "
+            "Be brief; when you use the earlier conversation, name the message ids you rely on."
         )
-        text_only = [type(m)(split_message(m)[0] if isinstance(m, HumanMessage) else m.text) for m in history]
-        system = SystemMessage("You are a friendly assistant for questions about the user's documents. Be brief.")
-        return {"messages": [await model.ainvoke([system, *text_only])]}
+        return {"messages": [await model.ainvoke([system, *sent])]}
 
     builder = StateGraph(DocumentChatState)
-    builder.add_node("analyse_document", create_document_node(model))
+    mode = mode or os.environ.get("RLM_MODE") or "full"
+    analysis = None if mode == "full" else create_rlm_graph(model, mode=mode)
+    builder.add_node("analyse_document", create_document_node(model, analysis))
     builder.add_node("small_talk", small_talk)
     builder.add_conditional_edges(START, route, ["analyse_document", "small_talk"])
     builder.add_edge("analyse_document", END)

@@ -11,6 +11,7 @@ from langgraph.graph import END
 from rlm_graph.state import RLMState, reset
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
+from rlm_graph.options import wants_navigate
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import has_text
@@ -79,7 +80,11 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             run.part_tokens,
         )
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
-        return {**update, "route": "direct" if fits else "split"}
+        route = "direct" if fits else "split"
+        # Navigate mode: a top-level document too long for one call goes to the navigator.
+        if not fits and wants_navigate(run.mode, run.depth):
+            route = "navigate"
+        return {**update, "route": route}
 
     return check
 
@@ -91,11 +96,13 @@ def route_after_check(state: RLMState) -> str:
         state: State after ``check``.
 
     Returns:
-        ``"direct_answer"``, ``"split"``, or the end for an empty document.
+        ``"direct_answer"``, ``"split"``, ``"navigate"``, or the end for an empty document.
     """
     route = state.get("route")
     if route == "direct":
         return "direct_answer"
     if route == "split":
         return "split"
+    if route == "navigate":
+        return "navigate"
     return END

@@ -19,6 +19,7 @@ from rlm_graph.errors import (
 )
 from rlm_graph.estimate import CostEstimate, estimate_cost
 from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
+from rlm_graph.history import create_history_hook
 from rlm_graph.models import model_from_env
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
@@ -53,6 +54,7 @@ __all__ = [
     "UsageEvent",
     "VectorStoreRetriever",
     "create_document_node",
+    "create_history_hook",
     "create_rlm_graph",
     "estimate_cost",
     "is_transient_error",

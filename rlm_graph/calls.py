@@ -86,23 +86,35 @@ def _messages(call: ModelCall) -> list[BaseMessage]:
 
 
 def model_usage(
-    prices: Mapping[str, tuple[float, float]] | None, role: str, input_tokens: int, output_tokens: int
+    prices: Mapping[str, tuple[float, ...]] | None,
+    role: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_input_tokens: int = 0,
 ) -> ModelUsage:
     """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
 
     Args:
-        prices: Price per million input and output tokens, by role.
+        prices: Price per million input and output tokens by role, and optionally per million
+            cached input tokens (``(input, output, cached_input)``; without it cached input
+            costs the input price).
         role: ``"model"`` or ``"large_model"``.
-        input_tokens: The call's prompt tokens.
+        input_tokens: The call's prompt tokens, cached ones included (as providers report them).
         output_tokens: The call's reply tokens.
+        cached_input_tokens: Prompt tokens the provider read from its prompt cache.
 
     Returns:
         The entry.
     """
     entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cached_input_tokens:
+        entry["cached_input_tokens"] = cached_input_tokens
     if prices and role in prices:
-        price_in, price_out = prices[role]
-        entry["cost"] = (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+        price_in, price_out, *rest = prices[role]
+        price_cached = rest[0] if rest else price_in
+        fresh_input = input_tokens - cached_input_tokens
+        billed = fresh_input * price_in + cached_input_tokens * price_cached + output_tokens * price_out
+        entry["cost"] = billed / 1_000_000
     return entry
 
 
@@ -124,13 +136,19 @@ def _result(settings: Settings, call: ModelCall, reply: BaseMessage, role: str) 
     output_tokens = metadata.get("output_tokens")
     if output_tokens is None:
         output_tokens = settings.counter.count(text)
+    # Prompt tokens the provider served from its prompt cache (billed at a discount);
+    # part of input_tokens, never more than it.
+    details = metadata.get("input_token_details") or {}
+    cached_input = min(int(details.get("cache_read") or 0), input_tokens)
     usage: Usage = {
         "llm_calls": 1,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": input_tokens + output_tokens,
-        "by_model": {role: model_usage(settings.prices, role, input_tokens, output_tokens)},
+        "by_model": {role: model_usage(settings.prices, role, input_tokens, output_tokens, cached_input)},
     }
+    if cached_input:
+        usage["cached_input_tokens"] = cached_input
     return CallResult(text=str(text), usage=usage)
 
 
@@ -188,7 +206,8 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
     _book(level, call)
     try:
         with level.resources.thread_slot():
-            reply = invoke_within(settings.model_for(role), _messages(call), settings.call_timeout)
+            messages = settings.wire_messages(_messages(call), role)
+            reply = invoke_within(settings.model_for(role), messages, settings.call_timeout)
     except Exception as error:
         # Honour the server's Retry-After before LangGraph's retry policy takes over;
         # the slot is already released, so other calls go on meanwhile.
@@ -211,7 +230,8 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
     try:
         priority = (0, -level.depth) if call.urgent else (1, 0)
         async with level.resources.async_slot(priority):
-            reply = await ainvoke_within(settings.model_for(role), _messages(call), settings.call_timeout)
+            messages = settings.wire_messages(_messages(call), role)
+            reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout)
     except Exception as error:
         if (wait := _retry_wait(error)) is not None:
             await asyncio.sleep(wait)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -16,6 +16,7 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import MessagesState, add_messages
 from langgraph.graph.state import CompiledStateGraph
 
+from rlm_graph.chat_messages import UNSUPPORTED_ATTACHMENT_MESSAGE
 from rlm_graph.chat_turn import DocumentTurn
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.state import Usage
@@ -42,7 +43,8 @@ the conversation: replace pronouns and references such as "she", "it" or "that c
 with what they refer to. Do not answer it. Reply with the question only."""
 
 MISSING_DOCUMENT_MESSAGE = (
-    "I don't have a document to read yet. Paste it or attach it as a text file, then ask your question."
+    "I don't have a document to read yet. Paste it or attach it (PDF, Word, HTML, Markdown or text), "
+    "then ask your question."
 )
 QUESTION_TOO_LONG_MESSAGE = (
     "Your question is too long for me to work on together with the document (about {tokens} tokens). "
@@ -109,15 +111,24 @@ def create_document_node(
     attachment_placeholder: str = ATTACHMENT_PLACEHOLDER,
     durable_analysis: bool = False,
     name: str = "analyse_document",
+    unsupported_attachment_message: str = UNSUPPORTED_ATTACHMENT_MESSAGE,
+    document_messages: Mapping[str, str] | None = None,
 ) -> Runnable[dict[str, Any], dict[str, Any]]:
     """Build a chat-graph node that answers the latest human message about a document.
 
-    The document comes from a text attachment of the latest human message (it is
+    The document comes from an attachment of the latest human message (it is
     then saved under ``document_key`` for later turns) or from ``document_key``
-    in state. The stored human message keeps a short reference instead of the
-    attachment (``attachment_placeholder`` as a text block, and
+    in state. PDF, DOCX and HTML attachments are extracted to text (PDF and DOCX
+    need the ``documents`` extra), Markdown and plain text are read as they are;
+    ``document_key`` then holds the extracted text, which citation offsets refer
+    to. A file whose text cannot be extracted (a scanned PDF without a text
+    layer, a password, damage) gets a reply saying so (``document_messages``).
+    The stored human message keeps a short reference instead of the attachment
+    (``attachment_placeholder`` as a text block, and
     ``additional_kwargs["rlm_attachments"]`` with each document's sha256 and
-    length), so a thread holds the document once, not in every checkpoint.
+    length; ``additional_kwargs["rlm_document"]`` describes the joined text: its
+    sha256, length, format and a PDF's page ranges), so a thread holds the document once, not in
+    every checkpoint.
 
     A follow-up question is first rewritten as a standalone question from recent
     history: the most recent turns that fit both ``history_tokens`` and the
@@ -128,7 +139,9 @@ def create_document_node(
 
     The answer is appended as an ``AIMessage`` holding the analysis answer as is
     (notes about unread parts included), whose ``additional_kwargs["citations"]``
-    and ``response_metadata["citations"]`` hold the cited spans; usage is summed
+    and ``response_metadata["citations"]`` hold the cited spans (offsets into
+    ``document_key``; for a PDF also ``page`` and ``last_page``, on follow-up
+    turns too); usage is summed
     under ``usage_key``. Without a document the node replies with
     ``missing_document_message``.
 
@@ -153,9 +166,15 @@ def create_document_node(
             analysis then writes no checkpoints (nor per-part payloads) into the
             chat thread, and a failed turn is re-run as a whole.
         name: Name of the node runnable.
+        unsupported_attachment_message: Reply when no attachment is a document
+            (an image, a spreadsheet...); may use ``{kinds}``.
+        document_messages: Replies for files whose text cannot be extracted, by
+            reason, merged over ``rlm_graph.documents.DEFAULT_DOCUMENT_MESSAGES``.
 
     Returns:
-        A runnable for ``StateGraph.add_node`` (sync and async).
+        A runnable for ``StateGraph.add_node`` (sync and async). Its functions
+        name the analysis graph, so ``get_graph(xray=True)`` of the chat graph
+        (Studio's graph view) shows the analysis graph's nodes inside it.
     """
     node = DocumentTurn(
         model,
@@ -168,5 +187,18 @@ def create_document_node(
         question_too_long_message=question_too_long_message,
         attachment_placeholder=attachment_placeholder,
         durable_analysis=durable_analysis,
+        unsupported_attachment_message=unsupported_attachment_message,
+        document_messages=document_messages,
     )
-    return RunnableLambda(node.invoke, afunc=node.ainvoke, name=name)
+    analysis = node.graph
+
+    # The analysis graph is named in these closures on purpose: LangGraph finds a graph that a
+    # node's function uses (its nonlocals), so ``get_graph(xray=True)`` (Studio's graph view) shows
+    # the analysis graph's nodes inside this one, and ``get_state(subgraphs=True)`` knows it.
+    def analyse(state: dict[str, Any]) -> dict[str, Any]:
+        return node.invoke(state, analysis)
+
+    async def aanalyse(state: dict[str, Any]) -> dict[str, Any]:
+        return await node.ainvoke(state, analysis)
+
+    return RunnableLambda(analyse, afunc=aanalyse, name=name)

@@ -14,13 +14,15 @@ from langgraph.graph.state import CompiledStateGraph
 from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.chat_messages import (
     DEFAULT_QUESTION,
-    UNSUPPORTED_ATTACHMENT_MESSAGE,
+    combine_documents,
     is_attachment,
+    known_pages,
+    read_message,
     render,
     sha256_hex,
-    split_message,
     text_only,
 )
+from rlm_graph.documents import DEFAULT_DOCUMENT_MESSAGES, ExtractedDocument
 from rlm_graph.estimate import settings_of
 from rlm_graph.settings import Settings
 from rlm_graph.state import Usage, merge_usage
@@ -46,7 +48,6 @@ def _input_window(model: BaseChatModel, settings: Settings | None, counter: Toke
 class DocumentTurn:
     """One chat turn of the document node: rewrite the question if need be, then run the analysis graph."""
 
-
     def __init__(
         self,
         model: BaseChatModel,
@@ -60,6 +61,8 @@ class DocumentTurn:
         question_too_long_message: str,
         attachment_placeholder: str,
         durable_analysis: bool,
+        unsupported_attachment_message: str,
+        document_messages: Mapping[str, str] | None,
     ) -> None:
         self.model = model
         self.graph = graph
@@ -71,6 +74,8 @@ class DocumentTurn:
         self.question_too_long_message = question_too_long_message
         self.attachment_placeholder = attachment_placeholder
         self.durable_analysis = durable_analysis
+        self.unsupported_attachment_message = unsupported_attachment_message
+        self.document_messages = {**DEFAULT_DOCUMENT_MESSAGES, **(document_messages or {})}
         try:
             self.settings: Settings | None = settings_of(graph)
         except TypeError:  # a graph not built by create_rlm_graph: no budgets to check against
@@ -123,49 +128,68 @@ class DocumentTurn:
         if not humans:
             return {"reply": self.missing_document_message}
         latest = messages[humans[-1]]
-        question, attached, unsupported = split_message(latest)
-        document = "\n\n".join(attached) if attached else state.get(self.document_key)
-        if unsupported and not attached:
-            return {"reply": UNSUPPORTED_ATTACHMENT_MESSAGE.format(kinds=", ".join(sorted(set(unsupported))))}
+        parts = read_message(latest, document_messages=self.document_messages)
+        attached = parts.documents
+        if parts.problems and not attached:
+            # Say what is wrong with each file (a scanned PDF, a password...) rather than "no document".
+            return {"reply": "\n\n".join(str(problem) for problem in parts.problems)}
+        if parts.unsupported and not attached:
+            kinds = ", ".join(sorted(set(parts.unsupported)))
+            return {"reply": self.unsupported_attachment_message.format(kinds=kinds)}
+        if attached:
+            extracted: ExtractedDocument | None = combine_documents(attached)
+            document: Any = extracted.text
+        else:
+            document = state.get(self.document_key)
+            extracted = known_pages(messages, document) if isinstance(document, str) else None
         if not isinstance(document, str) or not document.strip():
             return {"reply": self.missing_document_message}
         plan: dict[str, Any] = {
             "document": document,
-            "question": question or DEFAULT_QUESTION,
+            "extracted": extracted,
+            "question": parts.text or DEFAULT_QUESTION,
             "new": bool(attached) and document != state.get(self.document_key),
-            "stored": self._stored_message(latest, attached),
+            "stored": self._stored_message(latest, extracted) if attached else None,
         }
         earlier = messages[: humans[-1]]
-        if question and any(isinstance(m, HumanMessage) for m in earlier):
-            plan.update(self._condense(earlier, question))
+        if parts.text and any(isinstance(m, HumanMessage) for m in earlier):
+            plan.update(self._condense(earlier, parts.text))
         return plan
 
-    def _stored_message(self, message: BaseMessage, attached: list[str]) -> HumanMessage | None:
+    def _stored_message(self, message: BaseMessage, document: ExtractedDocument | None) -> HumanMessage | None:
         """The latest message as the thread keeps it: attachments replaced by a short reference.
 
         The document is kept once under ``document_key``; a copy in ``messages``
-        would be written into every checkpoint of the thread.
+        would be written into every checkpoint of the thread. The references
+        (``rlm_attachments``: each attachment's sha256 and length; and
+        ``rlm_document``: the joined text's sha256, format and, for a PDF, its pages)
+        let later turns give citations their page numbers.
         """
-        if not attached or isinstance(message.content, str):
+        if document is None or isinstance(message.content, str):
             return None
-        references = [{"sha256": sha256_hex(text), "chars": len(text)} for text in attached]
-        texts = iter(references)
         content: list[Any] = []
+        references: list[dict[str, Any]] = []
         for block in message.content:
-            _, documents, _ = split_message(HumanMessage([block])) if is_attachment(block) else ("", [], [])
-            if documents:
-                reference = next(texts)
-                placeholder = self.attachment_placeholder.format(
-                    chars=reference["chars"], sha256=reference["sha256"], sha256_prefix=reference["sha256"][:12]
-                )
-                content.append({"type": "text", "text": placeholder})
-            else:
+            documents = read_message(HumanMessage([block]), document_messages=self.document_messages).documents
+            if not is_attachment(block) or not documents:
                 content.append(block)
+                continue
+            text = documents[0].text
+            reference = {"sha256": sha256_hex(text), "chars": len(text)}
+            references.append(reference)
+            placeholder = self.attachment_placeholder.format(
+                chars=reference["chars"], sha256=reference["sha256"], sha256_prefix=reference["sha256"][:12]
+            )
+            content.append({"type": "text", "text": placeholder})
+        summary: dict[str, Any] = {"sha256": sha256_hex(document.text), "chars": len(document.text)}
+        summary["format"] = document.format
+        if document.pages:
+            summary["pages"] = [[page.start, page.end, page.number] for page in document.pages]
         return HumanMessage(
             content,
             id=message.id,
             name=message.name,
-            additional_kwargs={**message.additional_kwargs, "rlm_attachments": references},
+            additional_kwargs={**message.additional_kwargs, "rlm_attachments": references, "rlm_document": summary},
             response_metadata=message.response_metadata,
         )
 
@@ -216,10 +240,14 @@ class DocumentTurn:
         total = merge_usage(out["usage"], usage)
         # The analysis answer goes to the user as is: its notes (parts that could not be
         # read, budget stops) are part of what the user must see.
+        # Offsets refer to the document's text (state[document_key], extracted for PDF, DOCX and
+        # HTML); a PDF's citations also name their pages.
+        extracted: ExtractedDocument | None = plan.get("extracted")
+        citations = [extracted.cite(c) for c in out["citations"]] if extracted is not None else out["citations"]
         message = AIMessage(
             out["answer"],
-            additional_kwargs={"citations": out["citations"], "rlm_question": question, "rlm_errors": out["errors"]},
-            response_metadata={"citations": out["citations"], "rlm_usage": total, "rlm_errors": out["errors"]},
+            additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": out["errors"]},
+            response_metadata={"citations": citations, "rlm_usage": total, "rlm_errors": out["errors"]},
         )
         messages = [message] if plan.get("stored") is None else [plan["stored"], message]
         update: dict[str, Any] = {"messages": messages, self.usage_key: merge_usage(state.get(self.usage_key), total)}
@@ -231,7 +259,7 @@ class DocumentTurn:
         question, usage = self._standalone(plan, reply)
         return question, usage, self._fits_analysis(question)
 
-    def _steps(self, state: dict[str, Any]) -> CallSteps:
+    def _steps(self, state: dict[str, Any], graph: CompiledStateGraph) -> CallSteps:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
@@ -240,11 +268,13 @@ class DocumentTurn:
         if not fits:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
         request = {"document": plan["document"], "question": question}
-        out = yield RunnableCall(self.graph, request, self._analysis_config())
+        out = yield RunnableCall(graph, request, self._analysis_config())
         return self._update(state, plan, question, out, usage)
 
-    def invoke(self, state: dict[str, Any]) -> dict[str, Any]:
-        return drive(None, self._steps(state))
+    def invoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
+        """Run one turn with ``graph`` as the analysis graph (sync)."""
+        return drive(None, self._steps(state, graph))
 
-    async def ainvoke(self, state: dict[str, Any]) -> dict[str, Any]:
-        return await adrive(None, self._steps(state))
+    async def ainvoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
+        """Run one turn with ``graph`` as the analysis graph (async)."""
+        return await adrive(None, self._steps(state, graph))

@@ -1,4 +1,8 @@
-"""Command line: ``rlm-graph ask FILE "question"``."""
+"""Command line: ``rlm-graph ask FILE "question"`` and ``rlm-graph eval``.
+
+FILE may be plain text, Markdown, HTML, PDF or DOCX; the text of HTML, PDF and
+DOCX files is extracted first (PDF and DOCX need the ``documents`` extra).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ from typing import Any, TextIO
 
 from langchain_core.language_models import BaseChatModel
 
+from rlm_graph.documents import DocumentError, ExtractedDocument, detect_format, extract_text
 from rlm_graph.errors import describe_error
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.models import DEFAULT_OPENAI_MODEL, model_from_env
 from rlm_graph.sentences import rank_sentences, split_sentences
 
-__all__ = ["BadInputError", "binary_kind", "decode_document", "main", "quote_for"]
+__all__ = ["BadInputError", "binary_kind", "decode_document", "main", "quote_for", "read_document"]
 
 _BAR_WIDTH = 28
 _QUOTE_CHARS = 160
@@ -24,7 +29,7 @@ _QUOTE_CHARS = 160
 _MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
     (b"%PDF-", "a PDF document (convert it to text first, for example with pdftotext)"),
     (b"\x7fELF", "an executable program (ELF)"),
-    (b"PK\x03\x04", "a ZIP archive (or a .docx, .xlsx, .odt or .epub file, which are ZIP archives)"),
+    (b"PK\x03\x04", "a ZIP archive (or an .xlsx, .odt or .epub file, which are ZIP archives)"),
     (b"PK\x05\x06", "an empty ZIP archive"),
     (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
     (b"\xfd7zXZ\x00", "an xz-compressed file (decompress it first)"),
@@ -47,7 +52,8 @@ class BadInputError(Exception):
     """The input cannot be read as text; the message says why and what to do.
 
     Attributes:
-        reason: ``"encoding"`` (unknown name, or the bytes do not decode) or ``"binary"``.
+        reason: ``"encoding"`` (unknown name, or the bytes do not decode), ``"binary"``,
+            or ``"document"`` (a PDF or DOCX whose text cannot be extracted, such as a scan).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -60,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="rlm-graph", description="Answer questions about documents longer than a model's context window."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    ask = commands.add_parser("ask", help="answer a question about a text file")
-    ask.add_argument("file", help="text file to read ('-' for standard input)")
+    ask = commands.add_parser("ask", help="answer a question about a document")
+    ask.add_argument(
+        "file", help="document to read: text, Markdown, HTML, PDF or DOCX ('-' for standard input)"
+    )
     ask.add_argument("question", help="the question to answer")
     ask.add_argument(
         "--model",
@@ -77,10 +85,20 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="most document tokens per reading call (default 16384; the window may allow fewer)",
     )
+    ask.add_argument(
+        "--mode",
+        choices=["full", "focused", "auto", "navigate"],
+        default="full",
+        help="full: read every part (default); focused: the most relevant parts first; auto: pick from the "
+        "question; navigate: the model explores the document with tools (needs tool calling)",
+    )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON (notes go to stderr)")
     ask.add_argument(
         "--encoding", default="utf-8", help="the file's text encoding, e.g. latin-1, cp1252, utf-16 (default utf-8)"
     )
+    from rlm_graph.evaluation.command import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -161,9 +179,42 @@ def decode_document(raw: bytes, encoding: str, name: str) -> str:
     return text
 
 
-def _read(path: str, encoding: str) -> str:
+def read_document(raw: bytes, encoding: str, name: str, mime_type: str | None = None) -> ExtractedDocument:
+    """Read a file as a document: PDF, DOCX and HTML extracted, other text decoded, binaries refused.
+
+    Args:
+        raw: The file's bytes.
+        encoding: Encoding of text and HTML (an HTML page's own ``<meta charset>`` wins).
+        name: The file's name: tells HTML or Markdown by extension, and names it in messages.
+        mime_type: The mime type the sender gave, if any.
+
+    Returns:
+        The text (citation offsets refer to it), its format, and a PDF's pages.
+
+    Raises:
+        BadInputError: If the encoding is unknown, the bytes do not decode, they
+            are binary, or a PDF or DOCX holds no extractable text (a scan).
+    """
+    kind = detect_format(raw, mime_type, name)
+    if kind in {"pdf", "docx", "html"}:
+        try:
+            return extract_text(raw, mime_type=mime_type, filename=name, encoding=encoding)
+        except DocumentError as exc:
+            raise BadInputError(str(exc), "encoding" if exc.reason == "encoding" else "document") from None
+    return ExtractedDocument(decode_document(raw, encoding, name), kind if kind == "markdown" else "text")
+
+
+def _read(path: str, encoding: str) -> ExtractedDocument:
     raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
-    return decode_document(raw, encoding, "standard input" if path == "-" else path)
+    return read_document(raw, encoding, "standard input" if path == "-" else path)
+
+
+def _pages(citation: dict[str, Any]) -> str:
+    if "page" not in citation:
+        return ""
+    if citation["page"] == citation["last_page"]:
+        return f"page {citation['page']}, "
+    return f"pages {citation['page']}-{citation['last_page']}, "
 
 
 class _Progress:
@@ -231,20 +282,27 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.question.strip():
         return _fail("the question is empty: ask something about the document", args, out, err, 2)
     try:
-        document = _read(args.file, args.encoding)
+        extracted = _read(args.file, args.encoding)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", args, out, err, 2)
     except BadInputError as exc:
         return _fail(str(exc), args, out, err, 2)
+    document = extracted.text
     model, note = _choose_model(args)
     # Notes go to stderr: stdout holds only the answer (or, with --json, only JSON).
     print(note, file=err, flush=True)
+    if extracted.format in {"pdf", "docx", "html"}:
+        pages = f"{len(extracted.pages)} pages, " if extracted.pages else ""
+        name = "standard input" if args.file == "-" else args.file
+        kind = extracted.format.upper()
+        print(f"Read {name} as {kind}: {pages}{len(document):,} characters of text", file=err, flush=True)
     try:
         graph = create_rlm_graph(
             model,
             context_window=args.context_window,
             max_concurrency=args.max_concurrency,
             max_depth=args.max_depth,
+            mode=args.mode,
             **({} if args.part_tokens is None else {"part_tokens": args.part_tokens}),
         )
     except ValueError as exc:
@@ -270,16 +328,25 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"warning: {len(errors)} part(s) could not be read:", file=err)
         for error in errors:
             print(f"  characters {error['start']}-{error['end']}: {error['error']}", file=err)
+    # A PDF's citations also name their pages (offsets mapped to the pages they fall on).
+    citations = [extracted.cite(citation) for citation in result.get("citations") or []]
     if args.json:
-        print(json.dumps({k: result.get(k) for k in ("answer", "citations", "usage", "errors")}, indent=2), file=out)
+        payload = {k: result.get(k) for k in ("answer", "usage", "errors")} | {"citations": citations}
+        if extracted.format in {"pdf", "docx", "html"}:
+            # Offsets refer to the extracted text, not to the file: give it with the answer.
+            pages = [[page.start, page.end, page.number] for page in extracted.pages or ()]
+            payload["document"] = {"format": extracted.format, "chars": len(document), "text": document}
+            payload["document"] |= {"pages": pages} if extracted.pages else {}
+        print(json.dumps(payload, indent=2), file=out)
         return 0
     # The answer is printed as is: it may end with notes about parts that were not read.
     print(result["answer"], file=out)
-    if result["citations"]:
+    if citations:
         print("\nCitations:", file=out)
-        for number, citation in enumerate(result["citations"], start=1):
+        for number, citation in enumerate(citations, start=1):
             quote = quote_for(document, citation["start"], citation["end"], result["answer"])
-            print(f'[{number}] characters {citation["start"]}-{citation["end"]}: "{quote}"', file=out)
+            where = f'{_pages(citation)}characters {citation["start"]}-{citation["end"]}'
+            print(f'[{number}] {where}: "{quote}"', file=out)
     usage = result["usage"]
     print(
         f"\n{usage.get('llm_calls', 0)} model calls, {usage.get('input_tokens', 0)} input and "
@@ -300,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
+        if args.command == "eval":
+            from rlm_graph.evaluation.command import run_eval_command
+
+            return run_eval_command(args)
         return asyncio.run(_ask(args, sys.stdout, sys.stderr))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -37,11 +37,12 @@ class RLMContext:
             "the document from the start as far as the budget allows and lists what it skipped."
         },
     )
-    mode: Literal["full", "focused", "auto"] | None = field(
+    mode: Literal["full", "focused", "auto", "navigate"] | None = field(
         default=None,
         metadata={
             "description": "Reading mode for this run: 'full' reads every part; 'focused' reads the most "
-            "relevant parts first and stops once the answer is found; 'auto' picks from the question."
+            "relevant parts first and stops once the answer is found; 'auto' picks from the question; "
+            "'navigate' lets a tool-calling model explore the document with tools."
         },
     )
     max_focused_parts: int | float | None = field(

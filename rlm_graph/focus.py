@@ -85,7 +85,8 @@ def mode_for(settings: Settings, run: Level, question: str, progress: ProgressWr
         ``"full"`` or ``"focused"``.
     """
     configured = run.mode
-    if run.depth > 0 or configured == "full":
+    # "navigate" never reaches split at the top level (check routes it); nested levels read in full.
+    if run.depth > 0 or configured in ("full", "navigate"):
         return "full"
     if configured == "auto":
         mode, reason = decide_mode(question)

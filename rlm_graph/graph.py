@@ -17,6 +17,8 @@ from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
 from rlm_graph.lifetime import owning_runs
+from rlm_graph.navigate import DEFAULT_MAX_STEPS, NavigateOptions, add_navigate_nodes, check_max_steps
+from rlm_graph.navigate import tool_calling_error as _tool_calling_error
 from rlm_graph.nodes import (
     make_check,
     make_chunk_error_handler,
@@ -53,6 +55,25 @@ DEFAULT_RETRY_POLICY = RetryPolicy(
 )
 """Retries 429s, 5xx, timeouts and lost connections; never a 400 such as a context overflow."""
 
+
+def _draw_error_route(builder: StateGraph, node: str, goto: str) -> None:
+    """Give ``node``'s error handler its edges in drawings: ``node -.-> handler -.-> goto``.
+
+    LangGraph adds the handler node without edges, so a drawing has two nodes
+    without incoming edges and two without outgoing ones; ``first_node()`` and
+    ``last_node()`` are then ``None`` and ``get_graph(xray=True)`` of a parent
+    graph cannot expand this graph. Declared ends only shape drawings: at run
+    time a failure still reaches the handler through ``error_handler``, and the
+    handler's ``Command(goto=...)`` routes it.
+    """
+    handler = builder.nodes[node].error_handler_node
+    if handler is None:
+        return
+    ends = builder.nodes[node].ends or ()
+    builder.nodes[node].ends = (*ends, handler)
+    builder.nodes[handler].ends = (goto,)
+
+
 def create_rlm_graph(
     model: BaseChatModel,
     context_window: int | None = None,
@@ -82,11 +103,13 @@ def create_rlm_graph(
     progress_messages: Mapping[str, str] | None = None,
     large_model: BaseChatModel | None = None,
     escalate_below: float = 0.5,
-    prices: Mapping[str, tuple[float, float]] | None = None,
-    mode: Literal["full", "focused", "auto"] = "full",
+    prices: Mapping[str, tuple[float, ...]] | None = None,
+    mode: Literal["full", "focused", "auto", "navigate"] = "full",
     retriever: Retriever | None = None,
     max_focused_parts: int | float = 0.2,
     index_cache_size: int = 16,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    prompt_cache_markers: bool = False,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -167,12 +190,17 @@ def create_rlm_graph(
             ``large_model``. A reading that states none counts as confident.
         prices: Price per million input and output tokens by role, e.g.
             ``{"model": (0.15, 0.60), "large_model": (2.50, 10.00)}``; adds
-            ``cost`` to the usage.
+            ``cost`` to the usage. A third number prices cached input tokens
+            (those the provider reports as read from its prompt cache), e.g.
+            ``(0.15, 0.60, 0.075)``; without it they cost the input price.
         mode: ``"full"`` reads every part; ``"focused"`` reads the top-level
             parts most relevant to the question first and stops once the
             findings answer it; ``"auto"`` decides from the question
-            (aggregation questions are read in full). Per run:
-            ``RLMContext(mode=...)``.
+            (aggregation questions are read in full; it never picks navigate);
+            ``"navigate"``: the root model (``large_model`` if given, else
+            ``model``; it must support tool calling) explores the document with
+            tools (search, grep, peek, ask, ask_all, final) and never sees it
+            whole. Per run: ``RLMContext(mode=...)``.
         retriever: Ranks parts for focused reading; ``BM25Retriever()`` (offline,
             the ``retrieval`` extra) by default, or
             ``VectorStoreRetriever(embeddings)``.
@@ -181,6 +209,16 @@ def create_rlm_graph(
             found; with nothing relevant yet it reads on.
         index_cache_size: Part indexes kept in memory (by document hash), so
             follow-up questions on a document reuse its index.
+        max_steps: Navigate mode: most root-model calls per run, the last
+            (forced final) one included.
+        prompt_cache_markers: Mark where each prompt's static prefix
+            (instructions and document text) ends with an Anthropic-style
+            ``cache_control`` block, for providers that cache a prompt prefix
+            only at such markers (Anthropic, Bedrock, OpenRouter). It does
+            nothing for OpenAI's and Azure's own endpoints, which cache
+            repeated prefixes automatically. Either way every prompt puts the
+            document before the question, so a follow-up question on the same
+            document is billed mostly at the provider's cached-input price.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -205,10 +243,15 @@ def create_rlm_graph(
         max_focused_parts=max_focused_parts,
         part_tokens=part_tokens,
     )
+    check_max_steps(max_steps)
     if retriever is not None:
         check_retriever(retriever)
-    elif mode != "full":
+    elif mode in ("focused", "auto"):
+        # navigate's search falls back to word matching without bm25s, so it needs none.
         retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
+    if not isinstance(prompt_cache_markers, bool):
+        msg = f"prompt_cache_markers must be True or False, got {prompt_cache_markers!r}"
+        raise TypeError(msg)
     check_build_options(
         max_fanout=max_fanout, chunk_overlap=chunk_overlap, index_cache_size=index_cache_size, cache_ttl=cache_ttl
     )
@@ -260,6 +303,7 @@ def create_rlm_graph(
             index_cache=IndexCache(index_cache_size),
         ),
         replies=None if backend is None else ReplyCache(backend, cache_ttl),
+        prompt_cache_markers=prompt_cache_markers,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]
@@ -285,13 +329,20 @@ def create_rlm_graph(
         error_handler=make_chunk_error_handler(settings),
         **model_node_options,
     )
+    _draw_error_route(builder, "process_chunk", "synthesize")
     # Focused reading: synthesize may send the next round of parts back to reading.
     builder.add_node(
         "synthesize", make_synthesize(settings), destinations=("process_chunk", END), **model_node_options
     )
     builder.add_node("direct_answer", make_direct_answer(settings), **model_node_options)
     builder.add_edge(START, "check")
-    builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", END])
+    builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", "navigate", END])
+    # Navigate mode: the root model's loop, beside the reading nodes.
+    navigable = add_navigate_nodes(
+        builder, settings, NavigateOptions(max_steps=max_steps), model_node_options, this_graph
+    )
+    if not navigable and mode == "navigate":
+        raise ValueError(_tool_calling_error(large_model or model))
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)

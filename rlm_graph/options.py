@@ -28,6 +28,7 @@ __all__ = [
     "output_budget",
     "overridden",
     "planned_window",
+    "wants_navigate",
 ]
 
 T = TypeVar("T")
@@ -45,8 +46,13 @@ while at 16K most stay within a few points of their 4K score. 16K keeps every re
 that range and still needs few calls: a 1M-token document is about 62 reads.
 """
 
-Mode = Literal["full", "focused", "auto"]
-MODES: tuple[str, ...] = ("full", "focused", "auto")
+Mode = Literal["full", "focused", "auto", "navigate"]
+MODES: tuple[str, ...] = ("full", "focused", "auto", "navigate")
+
+
+def wants_navigate(mode: object, depth: int) -> bool:
+    """Whether a level navigates: only the top level, only when asked for (``auto`` never picks it)."""
+    return depth == 0 and mode == "navigate"
 
 
 def overridden(context: object | None, name: str, default: T) -> T:
@@ -160,18 +166,19 @@ def check_relay_options(
     model: BaseChatModel,
     large_model: BaseChatModel | None,
     escalate_below: float,
-    prices: Mapping[str, tuple[float, float]] | None,
-) -> dict[str, tuple[float, float]] | None:
+    prices: Mapping[str, tuple[float, ...]] | None,
+) -> dict[str, tuple[float, ...]] | None:
     """Validate the relay options of ``create_rlm_graph``.
 
     Args:
         model: The small (reading) model.
         large_model: The large model, or ``None`` for no relay.
         escalate_below: Confidence threshold, between 0 and 1.
-        prices: Price per million input and output tokens by role.
+        prices: Price per million input and output tokens by role, optionally with a third
+            price per million cached input tokens.
 
     Returns:
-        The prices as a plain dict of float pairs, or ``None``.
+        The prices as a plain dict of float tuples, or ``None``.
 
     Raises:
         TypeError: If ``large_model`` is not a chat model.
@@ -191,24 +198,30 @@ def check_relay_options(
     roles = {"model"} | ({"large_model"} if large_model is not None else set())
     if not isinstance(prices, Mapping) or set(prices) - roles:
         msg = (
-            f"prices must map {sorted(roles)} to (input, output) prices per million tokens, "
+            f"prices must map {sorted(roles)} to (input, output) or (input, output, cached_input) prices "
+            "per million tokens, "
             f"e.g. prices={{'model': (0.15, 0.60), 'large_model': (2.50, 10.00)}}; got {prices!r}"
         )
         raise ValueError(msg)
     if roles - set(prices):
         msg = f"prices has no entry for {sorted(roles - set(prices))}: price every model, or pass none"
         raise ValueError(msg)
-    checked: dict[str, tuple[float, float]] = {}
+    checked: dict[str, tuple[float, ...]] = {}
     for role, pair in prices.items():
         try:
-            price_in, price_out = (float(value) for value in pair)
+            values = tuple(float(value) for value in pair)
         except (TypeError, ValueError):
-            msg = f"prices[{role!r}] must be two numbers (input, output) per million tokens, got {pair!r}"
+            values = ()
+        if len(values) not in (2, 3):
+            msg = (
+                f"prices[{role!r}] must be two or three numbers per million tokens: (input, output) or "
+                f"(input, output, cached_input), got {pair!r}"
+            )
             raise ValueError(msg) from None
-        if price_in < 0 or price_out < 0:
+        if any(value < 0 for value in values):
             msg = f"prices[{role!r}] must not be negative, got {pair!r}"
             raise ValueError(msg)
-        checked[role] = (price_in, price_out)
+        checked[role] = values
     return checked
 
 

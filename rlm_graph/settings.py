@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 
 from rlm_graph.cache import ReplyCache, model_identity
 from rlm_graph.options import FocusOptions
+from rlm_graph.prompts import add_cache_markers, caches_automatically
 from rlm_graph.window import CallWindow
 
 __all__ = ["Settings"]
@@ -31,8 +33,8 @@ class Settings(CallWindow):
     """Relay: reads synthesis, direct answers and escalated parts; ``model`` reads the rest."""
     escalate_below: float = 0.5
     """Relay: a reading whose stated confidence is below this is redone by ``large_model``."""
-    prices: Mapping[str, tuple[float, float]] | None = None
-    """Per model role, price per million input and output tokens, for the usage ``cost``."""
+    prices: Mapping[str, tuple[float, ...]] | None = None
+    """Per model role, price per million input, output and cached input tokens, for the usage ``cost``."""
     retrieval: FocusOptions = field(default_factory=FocusOptions)
     """The focused-reading options."""
     call_timeout: float | None = None
@@ -41,6 +43,8 @@ class Settings(CallWindow):
     """The reply cache (``None``: replies are not cached)."""
     model_identities: dict[str, str] = field(default_factory=dict)
     """``identity_of`` by role, filled on first use."""
+    prompt_cache_markers: bool = False
+    """Mark the end of each prompt's static prefix with ``cache_control`` (providers that need markers)."""
 
     def identity_of(self, role: str) -> str:
         """Stable text naming the model of a role and its settings (reply cache keys).
@@ -59,3 +63,13 @@ class Settings(CallWindow):
     def model_for(self, role: str) -> BaseChatModel:
         """The chat model of a role."""
         return self.large_model if role == "large_model" and self.large_model is not None else self.model
+
+    def wire_messages(self, messages: list[BaseMessage], role: str) -> list[BaseMessage]:
+        """The messages as sent to a role's model: with prompt-cache markers when asked for.
+
+        Markers are left out for providers that cache prefixes by themselves. The reply cache
+        key is taken from the unmarked messages, so the option never empties it.
+        """
+        if not self.prompt_cache_markers or caches_automatically(self.model_for(role)):
+            return messages
+        return add_cache_markers(messages)

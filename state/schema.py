@@ -32,7 +32,10 @@ class ModelUsage(TypedDict, total=False):
     input_tokens: int
     output_tokens: int
     cost: float
-    """Only when prices were given: input and output tokens at their price per million."""
+    """Only when prices were given: input and output tokens at their price per million
+    (cached input tokens at the cached-input price)."""
+    cached_input_tokens: int
+    """Input tokens the provider read from its prompt cache (part of ``input_tokens``)."""
     cached_calls: int
     """Calls of this model answered from the reply cache (not in ``llm_calls``)."""
 
@@ -44,6 +47,9 @@ class Usage(TypedDict, total=False):
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    cached_input_tokens: int
+    """Input tokens the provider served from its prompt cache (part of ``input_tokens``,
+    billed at a discount); only when the provider reports them."""
     failed_parts: int
     max_depth: int
     by_model: dict[str, ModelUsage]

@@ -7,6 +7,12 @@ with ``Retry-After``, 500, 503, hanging, dropped connections and malformed JSON,
 at a seeded random rate, for the first N requests, or always for prompts holding a
 marker. It logs every request (time, outcome, which part it read, whether the
 client hung up before the answer) so tests can assert exactly what was called.
+
+Like OpenAI's service it caches prompt prefixes: a request whose first 1,024 tokens or
+more repeat a prompt seen before reports them in ``prompt_tokens_details.cached_tokens``
+(a first block of 1,024 tokens, then steps of 128; a prompt under 1,024 tokens is never cached). Message content may be
+a string or a list of text blocks, which may carry Anthropic-style ``cache_control``
+markers (counted per request in ``Request.cache_markers``, otherwise ignored).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +38,25 @@ from tests.fakes import NEEDLE
 
 TRANSIENT_FAULTS = ("429", "500", "503", "hang", "drop", "malformed")
 _PART = re.compile(r'<document_part start="(\d+)" end="(\d+)">')
+PROMPT_CACHE_MIN = 1024
+"""Shortest cached prefix, as OpenAI's service counts it."""
+PROMPT_CACHE_STEP = 128
+"""Past the first 1,024 tokens, cached prefixes grow in steps of this many tokens."""
+
+
+def _content_text(content: Any) -> str:
+    """The text of a message's content: a string, or a list of text blocks."""
+    if content is None:
+        return ""  # an assistant message that only calls tools
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+
+
+def _markers(content: Any) -> int:
+    return sum(1 for block in content if isinstance(block, dict) and "cache_control" in block) if isinstance(
+        content, list
+    ) else 0
 
 
 @dataclass
@@ -40,6 +66,9 @@ class Request:
     kind: str
     span: tuple[int, int] | None
     prompt_hash: str
+    cache_markers: int = 0
+    usage: dict[str, Any] | None = None
+    """What the server reported for this request (``None`` when it did not answer)."""
     outcome: str = "pending"
     finished: float = 0.0
     client_closed: bool = False
@@ -79,14 +108,24 @@ class ChatServer:
         faults: Faults | None = None,
         delay: float = 0.0,
         label: str = "",
+        facts: re.Pattern[str] = NEEDLE,
+        tool_script: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | str] | None = None,
+        prompt_cache: bool = True,
     ) -> None:
         self.window = window
+        self.facts = facts
+        """What counts as a fact: the replies list every match visible in the prompt."""
+        self.prompt_cache = prompt_cache
+        """Report repeated prompt prefixes as cached tokens (``False``: never)."""
+        self._prefixes: set[str] = set()
         self.label = label
         """Written before every fact reply, so tests can tell which server answered."""
         self.faults = faults or Faults(first=rate_limit_first, retry_after="0")
         self.delay = delay
+        self.tool_script = tool_script
+        """Answers requests that carry tools: given the messages, tool calls (name, arguments) or a text."""
         self.log: list[Request] = []
-        self.usage: list[dict[str, int]] = []
+        self.usage: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._counter = TiktokenCounter(exact=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -126,9 +165,36 @@ class ChatServer:
 
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         wrapped = [
-            SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"]) for m in messages
+            SystemMessage(_content_text(m.get("content")))
+            if m["role"] == "system"
+            else HumanMessage(_content_text(m.get("content")) + json.dumps(m.get("tool_calls") or ""))
+            for m in messages
         ]
         return self._counter.count_messages(wrapped)
+
+    def _cached_tokens(self, messages: list[dict[str, Any]], prompt_tokens: int) -> int:
+        """Tokens of the longest cacheable prefix seen before; remembers this prompt's prefixes."""
+        if not self.prompt_cache:
+            return 0
+        encoding = self._counter._encoding
+        tokens: list[int] = []
+        for message in messages:
+            tokens += encoding.encode_ordinary(f"<|{message['role']}|>\n{_content_text(message['content'])}\n")
+        digest = hashlib.sha256()
+        prefixes: list[tuple[int, str]] = []
+        done = 0
+        for end in range(PROMPT_CACHE_MIN, len(tokens) + 1, PROMPT_CACHE_STEP):
+            digest.update(json.dumps(tokens[done:end]).encode())
+            done = end
+            prefixes.append((end, digest.copy().hexdigest()))
+        with self._lock:
+            cached = 0
+            for end, prefix in prefixes:
+                if prefix not in self._prefixes:
+                    break
+                cached = end
+            self._prefixes.update(prefix for _, prefix in prefixes)
+        return min(cached, prompt_tokens)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -173,7 +239,7 @@ class ChatServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = "\n".join(m["content"] for m in body["messages"])
+                prompt = "\n".join(_content_text(m.get("content")) for m in body["messages"])
                 part = _PART.search(prompt)
                 kind = "read" if part else ("synthesis" if '<finding id="' in prompt else "direct")
                 with server._lock:
@@ -183,6 +249,7 @@ class ChatServer:
                         kind=kind,
                         span=(int(part.group(1)), int(part.group(2))) if part else None,
                         prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16],
+                        cache_markers=sum(_markers(m["content"]) for m in body["messages"]),
                     )
                     server.log.append(record)
                     fault = server.faults.pick(record.number, prompt)
@@ -201,16 +268,21 @@ class ChatServer:
                     )
                     self._error(record, 400, message, "context_length_exceeded")
                     return
-                facts = sorted(set(NEEDLE.findall(prompt)))
+                if body.get("tools") and server.tool_script is not None:
+                    self._tool_reply(record, body, prompt_tokens)
+                    return
+                facts = sorted(set(server.facts.findall(prompt)))
                 reply = server.label + "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
                 completion_tokens = server._counter.count(reply)
                 usage = {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": server._cached_tokens(body["messages"], prompt_tokens)},
                 }
                 with server._lock:
                     server.usage.append(usage)
+                    record.usage = usage
                 if body.get("stream"):
                     self._stream(record, body["model"], reply, usage)
                     return
@@ -221,6 +293,37 @@ class ChatServer:
                     "model": body["model"],
                     "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+                self._send(record, 200, json.dumps(completion).encode())
+
+            def _tool_reply(self, record: Request, body: dict[str, Any], prompt_tokens: int) -> None:
+                scripted = server.tool_script(body["messages"])  # type: ignore[misc]
+                message: dict[str, Any] = {"role": "assistant", "content": None}
+                if isinstance(scripted, str):
+                    message["content"] = scripted
+                else:
+                    message["tool_calls"] = [
+                        {
+                            "id": f"call_{record.number}_{index}",
+                            "type": "function",
+                            "function": {"name": item["name"], "arguments": json.dumps(item["args"])},
+                        }
+                        for index, item in enumerate(scripted)
+                    ]
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20}
+                completion = {
+                    "id": f"chatcmpl-{record.number}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "stop" if isinstance(scripted, str) else "tool_calls",
+                        }
                     ],
                     "usage": usage,
                 }

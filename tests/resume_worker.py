@@ -1,6 +1,6 @@
 """Runs one analysis with a durable checkpointer; the resume tests kill it with SIGKILL.
 
-    python -m tests.resume_worker BASE_URL SAVER TARGET THREAD DOCUMENT_FILE start|resume
+    python -m tests.resume_worker BASE_URL SAVER TARGET THREAD DOCUMENT_FILE start|resume [RLM_MODE]
 
 SAVER is "sqlite" (TARGET a file path) or "postgres" (TARGET a connection string).
 Prints the result as one JSON line when the run finishes.
@@ -34,12 +34,19 @@ async def saver(kind: str, target: str):
             yield checkpointer
 
 
-async def main(base_url: str, kind: str, target: str, thread: str, document_file: str, mode: str) -> None:
+async def main(
+    base_url: str, kind: str, target: str, thread: str, document_file: str, mode: str, rlm_mode: str = "full"
+) -> None:
     model = ChatOpenAI(model="local", base_url=base_url, api_key="x", max_retries=0, timeout=10)
     retry = RetryPolicy(initial_interval=0.05, max_attempts=3, retry_on=is_transient_error)
     async with saver(kind, target) as checkpointer:
         graph = create_rlm_graph(
-            model, context_window=8192, max_concurrency=2, checkpointer=checkpointer, retry_policy=retry
+            model,
+            context_window=8192,
+            max_concurrency=2,
+            checkpointer=checkpointer,
+            retry_policy=retry,
+            mode=rlm_mode,
         )
         config = {"configurable": {"thread_id": thread}}
         if mode == "start":
@@ -52,4 +59,4 @@ async def main(base_url: str, kind: str, target: str, thread: str, document_file
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:7]))
+    asyncio.run(main(*sys.argv[1:8]))

@@ -31,3 +31,20 @@ def test_example_chat_service_offline() -> None:
     assert "(read as: Who inherits it? (How much a year was Mr. Bennet's estate worth?))" in out
     assert "entailed" in out.split("user: Who inherits it?")[1]
     assert "assistant: Happy to help" in out
+
+
+async def test_example_chat_service_recalls_an_early_turn_of_a_long_thread() -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from chat_service import build_chat_graph
+    from langchain_core.messages import HumanMessage
+
+    from rlm_graph import ExtractiveChatModel
+    from tests.threads import fact, scripted_thread
+
+    chat = build_chat_graph(ExtractiveChatModel())
+    thread = scripted_thread(400)
+    state = await chat.ainvoke({"messages": [*thread, HumanMessage("Remind me: what was NEEDLE-0007?")]})
+    answer = state["messages"][-1].text
+    assert fact(7) in answer
+    assert "turn-007-user" in answer
+    assert len(state["messages"]) == len(thread) + 2

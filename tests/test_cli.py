@@ -108,7 +108,6 @@ def test_unknown_encoding_is_bad_usage(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "kind"),
     [
-        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n", "a PDF document"),
         (b"PK\x03\x04\x14\x00\x06\x00word/document.xml", "a ZIP archive"),
         (b"The answer is 42.\x00\x00\x00\x01\x02 more text", "binary data (it holds NUL bytes)"),
         (bytes(range(1, 32)) * 20 + b"some words", "binary data"),
@@ -122,6 +121,17 @@ def test_binary_input_is_refused(tmp_path: Path, content: bytes, kind: str) -> N
     assert f"{path} " in result.stderr
     assert kind in result.stderr
     assert "not text" in result.stderr or "not a text file" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_damaged_pdf_is_refused_saying_so(tmp_path: Path) -> None:
+    # PDFs are read now (tests/test_documents.py); one whose text cannot be extracted is still refused.
+    path = tmp_path / "input.bin"
+    path.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n")
+    result = run_cli("ask", str(path), "What is the answer?")
+    assert result.returncode == 2
+    assert f"{path} could not be read as PDF" in result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""
 
 
@@ -142,7 +152,7 @@ def test_binary_from_standard_input_is_refused() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert b"standard input is a PDF document" in result.stderr
+    assert b"standard input could not be read as PDF" in result.stderr
 
 
 def test_text_with_tabs_escapes_and_form_feeds_is_text() -> None:

@@ -16,11 +16,12 @@ def test_mermaid_snapshot() -> None:
     assert drawn == SNAPSHOT.read_text()
 
 
-def test_exactly_the_five_nodes() -> None:
+def test_exactly_the_seven_nodes() -> None:
     graph = create_rlm_graph(ExtractiveChatModel())
     # LangGraph adds __start__, __end__ and the error handler's __error_handler__process_chunk.
     ours = {name for name in graph.get_graph().nodes if not name.startswith("__")}
-    assert ours == {"check", "split", "process_chunk", "synthesize", "direct_answer"}
+    # The reading nodes, and beside them navigate mode's loop (the root model and its ToolNode).
+    assert ours == {"check", "split", "process_chunk", "synthesize", "direct_answer", "navigate", "navigate_tools"}
 
 
 def test_input_and_output_schemas() -> None:

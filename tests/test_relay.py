@@ -209,7 +209,9 @@ def test_usage_merge_sums_per_model_and_derives_share_and_cost() -> None:
         ({"large_model": LargeReader(), "escalate_below": 1.5}, "escalate_below must be a confidence"),
         ({"large_model": LargeReader(), "prices": {"model": (1, 2)}}, r"no entry for \['large_model'\]"),
         ({"prices": {"small": (1, 2)}}, "prices must map"),
-        ({"prices": {"model": (1,)}}, "must be two numbers"),
+        ({"prices": {"model": (1,)}}, "must be two or three numbers"),
+        ({"prices": {"model": (1, 2, 0.5, 9)}}, "must be two or three numbers"),
+        ({"prices": {"model": (1, 2, -0.5)}}, "must not be negative"),
         ({"prices": {"model": (-1, 2)}}, "must not be negative"),
     ],
 )

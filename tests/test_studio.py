@@ -108,3 +108,8 @@ async def test_studio_serves_the_chat_graph(dev_server: str) -> None:
         },
     )
     assert "Pemberley belongs to Mr. Darcy" in result["messages"][-1]["content"]
+    # Studio's graph view asks for the xray drawing: the analysis graph's nodes show inside the chat graph.
+    (chat,) = await client.assistants.search(graph_id="chat")
+    drawn = await client.assistants.get_graph(chat["assistant_id"], xray=True)
+    names = {node["id"] for node in drawn["nodes"]}
+    assert {"analyse_document:check", "analyse_document:process_chunk", "analyse_document:synthesize"} <= names

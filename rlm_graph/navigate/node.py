@@ -1,0 +1,267 @@
+"""The ``navigate`` node: one root-model call per step, with a window-safe conversation.
+
+The root model sees the question, the document's size and an outline, never the document.
+It answers with tool calls; ``navigate_tools`` (LangGraph's ``ToolNode``) runs them and comes
+back here. ``final`` (or a reply without tool calls) ends the run. When ``max_steps`` or the
+budget runs out, the model is asked once more, without tool rounds left, for its final answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, NotRequired
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.graph import END
+from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
+from langgraph.types import Command
+
+from rlm_graph.calls import model_usage
+from rlm_graph.errors import BudgetExceededError
+from rlm_graph.level import Level
+from rlm_graph.navigate.options import NavigateOptions
+from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
+from rlm_graph.progress import ProgressWriter, format_message
+from rlm_graph.state import RLMState, Usage, merge_usage
+from rlm_graph.timeouts import ainvoke_within, invoke_within
+
+__all__ = ["NavState", "bind_root_model", "make_navigate"]
+
+_COMPACTED = "[compacted] "
+
+
+class NavState(RLMState):
+    """The graph state plus the navigator's conversation (only the navigate nodes read it)."""
+
+    nav_messages: Annotated[list[AnyMessage], add_messages]
+    nav_steps: NotRequired[int]
+    nav_stop: NotRequired[str | None]
+    """Set by a tool when the budget refused a call: ``"budget:<reason>"``."""
+
+
+def bind_root_model(model: BaseChatModel, tools: list[Any]) -> Runnable | None:
+    """The root model with the tools bound, or ``None`` when it has no tool calling."""
+    try:
+        return model.bind_tools(tools)
+    except Exception:  # noqa: BLE001 - NotImplementedError on BaseChatModel, or a provider refusing the schemas:
+        # either way this graph cannot navigate, and its other modes must still build.
+        return None
+
+
+class _Root:
+    def __init__(self, navigation: Navigation, bound: Runnable, tools: list[Any]) -> None:
+        self.nav = navigation
+        self.settings = navigation.settings
+        self.options: NavigateOptions = navigation.options
+        self.bound = bound
+        schemas = [json.dumps(convert_to_openai_tool(tool)) for tool in tools]
+        self.tools_tokens = sum(self.settings.counter.count_many(schemas)) + 16 * len(schemas)
+
+    def count(self, messages: list[BaseMessage]) -> int:
+        """Prompt tokens of the conversation, tool-call arguments included."""
+        texts = [
+            m.text + (json.dumps(m.tool_calls) if isinstance(m, AIMessage) and m.tool_calls else "") for m in messages
+        ]
+        return sum(self.settings.counter.count_many(texts)) + 4 * len(texts) + 3 + self.tools_tokens
+
+    def compact(self, messages: list[BaseMessage], limit: int) -> list[BaseMessage]:
+        """Replace the oldest tool results by their short notes until the conversation fits ``limit``."""
+        messages = list(messages)
+        for index, message in enumerate(messages):
+            if self.count(messages) <= limit:
+                break
+            if message.type == "tool" and not str(message.content).startswith(_COMPACTED):
+                note = (getattr(message, "artifact", None) or {}).get("note") or "an earlier tool result"
+                messages[index] = message.model_copy(update={"content": _COMPACTED + note[:300]})
+        # Still too long (many long tool calls): drop the oldest whole rounds, a tool call with its
+        # results, so the conversation stays well formed; the question and outline always stay.
+        while self.count(messages) > limit:
+            first_round = next((i for i, m in enumerate(messages) if i >= 2 and isinstance(m, AIMessage)), None)
+            if first_round is None or first_round >= len(messages) - 2:
+                break
+            end = first_round + 1
+            while end < len(messages) and messages[end].type == "tool":
+                end += 1
+            del messages[first_round:end]
+        return messages
+
+    def first_messages(self, state: dict[str, Any], progress: ProgressWriter) -> list[BaseMessage]:
+        _run, nav, _ = self.nav.start(state)
+        limit = int(self.settings.input_window * self.options.outline_share)
+        outline = nav.outline(self.options.outline_entries, limit, self.settings.counter)
+        progress.progress("navigate", "started", "navigate.started", chars=len(nav.text))
+        prompt = self.options.prompt.format(
+            question=state["question"], chars=len(nav.text), tokens=nav.tokens, outline=outline
+        )
+        return [SystemMessage(self.options.system_prompt), HumanMessage(prompt)]
+
+    def prepare(
+        self, state: dict[str, Any], forced: str | None = None
+    ) -> tuple[Level, ProgressWriter, dict[str, Any], list, int, str | None]:
+        run, _nav, progress = self.nav.start(state)
+        first = state.get("route") == "navigate"
+        messages = self.first_messages(state, progress) if first else list(state.get(MESSAGES_KEY) or [])
+        steps = 0 if first else state.get("nav_steps") or 0
+        reason = None
+        stop = forced or (None if first else state.get("nav_stop"))
+        templates = self.nav.templates(run)
+        if stop:
+            reason = format_message(templates, "answer.navigate_reason_budget", detail=stop.split(":", 1)[-1])
+        elif steps + 1 >= self.options.max_steps:
+            reason = format_message(templates, "answer.navigate_reason_steps", max_steps=self.options.max_steps)
+        if reason:
+            progress.progress("navigate", "processing", "navigate.stopping", reason=reason)
+            messages.append(HumanMessage(format_message(templates, "answer.navigate_last_call", reason=reason)))
+        else:
+            progress.progress(
+                "navigate", "processing", "navigate.step", step=steps + 1, max_steps=self.options.max_steps
+            )
+        limit = self.settings.input_window
+        compacted = self.compact(messages, limit)
+        update: dict[str, Any] = {"route": "navigating", "nav_steps": steps + 1, "nav_stop": None}
+        # Written back by id, so the checkpointed conversation stays compacted too.
+        kept = {id(message) for message in compacted}
+        by_id = {message.id: message for message in compacted if message.id}
+        changed = [by_id[m.id] for m in messages if m.id in by_id and by_id[m.id] is not m]
+        dropped = [RemoveMessage(id=m.id) for m in messages if m.id and m.id not in by_id]
+        update[MESSAGES_KEY] = (
+            [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compacted]
+            if first
+            else changed + dropped + ([messages[-1]] if reason and id(messages[-1]) in kept else [])
+        )
+        return run, progress, update, compacted, self.count(compacted), reason
+
+    def spend(self, run: Level, tokens: int, last: bool) -> None:
+        """Book a root call; every other step keeps one call in reserve for the last one."""
+        resources = run.resources
+        if last:
+            resources.spend(tokens, synthesis=True)
+            return
+        resources.spend(tokens)
+        if resources.max_llm_calls is not None or resources.max_input_tokens is not None:
+            # The tools may not spend what the final answer needs (held like a synthesis).
+            held = min(self.settings.input_window, (resources.max_input_tokens or 10**12) // 4)
+            resources.reserve(1, held, 1, held)
+
+    def finish(
+        self,
+        state: dict[str, Any],
+        run: Level,
+        progress: ProgressWriter,
+        update: dict[str, Any],
+        reply: AIMessage | None,
+        reason: str | None,
+        usage: Usage,
+    ) -> Command:
+        calls = list(reply.tool_calls) if reply is not None else []
+        final = next((call for call in calls if call["name"] == "final"), None)
+        templates = self.nav.templates(run)
+        if reply is not None and final is None and calls and not reason:
+            update[MESSAGES_KEY] = [*update[MESSAGES_KEY], reply]
+            update["usage"] = usage
+            return Command(update=update, goto="navigate_tools")
+        if final is not None:
+            answer = str(final["args"].get("answer") or "").strip()
+            citations = _citations(final["args"].get("citations"), len(run.resources.text or state["document"]))
+        else:
+            answer = (reply.text if reply is not None else "").strip()
+            citations = []
+        if reason:
+            note = format_message(templates, "answer.navigate_stopped", reason=reason)
+            if not answer:
+                note = format_message(templates, "answer.navigate_no_answer", reason=reason)
+            answer = f"{answer}\n\n{note}".strip() if note else answer
+        if not answer:
+            answer = self.settings.no_answer_message
+        progress.progress("navigate", "done", "navigate.done", step=update["nav_steps"])
+        if reply is not None:
+            update[MESSAGES_KEY] = [*update[MESSAGES_KEY], reply]
+        run.finish(progress, merge_usage(state.get("usage"), usage))
+        return Command(update={**update, "usage": usage, "answer": answer, "citations": citations}, goto=END)
+
+    def usage_of(self, run: Level, reply: AIMessage, tokens: int) -> Usage:
+        role = "large_model" if self.settings.large_model is not None else "model"
+        metadata = reply.usage_metadata or {}
+        input_tokens = metadata.get("input_tokens") or tokens
+        output_tokens = metadata.get("output_tokens")
+        if output_tokens is None:
+            output_tokens = self.settings.counter.count(reply.text + json.dumps(reply.tool_calls))
+        return {
+            "llm_calls": 1,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "by_model": {role: model_usage(self.settings.prices, role, input_tokens, output_tokens)},
+        }
+
+
+def _citations(value: Any, length: int) -> list[dict[str, int]]:
+    """Valid ``[start, end]`` pairs within the document; anything else is dropped."""
+    found = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
+            start, end = max(0, item[0]), min(length, item[1])
+            if start < end:
+                found.append({"start": start, "end": end})
+    return found
+
+
+def _as_ai(reply: Any) -> AIMessage:
+    return reply if isinstance(reply, AIMessage) else AIMessage(str(getattr(reply, "content", reply)))
+
+
+def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[Any], unsupported: str) -> Runnable:
+    """Build the ``navigate`` node (sync and async).
+
+    Args:
+        navigation: The tools' shared settings.
+        bound: The root model with the tools bound; ``None`` if it has no tool calling.
+        tools: Every tool bound to the model (for counting their schemas).
+        unsupported: The error message when a run navigates without tool calling.
+
+    Returns:
+        The node runnable; it returns a ``Command`` to ``navigate_tools`` or to the end.
+    """
+    root = _Root(navigation, bound, tools) if bound is not None else None
+
+    def _ready() -> _Root:
+        if root is None:
+            raise ValueError(unsupported)
+        return root
+
+    def plan(state: NavState, forced: str | None = None) -> tuple[_Root, tuple, bool]:
+        """Prepare a step and book its call; a refused call turns the step into the last one."""
+        node = _ready()
+        prepared = node.prepare(dict(state), forced)
+        run, _, _, _, tokens, reason = prepared
+        try:
+            node.spend(run, tokens, reason is not None)
+        except BudgetExceededError as exc:
+            if state.get("route") == "navigate":
+                raise  # nothing was done yet: the usual budget error
+            if reason is None:
+                return plan(state, f"budget:{exc}")
+            return node, prepared, False
+        return node, prepared, True
+
+    def navigate(state: NavState) -> Command:
+        node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
+        if not allowed:
+            return node.finish(dict(state), run, progress, update, None, reason, {})
+        with run.resources.thread_slot():
+            reply = _as_ai(invoke_within(node.bound, messages, node.settings.call_timeout))
+        return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
+
+    async def anavigate(state: NavState) -> Command:
+        node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
+        if not allowed:
+            return node.finish(dict(state), run, progress, update, None, reason, {})
+        # Root calls go ahead of queued reads: each one decides what the run does next.
+        async with run.resources.async_slot((0, 0)):
+            reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout))
+        return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
+
+    return RunnableLambda(navigate, afunc=anavigate, name="navigate")

@@ -1,0 +1,282 @@
+"""The navigator's tools, run by LangGraph's ``ToolNode``; the document comes from the graph state.
+
+Tool names and arguments are a contract (clients and tests rely on them): ``search(query, k)``,
+``grep(pattern, max_hits)``, ``peek(start, end)``, ``ask(question, spans)``,
+``ask_all(question, output)`` and ``final(answer, citations)``. Arguments are validated and
+bad ones come back to the model as an error message; nothing the model writes is executed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import Runnable
+from langgraph.prebuilt import ToolRuntime
+from langgraph.types import Command
+
+from rlm_graph.level import Level
+from rlm_graph.navigate import reading
+from rlm_graph.navigate.aggregate import render
+from rlm_graph.navigate.document import NavDocument, cut_to_tokens, nav_document
+from rlm_graph.navigate.options import NAVIGATE_MESSAGES, NavigateOptions
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.prompts import neutralize_tags
+from rlm_graph.settings import Settings
+from rlm_graph.state import Usage
+
+__all__ = ["MESSAGES_KEY", "Navigation"]
+
+MESSAGES_KEY = "nav_messages"
+
+
+class Navigation:
+    """Binds the tools to the graph's settings; one per graph."""
+
+    def __init__(self, settings: Settings, options: NavigateOptions, graph: Callable[[], Runnable]) -> None:
+        self.settings = settings
+        self.options = options
+        # Returns the compiled graph (bound late): it reads a span too large for one call.
+        self.graph = graph
+
+    @property
+    def result_limit(self) -> int:
+        """Most tokens of one tool result."""
+        return max(64, int(self.settings.input_window * self.options.tool_result_share))
+
+    def templates(self, run: Level) -> dict[str, str]:
+        """Navigate templates under the graph's and the run's ``progress_messages``."""
+        return {**NAVIGATE_MESSAGES, **run.templates}
+
+    def start(self, state: dict[str, Any]) -> tuple[Level, NavDocument, ProgressWriter]:
+        """The invocation, the planned document and a progress writer for a tool or root call."""
+        run = Level.current(self.settings, state["run_key"])
+        part = self.settings.budget_for(state["question"], run.part_tokens)["part_tokens"]
+        nav = nav_document(
+            run.resources,
+            lambda: neutralize_tags(state["document"]),
+            part,
+            run.resources.memo_count(self.settings.counter.count_many),
+        )
+        progress = ProgressWriter(self.templates(run), run.depth, (0, len(nav.text)))
+        return run, nav, progress
+
+    def reply(
+        self,
+        runtime: ToolRuntime,
+        name: str,
+        content: str,
+        note: str,
+        *,
+        usage: Usage | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        stop: str | None = None,
+    ) -> Command:
+        """The tool's result as a state update: the (cut) message, its usage and errors."""
+        text, cut = cut_to_tokens(content, self.result_limit, self.settings.counter)
+        if cut:
+            text += "\n[result cut to fit the window]"
+        message = ToolMessage(text, tool_call_id=runtime.tool_call_id, name=name, artifact={"note": note})
+        update: dict[str, Any] = {MESSAGES_KEY: [message]}
+        if usage:
+            update["usage"] = usage
+        if errors:
+            update["errors"] = errors
+        if stop:
+            update["nav_stop"] = stop
+        return Command(update=update)
+
+    def announce(self, progress: ProgressWriter, tool: str, arguments: dict[str, Any]) -> None:
+        """A progress event naming the tool and its arguments in short."""
+        shown = json.dumps(arguments, ensure_ascii=False)
+        progress.progress("navigate", "processing", "navigate.tool", tool=tool, arguments=shown[:160])
+
+    def done(self, progress: ProgressWriter, tool: str, usage: Usage) -> None:
+        """A progress event with the tool's cost."""
+        progress.progress(
+            "navigate",
+            "done",
+            "navigate.tool_done",
+            tool=tool,
+            calls=usage.get("llm_calls", 0),
+            tokens=usage.get("input_tokens", 0),
+        )
+
+    # Tools without model calls.
+
+    def search(self, query: str, k: int, runtime: ToolRuntime) -> Command:
+        _run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "search", {"query": query, "k": k})
+        rank = None
+        options = self.settings.retrieval
+        try:
+            retriever = options.resolved_retriever() if options is not None else None
+        except ImportError:
+            retriever = None  # bm25s is not installed: rank by query words found instead
+        if retriever is not None:
+            spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
+            index, _, _ = options.index_cache.get_or_build(retriever, nav.text, spans)
+            rank = index.rank
+        text = nav.search(query, k, rank)
+        self.done(progress, "search", {})
+        return self.reply(runtime, "search", text, f"search {query!r}: {text.splitlines()[0][:120]}")
+
+    def grep(self, pattern: str, max_hits: int, runtime: ToolRuntime) -> Command:
+        _run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "grep", {"pattern": pattern, "max_hits": max_hits})
+        text = nav.grep(pattern, max_hits)
+        offsets = ", ".join(line.split("]")[0].lstrip("[") for line in text.splitlines()[1:6])
+        self.done(progress, "grep", {})
+        return self.reply(runtime, "grep", text, f"grep {pattern!r}: {text.splitlines()[0][:80]} at {offsets}")
+
+    def peek(self, start: int, end: int, runtime: ToolRuntime) -> Command:
+        _run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "peek", {"start": start, "end": end})
+        text = nav.peek(start, end, self.result_limit - 64, self.settings.counter)
+        self.done(progress, "peek", {})
+        return self.reply(runtime, "peek", text, f"peek {start}-{end}: {text.splitlines()[0][:100]}")
+
+    # Tools that read.
+
+    def _ask_jobs(self, run: Level, nav: NavDocument, question: str, spans: Any) -> list[reading.SpanJob] | str:
+        if not isinstance(spans, list) or not spans:
+            return "error: spans must be a non-empty list of [start, end] pairs"
+        if len(spans) > self.options.max_spans:
+            return f"error: at most {self.options.max_spans} spans per ask call, got {len(spans)}"
+        if not isinstance(question, str) or not question.strip():
+            return "error: the question is empty"
+        jobs = []
+        for span in spans:
+            if not isinstance(span, list | tuple) or len(span) != 2:
+                return f"error: each span must be [start, end], got {span!r}"
+            if (problem := nav.check_span(span[0], span[1])) is not None:
+                return f"error: {problem}"
+            try:
+                jobs.append(reading.span_job(self.settings, run, nav, question, span[0], span[1]))
+            except ValueError as exc:
+                return f"error: {exc}"
+        return jobs
+
+    @staticmethod
+    def _budget_stop(run: Level, outcomes: list[reading.Outcome]) -> str | None:
+        """Why the search must stop for the budget: a refused call, or no room left for another round."""
+        refused = next((outcome.budget for outcome in outcomes if outcome.budget), None)
+        resources = run.resources
+        if (
+            refused is None
+            and resources.max_llm_calls is not None
+            and resources.llm_calls + 2 > resources.max_llm_calls
+        ):
+            # A nested reading may have hit the budget inside its own level: no room for a read and a root call.
+            refused = f"{resources.llm_calls} of max_llm_calls={resources.max_llm_calls} used"
+        return refused and f"budget:{refused}"
+
+    def _ask_result(
+        self, runtime: ToolRuntime, run: Level, outcomes: list[reading.Outcome], progress: ProgressWriter
+    ) -> Command:
+        usage = reading.total_usage(outcomes)
+        errors = [error for outcome in outcomes for error in outcome.errors]
+        budget = self._budget_stop(run, outcomes)
+        self.done(progress, "ask", usage)
+        share = max(64, self.result_limit // max(1, len(outcomes)))
+        text = reading.answers_text(outcomes, lambda answer: cut_to_tokens(answer, share, self.settings.counter)[0])
+        spans = ", ".join(f"{o.start}-{o.end}" for o in outcomes)
+        return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget)
+
+    def ask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
+        run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "ask", {"question": question, "spans": spans})
+        jobs = self._ask_jobs(run, nav, question, spans)
+        if isinstance(jobs, str):
+            return self.reply(runtime, "ask", jobs, jobs)
+        return self._ask_result(runtime, run, reading.run_jobs(run, jobs, self.graph), progress)
+
+    async def aask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
+        run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "ask", {"question": question, "spans": spans})
+        jobs = self._ask_jobs(run, nav, question, spans)
+        if isinstance(jobs, str):
+            return self.reply(runtime, "ask", jobs, jobs)
+        return self._ask_result(runtime, run, await reading.arun_jobs(run, jobs, self.graph), progress)
+
+    def _all_jobs(self, run: Level, nav: NavDocument, question: str, output: str) -> list[reading.SpanJob] | str:
+        if not isinstance(question, str) or not question.strip():
+            return "error: the question is empty"
+        try:
+            if output == "text":
+                jobs = [reading.whole_job(self.settings, run, question, nav.leaves)]
+                calls = len(nav.leaves)
+            else:
+                size = self.options.aggregate_part_tokens or self.settings.max_output_tokens
+                part = self.settings.budget_for(question, run.part_tokens)["part_tokens"]
+                leaves = nav.leaves_for(min(size, part))
+                jobs = [reading.leaf_job(self.settings, run, question, leaf, output) for leaf in leaves]
+                calls = len(jobs)
+        except ValueError as exc:
+            return f"error: {exc}"
+        # Refused up front, before any spending: half a reading would give a wrong total.
+        resources = run.resources
+        tokens = sum(job.call.prompt_tokens for job in jobs if job.call is not None) or nav.tokens
+        if resources.max_llm_calls is not None and resources.llm_calls + calls + 1 > resources.max_llm_calls:
+            return (
+                f"error: reading the whole document needs at least {calls} model calls; the budget has "
+                f"{resources.max_llm_calls - resources.llm_calls - 1} left (one is kept for your final answer)"
+            )
+        if resources.max_input_tokens is not None and resources.input_tokens + tokens > resources.max_input_tokens:
+            return (
+                f"error: reading the whole document needs at least {tokens} input tokens; the budget has "
+                f"{resources.max_input_tokens - resources.input_tokens} left"
+            )
+        return jobs
+
+    def _all_result(
+        self,
+        runtime: ToolRuntime,
+        run: Level,
+        output: str,
+        outcomes: list[reading.Outcome],
+        progress: ProgressWriter,
+    ) -> Command:
+        usage = reading.total_usage(outcomes)
+        errors = [error for outcome in outcomes for error in outcome.errors]
+        budget = self._budget_stop(run, outcomes)
+        if output == "text":
+            text = reading.answers_text(outcomes, lambda answer: answer)
+        else:
+            merged, parse_errors = reading.aggregate(output, outcomes)
+            errors += parse_errors
+            text = render(output, merged, self.result_limit - 200, self.settings.counter)
+        unread = [o for o in outcomes if o.text is None]
+        if unread or errors:
+            text += (
+                f"\nWarning: {len(errors) + sum(1 for o in unread if o.budget)} part(s) could not be counted: "
+                + ", ".join(f"{e['start']}-{e['end']}" for e in errors[:10])
+            )
+        self.done(progress, "ask_all", usage)
+        return self.reply(
+            runtime,
+            "ask_all",
+            text,
+            f"ask_all ({output}): {text.splitlines()[0][:100]}",
+            usage=usage,
+            errors=errors,
+            stop=budget,
+        )
+
+    def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
+        run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "ask_all", {"question": question, "output": output})
+        jobs = self._all_jobs(run, nav, question, output)
+        if isinstance(jobs, str):
+            return self.reply(runtime, "ask_all", jobs, jobs)
+        return self._all_result(runtime, run, output, reading.run_jobs(run, jobs, self.graph), progress)
+
+    async def aask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
+        run, nav, progress = self.start(runtime.state)
+        self.announce(progress, "ask_all", {"question": question, "output": output})
+        jobs = self._all_jobs(run, nav, question, output)
+        if isinstance(jobs, str):
+            return self.reply(runtime, "ask_all", jobs, jobs)
+        return self._all_result(runtime, run, output, await reading.arun_jobs(run, jobs, self.graph), progress)
