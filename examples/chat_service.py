@@ -38,7 +38,7 @@ from rlm_graph import (
     create_rlm_graph,
     model_from_env,
 )
-from rlm_graph.chat import split_message
+from rlm_graph.chat_messages import split_message
 
 SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|good (morning|evening|night)|bye|goodbye|ok|okay|cool|great)\b[\s!.?]*$",

@@ -8,12 +8,12 @@ from typing import Any
 
 from langgraph.config import get_config
 from langgraph.graph import END
-from rlm_graph.state import RLMState
-from rlm_graph.state.schema import RESET_USAGE
+from rlm_graph.state import RLMState, reset
 
-from rlm_graph.navigate.options import wants_navigate
+from rlm_graph.level import CONFIG_RUN_KEY, Level
+from rlm_graph.options import wants_navigate
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import CONFIG_RUN_KEY, Invocation, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.splitter import has_text
 
 
@@ -48,7 +48,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         document, question = _validate(state)
         configurable = get_config().get("configurable", {})
         run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
-        run = Invocation.current(settings, run_key)
+        run = Level.current(settings, run_key)
         # A nested level of a run without a checkpointer gets its leaves, not its text.
         scope = (run.offset, run.offset + (run.leaves[-1].end - run.offset if run.leaves else len(document)))
         progress = run.writer(scope)
@@ -59,9 +59,9 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             "depth": run.depth,
             "offset": run.offset,
             "chars": scope[1] - scope[0],
-            "findings": None,
-            "errors": None,
-            "usage": {RESET_USAGE: 1, "llm_calls": 0, "max_depth": run.depth},
+            "findings": reset([]),
+            "errors": reset([]),
+            "usage": reset({"llm_calls": 0, "max_depth": run.depth}),
             "parts": [],
         }
         if not run.leaves and not has_text(document):
@@ -82,8 +82,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         route = "direct" if fits else "split"
         # Navigate mode: a top-level document too long for one call goes to the navigator.
-        configured = getattr(run.context, "mode", None) or getattr(settings.retrieval, "mode", "full")
-        if not fits and wants_navigate(configured, run.depth):
+        if not fits and wants_navigate(run.mode, run.depth):
             route = "navigate"
         return {**update, "route": route}
 

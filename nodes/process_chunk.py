@@ -8,40 +8,34 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
+from rlm_graph.nodes.entry import node_runnable
+from rlm_graph.nodes.sends import read_text
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
+from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages, neutralize_tags
-from rlm_graph.settings import (
-    CONFIG_DEPTH,
-    CONFIG_LEAVES,
-    CONFIG_OFFSET,
-    CONFIG_RUN_KEY,
-    SEAM_SLACK,
-    CallResult,
-    Invocation,
-    ModelCall,
-    Settings,
-)
+from rlm_graph.prompts import build_messages
+from rlm_graph.settings import Settings
+from rlm_graph.window import SEAM_SLACK
 
 
 def _progress_key(task: ChunkTask) -> tuple[object, ...]:
     return (task["scope"][0], task["scope"][1], task["depth"], "analysis")
 
 
-def _start(settings: Settings, task: ChunkTask) -> tuple[Invocation, ProgressWriter]:
-    run = Invocation.current(settings, task["run_key"])
-    progress = run.writer((task["scope"][0], task["scope"][1]))
-    return run, progress
+def _start(settings: Settings, task: ChunkTask) -> tuple[Level, ProgressWriter]:
+    run = Level.current(settings, task["run_key"])
+    return run, run.writer((task["scope"][0], task["scope"][1]))
 
 
 def _part_event(
-    run: Invocation,
+    run: Level,
     task: ChunkTask,
     progress: ProgressWriter,
     status: Status,
@@ -69,19 +63,13 @@ def _part_event(
     )
 
 
-def _text(run: Invocation, task: ChunkTask) -> str:
-    """The part's text: carried by a checkpointed run's payload, else sliced from the run's copy."""
-    text = task.get("text")
-    return neutralize_tags(text) if text is not None else run.text(task["start"], task["end"])
-
-
-def _read_call(settings: Settings, run: Invocation, task: ChunkTask) -> ModelCall:
+def _read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
     def messages() -> list[BaseMessage]:
         return build_messages(
             settings.system_prompt,
             settings.read_part_prompt,
             question=task["question"],
-            text=_text(run, task),
+            text=read_text(run, task),
             start=task["start"],
             end=task["end"],
         )
@@ -90,18 +78,18 @@ def _read_call(settings: Settings, run: Invocation, task: ChunkTask) -> ModelCal
     return ModelCall(messages, settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK)
 
 
-def _on_escalate(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> Callable[[], None]:
+def _on_escalate(run: Level, task: ChunkTask, progress: ProgressWriter) -> Callable[[], None]:
     return functools.partial(_part_event, run, task, progress, "processing", "analysis.escalated", finished=False)
 
 
-def _nested_request(run: Invocation, task: ChunkTask, progress: ProgressWriter) -> tuple[dict, dict]:
+def _nested_request(run: Level, task: ChunkTask, progress: ProgressWriter) -> tuple[dict, dict]:
     child_depth = run.depth + 1
     if child_depth > run.max_depth:
         msg = (
             f"characters {task['start']}-{task['end']} (about {task['tokens']} tokens) still do not fit "
             f"one call at depth {run.depth}, and max_depth is {run.max_depth}"
         )
-        raise DepthLimitError(msg)
+        raise DepthLimitError(msg, levels=child_depth, max_depth=run.max_depth)
     if task["end"] - task["start"] >= task["scope"][1] - task["scope"][0]:
         msg = f"part {task['start']}-{task['end']} is as large as its parent; refusing to recurse"
         raise RLMError(msg)
@@ -138,7 +126,7 @@ def _nested_failure(task: ChunkTask) -> Iterator[None]:
 
 
 def _finish(
-    run: Invocation,
+    run: Level,
     task: ChunkTask,
     progress: ProgressWriter,
     text: str,
@@ -162,7 +150,7 @@ def _finish(
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
-def _from_read(run: Invocation, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
+def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
     citations = [{"start": task["start"], "end": task["end"]}]
     # A reading that made no call at all (its reply, and any escalation's, came from
     # the reply cache) is a cached part.
@@ -171,12 +159,24 @@ def _from_read(run: Invocation, task: ChunkTask, progress: ProgressWriter, resul
     return _finish(run, task, progress, result.text, citations, usage, [], cached=cached)
 
 
-def _from_nested(run: Invocation, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:
+def _from_nested(run: Level, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:
     citations = [dict(c) for c in output["citations"]]
     return _finish(run, task, progress, output["answer"], citations, output["usage"], list(output["errors"]))
 
 
-def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]]:
+def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: ChunkTask) -> CallSteps:
+    progress = run.writer((task["scope"][0], task["scope"][1]))
+    if task["fits"]:
+        _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
+        result = yield from relay.read(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
+        return _from_read(run, task, progress, result)
+    payload, config = _nested_request(run, task, progress)
+    with _nested_failure(task):
+        output = yield RunnableCall(graph(), payload, config, {"context": run.context})
+    return _from_nested(run, task, progress, output)
+
+
+def make_process_chunk(settings: Settings, graph: Callable[[], Runnable]) -> Runnable[ChunkTask, dict[str, Any]]:
     """Build the ``process_chunk`` node (sync and async).
 
     A part that fits is read with one call. A part that does not is handed to a
@@ -185,34 +185,12 @@ def make_process_chunk(settings: Settings) -> Runnable[ChunkTask, dict[str, Any]
 
     Args:
         settings: The graph's settings.
+        graph: Returns the compiled graph itself, for nested invocations.
 
     Returns:
         The node runnable.
     """
-
-    def process_chunk(task: ChunkTask) -> dict[str, Any]:
-        run, progress = _start(settings, task)
-        if task["fits"]:
-            _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            result = relay.read(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
-            return _from_read(run, task, progress, result)
-        payload, config = _nested_request(run, task, progress)
-        with _nested_failure(task):
-            output = settings.graph[0].invoke(payload, config, context=run.context)
-        return _from_nested(run, task, progress, output)
-
-    async def aprocess_chunk(task: ChunkTask) -> dict[str, Any]:
-        run, progress = _start(settings, task)
-        if task["fits"]:
-            _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-            result = await relay.aread(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
-            return _from_read(run, task, progress, result)
-        payload, config = _nested_request(run, task, progress)
-        with _nested_failure(task):
-            output = await settings.graph[0].ainvoke(payload, config, context=run.context)
-        return _from_nested(run, task, progress, output)
-
-    return RunnableLambda(process_chunk, afunc=aprocess_chunk, name="process_chunk")
+    return node_runnable("process_chunk", settings, functools.partial(_steps, graph, settings))
 
 
 def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeError], Command]:

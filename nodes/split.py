@@ -5,51 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.types import Command, Send
-from rlm_graph.state import ChunkTask, RLMState
-from rlm_graph.state.schema import PlannedPart
+from langgraph.types import Command
+from rlm_graph.nodes.sends import held_text, hold_text, part_sends
+from rlm_graph.state import RLMState
 
 from rlm_graph import focus
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
-from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import Invocation, Settings
-from rlm_graph.splitter import Piece, drop_blank, group_leaves, levels_needed, plan_leaves
-
-
-def _task(
-    question: str,
-    run: Invocation,
-    part: PlannedPart,
-    leaves: list[Piece],
-    index: int,
-    total: int,
-    scope: tuple[int, int],
-    text: str | None,
-) -> ChunkTask:
-    """The payload of one part: offsets, its leaves when nested, and its text when checkpointed."""
-    task: ChunkTask = {
-        "question": question,
-        "start": part["start"],
-        "end": part["end"],
-        "tokens": part["tokens"],
-        "fits": part["fits"],
-        "index": index,
-        "total": total,
-        "depth": run.depth,
-        "scope": [scope[0], scope[1]],
-        "run_key": run.run_key,
-    }
-    if len(leaves) > 1:
-        task["leaves"] = [[leaf.start, leaf.end, leaf.tokens] for leaf in leaves]
-    if text is not None:
-        task["text"] = text
-    return task
+from rlm_graph.level import Level
+from rlm_graph.runs import RunResources
+from rlm_graph.settings import Settings
+from rlm_graph.splitter import Span, drop_blank, group_leaves, levels_needed, plan_leaves
 
 
 def _within_budget(
-    settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int
-) -> tuple[list[Piece], list[dict[str, Any]]]:
+    settings: Settings, run: Level, question: str, leaves: list[Span], fanout: int
+) -> tuple[list[Span], list[dict[str, Any]]]:
     """Check the whole plan against the run's budgets before any call is made.
 
     Returns the leaves to read and, with ``on_budget="partial"``, the skipped spans.
@@ -73,7 +44,7 @@ def _within_budget(
             f"tokens, over the budget ({budget}); raise the budget, or pass on_budget='partial' to answer "
             "from what fits"
         )
-        raise BudgetExceededError(msg)
+        raise BudgetExceededError(msg, **_overrun(limits, cost["llm_calls"], cost["input_tokens"]))
     # Cost grows with the number of leaves read, so the longest affordable prefix is
     # found by bisection: the document is read from its start as far as the budget goes.
     low, high = 0, len(leaves)
@@ -85,7 +56,8 @@ def _within_budget(
             high = middle - 1
     if low == 0:
         msg = f"the budget ({budget}) does not cover reading even the first part of the document"
-        raise BudgetExceededError(msg)
+        cost = level_cost(settings, question, leaves[:1], fanout)
+        raise BudgetExceededError(msg, **_overrun(limits, cost["llm_calls"], cost["input_tokens"]))
     skipped = [
         {
             "start": group[0].start,
@@ -99,7 +71,14 @@ def _within_budget(
     return leaves[:low], skipped
 
 
-def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Piece], fanout: int) -> None:
+def _overrun(limits: RunResources, calls: int, tokens: int) -> dict[str, Any]:
+    """The budget a plan of ``calls`` calls and ``tokens`` input tokens exceeds, for ``BudgetExceededError``."""
+    if limits.max_llm_calls is not None and calls > limits.max_llm_calls:
+        return {"budget": "max_llm_calls", "needed": calls, "limit": limits.max_llm_calls}
+    return {"budget": "max_input_tokens", "needed": tokens, "limit": limits.max_input_tokens}
+
+
+def _reserve(settings: Settings, run: Level, question: str, leaves: list[Span], fanout: int) -> None:
     """Book the plan in the run's ledger: its syntheses stay reserved, escalations spend what it leaves."""
     cost = level_cost(settings, question, leaves, fanout)
     # Every leaf is read exactly once, at whatever depth; the rest of the plan is synthesis.
@@ -109,14 +88,13 @@ def _reserve(settings: Settings, run: Invocation, question: str, leaves: list[Pi
     )
 
 
-def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: int) -> list[Piece]:
+def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -> list[Span]:
     """The leaves of this level: handed down by the parent, or planned here at depth 0."""
     if run.leaves is not None:
         return run.leaves
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
-    document = neutralize_tags(state["document"])
-    run.resources.text = document
+    document = hold_text(run, state["document"])
     leaves = plan_leaves(
         document,
         part_tokens=part_tokens,
@@ -127,7 +105,7 @@ def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: i
     # The plan is final: nested levels group these leaves and never count again.
     run.resources.forget_counts()
     if run.offset:
-        leaves = [Piece(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
+        leaves = [Span(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
     # Refuse up front, before any spending, when the tree cannot fit max_depth.
     needed = levels_needed(len(leaves), budget["fanout"])
     if needed > run.max_depth:
@@ -137,7 +115,7 @@ def _leaves(settings: Settings, run: Invocation, state: RLMState, part_tokens: i
             f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
             "with a larger context window"
         )
-        raise DepthLimitError(msg)
+        raise DepthLimitError(msg, levels=needed, max_depth=run.max_depth)
     return leaves
 
 
@@ -152,7 +130,7 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
     """
 
     def split(state: RLMState) -> Command:
-        run = Invocation.current(settings, state["run_key"])
+        run = Level.current(settings, state["run_key"])
         scope = (run.offset, run.offset + state["chars"])
         progress = run.writer(scope)
         progress.progress("split", "started", "split.started")
@@ -174,43 +152,22 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         ]
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
         groups_by_start = {group[0].start: group for group in groups}
-        document = run.resources.text if run.resources.text is not None else neutralize_tags(state["document"])
+        document = held_text(run, state["document"])
         parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
         if run.depth == 0:
             run.resources.plan_leaves(sum(len(groups_by_start[part["start"]]) for part in parts))
-        # A checkpointed run may resume in another process, so its parts carry their
-        # text; otherwise they carry offsets into the run's one shared copy.
-        durable = run.durable
-        sends = [
-            Send(
-                "process_chunk",
-                _task(
-                    question,
-                    run,
-                    part,
-                    groups_by_start[part["start"]],
-                    index,
-                    len(parts),
-                    scope,
-                    _slice(run, state["document"], part["start"], part["end"]) if durable else None,
-                ),
-            )
-            for index, part in enumerate(parts, start=1)
-        ]
+        sends = part_sends(
+            run,
+            question,
+            state["document"],
+            [(part, groups_by_start[part["start"]]) for part in parts],
+            first_index=1,
+            total=len(parts),
+            scope=scope,
+        )
         # The parts now travel in the Send payloads; dropping the text from state keeps
         # every later checkpoint of this level from serialising the document again.
         update = {"parts": parts, "document": "", "errors": skipped, **extra}
         return Command(update=update, goto=sends or "synthesize")
 
     return split
-
-
-def _slice(run: Invocation, document: str, start: int, end: int) -> str:
-    """Text of ``[start, end)`` in root offsets, from the run's shared copy.
-
-    A worker that resumed the run never held the root document; it slices this
-    level's own (checkpointed) document instead.
-    """
-    if run.resources.text is None and document:
-        return neutralize_tags(document[start - run.offset : end - run.offset])
-    return run.text(start, end)

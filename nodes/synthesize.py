@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.types import Command
+from rlm_graph.nodes.entry import node_runnable
+from rlm_graph.nodes.sends import next_round_command
 from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
 
+from rlm_graph.calls import CallResult, CallSteps, ModelCall
 from rlm_graph.errors import AllPartsFailedError
 from rlm_graph.focus import FocusRound, split_complete
+from rlm_graph.level import Level
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
     FINAL_INSTRUCTION,
@@ -23,7 +27,7 @@ from rlm_graph.prompts import (
     neutralize_tags,
     strip_citation_markers,
 )
-from rlm_graph.settings import CallResult, CallSteps, Invocation, ModelCall, Settings
+from rlm_graph.settings import Settings
 
 _TRUNCATION_NOTE = " [finding truncated to fit the synthesis window]"
 
@@ -158,8 +162,7 @@ class _Synthesis:
         return strip_citation_markers(answer, valid), _union([c for item in cited for c in item.citations])
 
 
-def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressWriter, list[_Item]]:
-    run = Invocation.current(settings, state["run_key"])
+def _prepare(run: Level, state: RLMState) -> tuple[ProgressWriter, list[_Item]]:
     offset = state.get("offset", 0)
     scope = offset, offset + state.get("chars", len(state["document"]))
     progress = run.writer(scope)
@@ -181,12 +184,12 @@ def _prepare(settings: Settings, state: RLMState) -> tuple[Invocation, ProgressW
         if not is_no_relevant(f["text"])
     ]
     progress.progress("synthesis", "started", "synthesis.started", total=len(items))
-    return run, progress, items
+    return progress, items
 
 
 def _output(
     state: RLMState,
-    run: Invocation,
+    run: Level,
     progress: ProgressWriter,
     synthesis: _Synthesis,
     answer: str,
@@ -206,7 +209,7 @@ def _output(
     return {"answer": answer, "citations": citations, "usage": usage, "errors": synthesis.errors}
 
 
-def _short_cut(settings: Settings, run: Invocation, items: list[_Item]) -> tuple[str, list[Citation]] | None:
+def _short_cut(settings: Settings, run: Level, items: list[_Item]) -> tuple[str, list[Citation]] | None:
     """Answers that need no synthesis call."""
     if not items:
         return NO_RELEVANT_INFORMATION, []
@@ -219,7 +222,21 @@ def _short_cut(settings: Settings, run: Invocation, items: list[_Item]) -> tuple
     return None
 
 
-def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
+def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
+    progress, items = _prepare(run, state)
+    focused = FocusRound(settings, state, run, bool(items))
+    if focused.read_on_without_synthesis:
+        return next_round_command(run, state, focused.next_round(progress, {}))
+    synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
+    answer, citations = _short_cut(settings, run, items) or (yield from synthesis.steps(items))
+    if focused.wants_more(answer):
+        return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
+    focused.report(progress)
+    answer = split_complete(answer)[0] if state.get("focus_cap") else answer
+    return _output(state, run, progress, synthesis, answer, citations, focused)
+
+
+def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any] | Command]:
     """Build the ``synthesize`` node (sync and async).
 
     Args:
@@ -228,31 +245,4 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
     Returns:
         The node runnable.
     """
-
-    def synthesize(state: RLMState) -> dict[str, Any] | Command:
-        run, progress, items = _prepare(settings, state)
-        focused = FocusRound(settings, state, run, bool(items))
-        if focused.read_on_without_synthesis:
-            return focused.next_round(progress, {})
-        synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
-        answer, citations = _short_cut(settings, run, items) or run.drive(synthesis.steps(items))
-        if focused.wants_more(answer):
-            return focused.next_round(progress, synthesis.usage)
-        focused.report(progress)
-        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
-        return _output(state, run, progress, synthesis, answer, citations, focused)
-
-    async def asynthesize(state: RLMState) -> dict[str, Any] | Command:
-        run, progress, items = _prepare(settings, state)
-        focused = FocusRound(settings, state, run, bool(items))
-        if focused.read_on_without_synthesis:
-            return focused.next_round(progress, {})
-        synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
-        answer, citations = _short_cut(settings, run, items) or await run.adrive(synthesis.steps(items))
-        if focused.wants_more(answer):
-            return focused.next_round(progress, synthesis.usage)
-        focused.report(progress)
-        answer = split_complete(answer)[0] if state.get("focus_cap") else answer
-        return _output(state, run, progress, synthesis, answer, citations, focused)
-
-    return RunnableLambda(synthesize, afunc=asynthesize, name="synthesize")
+    return node_runnable("synthesize", settings, lambda run, state: _steps(settings, run, state))

@@ -19,7 +19,7 @@ from rlm_graph.documents import DocumentError, ExtractedDocument, detect_format,
 from rlm_graph.errors import describe_error
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.models import DEFAULT_OPENAI_MODEL, model_from_env
-from rlm_graph.offline import rank_sentences, split_sentences
+from rlm_graph.sentences import rank_sentences, split_sentences
 
 __all__ = ["BadInputError", "binary_kind", "decode_document", "main", "quote_for", "read_document"]
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rlm_graph.options import check_run_options
+
 
 @dataclass(kw_only=True)
 class RLMContext:
@@ -63,25 +65,13 @@ class RLMContext:
     )
 
     def __post_init__(self) -> None:
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            msg = f"max_concurrency must be at least 1, got {self.max_concurrency}"
-            raise ValueError(msg)
-        for name in ("max_llm_calls", "max_input_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                msg = f"{name} must be at least 1, got {value}"
-                raise ValueError(msg)
-        if self.on_budget not in (None, "error", "partial"):
-            msg = f"on_budget must be 'error' or 'partial', got {self.on_budget!r}"
-            raise ValueError(msg)
-        if self.mode is not None or self.max_focused_parts is not None:
-            from rlm_graph.focus import check_focus_options
-
-            check_focus_options(self.mode or "full", 0.2 if self.max_focused_parts is None else self.max_focused_parts)
-        if self.part_tokens is not None:
-            from rlm_graph.settings import check_part_tokens
-
-            check_part_tokens(self.part_tokens)
-        if self.max_depth is not None and self.max_depth < 0:
-            msg = f"max_depth must be 0 or more, got {self.max_depth}"
-            raise ValueError(msg)
+        check_run_options(
+            max_concurrency=self.max_concurrency,
+            max_depth=self.max_depth,
+            max_llm_calls=self.max_llm_calls,
+            max_input_tokens=self.max_input_tokens,
+            on_budget=self.on_budget,
+            mode=self.mode,
+            max_focused_parts=self.max_focused_parts,
+            part_tokens=self.part_tokens,
+        )

@@ -46,7 +46,21 @@ class NestedRunError(RLMError):
 
 
 class BudgetExceededError(RLMError):
-    """The run's plan, or its next call, would exceed ``max_llm_calls`` or ``max_input_tokens``."""
+    """The run's plan, or its next call, would exceed ``max_llm_calls`` or ``max_input_tokens``.
+
+    Attributes:
+        budget: Which budget: ``"max_llm_calls"`` or ``"max_input_tokens"`` (``None`` if unknown).
+        needed: Calls or input tokens the plan or the call would bring the run to.
+        limit: The budget's value.
+    """
+
+    def __init__(
+        self, message: str, *, budget: str | None = None, needed: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.needed = needed
+        self.limit = limit
 
 
 class EmptyReplyError(RLMError):
@@ -64,7 +78,17 @@ class ModelCallTimeoutError(TimeoutError):
 
 
 class DepthLimitError(RLMError):
-    """The document needs more nesting levels than ``max_depth`` allows."""
+    """The document needs more nesting levels than ``max_depth`` allows.
+
+    Attributes:
+        levels: Nesting levels the document (or the part) needs.
+        max_depth: The run's ``max_depth``.
+    """
+
+    def __init__(self, message: str, *, levels: int | None = None, max_depth: int | None = None) -> None:
+        super().__init__(message)
+        self.levels = levels
+        self.max_depth = max_depth
 
 
 def _status_code(error: BaseException) -> int | None:

@@ -9,9 +9,11 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
+from rlm_graph.options import check_part_tokens
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import SEAM_SLACK, Settings, check_part_tokens
-from rlm_graph.splitter import Piece, drop_blank, group_leaves, has_text, plan_leaves
+from rlm_graph.settings import Settings
+from rlm_graph.splitter import Span, drop_blank, group_leaves, has_text, plan_leaves
+from rlm_graph.window import SEAM_SLACK
 
 _settings_by_graph: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
 
@@ -68,7 +70,7 @@ def synthesis_cost(settings: Settings, question: str, findings: int) -> int:
     return settings.synthesis_overhead(question) + findings * block + SEAM_SLACK
 
 
-def part_cost(settings: Settings, question: str, leaves: Sequence[Piece], fanout: int, depth: int) -> CostEstimate:
+def part_cost(settings: Settings, question: str, leaves: Sequence[Span], fanout: int, depth: int) -> CostEstimate:
     """Cost of one planned part: one read, or a nested invocation over its leaves.
 
     Args:
@@ -88,7 +90,7 @@ def part_cost(settings: Settings, question: str, leaves: Sequence[Piece], fanout
 
 
 def level_cost(
-    settings: Settings, question: str, leaves: Sequence[Piece], fanout: int, depth: int = 0
+    settings: Settings, question: str, leaves: Sequence[Span], fanout: int, depth: int = 0
 ) -> CostEstimate:
     """Cost of one invocation that reads ``leaves``, nested invocations included.
 

@@ -36,22 +36,18 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from langgraph.types import Command, Send
-
+from rlm_graph.auto_mode import decide_mode
 from rlm_graph.coverage import Coverage
+from rlm_graph.level import Level
+from rlm_graph.options import MIN_PART_TOKENS, FocusOptions
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import FINAL_INSTRUCTION, is_no_relevant
-from rlm_graph.retrieval import IndexCache, Retriever, default_retriever
-from rlm_graph.settings import MIN_PART_TOKENS, Invocation, Settings
-from rlm_graph.splitter import Piece
+from rlm_graph.settings import Settings
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.state.schema import PartError, PlannedPart
-
-Mode = Literal["full", "focused", "auto", "navigate"]
-MODES: tuple[str, ...] = ("full", "focused", "auto", "navigate")
 
 COMPLETENESS_INSTRUCTION = (
     " Then, on a last line of its own, write COMPLETE: yes if these findings fully answer the "
@@ -69,99 +65,6 @@ _VERDICTS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 Verdict = Literal["yes", "partly", "no"]
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# Words and phrases whose answer is spread over the document: lists, counts, totals,
-# coverage ("every", "all", "mention"), order (first, last, before, after), comparison
-# (more, fewer, than), superlatives and change over time. Matched case-insensitively.
-_AGGREGATION = re.compile(
-    r"\b(?:list|lists|listing|every|everyone|everything|everywhere|all|each|both|summari[sz]e|summary|summaries|"
-    r"overview|how\s+many|count|counts|counted|(?:the|a|what|which|total)\s+number\s+of|totals?|altogether|"
-    r"in\s+all|sum|sums|average|median|overall|timeline|chronolog\w*|throughout|entire|whole|enumerate|"
-    r"compare|compared|comparison|versus|vs|themes?|always|never|frequency|frequently|how\s+often|trace|"
-    r"outline|describe|most|least|fewest|first|last|best|worst|top\s+(?:\d+|two|three|four|five|ten)|"
-    r"maximum|minimum|rank|ranking|ranked|in\s+(?:what|which)\s+order|sequence|more|less|fewer|than|"
-    r"before|after|differ\w*|in\s+common|mention|mentions|mentioned|appear|appears|appeared|occur|occurs|"
-    r"occurred|occurrences?|instances?|times|whenever|wherever|whoever|whatever|else|other|others|various|"
-    r"several|multiple|distinct|unique|change|changes|changed|evolve\w*|develop|develops|developed|"
-    r"over\s+time|only|none|nobody|no\s+one|no\s+\w+|main|major|principal|"
-    r"older|younger|taller|shorter|richer|poorer|bigger|smaller|larger|higher|lower|longer|earlier|later|"
-    r"better|worse|cheaper|dearer|faster|slower|heavier|greater|wealthier|happier|closer|nearer|farther|"
-    r"stronger|weaker|wiser)\b"
-    # "What is the novel about?": a question about the whole text.
-    r"|\babout\s*[?.!]*\s*$"
-    # A plural subject: "who are", "what were", "which have", "are there".
-    r"|\b(?:who|what|which|where|when|how|whose)\s+(?:are|were|have|do)\b|\b(?:are|were)\s+there\b",
-    re.IGNORECASE,
-)
-# Superlatives: any word ending in -est except these.
-_SUPERLATIVE = re.compile(r"\b[a-z]{2,}est\b", re.IGNORECASE)
-_NOT_SUPERLATIVE = _words(
-    "rest test west interest request guest quest forest honest modest chest nest pest vest zest crest protest "
-    "contest suggest digest arrest invest harvest manifest priest conquest inquest earnest behest unrest attest "
-    "detest lest jest ernest everest budapest bucharest midwest southwest northwest bequest tempest divest infest "
-    "molest pretest retest wrest abreast breast beast feast east yeast northeast southeast celeste forrest",
-)
-# "Which/what <plural noun>": the words after the question word, up to the verb.
-_HEAD_AFTER = re.compile(
-    r"\b(?:which|what)\s+((?:[^\W\d_][\w'’-]*(?:\s+|[?.!,;:]+\s*)){0,3})|"
-    r"^\s*(?:please\s+)?(?:name|give|find|show|identify|extract|collect|gather|provide|tell|get|pull|cite|quote)\s+"
-    r"((?:[^\W\d_][\w'’-]*(?:\s+|[?.!,;:]+\s*|$)){1,3})",
-    re.IGNORECASE,
-)
-_VERBS = _words(
-    "is was are were be been has have had does do did will would can could should may might must shall",
-)
-_IRREGULAR_PLURALS = _words("people men women children mice feet teeth geese data criteria phenomena")
-_NOT_PLURAL = _words(
-    "always perhaps news series species means physics mathematics politics economics whereabouts sometimes "
-    "afterwards towards besides unless thus yes its this his hers ours yours theirs mrs ms lens bias alias atlas "
-    "canvas chaos ethos pathos iris gas plus",
-)
-# Common English function words; a question must use more of them than of the
-# other languages' ones below to be judged by the English word lists.
-_ENGLISH = _words(
-    "what who whom whose when where which why how is are was were did does do the a an of to in on at by for "
-    "from with and or his her their this that these those has have had can could should would will "
-    "name give find show tell list summarize summarise extract identify describe explain",
-)
-_FOREIGN = _words(
-    "ist die der das den dem und von ein eine wer wie wo wann welche welcher het een van wat wie waar wanneer "
-    "le la les de des du est qui quel quelle quels où quand el los las es que quién qué cuál dónde cuándo "
-    "il di che chi ha lo gli dove quando kuka mikä missä milloin ja oli",
-)
-
-
-def _plural_head(question: str) -> str | None:
-    """The plural noun a "which/what ..." question (or a request like "name the ...") asks for."""
-    for found in _HEAD_AFTER.finditer(question):
-        for word in (found.group(1) or found.group(2) or "").split():
-            word = word.strip("'’?.!,;:")
-            lower = word.lower()
-            if lower in _VERBS:
-                break
-            if lower in _IRREGULAR_PLURALS:
-                return word
-            plural = (
-                word[:1].islower()
-                and len(lower) > 3
-                and lower.endswith("s")
-                and not lower.endswith(("ss", "us", "is", "ous", "'s", "’s"))
-                and lower not in _NOT_PLURAL
-            )
-            if plural:
-                return word
-    return None
-
-
-def _is_english(question: str) -> bool:
-    words = re.findall(r"[^\W\d_]+", question.lower())
-    english = sum(word in _ENGLISH for word in words)
-    return english > 0 and english > sum(word in _FOREIGN for word in words)
-
-
 # A fan-out no plan reaches: every top-level part is planned to fit one reading call.
 _LEAF_FANOUT = 10**9
 QUESTION_ROOM = 256
@@ -169,89 +72,7 @@ QUESTION_ROOM = 256
 every question shorter than that gets the same part plan, and so reuses the index."""
 
 
-@dataclass(kw_only=True)
-class FocusOptions:
-    """Focused-reading options of one graph."""
-
-    mode: Mode = "full"
-    retriever: Retriever | None = None
-    """``None``: a :class:`rlm_graph.retrieval.BM25Retriever`, made on first use."""
-    max_focused_parts: int | float = 0.2
-    """Parts to read at most once something relevant is found: a count, or a share of the parts."""
-    index_cache: IndexCache = field(default_factory=IndexCache)
-
-    def resolved_retriever(self) -> Retriever:
-        """The retriever, making the default one on first use."""
-        if self.retriever is None:
-            self.retriever = default_retriever()
-        return self.retriever
-
-
-def check_focus_options(mode: Any, max_focused_parts: Any) -> None:
-    """Validate the focused-reading options of ``create_rlm_graph``.
-
-    Raises:
-        ValueError: If ``mode`` is unknown or ``max_focused_parts`` is out of range.
-    """
-    if mode not in MODES:
-        msg = f"mode must be one of {list(MODES)}, got {mode!r}"
-        raise ValueError(msg)
-    if isinstance(max_focused_parts, bool) or not isinstance(max_focused_parts, int | float):
-        msg = f"max_focused_parts must be a count (int >= 1) or a share (0 < float <= 1), got {max_focused_parts!r}"
-        raise ValueError(msg)
-    valid = max_focused_parts >= 1 if isinstance(max_focused_parts, int) else 0 < max_focused_parts <= 1
-    if not valid:
-        msg = f"max_focused_parts must be a count (int >= 1) or a share (0 < float <= 1), got {max_focused_parts!r}"
-        raise ValueError(msg)
-
-
-def decide_mode(question: str) -> tuple[Literal["full", "focused"], str]:
-    """Decide between a full and a focused read from the question alone (``mode="auto"``).
-
-    A documented, offline heuristic. A focused read stops after a share of the parts,
-    so any question whose answer may be spread over the document is read in full:
-
-    - lists, counts and totals: list, every, all, each, both, how many, number of,
-      total, in all, average, summarize, timeline, mention, appear, times, ...;
-    - superlatives and order: most, least, first, last, best, any ``-est`` word,
-      top 5, in what order, ...;
-    - comparisons: more, fewer, less, than, before, after, older, larger, ...,
-      compare, differ, in common;
-    - plural questions: "which/what" followed by a plural noun ("Which chapters
-      ...", "What places ..."), requests for a plural ("Extract the dates"), and a
-      plural verb ("Who are ...", "What were ...", "Are there ...");
-    - change and exclusivity: change, develop, only, none, no one, other, else, ...
-
-    Only what is left, a targeted single-fact question ("What is X's phone number?",
-    "When did the ship leave Lisbon?", "Who wrote the letter to Elizabeth?"), is read
-    focused. When in doubt the heuristic reads in full: a verb in ``-s`` after
-    "which <noun>" counts as a plural noun ("Which girl loves Darcy?" is read in full).
-    The word lists are English; a question with no English function words, or more
-    words of another language than of English, is read in full unless
-    ``mode="focused"`` is asked for.
-
-    Args:
-        question: The question.
-
-    Returns:
-        ``"full"`` or ``"focused"``, and the reason (reported by the ``split.mode`` event).
-    """
-    found = _AGGREGATION.search(question)
-    if found:
-        return "full", f"the question asks about the whole document ({found.group(0).strip().lower()!r})"
-    for match in _SUPERLATIVE.finditer(question):
-        if match.group(0).lower() not in _NOT_SUPERLATIVE:
-            return "full", f"the question asks for a superlative ({match.group(0).lower()!r})"
-    plural = _plural_head(question)
-    if plural:
-        return "full", f"the question asks about several things ({plural.lower()!r})"
-    # Checked last, so that an English request such as "List every code." gets its real reason.
-    if not _is_english(question):
-        return "full", "the question is not in English, which the heuristic cannot judge"
-    return "focused", "the question looks targeted"
-
-
-def mode_for(settings: Settings, run: Invocation, question: str, progress: ProgressWriter) -> str:
+def mode_for(settings: Settings, run: Level, question: str, progress: ProgressWriter) -> str:
     """This invocation's reading mode, reported with a ``split.mode`` event when not plain full.
 
     Args:
@@ -263,8 +84,7 @@ def mode_for(settings: Settings, run: Invocation, question: str, progress: Progr
     Returns:
         ``"full"`` or ``"focused"``.
     """
-    options: FocusOptions | None = settings.retrieval
-    configured = getattr(run.context, "mode", None) or (options.mode if options else "full")
+    configured = run.mode
     # "navigate" never reaches split at the top level (check routes it); nested levels read in full.
     if run.depth > 0 or configured in ("full", "navigate"):
         return "full"
@@ -302,7 +122,7 @@ def _cap(setting: int | float, total: int) -> int:
 
 def first_round(
     settings: Settings,
-    run: Invocation,
+    run: Level,
     state: RLMState,
     document: str,
     parts: list[PlannedPart],
@@ -336,7 +156,7 @@ def first_round(
     else:
         progress.progress("split", "processing", "split.index", seconds=f"{seconds:.2f}")
     ranked = [parts[i] for i in index.rank(state["question"])]
-    cap = _cap(getattr(run.context, "max_focused_parts", None) or options.max_focused_parts, len(parts))
+    cap = _cap(run.max_focused_parts, len(parts))
     size = min(run.resources.max_concurrency, cap)
     first, pending = ranked[:size], ranked[size:]
     extra = {
@@ -367,10 +187,21 @@ def split_complete(answer: str) -> tuple[str, Verdict | None]:
     return head.strip(), _VERDICTS.get(match.group("value").lower(), "partly")  # type: ignore[return-value]
 
 
+@dataclass(frozen=True, slots=True)
+class NextRound:
+    """The parts a focused round reads next, numbered on from the parts already read."""
+
+    parts: list[PlannedPart]
+    first_index: int
+    total: int
+    update: dict[str, Any]
+    """State update of the round (what remains pending, the parts read, usage)."""
+
+
 class FocusRound:
     """What ``synthesize`` does in focused mode: finish, or send the next round of parts."""
 
-    def __init__(self, settings: Settings, state: RLMState, run: Invocation, has_findings: bool) -> None:
+    def __init__(self, settings: Settings, state: RLMState, run: Level, has_findings: bool) -> None:
         self.settings = settings
         self.state = state
         self.run = run
@@ -418,43 +249,22 @@ class FocusRound:
             chars=chars, errors=errors, parts_read=len(self.read), parts_total=total, complete=self.complete
         )
 
-    def next_round(self, progress: ProgressWriter, usage: Usage) -> Command:
-        """Send the next parts, most relevant first.
+    def next_round(self, progress: ProgressWriter, usage: Usage) -> NextRound:
+        """Choose the next parts, most relevant first (``rlm_graph.nodes.sends`` sends them).
 
         Args:
             progress: The synthesize node's progress writer.
             usage: Usage of this round's synthesis, if it ran.
 
         Returns:
-            The command that sends them.
+            The parts to read next and the state update that goes with them.
         """
-        from rlm_graph.nodes.split import _slice, _task  # one payload shape for both senders
-
         room = self.run.resources.max_concurrency
         if self.has_findings:
             room = max(1, min(room, self.cap - len(self.read)))
         batch, rest = self.pending[:room], self.pending[room:]
         self.run.resources.plan_leaves(len(batch))
         progress.progress("analysis", "processing", "analysis.more", count=len(batch))
-        scope = (self.run.offset, self.run.offset + self.state["chars"])
-        total = len(self.read) + len(batch)
-        durable = self.run.durable
-        sends = [
-            Send(
-                "process_chunk",
-                _task(
-                    self.state["question"],
-                    self.run,
-                    part,
-                    [Piece(part["start"], part["end"], part["tokens"], 0)],
-                    index,
-                    total,
-                    scope,
-                    _slice(self.run, self.state["document"], part["start"], part["end"]) if durable else None,
-                ),
-            )
-            for index, part in enumerate(batch, start=len(self.read) + 1)
-        ]
         update: dict[str, Any] = {
             "pending": rest,
             "parts": self.read + batch,
@@ -462,7 +272,7 @@ class FocusRound:
         }
         if not rest:
             update["document"] = ""
-        return Command(update=update, goto=sends)
+        return NextRound(parts=batch, first_index=len(self.read) + 1, total=len(self.read) + len(batch), update=update)
 
     def report(self, progress: ProgressWriter) -> None:
         """Say how many parts were read and how many were not (focused runs only)."""

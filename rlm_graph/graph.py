@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -17,7 +16,6 @@ from rlm_graph.cache import BoundedInMemoryCache, ReplyCache
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
-from rlm_graph.focus import FocusOptions, check_focus_options
 from rlm_graph.lifetime import owning_runs
 from rlm_graph.navigate import DEFAULT_MAX_STEPS, NavigateOptions, add_navigate_nodes, check_max_steps
 from rlm_graph.navigate import tool_calling_error as _tool_calling_error
@@ -30,10 +28,19 @@ from rlm_graph.nodes import (
     make_synthesize,
     route_after_check,
 )
+from rlm_graph.options import (
+    DEFAULT_PART_TOKENS,
+    FocusOptions,
+    check_build_options,
+    check_relay_options,
+    check_run_options,
+    output_budget,
+    planned_window,
+)
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
-from rlm_graph.relay import CONFIDENCE_INSTRUCTION, check_relay_options
+from rlm_graph.relay import CONFIDENCE_INSTRUCTION
 from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
-from rlm_graph.settings import DEFAULT_PART_TOKENS, Settings, check_part_tokens
+from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.timeouts import call_timeout_seconds
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -47,48 +54,6 @@ DEFAULT_RETRY_POLICY = RetryPolicy(
     retry_on=is_transient_error,
 )
 """Retries 429s, 5xx, timeouts and lost connections; never a 400 such as a context overflow."""
-
-_TEMPLATE_FIELDS = {
-    "read_part_prompt": ({"question", "text"}, {"question", "text", "start", "end", "no_relevant"}),
-    "direct_answer_prompt": ({"question", "text"}, {"question", "text", "no_relevant"}),
-    "synthesize_prompt": (
-        {"question", "findings"},
-        {"question", "findings", "final_instruction", "no_relevant"},
-    ),
-}
-
-
-def _resolve_context_window(model: BaseChatModel, context_window: int | None) -> int:
-    if context_window is None:
-        profile = getattr(model, "profile", None) or {}
-        context_window = profile.get("max_input_tokens") if isinstance(profile, Mapping) else None
-    if context_window is None:
-        msg = (
-            f"the context window of {type(model).__name__} is unknown (its profile has no "
-            "'max_input_tokens'): pass it, e.g. create_rlm_graph(model, context_window=32768)"
-        )
-        raise ValueError(msg)
-    if not isinstance(context_window, int) or context_window < 512:
-        msg = f"context_window must be an int of at least 512 tokens, got {context_window!r}"
-        raise ValueError(msg)
-    return context_window
-
-
-def _check_template(name: str, template: str) -> None:
-    required, allowed = _TEMPLATE_FIELDS[name]
-    try:
-        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
-    except ValueError as exc:
-        msg = f"{name} is not a valid str.format template: {exc}"
-        raise ValueError(msg) from exc
-    missing = required - fields
-    unknown = fields - allowed
-    if missing or unknown:
-        msg = (
-            f"{name} must use the fields {sorted(required)} and may use {sorted(allowed - required)}; "
-            f"missing {sorted(missing)}, unknown {sorted(unknown)}"
-        )
-        raise ValueError(msg)
 
 
 def _draw_error_route(builder: StateGraph, node: str, goto: str) -> None:
@@ -266,10 +231,18 @@ def create_rlm_graph(
     if not isinstance(model, BaseChatModel):
         msg = f"model must be a LangChain BaseChatModel, got {type(model).__name__}"
         raise TypeError(msg)
-    window = _resolve_context_window(model, context_window)
+    window = planned_window(model, large_model, context_window)
     checked_prices = check_relay_options(model, large_model, escalate_below, prices)
-    check_focus_options(mode, max_focused_parts)
-    check_part_tokens(part_tokens)
+    check_run_options(
+        max_concurrency=max_concurrency,
+        max_depth=max_depth,
+        max_llm_calls=max_llm_calls,
+        max_input_tokens=max_input_tokens,
+        on_budget=on_budget,
+        mode=mode,
+        max_focused_parts=max_focused_parts,
+        part_tokens=part_tokens,
+    )
     check_max_steps(max_steps)
     if retriever is not None:
         check_retriever(retriever)
@@ -279,45 +252,16 @@ def create_rlm_graph(
     if not isinstance(prompt_cache_markers, bool):
         msg = f"prompt_cache_markers must be True or False, got {prompt_cache_markers!r}"
         raise TypeError(msg)
-    if not isinstance(index_cache_size, int) or index_cache_size < 1:
-        msg = f"index_cache_size must be an int of at least 1, got {index_cache_size!r}"
-        raise ValueError(msg)
-    if large_model is not None:
-        large_profile = getattr(large_model, "profile", None) or {}
-        large_window = large_profile.get("max_input_tokens") if isinstance(large_profile, Mapping) else None
-        # Every prompt may go to either model (an escalation re-sends a reading as is),
-        # so plan for the smaller window.
-        if isinstance(large_window, int) and large_window >= 512:
-            window = min(window, large_window)
-    if max_concurrency < 1:
-        msg = f"max_concurrency must be at least 1, got {max_concurrency}"
-        raise ValueError(msg)
-    if max_depth < 0:
-        msg = f"max_depth must be 0 or more, got {max_depth}"
-        raise ValueError(msg)
-    if max_fanout is not None and max_fanout < 2:
-        msg = f"max_fanout must be at least 2, got {max_fanout}"
-        raise ValueError(msg)
-    for budget_name, budget_value in (("max_llm_calls", max_llm_calls), ("max_input_tokens", max_input_tokens)):
-        if budget_value is not None and budget_value < 1:
-            msg = f"{budget_name} must be at least 1, got {budget_value}"
-            raise ValueError(msg)
-    if on_budget not in ("error", "partial"):
-        msg = f"on_budget must be 'error' or 'partial', got {on_budget!r}"
-        raise ValueError(msg)
-    if chunk_overlap < 0:
-        msg = f"chunk_overlap must be 0 or more, got {chunk_overlap}"
-        raise ValueError(msg)
-    output_tokens = max_output_tokens if max_output_tokens is not None else min(2048, max(256, window // 8))
-    if not 16 <= output_tokens <= window // 3:
-        msg = f"max_output_tokens must be between 16 and a third of the window ({window // 3}), got {output_tokens}"
-        raise ValueError(msg)
+    check_build_options(
+        max_fanout=max_fanout, chunk_overlap=chunk_overlap, index_cache_size=index_cache_size, cache_ttl=cache_ttl
+    )
+    output_tokens = output_budget(window, max_output_tokens)
     for template_name, template in (
         ("read_part_prompt", read_part_prompt),
         ("direct_answer_prompt", direct_answer_prompt),
         ("synthesize_prompt", synthesize_prompt),
     ):
-        _check_template(template_name, template)
+        prompts.check_template(template_name, template)
     if cache is not None and cache is not False and not isinstance(cache, BaseCache):
         msg = (
             f"cache must be a LangGraph BaseCache (e.g. SqliteCache), None for the in-memory default, "
@@ -326,9 +270,6 @@ def create_rlm_graph(
         raise TypeError(msg)
     # Compared with None/False, never by truth: a cache may define __len__ and be empty.
     backend: BaseCache | None = None if cache is False else BoundedInMemoryCache() if cache is None else cache
-    if cache_ttl is not None and (not isinstance(cache_ttl, int) or cache_ttl < 1):
-        msg = f"cache_ttl must be None or an int of at least 1 second, got {cache_ttl!r}"
-        raise ValueError(msg)
     counter = token_counter or counter_for_model(model)
     settings = Settings(
         model=model,
@@ -377,9 +318,13 @@ def create_rlm_graph(
     builder = StateGraph(RLMState, context_schema=RLMContext, input_schema=RLMInput, output_schema=RLMOutput)
     builder.add_node("check", make_check(settings))
     builder.add_node("split", make_split(settings), destinations=("process_chunk", "synthesize"))
+    def this_graph() -> CompiledStateGraph:
+        # Bound late: a part too large for one call is read by this same graph, nested.
+        return graph
+
     builder.add_node(
         "process_chunk",
-        make_process_chunk(settings),
+        make_process_chunk(settings, this_graph),
         input_schema=ChunkTask,
         error_handler=make_chunk_error_handler(settings),
         **model_node_options,
@@ -393,17 +338,17 @@ def create_rlm_graph(
     builder.add_edge(START, "check")
     builder.add_conditional_edges("check", route_after_check, ["direct_answer", "split", "navigate", END])
     # Navigate mode: the root model's loop, beside the reading nodes.
-    if not add_navigate_nodes(builder, settings, NavigateOptions(max_steps=max_steps), model_node_options) and (
-        mode == "navigate"
-    ):
+    navigable = add_navigate_nodes(
+        builder, settings, NavigateOptions(max_steps=max_steps), model_node_options, this_graph
+    )
+    if not navigable and mode == "navigate":
         raise ValueError(_tool_calling_error(large_model or model))
     builder.add_edge("process_chunk", "synthesize")
     builder.add_edge("synthesize", END)
     builder.add_edge("direct_answer", END)
-    # No node has a cache policy: replies are cached per model call (see Invocation.call),
+    # No node has a cache policy: replies are cached per model call (see rlm_graph.calls),
     # so the nodes always run. The backend is still given to compile so that
     # ``graph.cache`` shows it (for example to clear it).
     graph = owning_runs(builder.compile(checkpointer=checkpointer, cache=backend, name=name))
-    settings.graph.append(graph)
     register(graph, settings)
     return graph

@@ -9,6 +9,7 @@ message does not fit. Needs ``pip install "rlm-graph[agents]"``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langgraph.graph.state import CompiledStateGraph
 
-from rlm_graph.history import HistoryPlan, history_from_options
+from rlm_graph.history import HistoryPlan, create_history_hook, history_from_options
 
 __all__ = ["HistoryMiddleware"]
 
@@ -59,10 +60,6 @@ class HistoryMiddleware(AgentMiddleware):
 
 
 def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    import inspect
-
-    from rlm_graph.history import create_history_hook
-
     defaults = {
         name: parameter.default
         for name, parameter in inspect.signature(create_history_hook).parameters.items()

@@ -20,6 +20,7 @@ from langgraph.config import get_stream_writer
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 
+from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.context import RLMContext
 from rlm_graph.retrieval import BM25Retriever
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -280,19 +281,22 @@ class HistoryPlanner:
         # Like create_document_node: the analysis writes no checkpoints into the chat thread.
         return {"configurable": {CONFIG_KEY_CHECKPOINTER: None, "thread_id": None}, "run_name": "history"}
 
-    def run(self, messages: Sequence[AnyMessage], system: Sequence[BaseMessage] = ()) -> HistoryPlan:
+    def _steps(self, messages: Sequence[AnyMessage], system: Sequence[BaseMessage]) -> CallSteps:
+        """The plan, written once for sync and async: the look-back analysis is its one request."""
         plan, job = self.plan(messages, system)
         if job is None:
             return plan
-        out = self.graph.invoke(self.analysis_input(job), self._config(), context=RLMContext(mode="focused"))
+        context = {"context": RLMContext(mode="focused")}
+        out = yield RunnableCall(self.graph, self.analysis_input(job), self._config(), context)
         return self.finish(plan, job, out)
 
+    def run(self, messages: Sequence[AnyMessage], system: Sequence[BaseMessage] = ()) -> HistoryPlan:
+        """Plan the model's input for ``messages`` (sync)."""
+        return drive(None, self._steps(messages, system))
+
     async def arun(self, messages: Sequence[AnyMessage], system: Sequence[BaseMessage] = ()) -> HistoryPlan:
-        plan, job = self.plan(messages, system)
-        if job is None:
-            return plan
-        out = await self.graph.ainvoke(self.analysis_input(job), self._config(), context=RLMContext(mode="focused"))
-        return self.finish(plan, job, out)
+        """Plan the model's input for ``messages`` (async)."""
+        return await adrive(None, self._steps(messages, system))
 
     @staticmethod
     def update(plan: HistoryPlan) -> dict[str, Any]:

@@ -7,9 +7,7 @@ It honours a declared context window, so the graph's recursion really happens.
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,173 +18,15 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.sentences import rank_sentences, split_sentences
 from rlm_graph.tokens import TiktokenCounter
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+|\n\s*\n")
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Capt|Gen|Lt|vs|etc|e\.g|i\.e)|\b[A-Z])\.\s+$")
 _BLOCK = re.compile(r"<(document_part|document|finding)\b[^>]*>\n?(.*?)\n?</\1>", re.DOTALL)
 _FINDING_ID = re.compile(r'<finding id="F(\d+)">')
 _QUESTION = re.compile(r"<question>\s*(.*?)\s*</question>", re.DOTALL)
 _FOLLOW_UP = re.compile(r"<follow_up>\s*(.*?)\s*</follow_up>", re.DOTALL)
 _CONVERSATION = re.compile(r"<conversation>\s*(.*?)\s*</conversation>", re.DOTALL)
 _USER_TURN = re.compile(r"^user: (.+)$", re.MULTILINE)
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "she",
-        "so",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "about",
-        "all",
-        "any",
-        "tell",
-        "us",
-        "give",
-        "list",
-        "find",
-        "document",
-        "text",
-    ]
-)
-_K1 = 1.5
-_B = 0.75
-
-
-def _stem(word: str) -> str:
-    if len(word) > 4:
-        for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-            if word.endswith(suffix):
-                return word[: -len(suffix)] + replacement
-    return word
-
-
-def _terms(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences, whitespace collapsed; "Mr." and initials do not end one.
-
-    Args:
-        text: Any text.
-
-    Returns:
-        The sentences.
-    """
-    text = text.replace("\u200b", "")
-    sentences, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        if _ABBREVIATION.search(text, max(start, match.start() - 8), match.end()):
-            continue
-        sentences.append(text[start : match.end()])
-        start = match.end()
-    sentences.append(text[start:])
-    return [" ".join(s.split()) for s in sentences if s.strip()]
-
-
-def rank_sentences(question: str, sentences: Sequence[str], limit: int, *, min_share: float = 0.5) -> list[int]:
-    """Indices of the sentences that best match the question, best first.
-
-    A sentence qualifies when it contains at least ``min_share`` of the
-    question's distinct content words, and at least one (BM25 decides the order).
-
-    Args:
-        question: The question.
-        sentences: Candidate sentences.
-        limit: Most indices to return.
-        min_share: Share of the question's content words a sentence must contain.
-
-    Returns:
-        Indices into ``sentences``.
-    """
-    query = set(_terms(question))
-    if not query or not sentences:
-        return []
-    docs = [Counter(_terms(s)) for s in sentences]
-    average = sum(sum(d.values()) for d in docs) / len(docs) or 1.0
-    frequency = Counter(term for d in docs for term in query if term in d)
-    needed = max(1, math.ceil(len(query) * min_share))
-    scored = []
-    for index, doc in enumerate(docs):
-        matched = [t for t in query if t in doc]
-        if len(matched) < needed:
-            continue
-        length = sum(doc.values())
-        score = 0.0
-        for term in matched:
-            idf = math.log((len(docs) - frequency[term] + 0.5) / (frequency[term] + 0.5) + 1)
-            tf = doc[term]
-            score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * length / average))
-        scored.append((score, index))
-    scored.sort(key=lambda pair: (-pair[0], pair[1]))
-    return [index for _, index in scored[:limit]]
-
-
 class ExtractiveChatModel(BaseChatModel):
     """Answers by quoting the best-matching sentences of its own prompt (offline, no LLM).
 

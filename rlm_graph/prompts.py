@@ -8,6 +8,7 @@ after it, so text inside the document cannot pose as the task. Templates are
 from __future__ import annotations
 
 import re
+import string
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
@@ -243,3 +244,39 @@ def strip_citation_markers(answer: str, valid: range) -> str:
         return "" if all(n in valid for n in _marker_numbers(match)) else match.group(0)
 
     return _CITATION_MARKER.sub(replace, answer).strip()
+
+
+_TEMPLATE_FIELDS = {
+    "read_part_prompt": ({"question", "text"}, {"question", "text", "start", "end", "no_relevant"}),
+    "direct_answer_prompt": ({"question", "text"}, {"question", "text", "no_relevant"}),
+    "synthesize_prompt": (
+        {"question", "findings"},
+        {"question", "findings", "final_instruction", "no_relevant"},
+    ),
+}
+
+
+def check_template(name: str, template: str) -> None:
+    """Check that a prompt template given to ``create_rlm_graph`` uses the fields its call fills.
+
+    Args:
+        name: The parameter (``read_part_prompt``, ``direct_answer_prompt`` or ``synthesize_prompt``).
+        template: The template.
+
+    Raises:
+        ValueError: If it is not a ``str.format`` template, lacks a required field or uses an unknown one.
+    """
+    required, allowed = _TEMPLATE_FIELDS[name]
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+    except ValueError as exc:
+        msg = f"{name} is not a valid str.format template: {exc}"
+        raise ValueError(msg) from exc
+    missing = required - fields
+    unknown = fields - allowed
+    if missing or unknown:
+        msg = (
+            f"{name} must use the fields {sorted(required)} and may use {sorted(allowed - required)}; "
+            f"missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
+        raise ValueError(msg)

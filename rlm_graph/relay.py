@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-
+from rlm_graph.calls import CallResult, ModelCall
 from rlm_graph.errors import BudgetExceededError, EmptyReplyError
-from rlm_graph.settings import CallResult, Invocation, ModelCall
+from rlm_graph.level import Level
 from rlm_graph.state import merge_usage
 
 CONFIDENCE_INSTRUCTION = (
@@ -62,7 +62,7 @@ def split_confidence(text: str) -> tuple[str, float | None]:
     return head.strip(), _LEVELS[marker.group("value").lower()]
 
 
-def _needs_help(run: Invocation, small: CallResult) -> tuple[CallResult, bool]:
+def _needs_help(run: Level, small: CallResult) -> tuple[CallResult, bool]:
     if run.settings.large_model is None:
         # No relay: the prompt asked for no confidence line, so nothing in the reply is one.
         return small, False
@@ -75,7 +75,7 @@ def _needs_help(run: Invocation, small: CallResult) -> tuple[CallResult, bool]:
     return CallResult(text=text, usage=small.usage), escalate
 
 
-def _budget_allows(run: Invocation, call: ModelCall) -> bool:
+def _budget_allows(run: Level, call: ModelCall) -> bool:
     # An escalation is a call the plan did not count: the run's ledger grants it only
     # while the plan plus escalations stay within budget.
     return run.resources.allow_unplanned(call.prompt_tokens)
@@ -89,8 +89,8 @@ def _escalated(small: CallResult, large: CallResult) -> CallResult:
     return CallResult(text=text, usage=merge_usage(merge_usage(small.usage, large.usage), {"escalated_parts": 1}))
 
 
-def read(run: Invocation, call: ModelCall, on_escalate: Callable[[], None]) -> CallResult:
-    """Read one part with the small model, escalating to the large one when unsure (sync).
+def read(run: Level, call: ModelCall, on_escalate: Callable[[], None]) -> Generator[list[ModelCall], Any, CallResult]:
+    """Read one part with the small model, escalating to the large one when unsure.
 
     Both calls are booked against the run's budgets. An escalation is extra to the
     plan that ``split`` checked, so it is made only while the plan plus escalations
@@ -98,104 +98,23 @@ def read(run: Invocation, call: ModelCall, on_escalate: Callable[[], None]) -> C
     reading is kept rather than losing the part.
 
     Args:
-        run: The invocation.
+        run: The level.
         call: The reading prompt.
         on_escalate: Called just before the large model is asked (progress event).
+
+    Yields:
+        The small model's call, then maybe the large model's (see :data:`rlm_graph.calls.CallSteps`).
 
     Returns:
         The reading without its confidence marker, with the usage of both calls.
     """
-    small, escalate = _needs_help(run, run.call(call))
+    (first,) = yield [call]
+    small, escalate = _needs_help(run, first)
     if not escalate or not _budget_allows(run, call):
         return small
     on_escalate()
     try:
-        large = run.call(dataclasses.replace(call, large=True))
+        (large,) = yield [dataclasses.replace(call, large=True)]
     except BudgetExceededError:
         return small
     return _escalated(small, large)
-
-
-async def aread(run: Invocation, call: ModelCall, on_escalate: Callable[[], None]) -> CallResult:
-    """Async :func:`read`.
-
-    Args:
-        run: The invocation.
-        call: The reading prompt.
-        on_escalate: Called just before the large model is asked (progress event).
-
-    Returns:
-        The reading without its confidence marker, with the usage of both calls.
-    """
-    small, escalate = _needs_help(run, await run.acall(call))
-    if not escalate or not _budget_allows(run, call):
-        return small
-    on_escalate()
-    try:
-        large = await run.acall(dataclasses.replace(call, large=True))
-    except BudgetExceededError:
-        return small
-    return _escalated(small, large)
-
-
-def check_relay_options(
-    model: BaseChatModel,
-    large_model: BaseChatModel | None,
-    escalate_below: float,
-    prices: Mapping[str, tuple[float, ...]] | None,
-) -> dict[str, tuple[float, ...]] | None:
-    """Validate the relay options of ``create_rlm_graph``.
-
-    Args:
-        model: The small (reading) model.
-        large_model: The large model, or ``None`` for no relay.
-        escalate_below: Confidence threshold, between 0 and 1.
-        prices: Price per million input and output tokens by role, optionally with a third
-            price per million cached input tokens.
-
-    Returns:
-        The prices as a plain dict of float tuples, or ``None``.
-
-    Raises:
-        TypeError: If ``large_model`` is not a chat model.
-        ValueError: If the threshold or a price is out of range or a role is unknown.
-    """
-    if large_model is not None and not isinstance(large_model, BaseChatModel):
-        msg = f"large_model must be a LangChain BaseChatModel, got {type(large_model).__name__}"
-        raise TypeError(msg)
-    if isinstance(escalate_below, bool) or not isinstance(escalate_below, int | float) or not 0 <= escalate_below <= 1:
-        msg = (
-            f"escalate_below must be a confidence between 0 and 1 (high = 0.9, medium = 0.6, low = 0.3, "
-            f"cannot tell = 0), got {escalate_below!r}"
-        )
-        raise ValueError(msg)
-    if prices is None:
-        return None
-    roles = {"model"} | ({"large_model"} if large_model is not None else set())
-    if not isinstance(prices, Mapping) or set(prices) - roles:
-        msg = (
-            f"prices must map {sorted(roles)} to (input, output) or (input, output, cached_input) prices "
-            "per million tokens, "
-            f"e.g. prices={{'model': (0.15, 0.60), 'large_model': (2.50, 10.00)}}; got {prices!r}"
-        )
-        raise ValueError(msg)
-    if roles - set(prices):
-        msg = f"prices has no entry for {sorted(roles - set(prices))}: price every model, or pass none"
-        raise ValueError(msg)
-    checked: dict[str, tuple[float, ...]] = {}
-    for role, pair in prices.items():
-        try:
-            values = tuple(float(value) for value in pair)
-        except (TypeError, ValueError):
-            values = ()
-        if len(values) not in (2, 3):
-            msg = (
-                f"prices[{role!r}] must be two or three numbers per million tokens: (input, output) or "
-                f"(input, output, cached_input), got {pair!r}"
-            )
-            raise ValueError(msg) from None
-        if any(value < 0 for value in values):
-            msg = f"prices[{role!r}] must not be negative, got {pair!r}"
-            raise ValueError(msg)
-        checked[role] = values
-    return checked

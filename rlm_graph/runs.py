@@ -196,7 +196,8 @@ class RunResources:
                     )
                 else:
                     msg = f"refused a model call: the run has used all of max_llm_calls={self.max_llm_calls}"
-                raise BudgetExceededError(msg)
+                needed, limit = calls + held_calls, self.max_llm_calls
+                raise BudgetExceededError(msg, budget="max_llm_calls", needed=needed, limit=limit)
             if self.max_input_tokens is not None and tokens + held_tokens > self.max_input_tokens:
                 msg = (
                     f"refused a model call of {input_tokens} input tokens: the run has used "
@@ -204,7 +205,8 @@ class RunResources:
                 )
                 if held_tokens:
                     msg += f", and {held_tokens} are reserved for the synthesis of what was read"
-                raise BudgetExceededError(msg)
+                limit = self.max_input_tokens
+                raise BudgetExceededError(msg, budget="max_input_tokens", needed=tokens + held_tokens, limit=limit)
             self.llm_calls, self.input_tokens = calls, tokens
             self._synthesis_reserve = [held_calls, held_tokens]
 
@@ -289,17 +291,3 @@ def release(run_key: str) -> None:
     """
     with _registry_lock:
         _registry.pop(run_key, None)
-
-
-def shared_text(run_key: str) -> str | None:
-    """The root document a running run holds for its parts, if any.
-
-    Args:
-        run_key: The run's key.
-
-    Returns:
-        The neutralized document, or ``None`` when the run is unknown here.
-    """
-    with _registry_lock:
-        found = _registry.get(run_key)
-    return found.text if found is not None else None

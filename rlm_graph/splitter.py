@@ -29,7 +29,7 @@ CHARACTER_CUT = len(_BOUNDARIES)
 
 # Counting a very long unit only to learn that it is too large wastes time: no
 # tokenizer we know packs this many characters into one token on average.
-_MAX_CHARS_PER_TOKEN = 64
+_UNCOUNTED_SPAN_CHARS_PER_TOKEN = 64
 _NON_SPACE = re.compile(r"\S")
 # Spans counted per batch, so a large text is never sliced whole at once.
 _RUNS_PER_BATCH = 256
@@ -39,7 +39,7 @@ _MERGE_FILL = 0.15
 
 
 @dataclass(frozen=True, slots=True)
-class Piece:
+class Span:
     """A span ``[start, end)`` of the text with its token count.
 
     ``level`` is the strength of the boundary at ``end`` (0 = paragraph break,
@@ -52,17 +52,6 @@ class Piece:
     level: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How one level of the recursion divides its text."""
-
-    parts: list[Piece]
-    fits: list[bool]
-    """Per part: whether it is one leaf, read with one call."""
-    leaves: list[list[Piece]]
-    """Per part: the leaves it holds (the part itself when it fits)."""
-
-
 CountMany = Callable[[Sequence[str]], list[int]]
 
 
@@ -70,8 +59,8 @@ def _cuts(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[int
     return [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
 
 
-def _cut_inside_words(text: str, start: int, end: int, limit: int, count_many: CountMany) -> list[Piece]:
-    pieces: list[Piece] = []
+def _cut_inside_words(text: str, start: int, end: int, limit: int, count_many: CountMany) -> list[Span]:
+    units: list[Span] = []
     position = start
     guess = max(1, limit * 4)
     while position < end:
@@ -81,22 +70,22 @@ def _cut_inside_words(text: str, start: int, end: int, limit: int, count_many: C
             if tokens <= limit or size == 1:
                 break
             size = max(1, min(size - 1, int(size * limit / tokens * 0.95)))
-        pieces.append(Piece(position, position + size, tokens, CHARACTER_CUT))
+        units.append(Span(position, position + size, tokens, CHARACTER_CUT))
         position += size
         guess = max(size, 1)
-    return pieces
+    return units
 
 
-def split_units(text: str, limit: int, count_many: CountMany) -> list[Piece]:
-    """Cut ``text`` into consecutive pieces of at most ``limit`` tokens each.
+def split_units(text: str, limit: int, count_many: CountMany) -> list[Span]:
+    """Cut ``text`` into consecutive units of at most ``limit`` tokens each.
 
     Args:
         text: The text to cut.
-        limit: Most tokens per piece, as counted by ``count_many``.
+        limit: Most tokens per unit, as counted by ``count_many``.
         count_many: Counts the tokens of several strings at once.
 
     Returns:
-        Pieces that tile ``text`` exactly, each counted on its own.
+        Units that tile ``text`` exactly, each counted on its own.
 
     Raises:
         ValueError: If ``limit`` is below 1.
@@ -118,15 +107,15 @@ def _split(
     count_many: CountMany,
     end_level: int,
     seen: list[int],
-) -> list[Piece]:
+) -> list[Span]:
     """Cut ``text[start:end]`` at ``level`` boundaries; ``seen`` is [characters, tokens] counted so far."""
     if level >= CHARACTER_CUT:
-        pieces = _cut_inside_words(text, start, end, limit, count_many)
-        last = pieces[-1]
-        pieces[-1] = Piece(last.start, last.end, last.tokens, end_level)
-        return pieces
+        units = _cut_inside_words(text, start, end, limit, count_many)
+        last = units[-1]
+        units[-1] = Span(last.start, last.end, last.tokens, end_level)
+        return units
     bounds = [start, *_cuts(text, start, end, _BOUNDARIES[level]), end]
-    pieces: list[Piece] = []
+    units: list[Span] = []
     first = 0
     spans = len(bounds) - 1
     while first < spans:
@@ -143,7 +132,7 @@ def _split(
             first = last + 1
         # A span longer than the rate seen so far allows is cut without being counted
         # first: counting it would most likely tokenize its text twice, for nothing.
-        most_chars = min(limit * _MAX_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
+        most_chars = min(limit * _UNCOUNTED_SPAN_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
         countable = [r for r in runs if bounds[r[1] + 1] - bounds[r[0]] <= most_chars]
         counts = dict(zip(countable, count_many([text[bounds[a] : bounds[b + 1]] for a, b in countable]), strict=True))
         for run in runs:
@@ -154,16 +143,16 @@ def _split(
                 seen[0] += b - a
                 seen[1] += tokens
             if tokens is not None and tokens <= limit:
-                pieces.append(Piece(a, b, tokens, boundary))
+                units.append(Span(a, b, tokens, boundary))
             elif run[0] < run[1]:
                 # The run was too dense after all: its spans go one by one.
-                pieces.extend(_split(text, a, b, level, limit, count_many, boundary, [0, 0]))
+                units.extend(_split(text, a, b, level, limit, count_many, boundary, [0, 0]))
             else:
-                pieces.extend(_split(text, a, b, level + 1, limit, count_many, boundary, seen))
-    return pieces
+                units.extend(_split(text, a, b, level + 1, limit, count_many, boundary, seen))
+    return units
 
 
-def _best_cut(units: Sequence[Piece], first: int, last: int, low: int) -> int:
+def _best_cut(units: Sequence[Span], first: int, last: int, low: int) -> int:
     """Index of the unit to end a part with, among ``units[low..last]``.
 
     Prefers the strongest boundary, then the latest position (fuller parts).
@@ -175,21 +164,21 @@ def _best_cut(units: Sequence[Piece], first: int, last: int, low: int) -> int:
     return best
 
 
-def pack(units: Sequence[Piece], limit: int, fill: float = FILL) -> list[Piece]:
+def pack(units: Sequence[Span], limit: int, fill: float = FILL) -> list[Span]:
     """Pack consecutive units into parts of at most ``limit`` estimated tokens.
 
     A part is closed at the strongest boundary found in its last sixth, so parts
     end at paragraph breaks where the text allows it without wasting calls.
 
     Args:
-        units: Pieces from :func:`split_units`, each at most ``limit`` tokens.
+        units: Units from :func:`split_units`, each at most ``limit`` tokens.
         limit: Most tokens per part.
         fill: Least share of ``limit`` a part keeps when it ends at a stronger boundary.
 
     Returns:
         Parts tiling the same span as ``units``; ``tokens`` is the sum of the units'.
     """
-    parts: list[Piece] = []
+    parts: list[Span] = []
     first = 0
     while first < len(units):
         total = 0
@@ -210,7 +199,7 @@ def pack(units: Sequence[Piece], limit: int, fill: float = FILL) -> list[Piece]:
                     break
             last = _best_cut(units, first, last, low)
         chosen = units[first : last + 1]
-        parts.append(Piece(chosen[0].start, chosen[-1].end, sum(u.tokens for u in chosen), chosen[-1].level))
+        parts.append(Span(chosen[0].start, chosen[-1].end, sum(u.tokens for u in chosen), chosen[-1].level))
         first = last + 1
     return parts
 
@@ -220,7 +209,7 @@ def has_text(text: str, start: int = 0, end: int | None = None) -> bool:
     return _NON_SPACE.search(text, start, len(text) if end is None else end) is not None
 
 
-def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0) -> list[Piece]:
+def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0) -> list[Span]:
     """Cut ``text`` into the fewest reading-call-sized parts its boundaries allow.
 
     The whole document is packed flat, once, the way a map-reduce would read it;
@@ -245,7 +234,7 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
     if not units:
         return []
     # Packed from unit counts, with a margin for where units meet: joined text
-    # tokenizes to the sum of its pieces give or take a token per seam.
+    # tokenizes to the sum of its units give or take a token per seam.
     limit = part_tokens - overlap - join_margin(part_tokens)
     packed = pack(units, limit)
     if len(packed) > math.ceil(sum(u.tokens for u in units) / limit):
@@ -254,12 +243,12 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
     return _with_overlap(packed, units, overlap) if overlap else packed
 
 
-def drop_blank(text: str, leaves: Sequence[Piece]) -> list[Piece]:
+def drop_blank(text: str, leaves: Sequence[Span]) -> list[Span]:
     """The leaves that hold more than whitespace: the others are not worth a call."""
     return [leaf for leaf in leaves if has_text(text, leaf.start, leaf.end)]
 
 
-def group_leaves(leaves: Sequence[Piece], fanout: int) -> list[list[Piece]]:
+def group_leaves(leaves: Sequence[Span], fanout: int) -> list[list[Span]]:
     """Group consecutive leaves into at most ``fanout`` parts of one level.
 
     Each group holds at most as many leaves as a subtree one level shallower can
@@ -279,7 +268,7 @@ def group_leaves(leaves: Sequence[Piece], fanout: int) -> list[list[Piece]]:
         capacity *= fanout
     count = math.ceil(len(leaves) / capacity)
     size, extra = divmod(len(leaves), count)
-    groups: list[list[Piece]] = []
+    groups: list[list[Span]] = []
     first = 0
     for index in range(count):
         last = first + size + (1 if index < extra else 0)
@@ -288,40 +277,12 @@ def group_leaves(leaves: Sequence[Piece], fanout: int) -> list[list[Piece]]:
     return groups
 
 
-def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
-    """Divide one level's text into at most ``fanout`` parts.
-
-    The text is cut into leaves (:func:`plan_leaves`) and the leaves are grouped
-    (:func:`group_leaves`): a part of one leaf fits one reading call, a larger
-    part is handed, with its leaves, to a nested invocation.
-
-    Args:
-        text: The text of this level.
-        part_tokens: Most document tokens one reading call may hold.
-        fanout: Most parts at this level (at least 2).
-        count_many: Counts the tokens of several strings at once.
-        overlap: Tokens of the previous part to repeat at the start of each
-            directly read part (0 keeps parts tiling the text exactly).
-
-    Returns:
-        The plan.
-    """
-    leaves = plan_leaves(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
-    return plan_groups(group_leaves(leaves, fanout))
-
-
-def plan_groups(groups: Sequence[Sequence[Piece]]) -> Plan:
-    """The plan of one level whose leaves are already grouped."""
-    parts = [Piece(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
-    return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])
-
-
 def join_margin(limit: int) -> int:
     """Tokens kept free in a packed part for the seams between its units."""
     return max(min(16, limit // 4), limit // 50)
 
 
-def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> list[Piece]:
+def _with_overlap(parts: list[Span], units: Sequence[Span], overlap: int) -> list[Span]:
     """Start each part after the first up to ``overlap`` tokens earlier, on unit boundaries."""
     unit_index_by_start = {unit.start: index for index, unit in enumerate(units)}
     result = [parts[0]] if parts else []
@@ -332,7 +293,7 @@ def _with_overlap(parts: list[Piece], units: Sequence[Piece], overlap: int) -> l
             index -= 1
             extra += units[index].tokens
             start = units[index].start
-        result.append(Piece(start, part.end, part.tokens + extra, part.level))
+        result.append(Span(start, part.end, part.tokens + extra, part.level))
     return result
 
 

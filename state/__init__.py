@@ -6,7 +6,7 @@ values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
 
 from rlm_graph.state.events import ProgressEvent, Stage, Status, UsageEvent
 from rlm_graph.state.schema import (
-    Budget,
+    CallLayout,
     ChunkTask,
     Citation,
     Finding,
@@ -17,10 +17,11 @@ from rlm_graph.state.schema import (
     RLMState,
     Usage,
     merge_usage,
+    reset,
 )
 
 __all__ = [
-    "Budget",
+    "CallLayout",
     "ChunkTask",
     "Citation",
     "Finding",
@@ -35,4 +36,5 @@ __all__ = [
     "Usage",
     "UsageEvent",
     "merge_usage",
+    "reset",
 ]

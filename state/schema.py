@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any, Literal, NotRequired
 
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 
@@ -78,8 +79,19 @@ class Usage(TypedDict, total=False):
     """Parts (at any depth) whose reading came entirely from the reply cache."""
 
 
-RESET_USAGE = "_reset"
-"""Key of an update that replaces the accumulated usage instead of adding to it."""
+def reset(value: Any) -> Overwrite:
+    """An update that replaces an accumulated value (``findings``, ``errors``, ``usage``) instead of adding to it.
+
+    The one reset convention of the state: LangGraph's ``Overwrite`` bypasses the
+    reducer, so a new question on the same thread starts clean.
+
+    Args:
+        value: The new value.
+
+    Returns:
+        The update value.
+    """
+    return Overwrite(value)
 
 _DERIVED = ("large_model_share", "cost")
 
@@ -112,8 +124,7 @@ def merge_usage(left: Usage | None, right: Usage | None) -> Usage:
     ``by_model`` is summed per model; ``large_model_share`` and ``cost`` are
     recomputed from it, so parallel branches and nested depths merge exactly.
 
-    An update holding the ``RESET_USAGE`` key replaces the total, so a new
-    question on the same thread starts from zero.
+    A new question on the same thread starts from zero through :func:`reset`.
 
     Args:
         left: Usage accumulated so far.
@@ -123,8 +134,6 @@ def merge_usage(left: Usage | None, right: Usage | None) -> Usage:
         A new usage dict.
     """
     right = right or {}
-    if RESET_USAGE in right:
-        return {key: value for key, value in right.items() if key != RESET_USAGE}  # type: ignore[return-value]
     merged: dict[str, Any] = dict(left or {})
     for key, value in right.items():
         if key == "max_depth":
@@ -138,18 +147,16 @@ def merge_usage(left: Usage | None, right: Usage | None) -> Usage:
 
 
 def accumulate(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
-    """Reducer for lists gathered from parallel branches; ``None`` empties the list.
+    """Reducer for lists gathered from parallel branches (start over with :func:`reset`).
 
     Args:
         left: Items so far.
-        right: Items to append, or ``None`` to start over.
+        right: Items to append.
 
     Returns:
         The new list.
     """
-    if right is None:
-        return []
-    return [*(left or []), *right]
+    return [*(left or []), *(right or [])]
 
 
 class Finding(TypedDict):
@@ -163,8 +170,8 @@ class Finding(TypedDict):
     """Run that read it."""
 
 
-class Budget(TypedDict):
-    """Token budgets of one invocation (they depend on the question)."""
+class CallLayout(TypedDict):
+    """Token layout of one level's calls: part size and fan-out (they depend on the question)."""
 
     part_tokens: int
     """Most document tokens one reading call may hold."""
@@ -212,7 +219,7 @@ class RLMState(TypedDict):
     offset: NotRequired[int]
     chars: NotRequired[int]
     """Length of ``document``; ``split`` empties ``document`` once the parts are sent."""
-    budget: NotRequired[Budget]
+    budget: NotRequired[CallLayout]
     route: NotRequired[str]
     parts: NotRequired[list[PlannedPart]]
     findings: Annotated[list[Finding], accumulate]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+
+from rlm_graph.splitter import CountMany, Span, group_leaves, plan_leaves
 
 
 async def collect(graph: CompiledStateGraph, payload: dict[str, Any], **kwargs: Any) -> tuple[dict, list[dict]]:
@@ -23,3 +27,42 @@ async def collect(graph: CompiledStateGraph, payload: dict[str, Any], **kwargs: 
 
 def covered(position: int, citations: list[dict[str, int]]) -> bool:
     return any(c["start"] <= position < c["end"] for c in citations)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one level of the recursion divides its text."""
+
+    parts: list[Span]
+    fits: list[bool]
+    """Per part: whether it is one leaf, read with one call."""
+    leaves: list[list[Span]]
+    """Per part: the leaves it holds (the part itself when it fits)."""
+
+
+def plan_parts(text: str, *, part_tokens: int, fanout: int, count_many: CountMany, overlap: int = 0) -> Plan:
+    """Divide one level's text into at most ``fanout`` parts.
+
+    The text is cut into leaves (:func:`plan_leaves`) and the leaves are grouped
+    (:func:`group_leaves`): a part of one leaf fits one reading call, a larger
+    part is handed, with its leaves, to a nested invocation.
+
+    Args:
+        text: The text of this level.
+        part_tokens: Most document tokens one reading call may hold.
+        fanout: Most parts at this level (at least 2).
+        count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous part to repeat at the start of each
+            directly read part (0 keeps parts tiling the text exactly).
+
+    Returns:
+        The plan.
+    """
+    leaves = plan_leaves(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
+    return plan_groups(group_leaves(leaves, fanout))
+
+
+def plan_groups(groups: Sequence[Sequence[Span]]) -> Plan:
+    """The plan of one level whose leaves are already grouped."""
+    parts = [Span(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
+    return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])

@@ -3,7 +3,7 @@
 A focused read stops after a share of the parts, so a question whose answer is spread
 over the document (a list, a count, a superlative, a comparison, a plural "which ...")
 loses most of its answer silently when it is read focused. These lists are the
-contract of :func:`rlm_graph.focus.decide_mode`: when in doubt, read in full.
+contract of :func:`rlm_graph.auto_mode.decide_mode`: when in doubt, read in full.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import pytest
 
 from rlm_graph import create_rlm_graph
-from rlm_graph.focus import decide_mode
+from rlm_graph.auto_mode import decide_mode
 from tests.fakes import PerfectReader
 from tests.helpers import collect
 

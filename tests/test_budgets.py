@@ -9,6 +9,7 @@ from langgraph.types import RetryPolicy
 from rlm_graph import (
     AllPartsFailedError,
     BudgetExceededError,
+    DepthLimitError,
     RLMContext,
     create_rlm_graph,
     estimate_cost,
@@ -155,3 +156,18 @@ def test_escalations_and_retries_share_one_ledger() -> None:
         ledger.spend(10)
     ledger.spend(10, synthesis=True)  # the reserved call is still there
     assert ledger.llm_calls == 5
+
+
+async def test_budget_and_depth_errors_carry_structured_fields(frankenstein: str) -> None:
+    graph = create_rlm_graph(PerfectReader(), max_llm_calls=5)
+    with pytest.raises(BudgetExceededError) as budget:
+        await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert (budget.value.budget, budget.value.limit) == ("max_llm_calls", 5)
+    assert budget.value.needed is not None
+    assert budget.value.needed > 5
+    deep = create_rlm_graph(PerfectReader(), max_depth=0)
+    with pytest.raises(DepthLimitError) as depth:
+        await deep.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert depth.value.max_depth == 0
+    assert depth.value.levels is not None
+    assert depth.value.levels > 0

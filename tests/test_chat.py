@@ -11,7 +11,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
-from rlm_graph.chat import MISSING_DOCUMENT_MESSAGE, QUESTION_TOO_LONG_MESSAGE, split_message
+from rlm_graph.chat import MISSING_DOCUMENT_MESSAGE, QUESTION_TOO_LONG_MESSAGE
+from rlm_graph.chat_messages import split_message
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
 

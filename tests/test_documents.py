@@ -18,7 +18,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import DocumentChatState, create_document_node
-from rlm_graph.chat import read_message, split_message
+from rlm_graph.chat_messages import read_message, split_message
 from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
 from tests.fakes import PerfectReader
 

@@ -10,7 +10,8 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from rlm_graph import BM25Retriever, RLMContext, VectorStoreRetriever, create_rlm_graph
-from rlm_graph.focus import decide_mode, split_complete
+from rlm_graph.auto_mode import decide_mode
+from rlm_graph.focus import split_complete
 from tests.fakes import PerfectReader, plant_needles
 from tests.helpers import collect
 from tests.test_events import check_bars, check_shapes

@@ -220,12 +220,12 @@ def test_bad_tool_arguments_come_back_as_messages(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("bm25", [True, False])
 def test_search_finds_the_span_with_or_without_bm25(bm25: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not bm25:
-        import rlm_graph.focus
+        import rlm_graph.options
 
         def missing() -> None:
             raise ImportError("no bm25s")
 
-        monkeypatch.setattr(rlm_graph.focus, "default_retriever", missing)
+        monkeypatch.setattr(rlm_graph.options, "default_retriever", missing)
     document, position = insert_at_paragraph(BOOK, "The zeppelin quartermaster hid the emerald.", 60_000)
     results: list[str] = []
 

@@ -5,8 +5,8 @@ from langchain_core.exceptions import ContextOverflowError
 from langchain_core.messages import HumanMessage
 
 from rlm_graph import ExtractiveChatModel, create_rlm_graph
-from rlm_graph.offline import rank_sentences
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.sentences import rank_sentences
 
 
 def test_ranking_prefers_matching_sentences() -> None:

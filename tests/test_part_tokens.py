@@ -14,7 +14,7 @@ import pytest
 
 from rlm_graph import RLMContext, create_rlm_graph, estimate_cost
 from rlm_graph.cli import _parser
-from rlm_graph.settings import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
+from rlm_graph.options import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
 from tests.helpers import collect

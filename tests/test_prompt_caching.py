@@ -5,6 +5,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
+from rlm_graph.calls import model_usage
 from rlm_graph.estimate import settings_of
 from rlm_graph.prompts import (
     CACHE_CONTROL,
@@ -16,7 +17,6 @@ from rlm_graph.prompts import (
     build_messages,
     caches_automatically,
 )
-from rlm_graph.settings import model_usage
 from tests.fakes import PerfectReader, plant_needles
 from tests.openai_server import ChatServer
 

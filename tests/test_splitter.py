@@ -11,10 +11,10 @@ from rlm_graph.splitter import (
     levels_needed,
     pack,
     plan_leaves,
-    plan_parts,
     split_units,
 )
 from rlm_graph.tokens import TiktokenCounter
+from tests.helpers import plan_parts
 
 COUNTER = TiktokenCounter()
 

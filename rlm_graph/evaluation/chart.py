@@ -11,7 +11,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from rlm_graph.evaluation.report import format_length, summarize
+from rlm_graph.evaluation.summary import format_length, summarize
 
 __all__ = ["draw_chart"]
 

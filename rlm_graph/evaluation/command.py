@@ -11,8 +11,9 @@ from typing import Any, TextIO
 from langchain_core.language_models import BaseChatModel
 
 from rlm_graph import ExtractiveChatModel, model_from_env
-from rlm_graph.evaluation.report import format_length, text_table
+from rlm_graph.evaluation.report import text_table
 from rlm_graph.evaluation.runner import DEFAULT_LENGTHS, RESULTS_FILE, EvaluationCancelled, aevaluate
+from rlm_graph.evaluation.summary import format_length
 from rlm_graph.evaluation.systems import MODES
 from rlm_graph.evaluation.tasks import TASK_NAMES
 

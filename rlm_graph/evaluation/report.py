@@ -2,85 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "format_length", "markdown_report", "summarize", "text_table", "write_outputs"]
+from rlm_graph.evaluation.summary import Row, format_length, summarize
 
-
-@dataclass
-class Row:
-    """One system's results across lengths."""
-
-    label: str
-    scores: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
-    truncated: set[int] = field(default_factory=set)
-    llm_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float | None = None
-    answered: int = 0
-    failed: int = 0
-    not_run: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    def accuracy(self, length: int) -> float | None:
-        """Mean score (0-1) at ``length``, ``None`` without answered cells."""
-        values = self.scores.get(length)
-        return sum(values) / len(values) if values else None
-
-    def per_question(self, total: float) -> float:
-        """``total`` divided by the answered cells."""
-        return total / self.answered if self.answered else 0.0
-
-
-def format_length(tokens: int) -> str:
-    """``131072`` -> ``"128K"``, ``1048576`` -> ``"1M"``."""
-    if tokens >= 1024 * 1024 and tokens % (1024 * 1024) == 0:
-        return f"{tokens // (1024 * 1024)}M"
-    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
-
-
-def summarize(records: Sequence[dict[str, Any]]) -> tuple[list[Row], list[int]]:
-    """Group records by system (model, mode, part size).
-
-    Args:
-        records: Cell records.
-
-    Returns:
-        The rows in first-seen order, and the lengths in increasing order.
-    """
-    systems = {r["system"] for r in records}
-    part_sizes = {r["part_tokens"] for r in records if r["mode"] != "direct"}
-    rows: dict[tuple[Any, ...], Row] = {}
-    for record in records:
-        label = record["mode"]
-        if len(part_sizes) > 1 and record["mode"] != "direct":
-            label += f" parts={format_length(record['part_tokens']) if record['part_tokens'] else 'default'}"
-        if len(systems) > 1:
-            label = f"{record['system']} {label}"
-        row = rows.setdefault((record["system"], record["mode"], record["part_tokens"]), Row(label))
-        if record["status"] == "ok":
-            row.scores[record["length"]].append(record["score"])
-            row.answered += 1
-            row.llm_calls += record.get("llm_calls") or 0
-            row.input_tokens += record.get("input_tokens") or 0
-            row.output_tokens += record.get("output_tokens") or 0
-            if record.get("cost") is not None:
-                row.cost = (row.cost or 0.0) + record["cost"]
-            if record.get("truncated"):
-                row.truncated.add(record["length"])
-        else:
-            if record["status"] == "failed":
-                row.failed += 1
-            else:
-                row.not_run += 1
-            if record.get("reason") and record["reason"] not in row.reasons:
-                row.reasons.append(record["reason"])
-    return list(rows.values()), sorted({r["length"] for r in records})
+__all__ = ["markdown_report", "text_table", "write_outputs"]
 
 
 def _cells(rows: Sequence[Row], lengths: Sequence[int]) -> tuple[list[str], list[list[str]]]:

@@ -11,8 +11,10 @@ shared limiter and budgets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from langchain_core.runnables import Runnable
 from langgraph.graph import END, StateGraph
 from langgraph.prebuilt import ToolNode
 
@@ -25,7 +27,6 @@ from rlm_graph.navigate.options import (
     NavigateOptions,
     check_max_steps,
     tool_calling_error,
-    wants_navigate,
 )
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.navigate.toolset import final_tool, make_tools
@@ -41,12 +42,15 @@ __all__ = [
     "add_navigate_nodes",
     "check_max_steps",
     "tool_calling_error",
-    "wants_navigate",
 ]
 
 
 def add_navigate_nodes(
-    builder: StateGraph, settings: Settings, options: NavigateOptions, model_node_options: dict[str, Any]
+    builder: StateGraph,
+    settings: Settings,
+    options: NavigateOptions,
+    model_node_options: dict[str, Any],
+    graph: Callable[[], Runnable],
 ) -> bool:
     """Add ``navigate`` and ``navigate_tools`` to the graph.
 
@@ -55,11 +59,12 @@ def add_navigate_nodes(
         settings: The graph's settings.
         options: The navigator's options.
         model_node_options: Options of model-calling nodes (the retry policy).
+        graph: Returns the compiled graph (bound late), which ``ask`` invokes on a span too large for one call.
 
     Returns:
         Whether the root model supports tool calling (else choosing navigate raises).
     """
-    navigation = Navigation(settings, options)
+    navigation = Navigation(settings, options, graph)
     tools = make_tools(navigation)
     bound_tools = [*tools, final_tool()]
     root_model = settings.large_model or settings.model

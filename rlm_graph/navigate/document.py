@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import regex
 
 from rlm_graph.runs import RunResources
-from rlm_graph.splitter import Piece, drop_blank, group_leaves, plan_leaves
+from rlm_graph.splitter import Span, drop_blank, group_leaves, plan_leaves
 from rlm_graph.tokens import TokenCounter
 
 __all__ = ["GREP_TIMEOUT_SECONDS", "NavDocument", "cut_to_tokens", "nav_document"]
@@ -65,15 +65,15 @@ class NavDocument:
 
     text: str
     """The neutralized document (same length as the original, so offsets hold)."""
-    leaves: list[Piece]
+    leaves: list[Span]
     """Reading-call-sized spans in document order, blank ones dropped."""
     tokens: int
     count_many: Callable[[Sequence[str]], list[int]]
-    aggregate_leaves: dict[int, list[Piece]] = field(default_factory=dict)
+    aggregate_leaves: dict[int, list[Span]] = field(default_factory=dict)
     """Smaller leaves for ``ask_all`` counts, tallies and lists, by part size."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def leaves_for(self, part_tokens: int) -> list[Piece]:
+    def leaves_for(self, part_tokens: int) -> list[Span]:
         """Leaves of at most ``part_tokens`` tokens (the main plan when it is already that small)."""
         if part_tokens >= max((leaf.tokens for leaf in self.leaves), default=0):
             return self.leaves

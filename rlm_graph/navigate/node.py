@@ -19,11 +19,12 @@ from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
+from rlm_graph.calls import model_usage
 from rlm_graph.errors import BudgetExceededError
+from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.progress import ProgressWriter, format_message
-from rlm_graph.settings import Invocation, model_usage
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.timeouts import ainvoke_within, invoke_within
 
@@ -99,7 +100,7 @@ class _Root:
 
     def prepare(
         self, state: dict[str, Any], forced: str | None = None
-    ) -> tuple[Invocation, ProgressWriter, dict[str, Any], list, int, str | None]:
+    ) -> tuple[Level, ProgressWriter, dict[str, Any], list, int, str | None]:
         run, _nav, progress = self.nav.start(state)
         first = state.get("route") == "navigate"
         messages = self.first_messages(state, progress) if first else list(state.get(MESSAGES_KEY) or [])
@@ -133,7 +134,7 @@ class _Root:
         )
         return run, progress, update, compacted, self.count(compacted), reason
 
-    def spend(self, run: Invocation, tokens: int, last: bool) -> None:
+    def spend(self, run: Level, tokens: int, last: bool) -> None:
         """Book a root call; every other step keeps one call in reserve for the last one."""
         resources = run.resources
         if last:
@@ -148,7 +149,7 @@ class _Root:
     def finish(
         self,
         state: dict[str, Any],
-        run: Invocation,
+        run: Level,
         progress: ProgressWriter,
         update: dict[str, Any],
         reply: AIMessage | None,
@@ -181,7 +182,7 @@ class _Root:
         run.finish(progress, merge_usage(state.get("usage"), usage))
         return Command(update={**update, "usage": usage, "answer": answer, "citations": citations}, goto=END)
 
-    def usage_of(self, run: Invocation, reply: AIMessage, tokens: int) -> Usage:
+    def usage_of(self, run: Level, reply: AIMessage, tokens: int) -> Usage:
         role = "large_model" if self.settings.large_model is not None else "model"
         metadata = reply.usage_metadata or {}
         input_tokens = metadata.get("input_tokens") or tokens

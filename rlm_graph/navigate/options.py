@@ -13,7 +13,6 @@ __all__ = [
     "NavigateOptions",
     "check_max_steps",
     "tool_calling_error",
-    "wants_navigate",
 ]
 
 DEFAULT_MAX_STEPS = 12
@@ -94,11 +93,6 @@ def tool_calling_error(model: object) -> str:
         "implemented (or refused the tools): use a chat model that supports tools (ChatOpenAI, ChatAnthropic, "
         "...), pass a large_model that does (it becomes the navigator), or use mode='full' or 'focused'"
     )
-
-
-def wants_navigate(configured: object, depth: int) -> bool:
-    """Whether an invocation navigates: only the top level, only when asked for (``auto`` never picks it)."""
-    return depth == 0 and configured == "navigate"
 
 
 def check_max_steps(max_steps: object) -> int:

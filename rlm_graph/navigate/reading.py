@@ -1,8 +1,8 @@
 """What ``ask`` and ``ask_all`` run: reads of spans, nested graph invocations, exact aggregation.
 
-Every model call goes through :class:`rlm_graph.settings.Invocation` (the run's shared
-limiter, budget and reply cache); a span too large for one call is read by the same
-compiled graph invoked on it at depth + 1, as ``process_chunk`` does.
+Every job is written once as :data:`rlm_graph.calls.CallSteps` and run by the calls driver
+(the run's shared limiter, budget and reply cache); a span too large for one call is read
+by the same compiled graph invoked on it at depth + 1, as ``process_chunk`` does.
 """
 
 from __future__ import annotations
@@ -15,24 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp
 
+from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
 from rlm_graph.errors import BudgetExceededError, describe_error
+from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_reply
 from rlm_graph.navigate.document import NavDocument
+from rlm_graph.nodes.sends import part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
-from rlm_graph.settings import (
-    CONFIG_DEPTH,
-    CONFIG_LEAVES,
-    CONFIG_OFFSET,
-    CONFIG_RUN_KEY,
-    SEAM_SLACK,
-    Invocation,
-    ModelCall,
-    Settings,
-)
-from rlm_graph.splitter import Piece, drop_blank, plan_leaves
+from rlm_graph.settings import Settings
+from rlm_graph.splitter import Span, drop_blank, plan_leaves
 from rlm_graph.state import Usage, merge_usage
+from rlm_graph.window import NEVER_FITS_CHARS_PER_TOKEN, SEAM_SLACK
 
 __all__ = ["AGGREGATE_PROMPT", "Outcome", "SpanJob", "arun_jobs", "leaf_job", "run_jobs", "span_job", "whole_job"]
 
@@ -73,13 +69,13 @@ class SpanJob:
     nested: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
-def _read_call(settings: Settings, run: Invocation, question: str, start: int, end: int, tokens: int) -> ModelCall:
+def _read_call(settings: Settings, run: Level, question: str, start: int, end: int, tokens: int) -> ModelCall:
     def messages() -> list[BaseMessage]:
         return build_messages(
             settings.system_prompt,
             settings.read_part_prompt,
             question=question,
-            text=run.text(start, end),
+            text=part_text(run, "", start, end),
             start=start,
             end=end,
         )
@@ -87,7 +83,7 @@ def _read_call(settings: Settings, run: Invocation, question: str, start: int, e
     return ModelCall(messages, settings.read_overhead(question) + tokens + SEAM_SLACK)
 
 
-def leaf_job(settings: Settings, run: Invocation, question: str, leaf: Piece, output: str) -> SpanJob:
+def leaf_job(settings: Settings, run: Level, question: str, leaf: Span, output: str) -> SpanJob:
     """One aggregation read of a leaf (``output`` count, tally or list)."""
 
     def messages() -> list[BaseMessage]:
@@ -95,7 +91,7 @@ def leaf_job(settings: Settings, run: Invocation, question: str, leaf: Piece, ou
             settings.system_prompt,
             AGGREGATE_PROMPT,
             question=question,
-            text=run.text(leaf.start, leaf.end),
+            text=part_text(run, "", leaf.start, leaf.end),
             start=leaf.start,
             end=leaf.end,
             instruction=AGGREGATE_INSTRUCTIONS[output],
@@ -115,7 +111,7 @@ def leaf_job(settings: Settings, run: Invocation, question: str, leaf: Piece, ou
     return SpanJob(leaf.start, leaf.end, call=ModelCall(messages, overhead + leaf.tokens + SEAM_SLACK))
 
 
-def _nested(run: Invocation, question: str, leaves: list[Piece]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _nested(run: Level, question: str, leaves: list[Span]) -> tuple[dict[str, Any], dict[str, Any]]:
     start, end = leaves[0].start, leaves[-1].end
     config = {
         "configurable": {
@@ -127,11 +123,11 @@ def _nested(run: Invocation, question: str, leaves: list[Piece]) -> tuple[dict[s
         "run_name": f"rlm ask {start}-{end}",
     }
     # A checkpointed run may resume elsewhere: its nested level carries its text.
-    document = run.text(start, end) if run.durable else ""
+    document = part_text(run, "", start, end) if run.durable else ""
     return {"document": document, "question": question}, config
 
 
-def span_job(settings: Settings, run: Invocation, nav: NavDocument, question: str, start: int, end: int) -> SpanJob:
+def span_job(settings: Settings, run: Level, nav: NavDocument, question: str, start: int, end: int) -> SpanJob:
     """A read of ``[start, end)``: one call when it fits, else the graph invoked on it (the recursion).
 
     Raises:
@@ -139,14 +135,14 @@ def span_job(settings: Settings, run: Invocation, nav: NavDocument, question: st
     """
     part = settings.budget_for(question, run.part_tokens)["part_tokens"]
     text = nav.text[start:end]
-    if len(text) <= part * 32 and (tokens := settings.counter.count(text)) <= part:
+    if len(text) <= part * NEVER_FITS_CHARS_PER_TOKEN and (tokens := settings.counter.count(text)) <= part:
         return SpanJob(start, end, call=_read_call(settings, run, question, start, end, tokens))
     leaves = drop_blank(nav.text, plan_leaves(text, part_tokens=part, count_many=nav.count_many))
-    leaves = [Piece(leaf.start + start, leaf.end + start, leaf.tokens, leaf.level) for leaf in leaves]
+    leaves = [Span(leaf.start + start, leaf.end + start, leaf.tokens, leaf.level) for leaf in leaves]
     return whole_job(settings, run, question, leaves)
 
 
-def whole_job(settings: Settings, run: Invocation, question: str, leaves: list[Piece]) -> SpanJob:
+def whole_job(settings: Settings, run: Level, question: str, leaves: list[Span]) -> SpanJob:
     """Read ``leaves`` with the full strategy: the graph invoked on them at depth + 1."""
     if len(leaves) == 1:
         leaf = leaves[0]
@@ -170,46 +166,45 @@ def _from_output(job: SpanJob, output: dict[str, Any]) -> Outcome:
     return Outcome(job.start, job.end, output["answer"], output.get("usage") or {}, list(output.get("errors") or []))
 
 
-def _one(settings: Settings, run: Invocation, job: SpanJob) -> Outcome:
+def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallSteps:
+    """One job as call steps: a read, or the graph invoked on the span; a failure becomes the job's outcome."""
     try:
         if job.call is not None:
-            result = run.call(job.call)
+            (result,) = yield [job.call]
             return Outcome(job.start, job.end, result.text, result.usage)
         payload, config = job.nested  # type: ignore[misc]
-        return _from_output(job, settings.graph[0].invoke(payload, config, context=run.context))
+        return _from_output(job, (yield RunnableCall(graph(), payload, config, {"context": run.context})))
     except GraphBubbleUp:
         raise
     except Exception as error:  # noqa: BLE001 - one failed span is reported to the model, the others stand
         return _failed(job, error)
 
 
-async def _aone(settings: Settings, run: Invocation, job: SpanJob) -> Outcome:
-    try:
-        if job.call is not None:
-            result = await run.acall(job.call)
-            return Outcome(job.start, job.end, result.text, result.usage)
-        payload, config = job.nested  # type: ignore[misc]
-        return _from_output(job, await settings.graph[0].ainvoke(payload, config, context=run.context))
-    except GraphBubbleUp:
-        raise
-    except Exception as error:  # noqa: BLE001 - one failed span is reported to the model, the others stand
-        return _failed(job, error)
+def run_jobs(run: Level, jobs: list[SpanJob], graph: Callable[[], Runnable]) -> list[Outcome]:
+    """Run the jobs in parallel threads (sync); the run's limiter caps the calls in flight.
 
+    Args:
+        run: The navigating level.
+        jobs: The reads.
+        graph: Returns the compiled graph, for spans read by a nested level.
 
-def run_jobs(settings: Settings, run: Invocation, jobs: list[SpanJob]) -> list[Outcome]:
-    """Run the jobs in parallel threads (sync); the run's limiter caps the calls in flight."""
+    Returns:
+        One outcome per job, in order.
+    """
     if len(jobs) <= 1:
-        return [_one(settings, run, job) for job in jobs]
+        return [drive(run, _job_steps(run, job, graph)) for job in jobs]
     workers = min(len(jobs), run.resources.max_concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-navigate") as pool:
         # Each thread runs in a copy of this context, so nested runs and progress reach the caller.
-        futures = [pool.submit(contextvars.copy_context().run, _one, settings, run, job) for job in jobs]
+        futures = [
+            pool.submit(contextvars.copy_context().run, drive, run, _job_steps(run, job, graph)) for job in jobs
+        ]
         return [future.result() for future in futures]
 
 
-async def arun_jobs(settings: Settings, run: Invocation, jobs: list[SpanJob]) -> list[Outcome]:
-    """Run the jobs concurrently (async); the run's limiter caps the calls in flight."""
-    return list(await asyncio.gather(*(_aone(settings, run, job) for job in jobs)))
+async def arun_jobs(run: Level, jobs: list[SpanJob], graph: Callable[[], Runnable]) -> list[Outcome]:
+    """Async :func:`run_jobs`: the jobs run concurrently; the run's limiter caps the calls in flight."""
+    return list(await asyncio.gather(*(adrive(run, _job_steps(run, job, graph)) for job in jobs)))
 
 
 def answers_text(outcomes: list[Outcome], describe: Callable[[str], str]) -> str:

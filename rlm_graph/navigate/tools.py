@@ -9,19 +9,22 @@ bad ones come back to the model as an error message; nothing the model writes is
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import ToolMessage
+from langchain_core.runnables import Runnable
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 
+from rlm_graph.level import Level
 from rlm_graph.navigate import reading
 from rlm_graph.navigate.aggregate import render
 from rlm_graph.navigate.document import NavDocument, cut_to_tokens, nav_document
 from rlm_graph.navigate.options import NAVIGATE_MESSAGES, NavigateOptions
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import neutralize_tags
-from rlm_graph.settings import Invocation, Settings
+from rlm_graph.settings import Settings
 from rlm_graph.state import Usage
 
 __all__ = ["MESSAGES_KEY", "Navigation"]
@@ -32,22 +35,24 @@ MESSAGES_KEY = "nav_messages"
 class Navigation:
     """Binds the tools to the graph's settings; one per graph."""
 
-    def __init__(self, settings: Settings, options: NavigateOptions) -> None:
+    def __init__(self, settings: Settings, options: NavigateOptions, graph: Callable[[], Runnable]) -> None:
         self.settings = settings
         self.options = options
+        # Returns the compiled graph (bound late): it reads a span too large for one call.
+        self.graph = graph
 
     @property
     def result_limit(self) -> int:
         """Most tokens of one tool result."""
         return max(64, int(self.settings.input_window * self.options.tool_result_share))
 
-    def templates(self, run: Invocation) -> dict[str, str]:
+    def templates(self, run: Level) -> dict[str, str]:
         """Navigate templates under the graph's and the run's ``progress_messages``."""
         return {**NAVIGATE_MESSAGES, **run.templates}
 
-    def start(self, state: dict[str, Any]) -> tuple[Invocation, NavDocument, ProgressWriter]:
+    def start(self, state: dict[str, Any]) -> tuple[Level, NavDocument, ProgressWriter]:
         """The invocation, the planned document and a progress writer for a tool or root call."""
-        run = Invocation.current(self.settings, state["run_key"])
+        run = Level.current(self.settings, state["run_key"])
         part = self.settings.budget_for(state["question"], run.part_tokens)["part_tokens"]
         nav = nav_document(
             run.resources,
@@ -135,7 +140,7 @@ class Navigation:
 
     # Tools that read.
 
-    def _ask_jobs(self, run: Invocation, nav: NavDocument, question: str, spans: Any) -> list[reading.SpanJob] | str:
+    def _ask_jobs(self, run: Level, nav: NavDocument, question: str, spans: Any) -> list[reading.SpanJob] | str:
         if not isinstance(spans, list) or not spans:
             return "error: spans must be a non-empty list of [start, end] pairs"
         if len(spans) > self.options.max_spans:
@@ -155,7 +160,7 @@ class Navigation:
         return jobs
 
     @staticmethod
-    def _budget_stop(run: Invocation, outcomes: list[reading.Outcome]) -> str | None:
+    def _budget_stop(run: Level, outcomes: list[reading.Outcome]) -> str | None:
         """Why the search must stop for the budget: a refused call, or no room left for another round."""
         refused = next((outcome.budget for outcome in outcomes if outcome.budget), None)
         resources = run.resources
@@ -169,7 +174,7 @@ class Navigation:
         return refused and f"budget:{refused}"
 
     def _ask_result(
-        self, runtime: ToolRuntime, run: Invocation, outcomes: list[reading.Outcome], progress: ProgressWriter
+        self, runtime: ToolRuntime, run: Level, outcomes: list[reading.Outcome], progress: ProgressWriter
     ) -> Command:
         usage = reading.total_usage(outcomes)
         errors = [error for outcome in outcomes for error in outcome.errors]
@@ -186,7 +191,7 @@ class Navigation:
         jobs = self._ask_jobs(run, nav, question, spans)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, run, reading.run_jobs(self.settings, run, jobs), progress)
+        return self._ask_result(runtime, run, reading.run_jobs(run, jobs, self.graph), progress)
 
     async def aask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
         run, nav, progress = self.start(runtime.state)
@@ -194,9 +199,9 @@ class Navigation:
         jobs = self._ask_jobs(run, nav, question, spans)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, run, await reading.arun_jobs(self.settings, run, jobs), progress)
+        return self._ask_result(runtime, run, await reading.arun_jobs(run, jobs, self.graph), progress)
 
-    def _all_jobs(self, run: Invocation, nav: NavDocument, question: str, output: str) -> list[reading.SpanJob] | str:
+    def _all_jobs(self, run: Level, nav: NavDocument, question: str, output: str) -> list[reading.SpanJob] | str:
         if not isinstance(question, str) or not question.strip():
             return "error: the question is empty"
         try:
@@ -229,7 +234,7 @@ class Navigation:
     def _all_result(
         self,
         runtime: ToolRuntime,
-        run: Invocation,
+        run: Level,
         output: str,
         outcomes: list[reading.Outcome],
         progress: ProgressWriter,
@@ -266,7 +271,7 @@ class Navigation:
         jobs = self._all_jobs(run, nav, question, output)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, run, output, reading.run_jobs(self.settings, run, jobs), progress)
+        return self._all_result(runtime, run, output, reading.run_jobs(run, jobs, self.graph), progress)
 
     async def aask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
         run, nav, progress = self.start(runtime.state)
@@ -274,4 +279,4 @@ class Navigation:
         jobs = self._all_jobs(run, nav, question, output)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, run, output, await reading.arun_jobs(self.settings, run, jobs), progress)
+        return self._all_result(runtime, run, output, await reading.arun_jobs(run, jobs, self.graph), progress)

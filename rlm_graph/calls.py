@@ -1,0 +1,315 @@
+"""The model-call protocol: node logic yields requests, a driver runs them sync or async.
+
+A node body is written once, as a generator (:data:`CallSteps`) that yields a batch
+of :class:`ModelCall` (or one :class:`RunnableCall`, such as a nested graph) and receives the results.
+:func:`drive` and :func:`adrive` run it: a batch one call after another, or in
+parallel under ``asyncio.gather`` (``rlm_graph.nodes.entry`` builds a node's sync and
+async entry points from one body). Every call is looked up in the reply cache,
+booked against the run's budgets, held to a slot of the run's limiter (synthesis
+first), bounded by the per-call timeout, and an empty reply fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.cache.base import FullKey
+
+from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
+from rlm_graph.level import Level
+from rlm_graph.settings import Settings
+from rlm_graph.state import ModelUsage, Usage
+from rlm_graph.timeouts import ainvoke_within, invoke_within
+
+__all__ = [
+    "CallResult",
+    "CallSteps",
+    "ModelCall",
+    "RunnableCall",
+    "adrive",
+    "drive",
+    "model_usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One prompt to send, with its exact token count."""
+
+    messages: list[BaseMessage] | Callable[[], list[BaseMessage]]
+    """The prompt, or a function that builds it: a read's prompt is built only once
+    the call holds a slot, so queued reads do not each hold a copy of their text."""
+    prompt_tokens: int
+    urgent: bool = False
+    """Synthesis calls are urgent: they unblock a level, so they skip the queue of reads,
+    and they draw on the budget reserved for synthesis (``RunResources.spend``)."""
+    large: bool = False
+    """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A model reply and what it cost."""
+
+    text: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class RunnableCall:
+    """One call of a runnable other than a budgeted model call, such as a nested graph on a part.
+
+    It is not booked, cached or limited here: a nested graph books its own calls.
+    """
+
+    runnable: Runnable
+    input: Any
+    config: RunnableConfig | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of ``invoke``, such as a nested graph's ``context``."""
+
+
+CallSteps = Generator[list[ModelCall] | RunnableCall, Any, Any]
+"""Node logic written once for sync and async: it yields a batch of calls (and
+receives their results, in order) or a nested call (and receives the graph's output),
+so a driver can run a batch in parallel. A failed request is thrown into the generator."""
+
+
+def _messages(call: ModelCall) -> list[BaseMessage]:
+    return call.messages() if callable(call.messages) else call.messages
+
+
+def model_usage(
+    prices: Mapping[str, tuple[float, ...]] | None,
+    role: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_input_tokens: int = 0,
+) -> ModelUsage:
+    """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
+
+    Args:
+        prices: Price per million input and output tokens by role, and optionally per million
+            cached input tokens (``(input, output, cached_input)``; without it cached input
+            costs the input price).
+        role: ``"model"`` or ``"large_model"``.
+        input_tokens: The call's prompt tokens, cached ones included (as providers report them).
+        output_tokens: The call's reply tokens.
+        cached_input_tokens: Prompt tokens the provider read from its prompt cache.
+
+    Returns:
+        The entry.
+    """
+    entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cached_input_tokens:
+        entry["cached_input_tokens"] = cached_input_tokens
+    if prices and role in prices:
+        price_in, price_out, *rest = prices[role]
+        price_cached = rest[0] if rest else price_in
+        fresh_input = input_tokens - cached_input_tokens
+        billed = fresh_input * price_in + cached_input_tokens * price_cached + output_tokens * price_out
+        entry["cost"] = billed / 1_000_000
+    return entry
+
+
+def _retry_wait(error: BaseException) -> float | None:
+    return retry_after_seconds(error) if is_transient_error(error) else None
+
+
+def _result(settings: Settings, call: ModelCall, reply: BaseMessage, role: str) -> CallResult:
+    text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
+    if not str(text).strip():
+        # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
+        # fail the call so the node's retry policy tries again, never read it as "nothing here".
+        finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")
+        detail = f" (finish_reason={finish})" if finish else ""
+        msg = f"the model returned an empty reply{detail}"
+        raise EmptyReplyError(msg)
+    metadata = getattr(reply, "usage_metadata", None) or {}
+    input_tokens = metadata.get("input_tokens") or call.prompt_tokens
+    output_tokens = metadata.get("output_tokens")
+    if output_tokens is None:
+        output_tokens = settings.counter.count(text)
+    # Prompt tokens the provider served from its prompt cache (billed at a discount);
+    # part of input_tokens, never more than it.
+    details = metadata.get("input_token_details") or {}
+    cached_input = min(int(details.get("cache_read") or 0), input_tokens)
+    usage: Usage = {
+        "llm_calls": 1,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "by_model": {role: model_usage(settings.prices, role, input_tokens, output_tokens, cached_input)},
+    }
+    if cached_input:
+        usage["cached_input_tokens"] = cached_input
+    return CallResult(text=str(text), usage=usage)
+
+
+def _cache_key(settings: Settings, call: ModelCall, role: str) -> FullKey | None:
+    if settings.replies is None:
+        return None
+    # Built, hashed and dropped before the call waits for a slot, so queued reads
+    # still hold no copy of their text.
+    return settings.replies.key(settings.identity_of(role), _messages(call))
+
+
+def _hit(settings: Settings, text: str | None, role: str) -> CallResult | None:
+    if text is None:
+        return None
+    # No call was made: zero calls and tokens (and zero cost when priced), one cached call.
+    by_role = model_usage(settings.prices, role, 0, 0)
+    by_role.update(llm_calls=0, cached_calls=1)
+    usage: Usage = {
+        "llm_calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "cached_calls": 1,
+        "by_model": {role: by_role},
+    }
+    return CallResult(text=text, usage=usage)
+
+
+def _prepare(level: Level, call: ModelCall) -> tuple[Settings, str, FullKey | None]:
+    settings = level.settings
+    role = settings.role_of(call.large)
+    return settings, role, _cache_key(settings, call, role)
+
+
+def _book(level: Level, call: ModelCall) -> None:
+    # Only calls actually made are booked: a cache hit spends no budget.
+    level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
+
+
+def call_model(level: Level, call: ModelCall) -> CallResult:
+    """Send one prompt, holding a slot of the run's limiter (sync).
+
+    Args:
+        level: The level that makes the call.
+        call: The prompt.
+
+    Returns:
+        The reply and its usage; a reply from the cache counts no call and no tokens,
+        only ``cached_calls``.
+    """
+    settings, role, key = _prepare(level, call)
+    hit = _hit(settings, settings.replies.get(key) if settings.replies and key else None, role)
+    if hit is not None:
+        return hit
+    _book(level, call)
+    try:
+        with level.resources.thread_slot():
+            messages = settings.wire_messages(_messages(call), role)
+            reply = invoke_within(settings.model_for(role), messages, settings.call_timeout)
+    except Exception as error:
+        # Honour the server's Retry-After before LangGraph's retry policy takes over;
+        # the slot is already released, so other calls go on meanwhile.
+        if (wait := _retry_wait(error)) is not None:
+            time.sleep(wait)
+        raise
+    result = _result(settings, call, reply, role)
+    if settings.replies is not None and key is not None:
+        settings.replies.put(key, result.text)
+    return result
+
+
+async def acall_model(level: Level, call: ModelCall) -> CallResult:
+    """Async :func:`call_model`; synthesis calls take a slot before queued reads."""
+    settings, role, key = _prepare(level, call)
+    hit = _hit(settings, await settings.replies.aget(key) if settings.replies and key else None, role)
+    if hit is not None:
+        return hit
+    _book(level, call)
+    try:
+        priority = (0, -level.depth) if call.urgent else (1, 0)
+        async with level.resources.async_slot(priority):
+            messages = settings.wire_messages(_messages(call), role)
+            reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout)
+    except Exception as error:
+        if (wait := _retry_wait(error)) is not None:
+            await asyncio.sleep(wait)
+        raise
+    result = _result(settings, call, reply, role)
+    if settings.replies is not None and key is not None:
+        await settings.replies.aput(key, result.text)
+    return result
+
+
+def _needed(level: Level | None) -> Level:
+    if level is None:
+        msg = "a model call needs the level that makes it"
+        raise TypeError(msg)
+    return level
+
+
+class _Stepper:
+    """Walks :data:`CallSteps`: hands each reply (or failure) back and keeps the next request."""
+
+    def __init__(self, steps: CallSteps) -> None:
+        self.steps = steps
+        self.done = False
+        self.value: Any = None
+        self.request: list[ModelCall] | RunnableCall | None = self._advance(lambda: next(steps))
+
+    def _advance(self, move: Callable[[], Any]) -> Any:
+        try:
+            return move()
+        except StopIteration as finished:
+            self.done, self.value = True, finished.value
+            return None
+
+    def resume(self, reply: Any, error: Exception | None) -> None:
+        """Send the reply in, or throw the failure in: the node logic decides what a failure means."""
+        if error is not None:
+            self.request = self._advance(lambda: self.steps.throw(error))
+        else:
+            self.request = self._advance(lambda: self.steps.send(reply))
+
+
+def _run(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    try:
+        if isinstance(request, RunnableCall):
+            return request.runnable.invoke(request.input, request.config, **request.kwargs), None
+        return [call_model(_needed(level), call) for call in request], None
+    except Exception as error:  # noqa: BLE001 - thrown into the node logic
+        return None, error
+
+
+async def _arun(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    try:
+        if isinstance(request, RunnableCall):
+            return await request.runnable.ainvoke(request.input, request.config, **request.kwargs), None
+        return list(await asyncio.gather(*(acall_model(_needed(level), call) for call in request))), None
+    except Exception as error:  # noqa: BLE001 - thrown into the node logic
+        return None, error
+
+
+def drive(level: Level | None, steps: CallSteps) -> Any:
+    """Run node logic written as :data:`CallSteps`, one call after another.
+
+    Args:
+        level: The level whose model calls these are (``None`` when the logic yields only runnable calls).
+        steps: The node logic.
+
+    Returns:
+        What the logic returns.
+    """
+    stepper = _Stepper(steps)
+    while not stepper.done:
+        stepper.resume(*_run(level, stepper.request))
+    return stepper.value
+
+
+async def adrive(level: Level | None, steps: CallSteps) -> Any:
+    """Async :func:`drive`: the calls of a batch run in parallel (``asyncio.gather``)."""
+    stepper = _Stepper(steps)
+    while not stepper.done:
+        stepper.resume(*await _arun(level, stepper.request))
+    return stepper.value

@@ -1,0 +1,174 @@
+"""What fits one call: the input window, prompt overheads, part size and fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from langchain_core.messages import BaseMessage
+
+from rlm_graph.options import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
+from rlm_graph.prompts import FINDING_TEMPLATE, PARTIAL_INSTRUCTION, build_messages
+from rlm_graph.splitter import split_units
+from rlm_graph.state import CallLayout
+from rlm_graph.tokens import TokenCounter
+
+__all__ = ["NEVER_FITS_CHARS_PER_TOKEN", "SEAM_SLACK", "CallWindow"]
+
+# Tokens kept free per call for where template and text meet: BPE may merge
+# across the seam, and a counter's per-message framing can differ slightly.
+SEAM_SLACK = 16
+# A text this many times longer in characters than the window cannot fit one call,
+# so counting it first would only double the work.
+NEVER_FITS_CHARS_PER_TOKEN = 32
+_OFFSET_PLACEHOLDER = 10**12
+
+
+@dataclass(kw_only=True)
+class CallWindow:
+    """The window arithmetic of one graph: its window, reply budget, prompts and part limits."""
+
+    counter: TokenCounter
+    context_window: int
+    max_output_tokens: int
+    safety_margin: int
+    max_fanout: int | None
+    chunk_overlap: int
+    system_prompt: str
+    read_part_prompt: str
+    direct_answer_prompt: str
+    synthesize_prompt: str
+    part_tokens: int = DEFAULT_PART_TOKENS
+    """Most document tokens per reading call (the window may allow fewer); per run ``RLMContext.part_tokens``."""
+
+    @property
+    def input_window(self) -> int:
+        """Most prompt tokens one call may use."""
+        return self.context_window - self.safety_margin - self.max_output_tokens - SEAM_SLACK
+
+    def finding_block_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each finding takes inside a synthesis prompt."""
+        blocks = [FINDING_TEMPLATE.format(number=9999, text=text) for text in texts]
+        return [tokens + 2 for tokens in self.counter.count_many(blocks)]
+
+    def synthesis_overhead(self, question: str) -> int:
+        """Prompt tokens of a synthesis call without its findings."""
+        messages = build_messages(
+            self.system_prompt,
+            self.synthesize_prompt,
+            question=question,
+            findings="",
+            final_instruction=PARTIAL_INSTRUCTION,
+        )
+        return self.counter.count_messages(messages)
+
+    def one_call_messages(self, text: str, question: str, depth: int, scope: tuple[int, int]) -> list[BaseMessage]:
+        """The prompt that reads a whole (sub)document in one call.
+
+        At depth 0 it asks for the answer; nested, the text is one part of a
+        larger document and is read as a part.
+
+        Args:
+            text: The text, already passed through ``neutralize_tags``.
+            question: The question.
+            depth: Nesting depth.
+            scope: Span of ``text`` in the root document.
+
+        Returns:
+            The messages.
+        """
+        if depth == 0:
+            return build_messages(self.system_prompt, self.direct_answer_prompt, question=question, text=text)
+        return build_messages(
+            self.system_prompt, self.read_part_prompt, question=question, text=text, start=scope[0], end=scope[1]
+        )
+
+    def read_overhead(self, question: str) -> int:
+        """Prompt tokens of a reading call without its text.
+
+        Counted with the largest offsets a document can have, so it bounds every
+        part's framing from above.
+        """
+        return self.counter.count_messages(
+            build_messages(
+                self.system_prompt,
+                self.read_part_prompt,
+                question=question,
+                text="",
+                start=_OFFSET_PLACEHOLDER,
+                end=_OFFSET_PLACEHOLDER,
+            )
+        )
+
+    def fits_one_call(
+        self,
+        text: str,
+        question: str,
+        scope: tuple[int, int],
+        count_many: Callable[[Sequence[str]], list[int]],
+        part_tokens: int | None = None,
+    ) -> bool:
+        """Whether a whole document (neutralized) can be answered with one call.
+
+        Paragraph counts come first (through ``count_many``, which a run memoizes
+        for ``split``); the exact prompt is counted only when it may fit. A document
+        of more than ``part_tokens`` tokens is split even when the window could hold
+        it: the point of the limit is reading quality, not fit.
+
+        Args:
+            text: The document, passed through ``neutralize_tags``.
+            question: The question.
+            scope: Span of ``text`` in the root document.
+            count_many: Batch token counter.
+            part_tokens: The run's part limit; ``None``: the graph's.
+
+        Returns:
+            True if the document is within the part limit and the one-call prompt fits the input window.
+        """
+        limit = min(self.input_window, part_tokens or self.part_tokens)
+        if len(text) > min(self.context_window, limit) * NEVER_FITS_CHARS_PER_TOKEN:
+            return False
+        if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
+            return False
+        prompt = self.one_call_messages(text, question, 0, scope)
+        return self.counter.count_messages(prompt) <= self.input_window
+
+    def budget_for(self, question: str, part_tokens: int | None = None) -> CallLayout:
+        """Token budgets of every call about ``question``.
+
+        Parts hold at most ``part_tokens`` document tokens, or what the window leaves
+        if that is less; synthesis and the fan-out still use the whole window.
+
+        Args:
+            question: The question.
+            part_tokens: The run's part limit; ``None``: the graph's.
+
+        Returns:
+            The part budget and the fan-out.
+
+        Raises:
+            ValueError: If the question leaves no room for document text, or the
+                part limit no room for ``chunk_overlap``.
+        """
+        window_part = self.input_window - self.read_overhead(question)
+        per_finding = self.max_output_tokens + self.finding_block_tokens([""])[0]
+        fanout = (self.input_window - self.synthesis_overhead(question)) // per_finding
+        if self.max_fanout is not None:
+            fanout = min(fanout, self.max_fanout)
+        if window_part < MIN_PART_TOKENS or fanout < 2:
+            msg = (
+                f"question is too long for this model: with a {self.context_window}-token window and "
+                f"{self.max_output_tokens} tokens reserved for output, the prompts leave "
+                f"{max(window_part, 0)} tokens for document text and room for {max(fanout, 0)} findings "
+                f"per synthesis (need at least {MIN_PART_TOKENS} and 2). Shorten the question or "
+                "lower max_output_tokens."
+            )
+            raise ValueError(msg)
+        part = min(window_part, part_tokens or self.part_tokens)
+        if self.chunk_overlap * 2 > part:
+            msg = (
+                f"chunk_overlap ({self.chunk_overlap}) must be at most half of a part ({part} tokens); "
+                "lower chunk_overlap or raise part_tokens"
+            )
+            raise ValueError(msg)
+        return {"part_tokens": part, "fanout": fanout}
