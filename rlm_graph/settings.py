@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from rlm_graph.cache import ReplyCache, model_identity
+from rlm_graph.cache import ReplyCache
+from rlm_graph.model_identity import model_identity
 from rlm_graph.options import FocusOptions
 from rlm_graph.prompts import add_cache_markers, caches_automatically
 from rlm_graph.window import CallWindow

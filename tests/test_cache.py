@@ -9,7 +9,8 @@ from langgraph.cache.sqlite import SqliteCache
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import BoundedInMemoryCache, DocumentChatState, create_document_node, create_rlm_graph, runs
-from rlm_graph.cache import REPLY_NAMESPACE, model_identity
+from rlm_graph.cache import REPLY_NAMESPACE
+from rlm_graph.model_identity import model_identity
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from tests.fakes import PerfectReader, plant_needles
 from tests.openai_server import ChatServer

@@ -156,7 +156,7 @@ def test_binary_from_standard_input_is_refused() -> None:
 
 
 def test_text_with_tabs_escapes_and_form_feeds_is_text() -> None:
-    from rlm_graph.cli import binary_kind
+    from rlm_graph.file_input import binary_kind
 
     text = "Name\tRent\r\nCafe\t40\f\n\x1b[1mbold\x1b[0m the rent is forty pounds.\n" * 50
     assert binary_kind(text.encode(), text) is None

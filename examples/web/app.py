@@ -46,9 +46,9 @@ from starlette.routing import Route
 from examples.chat_service import build_chat_graph
 from examples.long_thread import scripted_thread
 from rlm_graph import create_rlm_graph, model_from_env
-from rlm_graph.cli import BadInputError, read_document
 from rlm_graph.documents import ExtractedDocument
 from rlm_graph.errors import describe_error
+from rlm_graph.file_input import BadInputError, read_document
 
 __all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
 
