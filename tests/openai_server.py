@@ -230,8 +230,10 @@ class ChatServer:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(body)
+                # Logged before the body leaves: a client that has its reply may end the test (and
+                # the server) before this thread would get to log it afterwards.
                 self._finish(record, str(status))
+                self.wfile.write(body)
 
             def _error(self, record: Request, status: int, message: str, code: str, headers=None) -> None:
                 body = json.dumps({"error": {"message": message, "type": code, "code": code}}).encode()
