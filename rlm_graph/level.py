@@ -38,7 +38,8 @@ def nested_run_config(depth: int, start: int, end: int) -> dict[str, Any]:
     Returns:
         ``run_name`` and ``metadata`` keys to merge into the nested invocation's config.
     """
-    return {"run_name": f"rlm[depth={depth}, {start}-{end}]", "metadata": {"rlm_span": [start, end]}}
+    metadata = {"rlm_depth": depth, "rlm_offset": start, "rlm_span": [start, end]}
+    return {"run_name": f"rlm[depth={depth}, {start}-{end}]", "metadata": metadata}
 
 
 @dataclass(slots=True)

@@ -137,8 +137,12 @@ def test_runs_carry_readable_names_and_metadata(frankenstein: str) -> None:
     reads = [(name, meta) for name, _, meta in tracer.models if name.startswith("read part ")]
     assert reads
     assert all(meta["rlm_kind"] == "read" and len(meta["rlm_span"]) == 2 for _, meta in reads)
-    nested = [name for name, _ in tracer.chains if name.startswith("rlm[depth=1, ")]
+    nested = [(name, meta) for name, meta in tracer.chains if name.startswith("rlm[depth=1, ")]
     assert nested, "the book needs a nested level at this window"
+    name, meta = nested[0]
+    assert meta["rlm_depth"] == 1
+    assert name == f"rlm[depth=1, {meta['rlm_span'][0]}-{meta['rlm_span'][1]}]"
+    assert meta["rlm_offset"] == meta["rlm_span"][0]
     # A read at depth 1 sits under its nested level, which sits under the chat turn's analysis run.
     deep = next(name for name, _, meta in tracer.models if name.startswith("read part ") and meta["rlm_depth"] == 1)
     above = tracer.ancestry(deep)
@@ -184,3 +188,25 @@ def test_navigate_mode_streams_only_the_stored_answer() -> None:
     assert stored.text == "NEEDLE-0042 is QUASAR"
     # No tool call, tool result or read: only the answer, as stored.
     assert [(type(m).__name__, m.id, m.text) for m in received] == [("AIMessage", stored.id, stored.text)]
+
+
+def test_chat_service_router_does_not_stream(frankenstein: str) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        from chat_service import build_chat_graph
+    finally:
+        sys.path.pop(0)
+    text, facts, _ = plant_needles(frankenstein[:100_000], 2)
+    model = StreamingReader()
+    app = build_chat_graph(model, InMemorySaver())
+    config = {"configurable": {"thread_id": "routed"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    received = [m for _, (m, _) in app.stream(payload, config, stream_mode="messages", subgraphs=True)]
+    stored = app.get_state(config).values["messages"][-1]
+    # The router was asked (its reply is a marker, so the question went to the document node) but is not shown.
+    assert any("Reply with exactly one word: DOCUMENT or CHAT." in p for p in model.prompts)
+    assert all(fact in stored.text for fact in facts)
+    assert [(m.id, m.text) for m in received if isinstance(m, AIMessage)] == [(stored.id, stored.text)]
