@@ -27,6 +27,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
@@ -71,6 +72,10 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
     offline = isinstance(model, ExtractiveChatModel)
     # Fits a thread of any length into the model's window; older turns are read only when asked about.
     history = create_history_hook(model)
+    # Calls whose reply is not what the user reads carry LangGraph's nostream tag, so a chat UI
+    # streaming with stream_mode="messages" shows only answers.
+    router = model.with_config(tags=[TAG_NOSTREAM], run_name="route")
+    quoter = model.with_config(tags=[TAG_NOSTREAM], run_name="quote earlier messages")
 
     def route(state: DocumentChatState) -> Literal["analyse_document", "small_talk"]:
         latest = state["messages"][-1]
@@ -79,7 +84,7 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
             return "analyse_document"
         if offline or not text:
             return "small_talk" if SMALL_TALK.match(text) or EARLIER.search(text) else "analyse_document"
-        verdict = model.invoke([SystemMessage(ROUTER_PROMPT), HumanMessage(text)]).text.strip().upper()
+        verdict = router.invoke([SystemMessage(ROUTER_PROMPT), HumanMessage(text)]).text.strip().upper()
         return "small_talk" if verdict.startswith("CHAT") else "analyse_document"
 
     async def small_talk(state: DocumentChatState) -> dict:
@@ -90,7 +95,7 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
         if offline:  # the extractive model quotes the digest's best sentences, then its sources
             digest = sent[-1].text[len(text) :]
             sources = re.findall(r"^Sources: (.*)$", digest, re.MULTILINE)
-            reply = await model.ainvoke([HumanMessage(f"<document>{digest}</document><question>{text}</question>")])
+            reply = await quoter.ainvoke([HumanMessage(f"<document>{digest}</document><question>{text}</question>")])
             cited = f" (messages {sources[-1]})" if sources and sources[-1] != "none" else ""
             return {"messages": [AIMessage(reply.text + cited)]}
         system = SystemMessage(

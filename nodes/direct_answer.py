@@ -21,7 +21,8 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
     messages = settings.one_call_messages(neutralize_tags(document), state["question"], run.depth, scope)
     # A whole document in one call is the final answer: the large model's job under relay.
-    (result,) = yield [ModelCall(messages, settings.counter.count_messages(messages), large=True)]
+    count = settings.counter.count_messages(messages)
+    (result,) = yield [ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope)]
     answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1]}])
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
     run.finish(progress, merge_usage(state.get("usage"), result.usage))

@@ -18,7 +18,7 @@ from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_
 from rlm_graph import relay
 from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
-from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
+from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import build_messages
 from rlm_graph.settings import Settings
@@ -75,7 +75,12 @@ def _read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
         )
 
     # The text's count is known from split; SEAM_SLACK covers the seam.
-    return ModelCall(messages, settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK)
+    return ModelCall(
+        messages,
+        settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK,
+        name=f"read part {task['index'] + 1}/{task['total']}",
+        span=(task["start"], task["end"]),
+    )
 
 
 def _on_escalate(run: Level, task: ChunkTask, progress: ProgressWriter) -> Callable[[], None]:
@@ -100,7 +105,9 @@ def _nested_request(run: Level, task: ChunkTask, progress: ProgressWriter) -> tu
             CONFIG_OFFSET: task["start"],
             CONFIG_RUN_KEY: run.run_key,
             CONFIG_LEAVES: task["leaves"],
-        }
+        },
+        # A readable trace: rlm[depth=1, 120000-240000] > read part 3/8.
+        **nested_run_config(child_depth, task["start"], task["end"]),
     }
     # Without a checkpointer the nested level reads its leaves from the run's shared
     # copy, so no slice of the document is made for it.

@@ -81,7 +81,8 @@ class _Synthesis:
             findings=_findings_block(items),
             final_instruction=instruction,
         )
-        return ModelCall(messages, self.settings.counter.count_messages(messages), urgent=True, large=True)
+        count = self.settings.counter.count_messages(messages)
+        return ModelCall(messages, count, urgent=True, large=True, name="synthesize", kind="synthesize")
 
     def _fit_alone(self, item: _Item, room: int) -> _Item:
         """Shorten one finding that is larger than a whole synthesis call."""

@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.cache.base import FullKey
+from langgraph.constants import TAG_NOSTREAM
 
 from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
 from rlm_graph.level import Level
@@ -33,6 +34,7 @@ __all__ = [
     "ModelCall",
     "RunnableCall",
     "adrive",
+    "call_config",
     "drive",
     "model_usage",
 ]
@@ -51,6 +53,12 @@ class ModelCall:
     and they draw on the budget reserved for synthesis (``RunResources.spend``)."""
     large: bool = False
     """Send to ``Settings.large_model`` when there is one (synthesis, direct answers, escalations)."""
+    name: str = "model call"
+    """Run name tracers show, such as ``"read part 3/8"`` or ``"synthesize"``."""
+    kind: str = "read"
+    """What the call does (``"read"``, ``"escalate"``, ``"synthesize"``, ``"answer"``), in the run's metadata."""
+    span: tuple[int, int] | None = None
+    """The span of the root document the call covers, in the run's metadata."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,29 @@ def model_usage(
         billed = fresh_input * price_in + cached_input_tokens * price_cached + output_tokens * price_out
         entry["cost"] = billed / 1_000_000
     return entry
+
+
+def call_config(level: Level, call: ModelCall, role: str) -> RunnableConfig:
+    """Config of one model call: a readable run name, metadata, and the ``nostream`` tag.
+
+    No model call of the graph streams its tokens in ``stream_mode="messages"``:
+    reads, escalations and intermediate syntheses are internal, and the final
+    answer is still edited (markers resolved, coverage notes added) after the call.
+    The chat node (``create_document_node``) writes the finished answer as one
+    ``AIMessage``, which LangGraph's messages stream yields with its id.
+
+    Args:
+        level: The level that makes the call.
+        call: The call.
+        role: ``"model"`` or ``"large_model"``.
+
+    Returns:
+        The config to invoke the model with.
+    """
+    metadata: dict[str, Any] = {"rlm_depth": level.depth, "rlm_kind": call.kind, "rlm_model": role}
+    if call.span is not None:
+        metadata["rlm_span"] = list(call.span)
+    return {"tags": [TAG_NOSTREAM], "run_name": call.name, "metadata": metadata}
 
 
 def _retry_wait(error: BaseException) -> float | None:
@@ -207,7 +238,8 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
     try:
         with level.resources.thread_slot():
             messages = settings.wire_messages(_messages(call), role)
-            reply = invoke_within(settings.model_for(role), messages, settings.call_timeout)
+            config = call_config(level, call, role)
+            reply = invoke_within(settings.model_for(role), messages, settings.call_timeout, config)
     except Exception as error:
         # Honour the server's Retry-After before LangGraph's retry policy takes over;
         # the slot is already released, so other calls go on meanwhile.
@@ -231,7 +263,8 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         priority = (0, -level.depth) if call.urgent else (1, 0)
         async with level.resources.async_slot(priority):
             messages = settings.wire_messages(_messages(call), role)
-            reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout)
+            config = call_config(level, call, role)
+            reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout, config)
     except Exception as error:
         if (wait := _retry_wait(error)) is not None:
             await asyncio.sleep(wait)

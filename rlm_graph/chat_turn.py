@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.runnables import RunnableConfig
-from langgraph.constants import CONFIG_KEY_CHECKPOINTER
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER, TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
@@ -43,6 +44,19 @@ def _input_window(model: BaseChatModel, settings: Settings | None, counter: Toke
         return None
     output = settings.max_output_tokens if settings is not None else min(2048, max(256, window // 8))
     return window - safety_margin(counter, window) - output - SEAM_SLACK
+
+
+REWRITE_RUN_NAME = "rewrite follow-up"
+"""Run name of the follow-up rewrite call (tagged ``nostream``: it is not the assistant's answer)."""
+ANALYSIS_RUN_NAME = "rlm"
+"""Run name of the analysis graph's invocation in a chat turn."""
+
+
+def _message_id() -> str:
+    # The stored AIMessage carries its id from the start, so the message that
+    # stream_mode="messages" yields (LangGraph emits a node's new messages when the
+    # node ends) and the one in state are the same message, never shown twice.
+    return str(uuid.uuid4())
 
 
 class DocumentTurn:
@@ -224,12 +238,13 @@ class DocumentTurn:
         analysis was asked for, the analysis runs without a checkpointer and
         without a thread (its parts then carry offsets, not text).
         """
+        named: RunnableConfig = {"run_name": ANALYSIS_RUN_NAME, "metadata": {"rlm_depth": 0}}
         if self.durable_analysis:
-            return None
-        return {"configurable": {CONFIG_KEY_CHECKPOINTER: None, "thread_id": None}}
+            return named
+        return {**named, "configurable": {CONFIG_KEY_CHECKPOINTER: None, "thread_id": None}}
 
     def _reply(self, state: dict[str, Any], plan: dict[str, Any], usage: Usage | None = None) -> dict[str, Any]:
-        update: dict[str, Any] = {"messages": [AIMessage(plan["reply"])]}
+        update: dict[str, Any] = {"messages": [AIMessage(plan["reply"], id=_message_id())]}
         if plan.get("stored") is not None:
             update["messages"].insert(0, plan["stored"])
         if usage:
@@ -246,6 +261,7 @@ class DocumentTurn:
         citations = [extracted.cite(c) for c in out["citations"]] if extracted is not None else out["citations"]
         message = AIMessage(
             out["answer"],
+            id=_message_id(),
             additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": out["errors"]},
             response_metadata={"citations": citations, "rlm_usage": total, "rlm_errors": out["errors"]},
         )
@@ -263,7 +279,10 @@ class DocumentTurn:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
-        reply = (yield RunnableCall(self.model, plan["condense"])) if "condense" in plan else None
+        rewrite = self.model.with_config(
+            tags=[TAG_NOSTREAM], run_name=REWRITE_RUN_NAME, metadata={"rlm_kind": "rewrite"}
+        )
+        reply = (yield RunnableCall(rewrite, plan["condense"])) if "condense" in plan else None
         question, usage, fits = self._question(plan, reply)
         if not fits:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)

@@ -17,7 +17,13 @@ from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
 from rlm_graph.lifetime import owning_runs
-from rlm_graph.navigate import DEFAULT_MAX_STEPS, NavigateOptions, add_navigate_nodes, check_max_steps
+from rlm_graph.navigate import (
+    DEFAULT_MAX_STEPS,
+    NavigateOptions,
+    add_navigate_nodes,
+    check_max_steps,
+    hide_navigate_nodes,
+)
 from rlm_graph.navigate import tool_calling_error as _tool_calling_error
 from rlm_graph.nodes import (
     make_check,
@@ -350,5 +356,6 @@ def create_rlm_graph(
     # so the nodes always run. The backend is still given to compile so that
     # ``graph.cache`` shows it (for example to clear it).
     graph = owning_runs(builder.compile(checkpointer=checkpointer, cache=backend, name=name))
+    hide_navigate_nodes(graph)
     register(graph, settings)
     return graph

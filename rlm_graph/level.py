@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from langgraph.config import get_config
 from langgraph.runtime import get_runtime
@@ -17,13 +18,28 @@ from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
 from rlm_graph.state import Citation, Usage
 
-__all__ = ["CONFIG_DEPTH", "CONFIG_LEAVES", "CONFIG_OFFSET", "CONFIG_RUN_KEY", "Level"]
+__all__ = ["CONFIG_DEPTH", "CONFIG_LEAVES", "CONFIG_OFFSET", "CONFIG_RUN_KEY", "Level", "nested_run_config"]
 
 CONFIG_DEPTH = "rlm_depth"
 CONFIG_OFFSET = "rlm_offset"
 CONFIG_RUN_KEY = "rlm_run_key"
 CONFIG_LEAVES = "rlm_leaves"
 """Config key of a nested level's leaves: ``[start, end, tokens]`` in root offsets."""
+
+
+def nested_run_config(depth: int, start: int, end: int) -> dict[str, Any]:
+    """Run name and metadata of a nested level, so tracers show ``rlm[depth=1, 120000-240000]``.
+
+    Args:
+        depth: The nested level's depth.
+        start: Where its span starts in the root document.
+        end: Where its span ends in the root document.
+
+    Returns:
+        ``run_name`` and ``metadata`` keys to merge into the nested invocation's config.
+    """
+    metadata = {"rlm_depth": depth, "rlm_offset": start, "rlm_span": [start, end]}
+    return {"run_name": f"rlm[depth={depth}, {start}-{end}]", "metadata": metadata}
 
 
 @dataclass(slots=True)

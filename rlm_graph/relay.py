@@ -114,7 +114,7 @@ def read(run: Level, call: ModelCall, on_escalate: Callable[[], None]) -> Genera
         return small
     on_escalate()
     try:
-        (large,) = yield [dataclasses.replace(call, large=True)]
+        (large,) = yield [dataclasses.replace(call, large=True, name=f"{call.name} (escalated)", kind="escalate")]
     except BudgetExceededError:
         return small
     return _escalated(small, large)

@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import TimeoutPolicy
 
 from rlm_graph.errors import ModelCallTimeoutError
@@ -65,7 +66,12 @@ def _timed_out(seconds: float) -> ModelCallTimeoutError:
     return ModelCallTimeoutError(msg)
 
 
-def invoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds: float | None) -> BaseMessage:
+def invoke_within(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    seconds: float | None,
+    config: RunnableConfig | None = None,
+) -> BaseMessage:
     """``model.invoke(messages)``, given up after ``seconds`` (sync).
 
     Python cannot stop a thread, so the call runs in a daemon worker thread and
@@ -77,6 +83,7 @@ def invoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds
         model: The chat model.
         messages: The prompt.
         seconds: The limit, or ``None`` to call directly.
+        config: The call's config (run name, metadata, tags).
 
     Returns:
         The reply.
@@ -85,7 +92,7 @@ def invoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds
         ModelCallTimeoutError: If no reply came in time.
     """
     if seconds is None:
-        return model.invoke(list(messages))
+        return model.invoke(list(messages), config)
     outcome: dict[str, Any] = {}
     finished = threading.Event()
     # The worker runs in a copy of this context, so callbacks and tracing see the node's run.
@@ -93,7 +100,7 @@ def invoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds
 
     def work() -> None:
         try:
-            outcome["reply"] = context.run(model.invoke, list(messages))
+            outcome["reply"] = context.run(model.invoke, list(messages), config)
         except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
             outcome["error"] = error
         finally:
@@ -107,13 +114,19 @@ def invoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds
     return outcome["reply"]
 
 
-async def ainvoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], seconds: float | None) -> BaseMessage:
+async def ainvoke_within(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    seconds: float | None,
+    config: RunnableConfig | None = None,
+) -> BaseMessage:
     """``await model.ainvoke(messages)``, cancelled after ``seconds`` (async).
 
     Args:
         model: The chat model.
         messages: The prompt.
         seconds: The limit, or ``None`` for none.
+        config: The call's config (run name, metadata, tags).
 
     Returns:
         The reply.
@@ -122,11 +135,11 @@ async def ainvoke_within(model: BaseChatModel, messages: Sequence[BaseMessage], 
         ModelCallTimeoutError: If no reply came in time (the request is cancelled).
     """
     if seconds is None:
-        return await model.ainvoke(list(messages))
+        return await model.ainvoke(list(messages), config)
     limit = asyncio.timeout(seconds)
     try:
         async with limit:
-            return await model.ainvoke(list(messages))
+            return await model.ainvoke(list(messages), config)
     except TimeoutError:
         if limit.expired():
             raise _timed_out(seconds) from None

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from langgraph.constants import TAG_HIDDEN
 from langgraph.graph import END, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 
 from rlm_graph.navigate.node import NavState, bind_root_model, make_navigate
@@ -41,6 +43,7 @@ __all__ = [
     "NavigateOptions",
     "add_navigate_nodes",
     "check_max_steps",
+    "hide_navigate_nodes",
     "tool_calling_error",
 ]
 
@@ -83,3 +86,22 @@ def add_navigate_nodes(
     )
     builder.add_edge("navigate_tools", "navigate")
     return bound is not None
+
+
+def hide_navigate_nodes(graph: CompiledStateGraph) -> None:
+    """Keep the root model's conversation out of what a chat UI receives.
+
+    LangGraph's ``stream_mode="messages"`` also yields the messages a node returns;
+    ``navigate`` and ``navigate_tools`` return the root model's tool calls and their
+    results, which are the navigation's own bookkeeping. Tagged hidden (LangGraph's
+    ``TAG_HIDDEN``, as it does for its own ``__start__`` node), they are not streamed
+    as messages nor as ``updates``; progress still arrives as custom events and the
+    answer in the graph's output.
+
+    Args:
+        graph: The compiled analysis graph (changed in place).
+    """
+    for name in ("navigate", "navigate_tools"):
+        node = graph.nodes.get(name)
+        if node is not None and TAG_HIDDEN not in (node.tags or ()):
+            node.tags = [*(node.tags or ()), TAG_HIDDEN]

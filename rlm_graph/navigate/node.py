@@ -13,8 +13,9 @@ from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
@@ -247,12 +248,20 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
             return node, prepared, False
         return node, prepared, True
 
+    def root_config(run: Level, reason: str | None) -> RunnableConfig:
+        # Tool calls and the last step's answer are internal: the answer is settled (markers,
+        # notes) after the call, and a chat node writes the finished message (``call_config``).
+        kind = "navigate final" if reason is not None else "navigate"
+        metadata = {"rlm_depth": run.depth, "rlm_kind": kind, "rlm_model": "root"}
+        return {"tags": [TAG_NOSTREAM], "run_name": f"navigate[depth={run.depth}]", "metadata": metadata}
+
     def navigate(state: NavState) -> Command:
         node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
         if not allowed:
             return node.finish(dict(state), run, progress, update, None, reason, {})
         with run.resources.thread_slot():
-            reply = _as_ai(invoke_within(node.bound, messages, node.settings.call_timeout))
+            config = root_config(run, reason)
+            reply = _as_ai(invoke_within(node.bound, messages, node.settings.call_timeout, config))
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
 
     async def anavigate(state: NavState) -> Command:
@@ -261,7 +270,8 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
             return node.finish(dict(state), run, progress, update, None, reason, {})
         # Root calls go ahead of queued reads: each one decides what the run does next.
         async with run.resources.async_slot((0, 0)):
-            reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout))
+            config = root_config(run, reason)
+            reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout, config))
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
 
     return RunnableLambda(navigate, afunc=anavigate, name="navigate")

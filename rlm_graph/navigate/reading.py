@@ -20,7 +20,7 @@ from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
 from rlm_graph.errors import BudgetExceededError, describe_error
-from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level
+from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_reply
 from rlm_graph.navigate.document import NavDocument
 from rlm_graph.nodes.sends import part_text
@@ -80,7 +80,8 @@ def _read_call(settings: Settings, run: Level, question: str, start: int, end: i
             end=end,
         )
 
-    return ModelCall(messages, settings.read_overhead(question) + tokens + SEAM_SLACK)
+    tokens = settings.read_overhead(question) + tokens + SEAM_SLACK
+    return ModelCall(messages, tokens, name=f"read {start}-{end}", span=(start, end))
 
 
 def leaf_job(settings: Settings, run: Level, question: str, leaf: Span, output: str) -> SpanJob:
@@ -108,7 +109,14 @@ def leaf_job(settings: Settings, run: Level, question: str, leaf: Span, output: 
             instruction=AGGREGATE_INSTRUCTIONS[output],
         )
     )
-    return SpanJob(leaf.start, leaf.end, call=ModelCall(messages, overhead + leaf.tokens + SEAM_SLACK))
+    call = ModelCall(
+        messages,
+        overhead + leaf.tokens + SEAM_SLACK,
+        name=f"{output} {leaf.start}-{leaf.end}",
+        kind="aggregate",
+        span=(leaf.start, leaf.end),
+    )
+    return SpanJob(leaf.start, leaf.end, call=call)
 
 
 def _nested(run: Level, question: str, leaves: list[Span]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -120,7 +128,7 @@ def _nested(run: Level, question: str, leaves: list[Span]) -> tuple[dict[str, An
             CONFIG_RUN_KEY: run.run_key,
             CONFIG_LEAVES: [[leaf.start, leaf.end, leaf.tokens] for leaf in leaves],
         },
-        "run_name": f"rlm ask {start}-{end}",
+        **nested_run_config(run.depth + 1, start, end),
     }
     # A checkpointed run may resume elsewhere: its nested level carries its text.
     document = part_text(run, "", start, end) if run.durable else ""

@@ -1,0 +1,212 @@
+"""What a chat UI receives: `stream_mode="messages"`, run names for tracers, and `updates` streams."""
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+
+from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from tests.fakes import PerfectReader, plant_needles
+
+QUESTION = "List every NEEDLE code."
+REWRITTEN = "Which NEEDLE codes appear in the book, please?"
+
+
+class StreamingReader(PerfectReader):
+    """A perfect reader that streams its replies word by word and rewrites follow-ups."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        if "<follow_up>" in messages[-1].text:
+            with self._lock:
+                self._prompts.append(messages[-1].text)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(REWRITTEN))])
+        return super()._answer(messages)
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        text = self._answer(messages).generations[0].message.text
+        for word in text.split(" "):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+class RunNames(BaseCallbackHandler):
+    """Records the name, tags and metadata of every chain and chat-model run."""
+
+    def __init__(self) -> None:
+        self.chains: list[tuple[str, dict[str, Any]]] = []
+        self.models: list[tuple[str, list[str], dict[str, Any]]] = []
+        self.parents: dict[UUID, UUID | None] = {}
+        self.names: dict[UUID, str] = {}
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                       tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kw: Any) -> None:
+        name = kw.get("name") or ""
+        self.names[run_id], self.parents[run_id] = name, parent_run_id
+        self.chains.append((name, dict(metadata or {})))
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                            tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kw: Any) -> None:
+        name = kw.get("name") or ""
+        self.names[run_id], self.parents[run_id] = name, parent_run_id
+        self.models.append((name, list(tags or []), dict(metadata or {})))
+
+    def ancestry(self, name: str) -> list[str]:
+        """Names of the runs above the first run called ``name``, nearest first."""
+        run = next(run_id for run_id, run_name in self.names.items() if run_name == name)
+        names = []
+        while (run := self.parents.get(run)) is not None:
+            names.append(self.names[run])
+        return names
+
+
+def chat_app(model: PerfectReader, **kw: Any):
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(model, graph=create_rlm_graph(model, **kw)))
+    builder.add_edge(START, "analyse")
+    builder.add_edge("analyse", END)
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+async def _messages_stream(app, payload: dict, config: dict) -> list[tuple[tuple, BaseMessage]]:
+    received = []
+    async for namespace, (message, _metadata) in app.astream(
+        payload, config, stream_mode="messages", subgraphs=True
+    ):
+        received.append((namespace, message))
+    return received
+
+
+async def test_only_the_stored_answer_reaches_a_chat_ui(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein, 3)
+    model = StreamingReader()
+    app = chat_app(model)
+    config = {"configurable": {"thread_id": "ui"}}
+    first = await _messages_stream(app, {"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    second = await _messages_stream(app, {"messages": [HumanMessage("and the others?")]}, config)
+    state = await app.aget_state(config)
+    answers = [m for m in state.values["messages"] if isinstance(m, AIMessage)]
+    assert len(answers) == 2
+    # The book was read in parts (reads streamed their tokens before) and the follow-up was rewritten.
+    assert sum("<document_part start=" in p for p in model.prompts) > 4
+    assert any("<follow_up>" in p for p in model.prompts)
+    for received, stored in zip((first, second), answers, strict=True):
+        ai = [message for _, message in received if isinstance(message, AIMessage)]
+        # One message per turn, the stored one: no read (no marker), no rewrite, no synthesis draft.
+        assert [m.id for m in ai] == [stored.id]
+        streamed = "".join(m.text for m in ai)
+        assert streamed == stored.text
+        assert all(fact in streamed for fact in facts)
+        assert NO_RELEVANT_INFORMATION not in streamed
+        assert REWRITTEN not in streamed
+        assert ai[0].additional_kwargs["citations"] == stored.additional_kwargs["citations"]
+        assert stored.additional_kwargs["citations"]
+
+
+def test_missing_document_reply_streams_with_its_id() -> None:
+    app = chat_app(StreamingReader())
+    config = {"configurable": {"thread_id": "empty"}}
+    received = [m for m, _ in app.stream({"messages": [HumanMessage(QUESTION)]}, config, stream_mode="messages")]
+    stored = app.get_state(config).values["messages"][-1]
+    assert [(m.id, m.text) for m in received if isinstance(m, AIMessage)] == [(stored.id, stored.text)]
+
+
+def test_runs_carry_readable_names_and_metadata(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein[:400_000], 2)
+    model = StreamingReader(window=8192)
+    app = chat_app(model, max_depth=2)
+    tracer = RunNames()
+    config = {"configurable": {"thread_id": "trace"}, "callbacks": [tracer]}
+    app.invoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    app.invoke({"messages": [HumanMessage("and the others?")]}, config)
+    model_names = [name for name, _, _ in tracer.models]
+    # Every model call is named, tagged nostream and says what it does and where.
+    assert all(name != "StreamingReader" for name in model_names), model_names
+    assert all("nostream" in tags for _, tags, _ in tracer.models)
+    assert "synthesize" in model_names
+    assert "rewrite follow-up" in model_names
+    reads = [(name, meta) for name, _, meta in tracer.models if name.startswith("read part ")]
+    assert reads
+    assert all(meta["rlm_kind"] == "read" and len(meta["rlm_span"]) == 2 for _, meta in reads)
+    nested = [(name, meta) for name, meta in tracer.chains if name.startswith("rlm[depth=1, ")]
+    assert nested, "the book needs a nested level at this window"
+    name, meta = nested[0]
+    assert meta["rlm_depth"] == 1
+    assert name == f"rlm[depth=1, {meta['rlm_span'][0]}-{meta['rlm_span'][1]}]"
+    assert meta["rlm_offset"] == meta["rlm_span"][0]
+    # A read at depth 1 sits under its nested level, which sits under the chat turn's analysis run.
+    deep = next(name for name, _, meta in tracer.models if name.startswith("read part ") and meta["rlm_depth"] == 1)
+    above = tracer.ancestry(deep)
+    assert any(name.startswith("rlm[depth=1, ") for name in above)
+    assert "rlm" in above
+    assert "analyse" in above
+
+
+def test_updates_stream_carries_no_internal_bookkeeping(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein[:200_000], 2)
+    app = chat_app(StreamingReader())
+    config = {"configurable": {"thread_id": "updates"}}
+    keys: set[str] = set()
+    for _namespace, update in app.stream(
+        {"messages": [HumanMessage(QUESTION)], "document": text}, config, stream_mode="updates", subgraphs=True
+    ):
+        for node_update in update.values():
+            if isinstance(node_update, dict):
+                keys |= set(node_update)
+    internal = {"run_key", "route", "budget", "parts", "pending", "leaves", "plan", "focus"}
+    assert not keys & internal, sorted(keys)
+
+
+def test_navigate_mode_streams_only_the_stored_answer() -> None:
+    from tests.navigator_fakes import ScriptedNavigator, call, calls
+    from tests.test_navigate import _ask_grep_hits, _final_from_last, needle_document
+
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=StreamingReader(window=8192),
+        script=[calls(call("grep", pattern=r"NEEDLE-\d+")), _ask_grep_hits, _final_from_last],
+    )
+    graph = create_rlm_graph(navigator, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+    builder = StateGraph(DocumentChatState)
+    builder.add_node("analyse", create_document_node(navigator, graph=graph))
+    builder.add_edge(START, "analyse")
+    builder.add_edge("analyse", END)
+    app = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "nav"}}
+    payload = {"messages": [HumanMessage("What is NEEDLE-0042?")], "document": document}
+    received = [m for _, (m, _) in app.stream(payload, config, stream_mode="messages", subgraphs=True)]
+    stored = app.get_state(config).values["messages"][-1]
+    assert stored.text == "NEEDLE-0042 is QUASAR"
+    # No tool call, tool result or read: only the answer, as stored.
+    assert [(type(m).__name__, m.id, m.text) for m in received] == [("AIMessage", stored.id, stored.text)]
+
+
+def test_chat_service_router_does_not_stream(frankenstein: str) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        from chat_service import build_chat_graph
+    finally:
+        sys.path.pop(0)
+    text, facts, _ = plant_needles(frankenstein[:100_000], 2)
+    model = StreamingReader()
+    app = build_chat_graph(model, InMemorySaver())
+    config = {"configurable": {"thread_id": "routed"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    received = [m for _, (m, _) in app.stream(payload, config, stream_mode="messages", subgraphs=True)]
+    stored = app.get_state(config).values["messages"][-1]
+    # The router was asked (its reply is a marker, so the question went to the document node) but is not shown.
+    assert any("Reply with exactly one word: DOCUMENT or CHAT." in p for p in model.prompts)
+    assert all(fact in stored.text for fact in facts)
+    assert [(m.id, m.text) for m in received if isinstance(m, AIMessage)] == [(stored.id, stored.text)]
