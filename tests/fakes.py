@@ -84,6 +84,9 @@ class PerfectReader(BaseChatModel):
             raise error
         facts = sorted(set(NEEDLE.findall(prompt)))
         reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        if facts and "<document_part start=" in prompt:
+            # A reading quotes its support the way the reading prompt asks: the NEEDLE sentences.
+            reply += "".join(f'\nQUOTE: "{fact}."' for fact in facts)
         if (verdict := self.completeness(prompt, facts)) is not None:
             reply += f"\nCOMPLETE: {verdict}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
