@@ -80,8 +80,13 @@ def split_quotes(reply: str) -> tuple[str, list[str], bool]:
             kept.append(line)
             continue
         quote = match.group("quote").strip()
-        if len(quote) >= 2 and quote[0] in _QUOTE_MARKS and quote[-1] in _QUOTE_MARKS:
-            quote = quote[1:-1].strip()
+        closing = max(quote.rfind(mark) for mark in _QUOTE_MARKS) if quote[:1] in _QUOTE_MARKS else -1
+        if closing > 0:
+            # Text after the closing quotation mark is the reader's, not the quote's.
+            rest = quote[closing + 1 :].strip(" \t*_`")
+            quote = quote[1:closing].strip()
+            if rest:
+                kept.append(rest)
         if quote:
             quotes.append(quote)
     report = "\n".join(kept).strip()

@@ -207,7 +207,9 @@ class VerboseReader(PerfectReader):
         text = result.generations[0].message.text
         if text == NO_RELEVANT_INFORMATION:
             return result
-        padded = text + " " + " ".join(["filler"] * self.filler_words)
+        # The filler belongs to the report, before any QUOTE lines.
+        report, quotes, lines = text.partition("\nQUOTE:")
+        padded = report + " " + " ".join(["filler"] * self.filler_words) + quotes + lines
         return ChatResult(generations=[ChatGeneration(message=AIMessage(padded))])
 
 

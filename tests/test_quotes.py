@@ -14,7 +14,8 @@ from rlm_graph.quotes import locate_quote, quote_citations, split_quotes
 from rlm_graph.sentences import split_sentences
 from tests.fakes import NEEDLE, PerfectReader, plant_needles
 from tests.helpers import collect
-from tests.test_cli import EXAMPLE, QUESTION as CLI_QUESTION, run_cli
+from tests.test_cli import EXAMPLE, run_cli
+from tests.test_cli import QUESTION as CLI_QUESTION
 
 QUESTION = "List every NEEDLE code and the word it stands for."
 
@@ -41,7 +42,8 @@ def _holding(position: int, citations: list[dict[str, Any]]) -> list[dict[str, A
 async def test_cited_spans_of_planted_facts_are_at_most_two_sentences(frankenstein: str) -> None:
     text, facts, offsets = plant_needles(frankenstein[:200_000], 15)
     model = PerfectReader(window=8192, reserved_output=1024)
-    out, _ = await collect(create_rlm_graph(model, max_output_tokens=1024), {"document": text, "question": QUESTION})
+    graph = create_rlm_graph(model, max_output_tokens=1024)
+    out, _ = await collect(graph, {"document": text, "question": QUESTION})
     assert [fact for fact in facts if fact not in out["answer"]] == []
     assert out["usage"]["max_depth"] >= 1  # quotes survive nested levels' syntheses
     for fact, offset in zip(facts, offsets, strict=True):
@@ -50,7 +52,8 @@ async def test_cited_spans_of_planted_facts_are_at_most_two_sentences(frankenste
         for citation in holding:
             span = text[citation["start"] : citation["end"]]
             assert fact in span
-            assert len(split_sentences(span)) <= 2 and len(span) <= 300, span
+            assert len(split_sentences(span)) <= 2, span
+            assert len(span) <= 300, span
             assert citation["quote"] == span
             part = citation["part"]
             assert part["start"] <= citation["start"] < citation["end"] <= part["end"]
@@ -68,17 +71,22 @@ def test_quote_with_changed_whitespace_and_curly_quotes_is_found() -> None:
     assert part[span[0] : span[1]] == 'he said, "I will be with you on your wedding-night."  And he\nvanished  at once.'
     # A dropped word is a small difference: the tolerant match still finds the sentence.
     span = locate_quote("I will be with you on wedding-night", part)
-    assert span is not None and "wedding-night" in part[span[0] : span[1]]
+    assert span is not None
+    assert "wedding-night" in part[span[0] : span[1]]
     # An ellipsis joins two pieces of the part.
     span = locate_quote("Then he said ... vanished at once", part)
-    assert span is not None and part[span[0] : span[1]].startswith("Then") and part[span[1] - 4 : span[1]] == "once"
+    assert span is not None
+    assert part[span[0] : span[1]].startswith("Then")
+    assert part[span[0] : span[1]].endswith("once")
     assert locate_quote("The moon is made of green cheese entirely.", part) is None
 
 
 def test_quote_lines_are_parsed_with_decoration_and_stripped_from_the_report() -> None:
-    reply = 'The estate is worth two thousand a year.\n- **QUOTE:** "two thousand a year"\nquote: \u201cMr. Bennet\u201d'
+    reply = (
+        'The estate is worth two thousand a year.\n- **QUOTE:** "two thousand a year"\nquote: \u201cMr. Bennet\u201d (p. 1)'
+    )
     report, quotes, formatted = split_quotes(reply)
-    assert report == "The estate is worth two thousand a year."
+    assert report == "The estate is worth two thousand a year.\n(p. 1)"
     assert quotes == ["two thousand a year", "Mr. Bennet"]
     assert formatted
     reading = quote_citations(reply, "Mr. Bennet had two thousand a year.", 100, 135)
@@ -100,7 +108,8 @@ async def test_invented_quote_is_counted_and_not_a_citation(frankenstein: str) -
         return "; ".join(found) + f'\nQUOTE: "{invented}"'
 
     model = ScriptedReader(script=script)
-    out, events = await collect(create_rlm_graph(model, max_output_tokens=1024), {"document": text, "question": QUESTION})
+    graph = create_rlm_graph(model, max_output_tokens=1024)
+    out, events = await collect(graph, {"document": text, "question": QUESTION})
     assert all(fact in out["answer"] for fact in facts)
     assert readings
     assert out["usage"]["unsupported_quotes"] == len(readings)
@@ -121,7 +130,8 @@ async def test_reader_ignoring_the_format_but_quoting_yields_quote_citations(fra
         return " ".join(f"The part states \u201c{fact}\u201d." for fact in found)
 
     model = ScriptedReader(script=script)
-    out, _ = await collect(create_rlm_graph(model, max_output_tokens=1024), {"document": text, "question": QUESTION})
+    graph = create_rlm_graph(model, max_output_tokens=1024)
+    out, _ = await collect(graph, {"document": text, "question": QUESTION})
     assert all(fact in out["answer"].replace("\n", " ") for fact in facts)
     for fact, offset in zip(facts, offsets, strict=True):
         (citation,) = _holding(offset, out["citations"])
