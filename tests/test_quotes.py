@@ -82,9 +82,8 @@ def test_quote_with_changed_whitespace_and_curly_quotes_is_found() -> None:
 
 
 def test_quote_lines_are_parsed_with_decoration_and_stripped_from_the_report() -> None:
-    reply = (
-        'The estate is worth two thousand a year.\n- **QUOTE:** "two thousand a year"\nquote: \u201cMr. Bennet\u201d (p. 1)'
-    )
+    reply = "The estate is worth two thousand a year.\n"
+    reply += '- **QUOTE:** "two thousand a year"\nquote: \u201cMr. Bennet\u201d (p. 1)'
     report, quotes, formatted = split_quotes(reply)
     assert report == "The estate is worth two thousand a year.\n(p. 1)"
     assert quotes == ["two thousand a year", "Mr. Bennet"]
