@@ -186,6 +186,7 @@ class ProgressWriter:
             "findings_truncated",
             "cached_calls",
             "cached_parts",
+            "unsupported_quotes",
         ):
             if key in usage:
                 event[key] = usage[key]  # type: ignore[literal-required]
