@@ -20,7 +20,8 @@ from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages
+from rlm_graph.prompts import build_messages, is_no_relevant
+from rlm_graph.quotes import quote_citations
 from rlm_graph.settings import Settings
 from rlm_graph.window import SEAM_SLACK
 
@@ -137,7 +138,7 @@ def _finish(
     task: ChunkTask,
     progress: ProgressWriter,
     text: str,
-    citations: list[dict[str, int]],
+    citations: list[Any],
     usage: Usage,
     errors: list[dict[str, Any]],
     *,
@@ -157,13 +158,36 @@ def _finish(
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
+def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> tuple[str, list[Any], int]:
+    """The reading's report and its citations: its located quotes, else the whole part."""
+    part_citation = {"start": task["start"], "end": task["end"]}
+    if is_no_relevant(reply):
+        return reply, [part_citation], 0
+    quoted = quote_citations(reply, read_text(run, task), task["start"], task["end"])
+    if quoted.unsupported:
+        _part_event(
+            run,
+            task,
+            progress,
+            "processing",
+            "analysis.unsupported_quotes",
+            finished=False,
+            count=len(quoted.unsupported),
+            quotes=quoted.unsupported,
+        )
+    # No locatable quote: the part itself is the citation, so no finding loses its source.
+    return quoted.text, quoted.citations or [part_citation], len(quoted.unsupported)
+
+
 def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
-    citations = [{"start": task["start"], "end": task["end"]}]
+    text, citations, unsupported = _quoted(run, task, progress, result.text)
     # A reading that made no call at all (its reply, and any escalation's, came from
     # the reply cache) is a cached part.
     cached = not result.usage.get("llm_calls") and bool(result.usage.get("cached_calls"))
     usage = merge_usage(result.usage, {"cached_parts": 1}) if cached else result.usage
-    return _finish(run, task, progress, result.text, citations, usage, [], cached=cached)
+    if unsupported:
+        usage = merge_usage(usage, {"unsupported_quotes": unsupported})
+    return _finish(run, task, progress, text, citations, usage, [], cached=cached)
 
 
 def _from_nested(run: Level, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:

@@ -42,8 +42,11 @@ class _Item:
 
 
 def _union(citations: list[Citation]) -> list[Citation]:
-    unique = {(c["start"], c["end"]) for c in citations}
-    return [{"start": start, "end": end} for start, end in sorted(unique)]
+    """Citations in document order, one per span; a quote-level citation keeps its ``quote`` and ``part``."""
+    unique: dict[tuple[int, int], Citation] = {}
+    for citation in citations:
+        unique.setdefault((citation["start"], citation["end"]), citation)
+    return [dict(unique[span]) for span in sorted(unique)]  # type: ignore[misc]
 
 
 def _findings_block(items: list[_Item]) -> str:

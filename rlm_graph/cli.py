@@ -210,7 +210,10 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if citations:
         print("\nCitations:", file=out)
         for number, citation in enumerate(citations, start=1):
-            quote = quote_for(document, citation["start"], citation["end"], result["answer"])
+            # A quote-level citation names its passage; a part-level one gets its best sentence.
+            quote = citation.get("quote") or quote_for(document, citation["start"], citation["end"], result["answer"])
+            quote = " ".join(quote.split())
+            quote = quote if len(quote) <= _QUOTE_CHARS else quote[: _QUOTE_CHARS - 1].rstrip() + "…"
             where = f'{_pages(citation)}characters {citation["start"]}-{citation["end"]}'
             print(f'[{number}] {where}: "{quote}"', file=out)
     usage = result["usage"]

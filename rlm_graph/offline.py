@@ -86,7 +86,11 @@ class ExtractiveChatModel(BaseChatModel):
         chosen = rank_sentences(question, [sentence for sentence, _ in candidates], self.max_sentences)
         if not chosen:
             return NO_RELEVANT_INFORMATION
-        return " ".join(candidates[i][0] + candidates[i][1] for i in sorted(chosen))
+        reply = " ".join(candidates[i][0] + candidates[i][1] for i in sorted(chosen))
+        if blocks and blocks[0].group(1) == "document_part":
+            # A reading ends with its supporting quotes, as the reading prompt asks.
+            reply += "".join(f'\nQUOTE: "{candidates[i][0]}"' for i in sorted(chosen))
+        return reply
 
     def _generate(
         self,

@@ -22,6 +22,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.done": "Read {done} of {total} parts",
     "analysis.cached": "Part {index} of {total} came from the cache",
     "analysis.failed": "Part {index} of {total} could not be read: {error}",
+    "analysis.unsupported_quotes": "Part {index} of {total}: {count} quote(s) could not be found in the part",
     "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
     "analysis.more": "Reading {count} more parts, most relevant first",
     "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not read",
@@ -57,7 +58,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
-``split.index`` ``seconds``, ``analysis.more`` ``count``, ``analysis.focused`` ``parts``
+``split.index`` ``seconds``, ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
+``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
 and ``skipped``. Unknown fields are left as written.
 
 The ``answer.*`` keys are not progress events but the notes the final answer text
@@ -184,6 +186,7 @@ class ProgressWriter:
             "findings_truncated",
             "cached_calls",
             "cached_parts",
+            "unsupported_quotes",
         ):
             if key in usage:
                 event[key] = usage[key]  # type: ignore[literal-required]

@@ -66,3 +66,5 @@ class UsageEvent(TypedDict):
     cached_calls: NotRequired[int]
     """Calls answered from the reply cache (not in ``llm_calls``)."""
     cached_parts: NotRequired[int]
+    unsupported_quotes: NotRequired[int]
+    """Readers' quotes that could not be found in the part they read (not citations)."""

@@ -6,11 +6,25 @@ from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 
-class Citation(TypedDict):
-    """Character offsets ``[start, end)`` of a cited span of the root document."""
+class PartRange(TypedDict):
+    """Character offsets ``[start, end)`` of the part a quote was read from."""
 
     start: int
     end: int
+
+
+class Citation(TypedDict):
+    """Character offsets ``[start, end)`` of a cited span of the root document.
+
+    A quote-level citation (a reader's supporting quote, located in its part) also has
+    ``quote``, the passage ``document[start:end]``, and ``part``, the range of the part
+    it was read from. A reading with no locatable quote cites its whole part (no ``quote``).
+    """
+
+    start: int
+    end: int
+    quote: NotRequired[str]
+    part: NotRequired[PartRange]
 
 
 class PartError(TypedDict):
@@ -77,6 +91,8 @@ class Usage(TypedDict, total=False):
     """Model calls answered from the reply cache; not counted in ``llm_calls`` or tokens."""
     cached_parts: int
     """Parts (at any depth) whose reading came entirely from the reply cache."""
+    unsupported_quotes: int
+    """Quotes given by readers that could not be found in the part they read (not citations)."""
 
 
 def reset(value: Any) -> Overwrite:

@@ -84,6 +84,9 @@ class PerfectReader(BaseChatModel):
             raise error
         facts = sorted(set(NEEDLE.findall(prompt)))
         reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+        if facts and "<document_part start=" in prompt:
+            # A reading quotes its support the way the reading prompt asks: the NEEDLE sentences.
+            reply += "".join(f'\nQUOTE: "{fact}."' for fact in facts)
         if (verdict := self.completeness(prompt, facts)) is not None:
             reply += f"\nCOMPLETE: {verdict}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
@@ -204,7 +207,9 @@ class VerboseReader(PerfectReader):
         text = result.generations[0].message.text
         if text == NO_RELEVANT_INFORMATION:
             return result
-        padded = text + " " + " ".join(["filler"] * self.filler_words)
+        # The filler belongs to the report, before any QUOTE lines.
+        report, quotes, lines = text.partition("\nQUOTE:")
+        padded = report + " " + " ".join(["filler"] * self.filler_words) + quotes + lines
         return ChatResult(generations=[ChatGeneration(message=AIMessage(padded))])
 
 
