@@ -426,3 +426,29 @@ def test_conversation_errors_are_json_or_failure_events(client) -> None:
         event = reply.text.split("\n")
         assert event[0] == "event: failure"
         assert said in json.loads(event[1].removeprefix("data: "))["error"]
+
+
+def test_citation_highlights_the_quoted_sentence_not_the_part(web_server: str, browser_page) -> None:
+    """A citation lands on the quoted passage: the highlight is that sentence, not pages of text."""
+    page = browser_page
+    upload = ROOT / "examples" / "pride_and_prejudice.txt"
+    served = upload.read_bytes().decode("utf-8")
+    page.goto(web_server)
+    page.set_input_files("#file", str(upload))
+    page.wait_for_selector("body[data-document=ready]")
+    page.fill("#question", "How much a year was Mr. Bennet's estate worth?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    buttons = page.locator(".citation")
+    for index in range(buttons.count()):
+        start = int(buttons.nth(index).get_attribute("data-start"))
+        end = int(buttons.nth(index).get_attribute("data-end"))
+        if "two thousand a year" in " ".join(served[start:end].split()):
+            buttons.nth(index).click()
+            break
+    else:
+        pytest.fail("no citation quotes the estate's worth")
+    highlighted = page.eval_on_selector("#highlight", "el => el.textContent")
+    assert highlighted == served[start:end]
+    assert len(highlighted) < 400  # about two sentences, where a part is about 28,000 characters
+    assert page.errors_seen == []
