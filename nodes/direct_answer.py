@@ -22,7 +22,8 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     messages = settings.one_call_messages(neutralize_tags(document), state["question"], run.depth, scope)
     # A whole document in one call is the final answer: the large model's job under relay.
     count = settings.counter.count_messages(messages)
-    (result,) = yield [ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope)]
+    call = ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope, streams=run.depth == 0)
+    (result,) = yield [call]
     answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1]}])
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
     run.finish(progress, merge_usage(state.get("usage"), result.usage))

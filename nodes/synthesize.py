@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.runnables import Runnable
@@ -156,6 +156,9 @@ class _Synthesis:
             items = next_items
             if not items:
                 return NO_RELEVANT_INFORMATION, []
+        if self.depth == 0 and self.final_instruction is None:
+            # The final answer (a focused round's reply may still lead to another round): stream it.
+            call = replace(call, streams=True, markers=len(items))
         (result,) = yield [call]
         self.usage = merge_usage(self.usage, result.usage)
         answer = result.text

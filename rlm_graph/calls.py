@@ -22,6 +22,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.cache.base import FullKey
 from langgraph.constants import TAG_NOSTREAM
 
+from rlm_graph.answer_stream import streaming_config
 from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
@@ -59,6 +60,11 @@ class ModelCall:
     """What the call does (``"read"``, ``"escalate"``, ``"synthesize"``, ``"answer"``), in the run's metadata."""
     span: tuple[int, int] | None = None
     """The span of the root document the call covers, in the run's metadata."""
+    streams: bool = False
+    """The call gives the final answer: its tokens, cleaned, stream to the chat node's answer
+    (:mod:`rlm_graph.answer_stream`)."""
+    markers: int = 0
+    """How many ``[Fn]`` markers the reply may cite (dropped from the streamed text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,14 @@ def call_config(level: Level, call: ModelCall, role: str) -> RunnableConfig:
     if call.span is not None:
         metadata["rlm_span"] = list(call.span)
     return {"tags": [TAG_NOSTREAM], "run_name": call.name, "metadata": metadata}
+
+
+def _streaming(config: RunnableConfig, call: ModelCall) -> RunnableConfig:
+    # The final answer's tokens reach the chat UI cleaned, through the chat node's answer run:
+    # the call itself stays nostream (its raw tokens hold citation markers).
+    if not call.streams:
+        return config
+    return streaming_config(config, call.markers, strip=call.kind == "synthesize")
 
 
 def _retry_wait(error: BaseException) -> float | None:
@@ -238,7 +252,7 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
     try:
         with level.resources.thread_slot():
             messages = settings.wire_messages(_messages(call), role)
-            config = call_config(level, call, role)
+            config = _streaming(call_config(level, call, role), call)
             reply = invoke_within(settings.model_for(role), messages, settings.call_timeout, config)
     except Exception as error:
         # Honour the server's Retry-After before LangGraph's retry policy takes over;
@@ -263,7 +277,7 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         priority = (0, -level.depth) if call.urgent else (1, 0)
         async with level.resources.async_slot(priority):
             messages = settings.wire_messages(_messages(call), role)
-            config = call_config(level, call, role)
+            config = _streaming(call_config(level, call, role), call)
             reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout, config)
     except Exception as error:
         if (wait := _retry_wait(error)) is not None:

@@ -9,9 +9,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER, TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 
+from rlm_graph.answer_stream import AnswerStream, answer_stream
 from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.chat_messages import (
     DEFAULT_QUESTION,
@@ -251,7 +253,15 @@ class DocumentTurn:
             update[self.usage_key] = merge_usage(state.get(self.usage_key), usage)
         return update
 
-    def _update(self, state: dict[str, Any], plan: dict[str, Any], question: str, out: dict[str, Any], usage: Usage):
+    def _update(
+        self,
+        state: dict[str, Any],
+        plan: dict[str, Any],
+        question: str,
+        out: dict[str, Any],
+        usage: Usage,
+        answer_id: str,
+    ) -> dict[str, Any]:
         total = merge_usage(out["usage"], usage)
         # The analysis answer goes to the user as is: its notes (parts that could not be
         # read, budget stops) are part of what the user must see.
@@ -261,7 +271,7 @@ class DocumentTurn:
         citations = [extracted.cite(c) for c in out["citations"]] if extracted is not None else out["citations"]
         message = AIMessage(
             out["answer"],
-            id=_message_id(),
+            id=answer_id,
             additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": out["errors"]},
             response_metadata={"citations": citations, "rlm_usage": total, "rlm_errors": out["errors"]},
         )
@@ -275,7 +285,7 @@ class DocumentTurn:
         question, usage = self._standalone(plan, reply)
         return question, usage, self._fits_analysis(question)
 
-    def _steps(self, state: dict[str, Any], graph: CompiledStateGraph) -> CallSteps:
+    def _steps(self, state: dict[str, Any], graph: CompiledStateGraph, answer_id: str) -> CallSteps:
         plan = self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
@@ -288,12 +298,24 @@ class DocumentTurn:
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
         request = {"document": plan["document"], "question": question}
         out = yield RunnableCall(graph, request, self._analysis_config())
-        return self._update(state, plan, question, out, usage)
+        return self._update(state, plan, question, out, usage, answer_id)
 
     def invoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (sync)."""
-        return drive(None, self._steps(state, graph))
+        stream = AnswerStream(_message_id(), ensure_config())
+        with answer_stream(stream):
+            update = drive(None, self._steps(state, graph, stream.message_id))
+        return _closed(update, stream)
 
     async def ainvoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (async)."""
-        return await adrive(None, self._steps(state, graph))
+        stream = AnswerStream(_message_id(), ensure_config())
+        with answer_stream(stream):
+            update = await adrive(None, self._steps(state, graph, stream.message_id))
+        return _closed(update, stream)
+
+
+def _closed(update: dict[str, Any], stream: AnswerStream) -> dict[str, Any]:
+    """``update`` with its answer as the streamed message ends it (its rest, notes and citations last)."""
+    messages = [stream.close(m) if m.id == stream.message_id else m for m in update.get("messages", [])]
+    return {**update, "messages": messages}

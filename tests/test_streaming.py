@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -11,7 +12,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
-from rlm_graph.prompts import NO_RELEVANT_INFORMATION
+from rlm_graph.answer_stream import AnswerCleaner
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION, strip_citation_markers
 from tests.fakes import PerfectReader, plant_needles
 
 QUESTION = "List every NEEDLE code."
@@ -101,15 +103,96 @@ async def test_only_the_stored_answer_reaches_a_chat_ui(frankenstein: str) -> No
     assert any("<follow_up>" in p for p in model.prompts)
     for received, stored in zip((first, second), answers, strict=True):
         ai = [message for _, message in received if isinstance(message, AIMessage)]
-        # One message per turn, the stored one: no read (no marker), no rewrite, no synthesis draft.
-        assert [m.id for m in ai] == [stored.id]
+        # Only the stored answer, token by token: no read (no marker), no rewrite, no synthesis draft.
+        assert len(ai) > 3
+        assert {m.id for m in ai} == {stored.id}
         streamed = "".join(m.text for m in ai)
         assert streamed == stored.text
         assert all(fact in streamed for fact in facts)
         assert NO_RELEVANT_INFORMATION not in streamed
         assert REWRITTEN not in streamed
-        assert ai[0].additional_kwargs["citations"] == stored.additional_kwargs["citations"]
+        assert ai[-1].additional_kwargs["citations"] == stored.additional_kwargs["citations"]
         assert stored.additional_kwargs["citations"]
+
+
+class CitingStreamer(StreamingReader):
+    """Streams three characters at a time; its synthesis cites ``[Fn]`` markers; one part's read fails."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        result = super()._answer(messages)
+        prompt = messages[-1].text
+        text = result.generations[0].message.text
+        if "<document_part start=" in prompt or "<follow_up>" in prompt or NO_RELEVANT_INFORMATION in text:
+            return result
+        cited = " ".join(f"{fact} [F1]." for fact in text.split("; "))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(cited))])
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        text = self._answer(messages).generations[0].message.text
+        for start in range(0, len(text), 3):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text[start : start + 3]))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def _fail_second_part(prompt: str, _number: int) -> BaseException | None:
+    return ValueError("part unreadable") if '<document_part start="' in prompt and "NEEDLE-0001" in prompt else None
+
+
+async def test_answer_streams_without_markers_and_with_its_coverage_note(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:300_000], 3)
+    app = chat_app(CitingStreamer(fail=_fail_second_part))
+    config = {"configurable": {"thread_id": "cited"}}
+    received = await _messages_stream(app, {"messages": [HumanMessage(QUESTION)], "document": text}, config)
+    stored = (await app.aget_state(config)).values["messages"][-1]
+    chunks = [m for _, m in received if isinstance(m, AIMessage)]
+    assert len(chunks) > 5
+    assert {m.id for m in chunks} == {stored.id}
+    assert "".join(m.text for m in chunks) == stored.text
+    assert not any("[F" in m.text or "F1]" in m.text for m in chunks)
+    assert facts[0] in stored.text
+    assert facts[1] not in stored.text
+    # The note of what could not be read is part of the stream (the last chunk holds it).
+    assert stored.response_metadata["rlm_errors"]
+    assert stored.text.split("\n\n")[-1] in chunks[-1].text
+
+
+def test_sync_stream_yields_the_answer_token_by_token(frankenstein: str) -> None:
+    text, facts, _ = plant_needles(frankenstein[:100_000], 2)
+    app = chat_app(StreamingReader())
+    config = {"configurable": {"thread_id": "sync"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    received = [m for m, _ in app.stream(payload, config, stream_mode="messages")]
+    stored = app.get_state(config).values["messages"][-1]
+    assert len(received) > 2
+    assert {m.id for m in received} == {stored.id}
+    assert "".join(m.text for m in received) == stored.text
+    assert all(fact in stored.text for fact in facts)
+    # invoke keeps working and stores the same kind of answer.
+    again = app.invoke({"messages": [HumanMessage(QUESTION)]}, config)["messages"][-1]
+    assert all(fact in again.text for fact in facts)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+def test_cleaner_streams_prefixes_of_the_cleaned_answer(size: int) -> None:
+    raw = "  Victor [F1] fled [see note] to [F2, F3]Geneva [F9]; [F1; F2] then [Fx] home.  "
+    final = strip_citation_markers(raw, range(1, 4))
+    assert final == "Victor fled [see note] toGeneva [F9]; then [Fx] home."
+    cleaner = AnswerCleaner(3, strip=True)
+    seen = []
+    for start in range(0, len(raw), size):
+        seen.append(cleaner.feed(raw[start : start + size]))
+        assert final.startswith(seen[-1])
+        assert "[F1" not in seen[-1]
+    assert seen[-1] == final
+
+
+def test_cleaner_holds_back_a_nothing_relevant_reply() -> None:
+    cleaner = AnswerCleaner(2, strip=True)
+    assert [cleaner.feed(t) for t in ("**NO_RELEVANT", "_INFORMATION", "** here")] == ["", "", ""]
 
 
 def test_missing_document_reply_streams_with_its_id() -> None:
@@ -129,9 +212,13 @@ def test_runs_carry_readable_names_and_metadata(frankenstein: str) -> None:
     app.invoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)
     app.invoke({"messages": [HumanMessage("and the others?")]}, config)
     model_names = [name for name, _, _ in tracer.models]
-    # Every model call is named, tagged nostream and says what it does and where.
+    # Every model call is named, tagged nostream and says what it does and where; only the
+    # "answer" runs (the cleaned final answer, token by token) reach stream_mode="messages".
     assert all(name != "StreamingReader" for name in model_names), model_names
-    assert all("nostream" in tags for _, tags, _ in tracer.models)
+    assert all("nostream" in tags for name, tags, _ in tracer.models if name != "answer")
+    answers = [(tags, meta) for name, tags, meta in tracer.models if name == "answer"]
+    assert len(answers) == 2
+    assert all("nostream" not in tags and meta["rlm_kind"] == "answer" for tags, meta in answers)
     assert "synthesize" in model_names
     assert "rewrite follow-up" in model_names
     reads = [(name, meta) for name, _, meta in tracer.models if name.startswith("read part ")]
@@ -209,4 +296,7 @@ def test_chat_service_router_does_not_stream(frankenstein: str) -> None:
     # The router was asked (its reply is a marker, so the question went to the document node) but is not shown.
     assert any("Reply with exactly one word: DOCUMENT or CHAT." in p for p in model.prompts)
     assert all(fact in stored.text for fact in facts)
-    assert [(m.id, m.text) for m in received if isinstance(m, AIMessage)] == [(stored.id, stored.text)]
+    answer = [m for m in received if isinstance(m, AIMessage)]
+    assert len(answer) > 1
+    assert {m.id for m in answer} == {stored.id}
+    assert "".join(m.text for m in answer) == stored.text
