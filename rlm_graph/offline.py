@@ -8,14 +8,14 @@ It honours a declared context window, so the graph's recursion really happens.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.exceptions import ContextOverflowError
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from rlm_graph.sentences import rank_sentences, split_sentences
@@ -115,3 +115,20 @@ class ExtractiveChatModel(BaseChatModel):
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # Word by word, so a chat UI (Studio, the example page) shows the answer as it streams.
+        message = self._generate(messages, stop, **kwargs).generations[0].message
+        for word in re.findall(r"\s*\S+", message.text):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        usage = getattr(message, "usage_metadata", None)
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))

@@ -113,3 +113,30 @@ async def test_studio_serves_the_chat_graph(dev_server: str) -> None:
     drawn = await client.assistants.get_graph(chat["assistant_id"], xray=True)
     names = {node["id"] for node in drawn["nodes"]}
     assert {"analyse_document:check", "analyse_document:process_chunk", "analyse_document:synthesize"} <= names
+
+
+async def test_studio_streams_the_chat_answer_token_by_token(dev_server: str) -> None:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=dev_server)
+    thread = await client.threads.create()
+    document = "Pemberley belongs to Mr. Darcy, whose estate in Derbyshire is large. Longbourn belongs to Mr. Bennet."
+    chunks: list[dict] = []
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        "chat",
+        input={"messages": [{"role": "user", "content": "Who owns Pemberley?"}], "document": document},
+        stream_mode="messages-tuple",
+    ):
+        if part.event == "error":
+            pytest.fail(f"run failed: {part.data}")
+        if part.event == "messages":
+            message, _metadata = part.data
+            if message["type"] in ("ai", "AIMessageChunk"):
+                chunks.append(message)
+    stored = (await client.threads.get_state(thread["thread_id"]))["values"]["messages"][-1]
+    assert "Pemberley belongs to Mr. Darcy" in stored["content"]
+    # Several chunks, all with the stored message's id, that join to its text.
+    assert len(chunks) > 3
+    assert {c["id"] for c in chunks} == {stored["id"]}
+    assert "".join(c["content"] for c in chunks) == stored["content"]
