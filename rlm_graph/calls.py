@@ -135,11 +135,11 @@ def model_usage(
 def call_config(level: Level, call: ModelCall, role: str) -> RunnableConfig:
     """Config of one model call: a readable run name, metadata, and the ``nostream`` tag.
 
-    No model call of the graph streams its tokens in ``stream_mode="messages"``:
+    No model call of the graph streams its raw tokens in ``stream_mode="messages"``:
     reads, escalations and intermediate syntheses are internal, and the final
-    answer is still edited (markers resolved, coverage notes added) after the call.
-    The chat node (``create_document_node``) writes the finished answer as one
-    ``AIMessage``, which LangGraph's messages stream yields with its id.
+    answer's raw tokens hold citation markers. Under a chat node
+    (``create_document_node``) the final call's tokens are cleaned and streamed as
+    the chat node's ``answer`` run instead (:mod:`rlm_graph.answer_stream`).
 
     Args:
         level: The level that makes the call.

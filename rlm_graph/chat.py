@@ -142,7 +142,9 @@ def create_document_node(
     and ``response_metadata["citations"]`` hold the cited spans (offsets into
     ``document_key``; for a PDF also ``page`` and ``last_page``, on follow-up
     turns too); usage is summed
-    under ``usage_key``. Without a document the node replies with
+    under ``usage_key``. With ``stream_mode="messages"`` the answer streams token by
+    token as ``AIMessageChunk`` s with that message's id, which join to its text
+    (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). Without a document the node replies with
     ``missing_document_message``.
 
     The parent state must have ``messages``, ``document_key`` and ``usage_key``;
