@@ -27,6 +27,7 @@ from rlm_graph.chat_messages import (
 )
 from rlm_graph.documents import DEFAULT_DOCUMENT_MESSAGES, ExtractedDocument
 from rlm_graph.estimate import settings_of
+from rlm_graph.options import default_output_tokens
 from rlm_graph.settings import Settings
 from rlm_graph.state import Usage, merge_usage
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
@@ -44,7 +45,7 @@ def _input_window(model: BaseChatModel, settings: Settings | None, counter: Toke
         return settings.input_window
     if not isinstance(window, int):
         return None
-    output = settings.max_output_tokens if settings is not None else min(2048, max(256, window // 8))
+    output = settings.max_output_tokens if settings is not None else default_output_tokens(window)
     return window - safety_margin(counter, window) - output - SEAM_SLACK
 
 

@@ -22,6 +22,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.context import RLMContext
+from rlm_graph.options import default_output_tokens
 from rlm_graph.retrieval import BM25Retriever
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
@@ -94,7 +95,7 @@ class HistoryPlanner:
             raise ValueError(msg)
         self.graph = graph
         self.counter = token_counter or counter_for_model(model)
-        output = max_output_tokens if max_output_tokens is not None else min(2048, max(256, window // 8))
+        output = max_output_tokens if max_output_tokens is not None else default_output_tokens(window)
         self.input_budget = window - safety_margin(self.counter, window) - output
         self.recent_tokens = recent_tokens
         self.digest_tokens = min(digest_tokens, max(0, self.input_budget // 4))

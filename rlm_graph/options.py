@@ -252,13 +252,18 @@ def planned_window(model: BaseChatModel, large_model: BaseChatModel | None, cont
             context_window = min(context_window, large_window)
     return context_window
 
+def default_output_tokens(window: int) -> int:
+    """Tokens reserved for a reply when none is given: an eighth of the window, between 256 and 2048."""
+    return min(2048, max(256, window // 8))
+
+
 def output_budget(window: int, max_output_tokens: int | None) -> int:
     """Tokens reserved for each reply: the given value, or an eighth of the window between 256 and 2048.
 
     Raises:
         ValueError: If it is not between 16 and a third of the window.
     """
-    output_tokens = max_output_tokens if max_output_tokens is not None else min(2048, max(256, window // 8))
+    output_tokens = max_output_tokens if max_output_tokens is not None else default_output_tokens(window)
     if not 16 <= output_tokens <= window // 3:
         msg = f"max_output_tokens must be between 16 and a third of the window ({window // 3}), got {output_tokens}"
         raise ValueError(msg)

@@ -16,6 +16,7 @@ from rlm_graph import RLMContext, estimate_cost
 from rlm_graph.evaluation.report import write_outputs
 from rlm_graph.evaluation.systems import MODES, Cell, Systems
 from rlm_graph.evaluation.tasks import TASK_NAMES, Task, build_task
+from rlm_graph.options import default_output_tokens
 
 __all__ = ["DEFAULT_LENGTHS", "EvaluationCancelled", "aevaluate", "evaluate", "plan_cells"]
 
@@ -104,7 +105,7 @@ def _estimate(cells: Sequence[Cell], tasks: Mapping[tuple[str, int, int], Task],
         totals["llm_calls"] += calls
         totals["input_tokens"] += tokens
         window = systems.context_window or 8192
-        totals["output_tokens"] += calls * min(2048, max(256, window // 8))
+        totals["output_tokens"] += calls * default_output_tokens(window)
     return totals
 
 

@@ -18,6 +18,7 @@ from rlm_graph import BudgetExceededError, ExtractiveChatModel, RLMContext, crea
 from rlm_graph.evaluation.scoring import score_answer
 from rlm_graph.evaluation.tasks import Task
 from rlm_graph.evaluation.texts import count_tokens, truncate_to_tokens
+from rlm_graph.options import default_output_tokens
 
 __all__ = ["DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "MODES", "Cell", "Systems"]
 
@@ -127,7 +128,7 @@ class Systems:
         if self.context_window is None:
             msg = "the model's context window is unknown: pass context_window (--context-window)"
             raise ValueError(msg)
-        reply = min(2048, max(256, self.context_window // 8))
+        reply = default_output_tokens(self.context_window)
         note = TRUNCATION_NOTE.format(shown=10**7, total=10**7)
         overhead = count_tokens(DIRECT_SYSTEM_PROMPT + DIRECT_PROMPT.format(text="", note=note, question=question))
         # Our counter is cl100k_base; another model's tokenizer may count more, so keep a margin.
