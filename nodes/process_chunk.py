@@ -7,23 +7,21 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.types import Command
 from rlm_graph.nodes.entry import node_runnable
-from rlm_graph.nodes.sends import read_text
+from rlm_graph.nodes.sends import read_call, read_text
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
+from rlm_graph.calls import CallResult, CallSteps, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import build_messages, is_no_relevant
+from rlm_graph.prompts import is_no_relevant
 from rlm_graph.quotes import quote_citations
 from rlm_graph.settings import Settings
-from rlm_graph.window import SEAM_SLACK
 
 
 def _progress_key(task: ChunkTask) -> tuple[object, ...]:
@@ -61,26 +59,6 @@ def _part_event(
         leaves=leaves,
         index=task["index"],
         **fields,
-    )
-
-
-def _read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
-    def messages() -> list[BaseMessage]:
-        return build_messages(
-            settings.system_prompt,
-            settings.read_part_prompt,
-            question=task["question"],
-            text=read_text(run, task),
-            start=task["start"],
-            end=task["end"],
-        )
-
-    # The text's count is known from split; SEAM_SLACK covers the seam.
-    return ModelCall(
-        messages,
-        settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK,
-        name=f"read part {task['index'] + 1}/{task['total']}",
-        span=(task["start"], task["end"]),
     )
 
 
@@ -199,7 +177,7 @@ def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: 
     progress = run.writer((task["scope"][0], task["scope"][1]))
     if task["fits"]:
         _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-        result = yield from relay.read(run, _read_call(settings, run, task), _on_escalate(run, task, progress))
+        result = yield from relay.read(run, read_call(settings, run, task), _on_escalate(run, task, progress))
         return _from_read(run, task, progress, result)
     payload, config = _nested_request(run, task, progress)
     with _nested_failure(task):

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from langchain_core.messages import BaseMessage
 from langgraph.types import Command, Send
 from rlm_graph.state import ChunkTask, RLMState
 from rlm_graph.state.schema import PlannedPart
 
+from rlm_graph.calls import ModelCall
 from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
-from rlm_graph.prompts import neutralize_tags
+from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
+from rlm_graph.window import SEAM_SLACK
 
 __all__ = [
     "held_text",
@@ -28,6 +32,7 @@ __all__ = [
     "part_payload",
     "part_sends",
     "part_text",
+    "read_call",
     "read_text",
 ]
 
@@ -110,6 +115,37 @@ def read_text(run: Level, task: ChunkTask) -> str:
     """
     text = task.get("text")
     return neutralize_tags(text) if text is not None else _shared_slice(run, task["start"], task["end"])
+
+
+def read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
+    """The reading call of a part that fits one call; its prompt is built once the call holds a slot.
+
+    Args:
+        settings: The graph's settings.
+        run: The reading level.
+        task: The part.
+
+    Returns:
+        The call, sized from split's count of the part plus the prompt around it.
+    """
+
+    def messages() -> list[BaseMessage]:
+        return build_messages(
+            settings.system_prompt,
+            settings.read_part_prompt,
+            question=task["question"],
+            text=read_text(run, task),
+            start=task["start"],
+            end=task["end"],
+        )
+
+    # The text's count is known from split; SEAM_SLACK covers the seam.
+    return ModelCall(
+        messages,
+        settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK,
+        name=f"read part {task['index'] + 1}/{task['total']}",
+        span=(task["start"], task["end"]),
+    )
 
 
 def part_sends(

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.types import Command
-from rlm_graph.nodes.sends import held_text, hold_text, part_sends
+from rlm_graph.nodes.sends import held_text, hold_text, part_payload, part_sends, read_call
 from rlm_graph.state import RLMState
+from rlm_graph.state.schema import PlannedPart
 
-from rlm_graph import focus
+from rlm_graph import focus, read_ahead
+from rlm_graph.calls import ModelCall
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
+from rlm_graph.leaves import plan_leaves, stream_leaves
 from rlm_graph.level import Level
+from rlm_graph.progress import ProgressWriter
+from rlm_graph.read_ahead import StartReads
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank, group_leaves, levels_needed, plan_leaves
+from rlm_graph.splitter import Span, drop_blank, group_leaves, levels_needed
+
+# Reading ahead goes on while the plan, extrapolated and grown by this much, fits max_depth.
+_READ_AHEAD_MARGIN = 1.5
 
 
 def _within_budget(
@@ -88,24 +100,50 @@ def _reserve(settings: Settings, run: Level, question: str, leaves: list[Span], 
     )
 
 
-def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -> list[Span]:
-    """The leaves of this level: handed down by the parent, or planned here at depth 0."""
+def _leaves(
+    settings: Settings,
+    run: Level,
+    state: RLMState,
+    part_tokens: int,
+    fanout: int,
+    start_reads: StartReads | None,
+    progress: ProgressWriter,
+) -> list[Span]:
+    """The leaves of this level: handed down by the parent, or planned here at depth 0.
+
+    With ``start_reads``, the plan is made section by section and each section's
+    leaves start being read as soon as they are final (:mod:`rlm_graph.read_ahead`).
+    """
     if run.leaves is not None:
         return run.leaves
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
     document = hold_text(run, state["document"])
-    leaves = plan_leaves(
-        document,
-        part_tokens=part_tokens,
-        overlap=settings.chunk_overlap,
-        count_many=run.resources.memo_count(settings.counter.count_many),
-    )
-    leaves = drop_blank(document, leaves)
+    count_many = run.resources.memo_count(settings.counter.count_many)
+    if start_reads is None:
+        planned = plan_leaves(document, part_tokens=part_tokens, overlap=settings.chunk_overlap, count_many=count_many)
+        leaves = _shifted(run, drop_blank(document, planned))
+    else:
+        leaves = []
+        for batch in stream_leaves(document, part_tokens=part_tokens, count_many=count_many):
+            ready = _shifted(run, drop_blank(document, batch))
+            leaves += ready
+            # Reading ahead stops once the tree might not fit max_depth: the exact
+            # check below then refuses the run, and what was started is cancelled.
+            if ready and _may_fit(run, len(leaves), leaves[-1].end - run.offset, len(document), fanout):
+                start_reads([_ahead_call(settings, run, state["question"], leaf) for leaf in ready])
+                planned = leaves[-1].end - run.offset
+                progress.progress(
+                    "split",
+                    "processing",
+                    "split.reading_ahead",
+                    done=planned,
+                    total=len(document),
+                    span=(run.offset, leaves[-1].end),
+                    parts=len(leaves),
+                )
     # The plan is final: nested levels group these leaves and never count again.
     run.resources.forget_counts()
-    if run.offset:
-        leaves = [Span(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
     # Refuse up front, before any spending, when the tree cannot fit max_depth.
     needed = levels_needed(len(leaves), budget["fanout"])
     if needed > run.max_depth:
@@ -119,17 +157,50 @@ def _leaves(settings: Settings, run: Level, state: RLMState, part_tokens: int) -
     return leaves
 
 
-def make_split(settings: Settings) -> Callable[[RLMState], Command]:
-    """Build the ``split`` node.
+def _shifted(run: Level, leaves: list[Span]) -> list[Span]:
+    if not run.offset:
+        return leaves
+    return [Span(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
+
+
+def _may_fit(run: Level, planned: int, planned_chars: int, chars: int, fanout: int) -> bool:
+    """Whether the whole plan, extrapolated (with room to spare) from its planned share, fits ``max_depth``."""
+    expected = math.ceil(planned * chars / max(planned_chars, 1) * _READ_AHEAD_MARGIN)
+    return levels_needed(expected, fanout) <= run.max_depth
+
+
+def _ahead_call(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
+    """The reading call ``process_chunk`` will make for ``leaf``, to start ahead."""
+    scope = (run.offset, run.offset + len(run.resources.text or ""))
+    part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
+    return read_call(settings, run, part_payload(question, run, part, [leaf], 0, 1, scope, None))
+
+
+def _reads_ahead(settings: Settings, run: Level, mode: str) -> bool:
+    """Whether ``split`` may read while it plans: never when a budget must see the whole plan first."""
+    limits = run.resources
+    return (
+        settings.read_ahead
+        and run.depth == 0
+        and run.leaves is None
+        and mode == "full"
+        and not settings.chunk_overlap
+        and limits.max_llm_calls is None
+        and limits.max_input_tokens is None
+    )
+
+
+def make_split(settings: Settings) -> Runnable[RLMState, Command]:
+    """Build the ``split`` node (sync and async).
 
     Args:
         settings: The graph's settings.
 
     Returns:
-        The node function.
+        The node runnable.
     """
 
-    def split(state: RLMState) -> Command:
+    def split(state: RLMState, start_reads_for: Callable[[Level], StartReads]) -> Command:
         run = Level.current(settings, state["run_key"])
         scope = (run.offset, run.offset + state["chars"])
         progress = run.writer(scope)
@@ -137,7 +208,9 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         question = state["question"]
         mode = focus.mode_for(settings, run, question, progress)
         fanout = focus.plan_fanout(mode, state["budget"]["fanout"])
-        leaves = _leaves(settings, run, state, focus.plan_part_tokens(settings, mode, state["budget"]["part_tokens"]))
+        part_tokens = focus.plan_part_tokens(settings, mode, state["budget"]["part_tokens"])
+        start_reads = start_reads_for(run) if _reads_ahead(settings, run, mode) else None
+        leaves = _leaves(settings, run, state, part_tokens, state["budget"]["fanout"], start_reads, progress)
         skipped: list[dict[str, Any]] = []
         if run.depth == 0 and (run.resources.max_llm_calls or run.resources.max_input_tokens):
             leaves, skipped = _within_budget(settings, run, question, leaves, fanout)
@@ -170,4 +243,13 @@ def make_split(settings: Settings) -> Callable[[RLMState], Command]:
         update = {"parts": parts, "document": "", "errors": skipped, **extra}
         return Command(update=update, goto=sends or "synthesize")
 
-    return split
+    def split_sync(state: RLMState) -> Command:
+        return split(state, read_ahead.in_threads)
+
+    async def split_async(state: RLMState) -> Command:
+        # Planning is CPU-bound and tiktoken releases the GIL: it runs in a thread,
+        # while the reads it starts ahead run on this loop.
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(split, state, functools.partial(read_ahead.in_tasks, loop=loop))
+
+    return RunnableLambda(split_sync, afunc=split_async, name="split")

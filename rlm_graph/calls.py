@@ -38,6 +38,7 @@ __all__ = [
     "call_config",
     "drive",
     "model_usage",
+    "read_ahead_key",
 ]
 
 
@@ -228,6 +229,26 @@ def _prepare(level: Level, call: ModelCall) -> tuple[Settings, str, FullKey | No
     return settings, role, _cache_key(settings, call, role)
 
 
+def read_ahead_key(call: ModelCall, role: str) -> tuple[object, ...] | None:
+    """What identifies a leaf's reading call, so one started ahead (rlm_graph.read_ahead) is found.
+
+    Args:
+        call: A call.
+        role: The model role it goes to.
+
+    Returns:
+        Its span, role and prompt size for a reading call; ``None`` for any other call.
+    """
+    if call.kind != "read" or call.span is None:
+        return None
+    return (call.span, role, call.prompt_tokens)
+
+
+def _taken_ahead(level: Level, call: ModelCall) -> Any:
+    key = read_ahead_key(call, level.settings.role_of(call.large))
+    return None if key is None else level.resources.pending_reads.take(key)
+
+
 def _book(level: Level, call: ModelCall) -> None:
     # Only calls actually made are booked: a cache hit spends no budget.
     level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
@@ -244,6 +265,9 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         The reply and its usage; a reply from the cache counts no call and no tokens,
         only ``cached_calls``.
     """
+    if (ahead := _taken_ahead(level, call)) is not None:
+        # Started while split was planning, booked and cached then: its reply, or its failure.
+        return ahead.result()
     settings, role, key = _prepare(level, call)
     hit = _hit(settings, settings.replies.get(key) if settings.replies and key else None, role)
     if hit is not None:
@@ -268,6 +292,8 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
 
 async def acall_model(level: Level, call: ModelCall) -> CallResult:
     """Async :func:`call_model`; synthesis calls take a slot before queued reads."""
+    if (ahead := _taken_ahead(level, call)) is not None:
+        return await (ahead if isinstance(ahead, asyncio.Future) else asyncio.wrap_future(ahead))
     settings, role, key = _prepare(level, call)
     hit = _hit(settings, await settings.replies.aget(key) if settings.replies and key else None, role)
     if hit is not None:

@@ -116,6 +116,7 @@ def create_rlm_graph(
     index_cache_size: int = 16,
     max_steps: int = DEFAULT_MAX_STEPS,
     prompt_cache_markers: bool = False,
+    read_ahead: bool = True,
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -225,6 +226,13 @@ def create_rlm_graph(
             repeated prefixes automatically. Either way every prompt puts the
             document before the question, so a follow-up question on the same
             document is billed mostly at the provider's cached-input price.
+        read_ahead: Start reading a long document's first parts while the rest
+            is still being planned, so the first model call does not wait for
+            the whole document to be tokenized. It applies in full mode without
+            a budget (a budget needs the whole plan checked first). Calls made
+            ahead show in traces under ``split``, named ``read ahead START-END``
+            with ``rlm_kind="read_ahead"``; ``False`` plans first and keeps
+            every read under its part.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -255,9 +263,10 @@ def create_rlm_graph(
     elif mode in ("focused", "auto"):
         # navigate's search falls back to word matching without bm25s, so it needs none.
         retriever = default_retriever()  # fail now, not mid-run, if bm25s is missing
-    if not isinstance(prompt_cache_markers, bool):
-        msg = f"prompt_cache_markers must be True or False, got {prompt_cache_markers!r}"
-        raise TypeError(msg)
+    for flag_name, flag in (("prompt_cache_markers", prompt_cache_markers), ("read_ahead", read_ahead)):
+        if not isinstance(flag, bool):
+            msg = f"{flag_name} must be True or False, got {flag!r}"
+            raise TypeError(msg)
     check_build_options(
         max_fanout=max_fanout, chunk_overlap=chunk_overlap, index_cache_size=index_cache_size, cache_ttl=cache_ttl
     )
@@ -310,6 +319,7 @@ def create_rlm_graph(
         ),
         replies=None if backend is None else ReplyCache(backend, cache_ttl),
         prompt_cache_markers=prompt_cache_markers,
+        read_ahead=read_ahead,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]

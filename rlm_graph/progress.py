@@ -15,6 +15,9 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "check.too_long": "The text is too long for one model call; splitting it",
     "check.empty": "The document is empty",
     "split.started": "Splitting the text into parts",
+    "split.reading_ahead": (
+        "Planned {parts} parts ({done} of {total} characters); reading them while the rest is planned"
+    ),
     "split.done": "Split into {total} parts",
     "split.skipped": "Skipping characters {start}-{end}: {error}",
     "analysis.processing": "Reading part {index} of {total}",
@@ -58,7 +61,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
-``split.index`` ``seconds``, ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
+``split.index`` ``seconds``, ``split.reading_ahead`` ``parts`` (leaves planned so far, with
+``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
 ``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
 and ``skipped``. Unknown fields are left as written.
 

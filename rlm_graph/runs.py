@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from rlm_graph.errors import BudgetExceededError
+from rlm_graph.pending_reads import PendingReads
 
 # A backstop: every run is released by the invocation that owns it (rlm_graph.lifetime),
 # but should an entry outlive its run anyway, the oldest beyond this many are dropped.
@@ -80,6 +81,8 @@ class RunResources:
         self.text: str | None = None
         """The root document, neutralized: runs without a checkpointer send offsets, not
         text, to their parts, which slice it from here when they are read."""
+        self.pending_reads = PendingReads()
+        """Reading calls ``split`` started before its plan was whole (rlm_graph.read_ahead)."""
 
     def forget_counts(self) -> None:
         """Drop the token memo once the document is planned (nested levels reuse the plan)."""
@@ -290,4 +293,7 @@ def release(run_key: str) -> None:
         run_key: The run's key.
     """
     with _registry_lock:
-        _registry.pop(run_key, None)
+        found = _registry.pop(run_key, None)
+    if found is not None:
+        # Calls started ahead for parts the run never got to read are not left running.
+        found.pending_reads.cancel()

@@ -46,6 +46,8 @@ class Settings(CallWindow):
     """``identity_of`` by role, filled on first use."""
     prompt_cache_markers: bool = False
     """Mark the end of each prompt's static prefix with ``cache_control`` (providers that need markers)."""
+    read_ahead: bool = True
+    """Start reading the first parts while ``split`` plans the rest (full mode, no budget)."""
 
     def identity_of(self, role: str) -> str:
         """Stable text naming the model of a role and its settings (reply cache keys).

@@ -90,12 +90,44 @@ def split_units(text: str, limit: int, count_many: CountMany) -> list[Span]:
     Raises:
         ValueError: If ``limit`` is below 1.
     """
+    return split_range(text, 0, len(text), limit, count_many)
+
+
+def split_range(
+    text: str,
+    start: int,
+    end: int,
+    limit: int,
+    count_many: CountMany,
+    *,
+    end_level: int = 0,
+    rate: list[int] | None = None,
+) -> list[Span]:
+    """Cut ``text[start:end]`` into consecutive units of at most ``limit`` tokens each.
+
+    Args:
+        text: The whole text (not copied: units are offsets into it).
+        start: First character of the range.
+        end: End of the range.
+        limit: Most tokens per unit, as counted by ``count_many``.
+        count_many: Counts the tokens of several strings at once.
+        end_level: Strength of the boundary at ``end`` (0 = paragraph break).
+        rate: ``[characters, tokens]`` counted so far, updated in place; a caller that
+            cuts a text range by range passes the same list, so each range starts with
+            the rate the ranges before it measured.
+
+    Returns:
+        Units that tile the range exactly, each counted on its own.
+
+    Raises:
+        ValueError: If ``limit`` is below 1.
+    """
     if limit < 1:
         msg = f"limit must be at least 1 token, got {limit}"
         raise ValueError(msg)
-    if not text:
+    if start >= end:
         return []
-    return _split(text, 0, len(text), 0, limit, count_many, 0, [0, 0])
+    return _split(text, start, end, 0, limit, count_many, end_level, rate if rate is not None else [0, 0])
 
 
 def _split(
@@ -204,43 +236,28 @@ def pack(units: Sequence[Span], limit: int, fill: float = FILL) -> list[Span]:
     return parts
 
 
+def boundary_after(text: str, position: int, end: int) -> tuple[int, int]:
+    """The first cut at or after ``position`` and before ``end``, at the strongest boundary found.
+
+    Args:
+        text: The text.
+        position: Where to start looking.
+        end: Where to stop looking.
+
+    Returns:
+        ``(cut, level)``: the offset right after the separator and its boundary level;
+        ``(end, CHARACTER_CUT)`` when the range holds no boundary at all.
+    """
+    for level, pattern in enumerate(_BOUNDARIES):
+        found = pattern.search(text, position, end)
+        if found is not None and found.end() < end:
+            return found.end(), level
+    return end, CHARACTER_CUT
+
+
 def has_text(text: str, start: int = 0, end: int | None = None) -> bool:
     """Whether ``text[start:end]`` holds anything but whitespace, without copying it."""
     return _NON_SPACE.search(text, start, len(text) if end is None else end) is not None
-
-
-def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0) -> list[Span]:
-    """Cut ``text`` into the fewest reading-call-sized parts its boundaries allow.
-
-    The whole document is packed flat, once, the way a map-reduce would read it;
-    the recursion only groups these leaves (see :func:`group_leaves`), so nested
-    levels neither tokenize again nor end with half-empty calls.
-
-    Args:
-        text: The whole text.
-        part_tokens: Most document tokens one reading call may hold.
-        count_many: Counts the tokens of several strings at once.
-        overlap: Tokens of the previous leaf to repeat at the start of each leaf
-            (0 keeps the leaves tiling the text exactly).
-
-    Returns:
-        Leaves tiling the text (see :func:`drop_blank`); ``tokens`` is the sum of
-        each leaf's units, which a packing margin keeps within ``part_tokens``.
-    """
-    # Units of at most a quarter part pack without leaving large gaps (a paragraph
-    # longer than that is cut at lines or sentences); with overlap, finer units let
-    # each part take close to ``overlap`` tokens of its predecessor.
-    units = split_units(text, overlap or max(1, part_tokens // 4), count_many)
-    if not units:
-        return []
-    # Packed from unit counts, with a margin for where units meet: joined text
-    # tokenizes to the sum of its units give or take a token per seam.
-    limit = part_tokens - overlap - join_margin(part_tokens)
-    packed = pack(units, limit)
-    if len(packed) > math.ceil(sum(u.tokens for u in units) / limit):
-        # Paragraph-friendly cuts cost a call here: pack tighter instead.
-        packed = min(packed, pack(units, limit, fill=0.98), key=len)
-    return _with_overlap(packed, units, overlap) if overlap else packed
 
 
 def drop_blank(text: str, leaves: Sequence[Span]) -> list[Span]:
@@ -280,21 +297,6 @@ def group_leaves(leaves: Sequence[Span], fanout: int) -> list[list[Span]]:
 def join_margin(limit: int) -> int:
     """Tokens kept free in a packed part for the seams between its units."""
     return max(min(16, limit // 4), limit // 50)
-
-
-def _with_overlap(parts: list[Span], units: Sequence[Span], overlap: int) -> list[Span]:
-    """Start each part after the first up to ``overlap`` tokens earlier, on unit boundaries."""
-    unit_index_by_start = {unit.start: index for index, unit in enumerate(units)}
-    result = [parts[0]] if parts else []
-    for part in parts[1:]:
-        index = unit_index_by_start[part.start]
-        start, extra = part.start, 0
-        while index > 0 and extra + units[index - 1].tokens <= overlap:
-            index -= 1
-            extra += units[index].tokens
-            start = units[index].start
-        result.append(Span(start, part.end, part.tokens + extra, part.level))
-    return result
 
 
 def levels_needed(leaves: int, fanout: int) -> int:

@@ -4,13 +4,13 @@ import time
 
 import pytest
 
+from rlm_graph.leaves import plan_leaves
 from rlm_graph.splitter import (
     CHARACTER_CUT,
     group_leaves,
     join_margin,
     levels_needed,
     pack,
-    plan_leaves,
     split_units,
 )
 from rlm_graph.tokens import TiktokenCounter

@@ -206,7 +206,8 @@ def test_missing_document_reply_streams_with_its_id() -> None:
 def test_runs_carry_readable_names_and_metadata(frankenstein: str) -> None:
     text, _, _ = plant_needles(frankenstein[:400_000], 2)
     model = StreamingReader(window=8192)
-    app = chat_app(model, max_depth=2)
+    # Without reading ahead every read sits under its part (test_read_ahead covers the other case).
+    app = chat_app(model, max_depth=2, read_ahead=False)
     tracer = RunNames()
     config = {"configurable": {"thread_id": "trace"}, "callbacks": [tracer]}
     app.invoke({"messages": [HumanMessage(QUESTION)], "document": text}, config)

@@ -20,6 +20,7 @@ from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
 from rlm_graph.errors import BudgetExceededError, describe_error
+from rlm_graph.leaves import plan_leaves
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_reply
 from rlm_graph.navigate.document import NavDocument
@@ -27,7 +28,7 @@ from rlm_graph.nodes.sends import part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
 from rlm_graph.quotes import split_quotes
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank, plan_leaves
+from rlm_graph.splitter import Span, drop_blank
 from rlm_graph.state import Usage, merge_usage
 from rlm_graph.window import NEVER_FITS_CHARS_PER_TOKEN, SEAM_SLACK
 
@@ -207,9 +208,7 @@ def run_jobs(run: Level, jobs: list[SpanJob], graph: Callable[[], Runnable]) -> 
     workers = min(len(jobs), run.resources.max_concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-navigate") as pool:
         # Each thread runs in a copy of this context, so nested runs and progress reach the caller.
-        futures = [
-            pool.submit(contextvars.copy_context().run, drive, run, _job_steps(run, job, graph)) for job in jobs
-        ]
+        futures = [pool.submit(contextvars.copy_context().run, drive, run, _job_steps(run, job, graph)) for job in jobs]
         return [future.result() for future in futures]
 
 

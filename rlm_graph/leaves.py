@@ -1,0 +1,121 @@
+"""The document's leaves: reading-call-sized parts, planned whole or section by section.
+
+A leaf is what one reading call holds. The whole document is packed flat, once,
+the way a map-reduce would read it; the recursion only groups these leaves (see
+:func:`rlm_graph.splitter.group_leaves`), so nested levels neither tokenize again
+nor end with half-empty calls.
+
+:func:`stream_leaves` plans section by section and hands each batch of finished
+leaves out as soon as it is final, so ``split`` can start reading the first parts
+of a long document while it is still tokenizing the rest. Its leaves are the same
+as a whole-text packing would make: the units of the last, unfinished leaf of a
+section are carried into the next one, and sections end at paragraph breaks
+where the text has them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range, split_units
+
+__all__ = ["plan_leaves", "stream_leaves"]
+
+# Leaves in the first section: small, so the first finished leaf comes out after a
+# sliver of the document has been tokenized.
+_FIRST_SECTION_LEAVES = 2
+# Later sections double up to this many leaves: fewer, larger sections cost less
+# re-packing and fewer progress events, and the readers are busy by then anyway.
+_MOST_SECTION_LEAVES = 32
+# Characters per token assumed before any text is counted (English prose is about 4).
+_FIRST_CHARS_PER_TOKEN = 4.0
+
+
+def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0) -> list[Span]:
+    """Cut ``text`` into the fewest reading-call-sized parts its boundaries allow.
+
+    Args:
+        text: The whole text.
+        part_tokens: Most document tokens one reading call may hold.
+        count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous leaf to repeat at the start of each leaf
+            (0 keeps the leaves tiling the text exactly).
+
+    Returns:
+        Leaves tiling the text (see :func:`rlm_graph.splitter.drop_blank`); ``tokens``
+        is the sum of each leaf's units, which a packing margin keeps within ``part_tokens``.
+    """
+    if not overlap:
+        return [leaf for batch in stream_leaves(text, part_tokens=part_tokens, count_many=count_many) for leaf in batch]
+    # With overlap, finer units let each part take close to ``overlap`` tokens of its predecessor.
+    units = split_units(text, overlap, count_many)
+    if not units:
+        return []
+    packed = _packed(units, part_tokens - overlap - join_margin(part_tokens))
+    return _with_overlap(packed, units, overlap)
+
+
+def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iterator[list[Span]]:
+    """Plan the leaves of ``text`` section by section, yielding each batch once it is final.
+
+    The batches, joined, are the plan :func:`plan_leaves` returns (without overlap).
+
+    Args:
+        text: The whole text.
+        part_tokens: Most document tokens one reading call may hold.
+        count_many: Counts the tokens of several strings at once.
+
+    Yields:
+        Consecutive leaves, in document order; no batch is empty.
+    """
+    # Units of at most a quarter part pack without leaving large gaps (a paragraph
+    # longer than that is cut at lines or sentences).
+    unit_limit = max(1, part_tokens // 4)
+    # Packed from unit counts, with a margin for where units meet: joined text
+    # tokenizes to the sum of its units give or take a token per seam.
+    limit = part_tokens - join_margin(part_tokens)
+    rate = [0, 0]
+    pending: list[Span] = []
+    start, section_leaves = 0, _FIRST_SECTION_LEAVES
+    while start < len(text):
+        chars_per_token = rate[0] / rate[1] if rate[1] else _FIRST_CHARS_PER_TOKEN
+        leaf_chars = part_tokens * chars_per_token
+        target = start + int(section_leaves * leaf_chars)
+        end, level = (len(text), 0) if target >= len(text) else boundary_after(text, target, len(text))
+        pending += split_range(text, start, end, unit_limit, count_many, end_level=level, rate=rate)
+        start = end
+        if start >= len(text):
+            break
+        packed = pack(pending, limit)
+        # The last leaf may still grow with the next section's units: its units wait.
+        carried = packed[-1].start
+        if len(packed) > 1:
+            yield packed[:-1]
+        pending = [unit for unit in pending if unit.start >= carried]
+        section_leaves = min(section_leaves * 2, _MOST_SECTION_LEAVES)
+    if pending:
+        yield _packed(pending, limit)
+
+
+def _packed(units: Sequence[Span], limit: int) -> list[Span]:
+    packed = pack(units, limit)
+    if len(packed) > math.ceil(sum(u.tokens for u in units) / limit):
+        # Paragraph-friendly cuts cost a call here: pack tighter instead.
+        packed = min(packed, pack(units, limit, fill=0.98), key=len)
+    return packed
+
+
+def _with_overlap(parts: list[Span], units: Sequence[Span], overlap: int) -> list[Span]:
+    """Start each part after the first up to ``overlap`` tokens earlier, on unit boundaries."""
+    unit_index_by_start = {unit.start: index for index, unit in enumerate(units)}
+    result = [parts[0]] if parts else []
+    for part in parts[1:]:
+        index = unit_index_by_start[part.start]
+        start, extra = part.start, 0
+        while index > 0 and extra + units[index - 1].tokens <= overlap:
+            index -= 1
+            extra += units[index].tokens
+            start = units[index].start
+        result.append(Span(start, part.end, part.tokens + extra, part.level))
+    return result

@@ -1,0 +1,95 @@
+"""Reading a long document's first leaves while ``split`` is still planning the rest.
+
+Planning tokenizes the whole document, which at ten million tokens takes seconds.
+When no budget needs the whole plan checked first, ``split`` plans section by
+section (:func:`rlm_graph.leaves.stream_leaves`) and starts each finished leaf's
+reading call at once, under the run's limiter. The call is the one ``process_chunk``
+will make for that leaf (same prompt, same model); it is held in the run's
+:class:`rlm_graph.pending_reads.PendingReads`, and the ``process_chunk`` that reads
+the leaf, at whatever depth the tree puts it, takes its reply (:mod:`rlm_graph.calls`).
+The tree, the events, retries and error handling stay as they are: only the call is
+made earlier. A sync run makes these calls in threads, an async run in tasks on
+its event loop; both carry the ``split`` node's context, so tracers show them
+under ``split`` with the run metadata ``rlm_kind="read_ahead"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from rlm_graph.calls import ModelCall, acall_model, call_model, read_ahead_key
+from rlm_graph.level import Level
+
+__all__ = ["StartReads", "in_tasks", "in_threads"]
+
+StartReads = Callable[[list[ModelCall]], None]
+"""Starts reading calls ahead of their parts (called from the thread that plans)."""
+
+
+def _ahead(call: ModelCall) -> ModelCall:
+    # Its own kind, so the call made ahead is not mistaken for the reader taking it.
+    start, end = call.span or (0, 0)
+    return dataclasses.replace(call, kind="read_ahead", name=f"read ahead {start}-{end}")
+
+
+def in_threads(level: Level) -> StartReads:
+    """Start calls ahead in the run's own threads (sync runs).
+
+    Args:
+        level: The top level of the run.
+
+    Returns:
+        The starter.
+    """
+    pending = level.resources.pending_reads
+
+    def start(calls: list[ModelCall]) -> None:
+        try:
+            executor = pending.executor(level.resources.max_concurrency)
+            for call in calls:
+                key = read_ahead_key(call, level.settings.role_of(call.large))
+                pending.hold(key, executor.submit(contextvars.copy_context().run, call_model, level, _ahead(call)))
+        except RuntimeError:
+            return  # the run was released meanwhile: its parts will not be read
+
+    return start
+
+
+def in_tasks(level: Level, loop: asyncio.AbstractEventLoop) -> StartReads:
+    """Start calls ahead as tasks on the run's event loop (async runs).
+
+    Args:
+        level: The top level of the run.
+        loop: The loop the run is driven by; planning runs in a thread beside it.
+
+    Returns:
+        The starter.
+    """
+    pending = level.resources.pending_reads
+
+    def start(calls: list[ModelCall]) -> None:
+        context = contextvars.copy_context()
+
+        def create() -> None:
+            for call in calls:
+                key = read_ahead_key(call, level.settings.role_of(call.large))
+                task = loop.create_task(acall_model(level, _ahead(call)), context=context)
+                task.add_done_callback(_observe)
+                pending.hold(key, task)
+
+        # The tasks are created on the loop before split returns: the loop runs this
+        # callback before it learns that the planning thread has finished.
+        loop.call_soon_threadsafe(create)
+
+    return start
+
+
+def _observe(task: asyncio.Task[Any]) -> None:
+    # A failure is handed to the reader that takes the task; one never taken (the run
+    # ended first) is read here, so asyncio does not report it as never retrieved.
+    if not task.cancelled():
+        task.exception()

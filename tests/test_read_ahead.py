@@ -1,0 +1,291 @@
+"""Reading starts while the plan is still being made (issue 15, section 2).
+
+Without a budget, ``split`` plans a long document section by section and starts
+each finished leaf's reading call at once; ``process_chunk`` later takes that
+call's reply. These tests check that reading really starts before planning ends,
+that no leaf is read twice or lost, and that a budget, focused reading, a failed
+call, a cancelled run and a tree too deep for ``max_depth`` behave as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.types import RetryPolicy
+
+from rlm_graph import DepthLimitError, create_rlm_graph, is_transient_error
+from rlm_graph.leaves import plan_leaves, stream_leaves
+from rlm_graph.pending_reads import PendingReads
+from rlm_graph.tokens import TiktokenCounter
+from tests.fakes import PerfectReader, plant_needles
+from tests.test_streaming import RunNames
+
+COUNTER = TiktokenCounter()
+QUESTION = "List every NEEDLE code."
+FAST_RETRY = RetryPolicy(initial_interval=0.01, max_interval=0.02, max_attempts=3, retry_on=is_transient_error)
+
+
+class LoggingReader(PerfectReader):
+    """A perfect reader whose token counting (the graph's counter) and calls go to one ordered log.
+
+    Counting is slowed a little, so planning takes long enough to watch.
+    """
+
+    count_delay: float = 0.0005
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        object.__setattr__(self, "log", [])
+        object.__setattr__(self, "log_lock", threading.Lock())
+
+    def get_num_tokens(self, text: str) -> int:
+        time.sleep(self.count_delay)
+        with self.log_lock:
+            self.log.append(("count", len(text)))
+        return super().get_num_tokens(text)
+
+    def counted_before(self, entry: str) -> int:
+        """Characters counted before the first ``entry`` in the log."""
+        first = self.log.index(entry)
+        return sum(item[1] for item in self.log[:first] if isinstance(item, tuple))
+
+    def _answer(self, messages):  # type: ignore[no-untyped-def]
+        prompt = "\n".join(m.text for m in messages)
+        with self.log_lock:
+            self.log.append("read" if "<document_part start=" in prompt else "other")
+        return super()._answer(messages)
+
+
+class Kinds(BaseCallbackHandler):
+    """Counts model calls by their ``rlm_kind`` metadata."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        kind = (kwargs.get("metadata") or {}).get("rlm_kind", "?")
+        with self.lock:
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+
+@pytest.fixture(scope="module")
+def long_document(frankenstein: str, pride: str) -> tuple[str, list[str]]:
+    text, facts, _ = plant_needles(frankenstein + "\n\n" + pride, 30)
+    return text, facts
+
+
+async def _run(graph: Any, inputs: dict[str, Any], config: dict[str, Any], mode: str) -> dict[str, Any]:
+    if mode == "async":
+        return await graph.ainvoke(inputs, config)
+    return await asyncio.to_thread(graph.invoke, inputs, config)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_reading_starts_before_the_plan_is_whole(long_document: tuple[str, list[str]], mode: str) -> None:
+    text, facts = long_document
+    model = LoggingReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    out = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)
+    # The first read was made when a small share of the document had been counted.
+    assert model.counted_before("read") < len(text) / 4
+    assert all(fact in out["answer"] for fact in facts)
+    assert out["errors"] == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_every_leaf_is_read_once_and_ahead(long_document: tuple[str, list[str]], mode: str) -> None:
+    text, facts = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    kinds = Kinds()
+    out = await _run(graph, {"document": text, "question": QUESTION}, {"callbacks": [kinds]}, mode)
+    reads = [p for p in model.prompts if "<document_part start=" in p]
+    assert len(reads) == len(set(reads)) > 30  # no leaf read twice
+    # Every read was started ahead and taken by its part: none was made again.
+    assert kinds.kinds.get("read_ahead") == len(reads)
+    assert "read" not in kinds.kinds
+    assert out["usage"]["llm_calls"] == len(model.prompts)
+    assert out["usage"]["max_depth"] >= 1
+    assert all(fact in out["answer"] for fact in facts)
+
+
+def test_the_plan_is_the_same_with_or_without_reading_ahead(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    leaves = []
+    for max_llm_calls in (None, 10_000):
+        model = PerfectReader(window=4096, reserved_output=512)
+        graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_llm_calls=max_llm_calls)
+        graph.invoke({"document": text, "question": QUESTION})
+        leaves.append(sorted(p for p in model.prompts if "<document_part start=" in p))
+    assert leaves[0] == leaves[1]
+
+
+@pytest.mark.parametrize("budget", [{"max_llm_calls": 10_000}, {"max_input_tokens": 10_000_000}])
+def test_a_budget_plans_the_whole_document_before_any_call(long_document: tuple[str, list[str]], budget) -> None:
+    text, facts = long_document
+    model = LoggingReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, **budget)
+    kinds = Kinds()
+    out = graph.invoke({"document": text, "question": QUESTION}, {"callbacks": [kinds]})
+    # The whole document was counted (planned) before the first call of any kind.
+    assert model.counted_before("read") >= len(text) * 0.95
+    assert model.log.index("read") < model.log.index("other")
+    assert "read_ahead" not in kinds.kinds
+    assert all(fact in out["answer"] for fact in facts)
+
+
+def test_focused_reading_does_not_read_ahead(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, mode="focused")
+    kinds = Kinds()
+    graph.invoke({"document": text, "question": "What is NEEDLE-0001?"}, {"callbacks": [kinds]})
+    assert "read_ahead" not in kinds.kinds
+    assert kinds.kinds.get("read", 0) > 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_read_made_ahead_that_fails_is_retried_by_its_part(
+    long_document: tuple[str, list[str]], mode: str
+) -> None:
+    text, facts = long_document
+    failed: list[str] = []
+
+    def fail_once(prompt: str, number: int) -> BaseException | None:
+        if "<document_part start=" in prompt and facts[0] in prompt and not failed:
+            failed.append(prompt)
+            return TimeoutError("read timed out")
+        return None
+
+    model = PerfectReader(window=4096, reserved_output=512, fail=fail_once)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, retry_policy=FAST_RETRY)
+    out = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)
+    assert failed, "the failing read was not made"
+    assert model.prompts.count(failed[0]) == 2  # made ahead, failed, then made again by its part
+    assert out["errors"] == []
+    assert all(fact in out["answer"] for fact in facts)
+
+
+async def test_a_cancelled_run_cancels_the_reads_made_ahead(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    model = PerfectReader(window=4096, reserved_output=512, delay=0.2)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_concurrency=2)
+    run = asyncio.create_task(graph.ainvoke({"document": text, "question": QUESTION}))
+    while not model.prompts:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0.05)
+    made = len(model.prompts)
+    await asyncio.sleep(0.6)
+    # Nothing was started after the cancellation settled, and no read made ahead is left running.
+    assert len(model.prompts) == made
+    assert made < 10
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert leftover == []
+
+
+def test_no_read_is_made_ahead_when_the_tree_cannot_fit_max_depth(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_depth=0)
+    with pytest.raises(DepthLimitError):
+        graph.invoke({"document": text, "question": QUESTION})
+    assert model.prompts == []
+
+
+def test_planning_events_come_before_the_split_is_done(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    events = [
+        event
+        for event in graph.stream({"document": text, "question": QUESTION}, stream_mode="custom")
+        if event.get("type") == "progress" and event["stage"] == "split" and event["depth"] == 0
+    ]
+    ahead = [event for event in events if event["message"].startswith("Planned ")]
+    assert len(ahead) >= 2
+    assert [event["done"] for event in ahead] == sorted(event["done"] for event in ahead)
+    assert all(0 < event["done"] <= event["total"] == len(text) for event in ahead)
+    done = next(index for index, event in enumerate(events) if event["status"] == "done")
+    assert events.index(ahead[-1]) < done
+
+
+# The planner and the store ------------------------------------------------------------------------
+
+
+def test_streamed_leaves_tile_the_text_and_match_the_whole_plan(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    counted: list[int] = []
+
+    def count_many(texts):  # type: ignore[no-untyped-def]
+        counted.append(sum(len(t) for t in texts))
+        return COUNTER.count_many(texts)
+
+    batches = []
+    for batch in stream_leaves(text, part_tokens=3000, count_many=count_many):
+        batches.append((batch, sum(counted)))
+    leaves = [leaf for batch, _ in batches for leaf in batch]
+    assert leaves[0].start == 0
+    assert leaves[-1].end == len(text)
+    assert all(a.end == b.start for a, b in itertools.pairwise(leaves))
+    assert all(leaf.tokens <= 3000 for leaf in leaves)
+    assert all(batch for batch, _ in batches)
+    assert leaves == plan_leaves(text, part_tokens=3000, count_many=COUNTER.count_many)
+    # The first leaves come out after a sliver of the text was counted.
+    assert batches[0][1] < len(text) / 20
+    assert len(batches) >= 4
+
+
+def test_a_released_run_cancels_what_it_holds() -> None:
+    pending = PendingReads()
+    executor = pending.executor(1)
+    blocker = threading.Event()
+    running = executor.submit(blocker.wait, 5)
+    queued = executor.submit(lambda: "never")
+    assert pending.hold(("a",), running)
+    assert pending.hold(("b",), queued)
+    assert not pending.hold(("b",), concurrent.futures.Future())  # one call per key
+    pending.cancel()
+    assert queued.cancelled()
+    late: concurrent.futures.Future[str] = concurrent.futures.Future()
+    assert not pending.hold(("c",), late)
+    assert late.cancelled()
+    assert pending.take(("a",)) is None
+    blocker.set()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_reads_made_ahead_are_traced_under_split(long_document: tuple[str, list[str]], mode: str) -> None:
+    text, _ = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    tracer = RunNames()
+    await _run(graph, {"document": text, "question": QUESTION}, {"callbacks": [tracer]}, mode)
+    ahead = [(name, tags, meta) for name, tags, meta in tracer.models if meta.get("rlm_kind") == "read_ahead"]
+    assert ahead
+    for name, tags, meta in ahead:
+        assert name == f"read ahead {meta['rlm_span'][0]}-{meta['rlm_span'][1]}"
+        assert "nostream" in tags
+    assert tracer.ancestry(ahead[0][0])[0] == "split"
+
+
+def test_read_ahead_can_be_turned_off(long_document: tuple[str, list[str]]) -> None:
+    text, _ = long_document
+    model = LoggingReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, read_ahead=False)
+    kinds = Kinds()
+    graph.invoke({"document": text, "question": QUESTION}, {"callbacks": [kinds]})
+    assert "read_ahead" not in kinds.kinds
+    assert model.counted_before("read") >= len(text) * 0.95
+    with pytest.raises(TypeError, match="read_ahead must be True or False"):
+        create_rlm_graph(model, read_ahead="yes")  # type: ignore[arg-type]
