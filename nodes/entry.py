@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -35,4 +36,8 @@ def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], Ca
         level = Level.current(settings, node_input["run_key"])
         return await adrive(level, body(level, node_input))
 
+    # langchain_core inspects a RunnableLambda's functions on every call (does it take a
+    # config, a run manager?); a signature computed once makes that a lookup per part.
+    for entry in (func, afunc):
+        entry.__signature__ = inspect.signature(entry)  # type: ignore[attr-defined]
     return RunnableLambda(func, afunc=afunc, name=name)

@@ -15,7 +15,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 NO_RELEVANT_INFORMATION = "NO_RELEVANT_INFORMATION"
 """What a reader answers when its part says nothing about the question."""
 
-PROMPT_VERSION = "4"
+PROMPT_VERSION = "5"
 """Bumped whenever a default prompt changes, so cached findings are not reused."""
 
 SYSTEM_PROMPT = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
@@ -22,6 +22,9 @@ SEAM_SLACK = 16
 # so counting it first would only double the work.
 NEVER_FITS_CHARS_PER_TOKEN = 32
 _OFFSET_PLACEHOLDER = 10**12
+# Prompt framings counted, per graph: a run asks for the same question's framing once
+# per part, and a service asks many questions, so the memo is dropped when it is this large.
+_MOST_FRAMINGS = 256
 
 
 @dataclass(kw_only=True)
@@ -40,6 +43,7 @@ class CallWindow:
     synthesize_prompt: str
     part_tokens: int = DEFAULT_PART_TOKENS
     """Most document tokens per reading call (the window may allow fewer); per run ``RLMContext.part_tokens``."""
+    _framings: dict[tuple[str, str], int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def input_window(self) -> int:
@@ -53,6 +57,19 @@ class CallWindow:
 
     def synthesis_overhead(self, question: str) -> int:
         """Prompt tokens of a synthesis call without its findings."""
+        return self._framing("synthesize", question)
+
+    def _framing(self, kind: str, question: str) -> int:
+        """Prompt tokens of a ``kind`` call about ``question`` without its data, counted once."""
+        key = (kind, question)
+        if (tokens := self._framings.get(key)) is None:
+            if len(self._framings) >= _MOST_FRAMINGS:
+                self._framings.clear()
+            counted = self._count_synthesis_framing if kind == "synthesize" else self._count_read_framing
+            tokens = self._framings[key] = counted(question)
+        return tokens
+
+    def _count_synthesis_framing(self, question: str) -> int:
         messages = build_messages(
             self.system_prompt,
             self.synthesize_prompt,
@@ -89,6 +106,9 @@ class CallWindow:
         Counted with the largest offsets a document can have, so it bounds every
         part's framing from above.
         """
+        return self._framing("read", question)
+
+    def _count_read_framing(self, question: str) -> int:
         return self.counter.count_messages(
             build_messages(
                 self.system_prompt,

@@ -7,6 +7,8 @@ from langchain_openai import ChatOpenAI
 from rlm_graph import create_rlm_graph
 from rlm_graph.calls import model_usage
 from rlm_graph.estimate import settings_of
+from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS
+from rlm_graph.navigate.reading import AGGREGATE_PROMPT
 from rlm_graph.prompts import (
     CACHE_CONTROL,
     DIRECT_ANSWER_PROMPT,
@@ -39,6 +41,11 @@ def _shared_prefix(a: str, b: str) -> int:
         (READ_PART_PROMPT, {"text": "PART TEXT", "start": 0, "end": 9}, "</document_part>"),
         (DIRECT_ANSWER_PROMPT, {"text": "WHOLE TEXT"}, "</document>"),
         (SYNTHESIZE_PROMPT, {"findings": "FINDINGS", "final_instruction": "Write it."}, "</findings>"),
+        (
+            AGGREGATE_PROMPT,
+            {"text": "PART TEXT", "start": 0, "end": 9, "instruction": AGGREGATE_INSTRUCTIONS["count"]},
+            "</document_part>",
+        ),
     ],
 )
 def test_prompts_put_the_data_before_the_question_and_the_task_last(
