@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py            # 100K and 1M tokens (a few minutes)
     .venv/bin/python bench/run.py --10m      # also 10M tokens for overhead and memory
 
-The relay and focused-reading rows (``bench/relay_focus.py``) and the provider
+The first-progress and first-call rows at 1M and 10M tokens (``bench/first_call.py``),
+the relay and focused-reading rows (``bench/relay_focus.py``) and the provider
 prompt-caching rows (``bench/prompt_cache.py``) close the run.
 
 Everything runs on the same documents (built from the public-domain books in the
@@ -34,7 +35,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.cache.memory import InMemoryCache
 from pydantic import PrivateAttr
 
-from bench import prompt_cache, relay_focus
+from bench import first_call, prompt_cache, relay_focus
 from bench.baselines import map_reduce, sequential
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
@@ -120,9 +121,9 @@ def ideal_seconds(prompts: list[str], call_seconds: float, concurrency: int) -> 
     return rounds * call_seconds
 
 
-async def parallel(text: str, call_seconds: float) -> dict:
+async def parallel(text: str, call_seconds: float, read_ahead: bool = True) -> dict:
     model = PerfectReader(delay=call_seconds)
-    graph = create_rlm_graph(model, max_concurrency=CONCURRENCY, cache=False)
+    graph = create_rlm_graph(model, max_concurrency=CONCURRENCY, cache=False, read_ahead=read_ahead)
     started = time.perf_counter()
     await graph.ainvoke({"document": text, "question": QUESTION})
     wall = time.perf_counter() - started
@@ -222,13 +223,15 @@ async def main(sizes: list[int], ten_million: bool) -> None:
         )
 
     print("\n2. parallel efficiency (0.5 s per call)")
-    print(f"{'tokens':>11} {'run':>8} {'ideal':>8} {'ratio':>6} {'calls':>6}")
+    print(f"{'tokens':>11} {'plan':<29} {'run':>8} {'ideal':>8} {'ratio':>6} {'calls':>6}")
     for tokens in sizes:
         text, _, doc_tokens = documents[tokens]
-        row = await parallel(text, 0.5)
-        print(
-            f"{doc_tokens:>11,} {row['wall']:>7.2f}s {row['ideal']:>7.2f}s {row['wall'] / row['ideal']:>5.2f}x {row['calls']:>6}"
-        )
+        for label, read_ahead in (("read while planning", True), ("plan first (read_ahead=False)", False)):
+            row = await parallel(text, 0.5, read_ahead)
+            print(
+                f"{doc_tokens:>11,} {label:<29} {row['wall']:>7.2f}s {row['ideal']:>7.2f}s "
+                f"{row['wall'] / row['ideal']:>5.3f}x {row['calls']:>6}"
+            )
 
     print("\n4. peak memory (fresh interpreter; ratio = (peak - baseline) / document bytes)")
     print(f"{'tokens':>11} {'doc MB':>7} {'base MB':>8} {'peak MB':>8} {'ratio':>6}")
@@ -256,6 +259,9 @@ async def main(sizes: list[int], ten_million: bool) -> None:
         print(
             f"{doc_tokens:>11,} first {first_wall:.2f}s {first_calls} calls; second {second_wall:.2f}s {second_calls} calls"
         )
+
+    print()
+    await first_call.main([1_000_000, 10_000_000])
 
     print("\nrelay (small model first) and focused reading, 1M tokens")
     await relay_focus.main()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
+from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.graph import END
+from rlm_graph.nodes.entry import planning_runnable
 from rlm_graph.state import RLMState, reset
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
@@ -34,14 +35,14 @@ def _validate(state: RLMState) -> tuple[str, str]:
     return values["document"], values["question"]
 
 
-def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
+def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
     """Build the ``check`` node.
 
     Args:
         settings: The graph's settings.
 
     Returns:
-        The node function.
+        The node runnable.
     """
 
     def check(state: RLMState) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def make_check(settings: Settings) -> Callable[[RLMState], dict[str, Any]]:
             route = "navigate"
         return {**update, "route": route}
 
-    return check
+    return planning_runnable("check", check)
 
 
 def route_after_check(state: RLMState) -> str:

@@ -8,8 +8,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.types import Command
+from rlm_graph.nodes.entry import planning_runnable
 from rlm_graph.nodes.sends import held_text, hold_text, part_payload, part_sends, read_call
 from rlm_graph.state import RLMState
 from rlm_graph.state.schema import PlannedPart
@@ -246,10 +247,10 @@ def make_split(settings: Settings) -> Runnable[RLMState, Command]:
     def split_sync(state: RLMState) -> Command:
         return split(state, read_ahead.in_threads)
 
-    async def split_async(state: RLMState) -> Command:
+    async def split_top_level(state: RLMState) -> Command:
         # Planning is CPU-bound and tiktoken releases the GIL: it runs in a thread,
         # while the reads it starts ahead run on this loop.
         loop = asyncio.get_running_loop()
         return await asyncio.to_thread(split, state, functools.partial(read_ahead.in_tasks, loop=loop))
 
-    return RunnableLambda(split_sync, afunc=split_async, name="split")
+    return planning_runnable("split", split_sync, split_top_level)
