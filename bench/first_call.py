@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.instant import QUESTION, InstantReader, floor_seconds
 from bench.recall import document_of
-from bench.run import QUESTION, InstantReader, floor_seconds
 from rlm_graph import create_rlm_graph
 from tests.fakes import plant_needles
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import QUESTION, InstantReader
+from bench.instant import QUESTION, InstantReader
 from rlm_graph import create_rlm_graph
 
 PAGE = os.sysconf("SC_PAGE_SIZE")

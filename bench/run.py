@@ -24,68 +24,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.cache.memory import InMemoryCache
-from pydantic import PrivateAttr
 
 from bench import first_call, prompt_cache, relay_focus
 from bench.baselines import map_reduce, sequential
+from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
 from rlm_graph.estimate import settings_of
-from rlm_graph.prompts import NO_RELEVANT_INFORMATION
-from rlm_graph.tokens import TiktokenCounter, cl100k_base
-from tests.fakes import NEEDLE, PerfectReader, plant_needles
+from rlm_graph.tokens import TiktokenCounter
+from tests.fakes import PerfectReader, plant_needles
 
-QUESTION = "List every NEEDLE code."
-WINDOW = 8192
 CONCURRENCY = 8
-
-
-class InstantReader(BaseChatModel):
-    """Zero-latency reader: reports the facts in its prompt, counts nothing, keeps the prompts."""
-
-    keep_prompts: bool = True
-    _prompts: list[str] = PrivateAttr(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "instant-reader"
-
-    def _resolve_model_profile(self) -> dict[str, Any]:
-        return {"max_input_tokens": WINDOW}
-
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
-        return TiktokenCounter(exact=True).count_messages(messages)
-
-    def get_num_tokens(self, text: str) -> int:
-        return TiktokenCounter(exact=True).count(text)
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        prompt = "\n".join(m.text for m in messages)
-        if self.keep_prompts:
-            self._prompts.append(prompt)
-        facts = sorted(set(NEEDLE.findall(prompt)))
-        reply = "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
-
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
-        return self._generate(messages)
-
-
-def floor_seconds(text: str) -> float:
-    started = time.perf_counter()
-    cl100k_base().encode_ordinary(text)
-    return time.perf_counter() - started
 
 
 async def overhead(text: str, doc_tokens: int) -> dict:

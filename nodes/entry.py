@@ -2,7 +2,8 @@
 
 Model-calling nodes are written as :data:`rlm_graph.calls.CallSteps` (:func:`node_runnable`);
 ``check`` and ``split``, which may tokenize a whole document at the top level, are plain
-functions (:func:`planning_runnable`)."""
+functions (:func:`planning_runnable`).
+"""
 
 from __future__ import annotations
 

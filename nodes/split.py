@@ -120,29 +120,13 @@ def _leaves(
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
     document = hold_text(run, state["document"])
-    count_many = run.resources.memo_count(settings.counter.count_many)
     if start_reads is None:
+        count_many = run.resources.memo_count(settings.counter.count_many)
         planned = plan_leaves(document, part_tokens=part_tokens, overlap=settings.chunk_overlap, count_many=count_many)
         leaves = _shifted(run, drop_blank(document, planned))
     else:
-        leaves = []
-        for batch in stream_leaves(document, part_tokens=part_tokens, count_many=count_many):
-            ready = _shifted(run, drop_blank(document, batch))
-            leaves += ready
-            # Reading ahead stops once the tree might not fit max_depth: the exact
-            # check below then refuses the run, and what was started is cancelled.
-            if ready and _may_fit(run, len(leaves), leaves[-1].end - run.offset, len(document), fanout):
-                start_reads([_ahead_call(settings, run, state["question"], leaf) for leaf in ready])
-                planned = leaves[-1].end - run.offset
-                progress.progress(
-                    "split",
-                    "processing",
-                    "split.reading_ahead",
-                    done=planned,
-                    total=len(document),
-                    span=(run.offset, leaves[-1].end),
-                    parts=len(leaves),
-                )
+        question = state["question"]
+        leaves = _plan_reading_ahead(settings, run, question, document, part_tokens, fanout, start_reads, progress)
     # The plan is final: nested levels group these leaves and never count again.
     run.resources.forget_counts()
     # Refuse up front, before any spending, when the tree cannot fit max_depth.
@@ -155,6 +139,47 @@ def _leaves(
             "with a larger context window"
         )
         raise DepthLimitError(msg, levels=needed, max_depth=run.max_depth)
+    return leaves
+
+
+def _plan_reading_ahead(
+    settings: Settings,
+    run: Level,
+    question: str,
+    document: str,
+    part_tokens: int,
+    fanout: int,
+    start_reads: StartReads,
+    progress: ProgressWriter,
+) -> list[Span]:
+    """Plan section by section, starting each section's reading calls as soon as its leaves are final.
+
+    The last section is not read ahead: planning is over by then, and its parts'
+    own reads follow at once. Reading ahead stops for good once the plan so far
+    suggests the tree would not fit ``max_depth``: the exact check then refuses the
+    run, and what was started is cancelled with it.
+    """
+    leaves: list[Span] = []
+    reading = True
+    count_many = run.resources.memo_count(settings.counter.count_many)
+    for batch in stream_leaves(document, part_tokens=part_tokens, count_many=count_many):
+        ready = _shifted(run, drop_blank(document, batch))
+        leaves += ready
+        if not ready or batch[-1].end >= len(document):
+            continue
+        planned = leaves[-1].end - run.offset
+        reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
+        if reading:
+            start_reads([_ahead_call(settings, run, question, leaf) for leaf in ready])
+            progress.progress(
+                "split",
+                "processing",
+                "split.reading_ahead",
+                done=planned,
+                total=len(document),
+                span=(run.offset, leaves[-1].end),
+                parts=len(leaves),
+            )
     return leaves
 
 

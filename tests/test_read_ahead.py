@@ -109,9 +109,11 @@ async def test_every_leaf_is_read_once_and_ahead(long_document: tuple[str, list[
     out = await _run(graph, {"document": text, "question": QUESTION}, {"callbacks": [kinds]}, mode)
     reads = [p for p in model.prompts if "<document_part start=" in p]
     assert len(reads) == len(set(reads)) > 30  # no leaf read twice
-    # Every read was started ahead and taken by its part: none was made again.
-    assert kinds.kinds.get("read_ahead") == len(reads)
-    assert "read" not in kinds.kinds
+    # Reads started ahead were taken by their parts, not made again; only the last
+    # section's parts (planned when planning was over) were read by the parts themselves.
+    ahead, own = kinds.kinds.get("read_ahead", 0), kinds.kinds.get("read", 0)
+    assert ahead + own == len(reads)
+    assert 0 < own <= 32 < ahead
     assert out["usage"]["llm_calls"] == len(model.prompts)
     assert out["usage"]["max_depth"] >= 1
     assert all(fact in out["answer"] for fact in facts)
