@@ -11,7 +11,10 @@ check against readers inventing text.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
@@ -118,15 +121,19 @@ def _source_span(index: list[int], start: int, end: int) -> tuple[int, int]:
     return index[start], index[end - 1] + 1
 
 
-def _locate_piece(quote: str, text: str, normal: tuple[str, list[int]], after: int) -> tuple[int, int] | None:
+_Normal = Callable[[], tuple[str, list[int]]]
+"""The text normalized (see :func:`_normalized`), computed on first use and then kept."""
+
+
+def _locate_piece(quote: str, text: str, normal: _Normal, after: int) -> tuple[int, int] | None:
     exact = text.find(quote, after)
     if exact >= 0:
         return exact, exact + len(quote)
-    norm_text, index = normal
+    norm_text, index = normal()
     norm_quote = _normalized(quote)[0].strip()
     if not norm_quote:
         return None
-    norm_after = next((i for i, source in enumerate(index) if source >= after), len(index))
+    norm_after = bisect.bisect_left(index, after)
     found = norm_text.find(norm_quote, norm_after)
     if found >= 0:
         return _source_span(index, found, found + len(norm_quote))
@@ -163,10 +170,19 @@ def locate_quote(quote: str, text: str) -> tuple[int, int] | None:
     Returns:
         ``(start, end)`` offsets into ``text``, or ``None`` when it is not there.
     """
+    return _locate(quote, text, _normal_of(text))
+
+
+def _normal_of(text: str) -> _Normal:
+    # Normalizing walks the whole text in Python: it is done only when a quote is not
+    # found as written, and once for all the quotes of a part.
+    return functools.cache(lambda: _normalized(text))
+
+
+def _locate(quote: str, text: str, normal: _Normal) -> tuple[int, int] | None:
     pieces = [piece for piece in _ELLIPSIS.split(quote.strip()) if piece.strip()]
     if not pieces:
         return None
-    normal = _normalized(text)
     spans: list[tuple[int, int]] = []
     after = 0
     for piece in pieces:
@@ -202,8 +218,9 @@ def quote_citations(reply: str, part_text: str, part_start: int, part_end: int) 
     report, quotes, formatted = split_quotes(reply)
     spans: dict[tuple[int, int], None] = {}
     unsupported: list[str] = []
+    normal = _normal_of(part_text)
     for quote in quotes:
-        span = locate_quote(quote, part_text)
+        span = _locate(quote, part_text, normal)
         if span is None:
             unsupported.append(quote)
         else:
