@@ -6,7 +6,9 @@ of :class:`ModelCall` (or one :class:`RunnableCall`, such as a nested graph) and
 parallel under ``asyncio.gather`` (``rlm_graph.nodes.entry`` builds a node's sync and
 async entry points from one body). Every call is looked up in the reply cache,
 booked against the run's budgets, held to a slot of the run's limiter (synthesis
-first), bounded by the per-call timeout, and an empty reply fails it.
+first), bounded by the per-call timeout, and an empty reply fails it; a leaf's read that
+``split`` started ahead (:mod:`rlm_graph.read_ahead`) is taken instead of sent again.
+What a call cost is worked out in :mod:`rlm_graph.call_usage`.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.cache.base import FullKey
 from langgraph.constants import TAG_NOSTREAM
 
 from rlm_graph.answer_stream import streaming_config
-from rlm_graph.errors import EmptyReplyError, is_transient_error, retry_after_seconds
+from rlm_graph.call_usage import cached_usage, reply_usage
+from rlm_graph.errors import is_transient_error, retry_after_seconds
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
-from rlm_graph.state import ModelUsage, Usage
+from rlm_graph.state import Usage
 from rlm_graph.timeouts import ainvoke_within, invoke_within
 
 __all__ = [
@@ -37,7 +40,6 @@ __all__ = [
     "adrive",
     "call_config",
     "drive",
-    "model_usage",
     "read_ahead_key",
 ]
 
@@ -100,39 +102,6 @@ def _messages(call: ModelCall) -> list[BaseMessage]:
     return call.messages() if callable(call.messages) else call.messages
 
 
-def model_usage(
-    prices: Mapping[str, tuple[float, ...]] | None,
-    role: str,
-    input_tokens: int,
-    output_tokens: int,
-    cached_input_tokens: int = 0,
-) -> ModelUsage:
-    """One call's entry of ``Usage.by_model``, priced when ``prices`` names the role.
-
-    Args:
-        prices: Price per million input and output tokens by role, and optionally per million
-            cached input tokens (``(input, output, cached_input)``; without it cached input
-            costs the input price).
-        role: ``"model"`` or ``"large_model"``.
-        input_tokens: The call's prompt tokens, cached ones included (as providers report them).
-        output_tokens: The call's reply tokens.
-        cached_input_tokens: Prompt tokens the provider read from its prompt cache.
-
-    Returns:
-        The entry.
-    """
-    entry: ModelUsage = {"llm_calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens}
-    if cached_input_tokens:
-        entry["cached_input_tokens"] = cached_input_tokens
-    if prices and role in prices:
-        price_in, price_out, *rest = prices[role]
-        price_cached = rest[0] if rest else price_in
-        fresh_input = input_tokens - cached_input_tokens
-        billed = fresh_input * price_in + cached_input_tokens * price_cached + output_tokens * price_out
-        entry["cost"] = billed / 1_000_000
-    return entry
-
-
 def call_config(level: Level, call: ModelCall, role: str) -> RunnableConfig:
     """Config of one model call: a readable run name, metadata, and the ``nostream`` tag.
 
@@ -168,59 +137,12 @@ def _retry_wait(error: BaseException) -> float | None:
     return retry_after_seconds(error) if is_transient_error(error) else None
 
 
-def _result(settings: Settings, call: ModelCall, reply: BaseMessage, role: str) -> CallResult:
-    text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
-    if not str(text).strip():
-        # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
-        # fail the call so the node's retry policy tries again, never read it as "nothing here".
-        finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")
-        detail = f" (finish_reason={finish})" if finish else ""
-        msg = f"the model returned an empty reply{detail}"
-        raise EmptyReplyError(msg)
-    metadata = getattr(reply, "usage_metadata", None) or {}
-    input_tokens = metadata.get("input_tokens") or call.prompt_tokens
-    output_tokens = metadata.get("output_tokens")
-    if output_tokens is None:
-        output_tokens = settings.counter.count(text)
-    # Prompt tokens the provider served from its prompt cache (billed at a discount);
-    # part of input_tokens, never more than it.
-    details = metadata.get("input_token_details") or {}
-    cached_input = min(int(details.get("cache_read") or 0), input_tokens)
-    usage: Usage = {
-        "llm_calls": 1,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-        "by_model": {role: model_usage(settings.prices, role, input_tokens, output_tokens, cached_input)},
-    }
-    if cached_input:
-        usage["cached_input_tokens"] = cached_input
-    return CallResult(text=str(text), usage=usage)
-
-
 def _cache_key(settings: Settings, call: ModelCall, role: str) -> FullKey | None:
     if settings.replies is None:
         return None
     # Built, hashed and dropped before the call waits for a slot, so queued reads
     # still hold no copy of their text.
     return settings.replies.key(settings.identity_of(role), _messages(call))
-
-
-def _hit(settings: Settings, text: str | None, role: str) -> CallResult | None:
-    if text is None:
-        return None
-    # No call was made: zero calls and tokens (and zero cost when priced), one cached call.
-    by_role = model_usage(settings.prices, role, 0, 0)
-    by_role.update(llm_calls=0, cached_calls=1)
-    usage: Usage = {
-        "llm_calls": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "total_tokens": 0,
-        "cached_calls": 1,
-        "by_model": {role: by_role},
-    }
-    return CallResult(text=text, usage=usage)
 
 
 def _prepare(level: Level, call: ModelCall) -> tuple[Settings, str, FullKey | None]:
@@ -269,9 +191,8 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         # Started while split was planning, booked and cached then: its reply, or its failure.
         return ahead.result()
     settings, role, key = _prepare(level, call)
-    hit = _hit(settings, settings.replies.get(key) if settings.replies and key else None, role)
-    if hit is not None:
-        return hit
+    if (hit := settings.replies.get(key) if settings.replies and key else None) is not None:
+        return CallResult(hit, cached_usage(settings, role))
     _book(level, call)
     try:
         with level.resources.thread_slot():
@@ -284,7 +205,7 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         if (wait := _retry_wait(error)) is not None:
             time.sleep(wait)
         raise
-    result = _result(settings, call, reply, role)
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
     if settings.replies is not None and key is not None:
         settings.replies.put(key, result.text)
     return result
@@ -295,9 +216,8 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
     if (ahead := _taken_ahead(level, call)) is not None:
         return await (ahead if isinstance(ahead, asyncio.Future) else asyncio.wrap_future(ahead))
     settings, role, key = _prepare(level, call)
-    hit = _hit(settings, await settings.replies.aget(key) if settings.replies and key else None, role)
-    if hit is not None:
-        return hit
+    if (hit := await settings.replies.aget(key) if settings.replies and key else None) is not None:
+        return CallResult(hit, cached_usage(settings, role))
     _book(level, call)
     try:
         priority = (0, -level.depth) if call.urgent else (1, 0)
@@ -309,7 +229,7 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         if (wait := _retry_wait(error)) is not None:
             await asyncio.sleep(wait)
         raise
-    result = _result(settings, call, reply, role)
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
     if settings.replies is not None and key is not None:
         await settings.replies.aput(key, result.text)
     return result

@@ -5,7 +5,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
-from rlm_graph.calls import model_usage
+from rlm_graph.call_usage import model_usage
 from rlm_graph.estimate import settings_of
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS
 from rlm_graph.navigate.reading import AGGREGATE_PROMPT

@@ -20,7 +20,7 @@ from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
-from rlm_graph.calls import model_usage
+from rlm_graph.call_usage import model_usage
 from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
