@@ -452,3 +452,28 @@ def test_citation_highlights_the_quoted_sentence_not_the_part(web_server: str, b
     assert highlighted == served[start:end]
     assert len(highlighted) < 400  # about two sentences, where a part is about 28,000 characters
     assert page.errors_seen == []
+
+
+def test_split_bar_shows_how_much_is_planned_while_reading_begins(web_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(web_server)
+    page.set_input_files("#file", str(ROOT / "examples" / "pride_and_prejudice.txt"))
+    page.wait_for_selector("body[data-document=ready]")
+    page.evaluate(
+        """() => { window.splitBar = []; new MutationObserver(() => {
+             const bar = document.getElementById('bar-split');
+             if (bar) window.splitBar.push([bar.value, bar.max]);
+           }).observe(document.getElementById('stages'), {subtree: true, childList: true, characterData: true,
+                                                         attributes: true}); }"""
+    )
+    page.fill("#question", "How much a year was Mr. Bennet's estate worth?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    values = page.evaluate("window.splitBar")
+    # The plan's share of the text, in characters, grew before the split was done.
+    planning = [(value, maximum) for value, maximum in values if maximum > 1]
+    assert len({value for value, _ in planning}) >= 2
+    assert all(0 < value < maximum for value, maximum in planning)
+    assert [value for value, _ in planning] == sorted(value for value, _ in planning)
+    assert page.get_attribute("#bar-split", "data-percent") == "100"
+    assert page.errors_seen == []
