@@ -291,3 +291,32 @@ def test_read_ahead_can_be_turned_off(long_document: tuple[str, list[str]]) -> N
     assert model.counted_before("read") >= len(text) * 0.95
     with pytest.raises(TypeError, match="read_ahead must be True or False"):
         create_rlm_graph(model, read_ahead="yes")  # type: ignore[arg-type]
+
+
+def test_chunk_overlap_plans_first(long_document: tuple[str, list[str]]) -> None:
+    # Overlapping leaves are extended backwards over their neighbours' units, which a
+    # section-by-section plan does not keep; such runs plan the whole document first.
+    text, facts = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, chunk_overlap=200)
+    kinds = Kinds()
+    out = graph.invoke({"document": text, "question": QUESTION}, {"callbacks": [kinds]})
+    assert "read_ahead" not in kinds.kinds
+    assert all(fact in out["answer"] for fact in facts)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_reads_made_ahead_are_cached_and_a_repeat_run_makes_no_call(
+    long_document: tuple[str, list[str]], mode: str
+) -> None:
+    text, facts = long_document
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, max_output_tokens=512)
+    first = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)
+    calls = len(model.prompts)
+    second = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)
+    assert len(model.prompts) == calls
+    assert second["usage"]["llm_calls"] == 0
+    assert second["usage"]["cached_calls"] == first["usage"]["llm_calls"]
+    assert second["answer"] == first["answer"]
+    assert all(fact in second["answer"] for fact in facts)
