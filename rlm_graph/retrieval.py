@@ -84,13 +84,15 @@ class _BM25Index:
 class BM25Retriever:
     """Lexical BM25 ranking (``bm25s``); offline and needs no embedding model.
 
-    Words are lower-cased runs of letters and digits (any script); English stopwords are
-    dropped so that "what", "does" and the like do not decide the ranking.
+    Words are lower-cased runs of letters and digits (any script); English stopwords
+    (bm25s' 179-word list, NLTK's) are dropped so that "what", "does" and the like do not
+    decide the ranking: in a handful of parts they are frequent everywhere and would
+    outweigh a question's one rare word, such as a name or a code.
 
     Args:
         k1: BM25 term-frequency saturation.
         b: BM25 length normalisation.
-        stopwords: Words to ignore; ``None`` uses bm25s' English list.
+        stopwords: Words to ignore; ``None`` uses bm25s' ``STOPWORDS_EN_PLUS``.
 
     Raises:
         ImportError: If ``bm25s`` is not installed, saying how to install it.
@@ -98,7 +100,7 @@ class BM25Retriever:
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75, stopwords: Sequence[str] | None = None) -> None:
         try:
-            from bm25s.stopwords import STOPWORDS_EN
+            from bm25s.stopwords import STOPWORDS_EN_PLUS
         except ImportError as exc:  # pragma: no cover - depends on the environment
             msg = (
                 'focused reading ranks parts with BM25 from the bm25s package: pip install "rlm-graph[retrieval]", '
@@ -107,7 +109,7 @@ class BM25Retriever:
             raise ImportError(msg) from exc
         self.k1 = k1
         self.b = b
-        self.stopwords = frozenset(word.lower() for word in (STOPWORDS_EN if stopwords is None else stopwords))
+        self.stopwords = frozenset(word.lower() for word in (STOPWORDS_EN_PLUS if stopwords is None else stopwords))
 
     @property
     def identity(self) -> str:

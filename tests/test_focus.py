@@ -298,3 +298,21 @@ async def test_chat_node_reuses_the_index_across_turns(long_text: str) -> None:
     second = await chat.ainvoke({"messages": [HumanMessage(f"What is {facts[22][:11]}?")]}, config)
     assert facts[22] in second["messages"][-1].text
     assert CountingBM25.builds == 1
+
+
+def test_question_words_do_not_decide_the_ranking(frankenstein: str, kalevala: str) -> None:
+    # With bm25s' 33-word list, "what", "which" and "does" were not stopwords: frequent in
+    # every English part and absent from the Finnish ones, they outranked a question's one
+    # rare word. On this document 13 of 40 codes ranked their own part first.
+    retriever = BM25Retriever()
+    assert retriever.tokenize("What does it stand for? Which one, and why did they?") == ["stand", "one"]
+    text, facts, _ = plant_needles(frankenstein + "\n\n" + kalevala[:300_000], 40)
+    size = len(text) // 14 + 1
+    parts = [text[start : start + size] for start in range(0, len(text), size)]
+    index = retriever.build(parts)
+    first = 0
+    for fact in facts:
+        code = fact.split(" is ")[0]
+        holding = [number for number, part in enumerate(parts) if fact in part]
+        first += index.rank(f"What word does {code} stand for?")[0] in holding
+    assert first >= len(facts) // 2
