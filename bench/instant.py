@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -19,9 +20,15 @@ WINDOW = 8192
 
 
 class InstantReader(BaseChatModel):
-    """Zero-latency reader: reports the facts in its prompt, counts nothing, keeps the prompts."""
+    """Zero-latency reader: reports the facts in its prompt, counts nothing, keeps the prompts.
+
+    With ``delay``, an async call waits that long without using the CPU, as a provider's
+    latency does (``tests.fakes.PerfectReader`` also tokenizes every prompt it gets, on
+    the caller's event loop, to check that it fits).
+    """
 
     keep_prompts: bool = True
+    delay: float = 0.0
     _prompts: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -48,6 +55,8 @@ class InstantReader(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return self._generate(messages)
 
 
