@@ -477,3 +477,17 @@ def test_split_bar_shows_how_much_is_planned_while_reading_begins(web_server: st
     assert [value for value, _ in planning] == sorted(value for value, _ in planning)
     assert page.get_attribute("#bar-split", "data-percent") == "100"
     assert page.errors_seen == []
+
+
+def test_both_pages_share_one_script_for_requests_and_errors(client) -> None:
+    script = client.get("/common.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "async function request(" in script.text
+    assert "function showError(" in script.text
+    for path in ("/", "/chat"):
+        page = client.get(path).text
+        # Loaded before the page's own script, and not written again in it.
+        assert page.index('<script src="/common.js"></script>') < page.index("<script>\n")
+        assert "async function request(" not in page
+        assert "function showError(" not in page

@@ -54,6 +54,7 @@ __all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
 
 PAGE = Path(__file__).with_name("index.html")
 CHAT_PAGE = Path(__file__).with_name("chat.html")
+COMMON_SCRIPT = Path(__file__).with_name("common.js")
 MAX_DOCUMENTS = 100
 MAX_THREADS = 100
 MAX_SCRIPTED_TURNS = 1000
@@ -177,6 +178,9 @@ def create_app(
 
     async def page(_: Request) -> Response:
         return FileResponse(PAGE, media_type="text/html")
+
+    async def common_script(_: Request) -> Response:
+        return FileResponse(COMMON_SCRIPT, media_type="text/javascript")
 
     async def info(_: Request) -> Response:
         return JSONResponse({"model": note, "max_document_bytes": limit})
@@ -346,6 +350,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: http_error},
         routes=[
             Route("/", page),
+            Route("/common.js", common_script),
             Route("/api/info", info),
             Route("/api/documents", upload, methods=["POST"]),
             Route("/api/ask", ask),
