@@ -26,8 +26,6 @@ class PendingReads:
         self._lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
-        self.started = 0
-        """Calls started ahead in this run (for usage and tests)."""
 
     def executor(self, workers: int) -> concurrent.futures.ThreadPoolExecutor:
         """The threads that make this run's calls ahead in a sync run, created on first use.
@@ -56,7 +54,6 @@ class PendingReads:
         with self._lock:
             if not self._closed and key not in self._calls:
                 self._calls[key] = call
-                self.started += 1
                 return True
         _cancel(call)
         return False
