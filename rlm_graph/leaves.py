@@ -82,7 +82,10 @@ def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iter
         chars_per_token = rate[0] / rate[1] if rate[1] else _FIRST_CHARS_PER_TOKEN
         leaf_chars = part_tokens * chars_per_token
         target = start + int(section_leaves * leaf_chars)
-        end, level = (len(text), 0) if target >= len(text) else boundary_after(text, target, len(text))
+        # A section ends at the strongest boundary within a leaf's length of its target, so a
+        # text without paragraph breaks is not searched to its end for one at every section.
+        window = min(len(text), target + int(leaf_chars) + 1)
+        end, level = (len(text), 0) if target >= len(text) else boundary_after(text, target, window)
         pending += split_range(text, start, end, unit_limit, count_many, end_level=level, rate=rate)
         start = end
         if start >= len(text):

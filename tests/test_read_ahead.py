@@ -320,3 +320,20 @@ async def test_reads_made_ahead_are_cached_and_a_repeat_run_makes_no_call(
     assert second["usage"]["cached_calls"] == first["usage"]["llm_calls"]
     assert second["answer"] == first["answer"]
     assert all(fact in second["answer"] for fact in facts)
+
+
+@pytest.mark.parametrize("separator", [" ", ""])
+def test_a_text_without_breaks_is_planned_in_sections_too(separator: str) -> None:
+    # One line, no sentence ends (and, with "", not even spaces): sections end within a
+    # leaf's length of their target, at a word break or inside a word.
+    words = ["alpha", "beta", "gamma", "delta", "omega"] * 60_000
+    text = separator.join(words)
+    batches = list(stream_leaves(text, part_tokens=2000, count_many=COUNTER.count_many))
+    leaves = [leaf for batch in batches for leaf in batch]
+    assert len(batches) >= 4
+    assert leaves[0].start == 0
+    assert leaves[-1].end == len(text)
+    assert all(a.end == b.start for a, b in itertools.pairwise(leaves))
+    assert all(COUNTER.count(text[leaf.start : leaf.end]) <= 2000 for leaf in leaves)
+    # About as few leaves as the token count allows.
+    assert len(leaves) <= COUNTER.count(text) / 2000 * 1.15 + 1
