@@ -12,11 +12,11 @@ from typing import Any, TextIO
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import RetryPolicy
 
-from rlm_graph import RLMContext, estimate_cost
+from rlm_graph import estimate_cost
 from rlm_graph.evaluation.report import write_outputs
 from rlm_graph.evaluation.systems import MODES, Cell, Systems
 from rlm_graph.evaluation.tasks import TASK_NAMES, Task, build_task
-from rlm_graph.options import default_output_tokens
+from rlm_graph.options import check_part_tokens, check_run_options, default_output_tokens
 
 __all__ = ["DEFAULT_LENGTHS", "EvaluationCancelled", "aevaluate", "evaluate", "plan_cells"]
 
@@ -174,15 +174,13 @@ async def aevaluate(
 ) -> list[dict[str, Any]]:
     """Measure what each system is worth on ``model``; see :func:`evaluate`."""
     progress = progress or sys.stderr  # looked up now: a caller may have replaced sys.stderr
-    if max_llm_calls is not None and max_llm_calls < 1:
-        msg = f"max_llm_calls must be at least 1, got {max_llm_calls}"
-        raise ValueError(msg)
+    check_run_options(max_llm_calls=max_llm_calls)
     if samples < 1:
         msg = f"samples must be at least 1, got {samples}"
         raise ValueError(msg)
     for size in part_tokens:
         if size is not None:
-            RLMContext(part_tokens=size)  # raises ValueError, with the allowed range, before anything runs
+            check_part_tokens(size)  # raises ValueError, with the allowed range, before anything runs
     label = system or str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
     if large_model is not None:
         label += "→" + str(getattr(large_model, "model_name", None) or type(large_model).__name__)
