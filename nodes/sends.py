@@ -28,6 +28,7 @@ from rlm_graph.window import SEAM_SLACK
 __all__ = [
     "held_text",
     "hold_text",
+    "leaf_read_call",
     "next_round_command",
     "part_payload",
     "part_sends",
@@ -117,13 +118,14 @@ def read_text(run: Level, task: ChunkTask) -> str:
     return neutralize_tags(text) if text is not None else _shared_slice(run, task["start"], task["end"])
 
 
-def read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
+def read_call(settings: Settings, run: Level, task: ChunkTask, name: str | None = None) -> ModelCall:
     """The reading call of a part that fits one call; its prompt is built once the call holds a slot.
 
     Args:
         settings: The graph's settings.
         run: The reading level.
         task: The part.
+        name: Run name for tracers; ``None``: ``read part INDEX/TOTAL``.
 
     Returns:
         The call, sized from split's count of the part plus the prompt around it.
@@ -143,9 +145,29 @@ def read_call(settings: Settings, run: Level, task: ChunkTask) -> ModelCall:
     return ModelCall(
         messages,
         settings.read_overhead(task["question"]) + task["tokens"] + SEAM_SLACK,
-        name=f"read part {task['index'] + 1}/{task['total']}",
+        name=name or f"read part {task['index'] + 1}/{task['total']}",
         span=(task["start"], task["end"]),
     )
+
+
+def leaf_read_call(settings: Settings, run: Level, question: str, leaf: Span, name: str) -> ModelCall:
+    """The reading call of one leaf outside a ``process_chunk`` payload (read ahead, or by the navigator).
+
+    It is the call ``process_chunk`` makes for that leaf: same prompt, same size.
+
+    Args:
+        settings: The graph's settings.
+        run: The reading level.
+        question: The question.
+        leaf: The leaf, in root offsets; its text is sliced from the run's shared copy.
+        name: Run name for tracers.
+
+    Returns:
+        The call.
+    """
+    part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
+    task = part_payload(question, run, part, [leaf], 0, 1, (leaf.start, leaf.end), None)
+    return read_call(settings, run, task, name)
 
 
 def part_sends(

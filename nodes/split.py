@@ -11,12 +11,10 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
 from rlm_graph.nodes.entry import planning_runnable
-from rlm_graph.nodes.sends import held_text, hold_text, part_payload, part_sends, read_call
+from rlm_graph.nodes.sends import held_text, hold_text, leaf_read_call, part_sends
 from rlm_graph.state import RLMState
-from rlm_graph.state.schema import PlannedPart
 
 from rlm_graph import focus, read_ahead
-from rlm_graph.calls import ModelCall
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
 from rlm_graph.leaves import plan_leaves, stream_leaves
@@ -170,7 +168,7 @@ def _plan_reading_ahead(
         planned = leaves[-1].end - run.offset
         reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
         if reading:
-            start_reads([_ahead_call(settings, run, question, leaf) for leaf in ready])
+            start_reads([leaf_read_call(settings, run, question, leaf, _ahead_name(leaf)) for leaf in ready])
             progress.progress(
                 "split",
                 "processing",
@@ -183,6 +181,10 @@ def _plan_reading_ahead(
     return leaves
 
 
+def _ahead_name(leaf: Span) -> str:
+    return f"read ahead {leaf.start}-{leaf.end}"
+
+
 def _shifted(run: Level, leaves: list[Span]) -> list[Span]:
     if not run.offset:
         return leaves
@@ -193,13 +195,6 @@ def _may_fit(run: Level, planned: int, planned_chars: int, chars: int, fanout: i
     """Whether the whole plan, extrapolated (with room to spare) from its planned share, fits ``max_depth``."""
     expected = math.ceil(planned * chars / max(planned_chars, 1) * _READ_AHEAD_MARGIN)
     return levels_needed(expected, fanout) <= run.max_depth
-
-
-def _ahead_call(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
-    """The reading call ``process_chunk`` will make for ``leaf``, to start ahead."""
-    scope = (run.offset, run.offset + len(run.resources.text or ""))
-    part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
-    return read_call(settings, run, part_payload(question, run, part, [leaf], 0, 1, scope, None))
 
 
 def _reads_ahead(settings: Settings, run: Level, mode: str) -> bool:

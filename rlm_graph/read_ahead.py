@@ -32,8 +32,7 @@ StartReads = Callable[[list[ModelCall]], None]
 
 def _ahead(call: ModelCall) -> ModelCall:
     # Its own kind, so the call made ahead is not mistaken for the reader taking it.
-    start, end = call.span or (0, 0)
-    return dataclasses.replace(call, kind="read_ahead", name=f"read ahead {start}-{end}")
+    return dataclasses.replace(call, kind="read_ahead")
 
 
 def in_threads(level: Level) -> StartReads:

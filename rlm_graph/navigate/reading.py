@@ -24,7 +24,7 @@ from rlm_graph.leaves import plan_leaves
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_reply
 from rlm_graph.navigate.document import NavDocument
-from rlm_graph.nodes.sends import part_text
+from rlm_graph.nodes.sends import leaf_read_call, part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
 from rlm_graph.quotes import split_quotes
 from rlm_graph.settings import Settings
@@ -76,19 +76,8 @@ class SpanJob:
     nested: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
-def _read_call(settings: Settings, run: Level, question: str, start: int, end: int, tokens: int) -> ModelCall:
-    def messages() -> list[BaseMessage]:
-        return build_messages(
-            settings.system_prompt,
-            settings.read_part_prompt,
-            question=question,
-            text=part_text(run, "", start, end),
-            start=start,
-            end=end,
-        )
-
-    tokens = settings.read_overhead(question) + tokens + SEAM_SLACK
-    return ModelCall(messages, tokens, name=f"read {start}-{end}", span=(start, end))
+def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
+    return leaf_read_call(settings, run, question, leaf, f"read {leaf.start}-{leaf.end}")
 
 
 def leaf_job(settings: Settings, run: Level, question: str, leaf: Span, output: str) -> SpanJob:
@@ -151,7 +140,7 @@ def span_job(settings: Settings, run: Level, nav: NavDocument, question: str, st
     part = settings.budget_for(question, run.part_tokens)["part_tokens"]
     text = nav.text[start:end]
     if len(text) <= part * NEVER_FITS_CHARS_PER_TOKEN and (tokens := settings.counter.count(text)) <= part:
-        return SpanJob(start, end, call=_read_call(settings, run, question, start, end, tokens))
+        return SpanJob(start, end, call=_leaf_read(settings, run, question, Span(start, end, tokens)))
     leaves = drop_blank(nav.text, plan_leaves(text, part_tokens=part, count_many=nav.count_many))
     leaves = [Span(leaf.start + start, leaf.end + start, leaf.tokens, leaf.level) for leaf in leaves]
     return whole_job(settings, run, question, leaves)
@@ -161,9 +150,7 @@ def whole_job(settings: Settings, run: Level, question: str, leaves: list[Span])
     """Read ``leaves`` with the full strategy: the graph invoked on them at depth + 1."""
     if len(leaves) == 1:
         leaf = leaves[0]
-        return SpanJob(
-            leaf.start, leaf.end, call=_read_call(settings, run, question, leaf.start, leaf.end, leaf.tokens)
-        )
+        return SpanJob(leaf.start, leaf.end, call=_leaf_read(settings, run, question, leaf))
     if run.depth + 1 > run.max_depth:
         msg = f"reading characters {leaves[0].start}-{leaves[-1].end} needs a nested level, but max_depth is 0"
         raise ValueError(msg)
