@@ -57,16 +57,15 @@ class CallWindow:
 
     def synthesis_overhead(self, question: str) -> int:
         """Prompt tokens of a synthesis call without its findings."""
-        return self._framing("synthesize", question)
+        return self._framing("synthesize", question, self._count_synthesis_framing)
 
-    def _framing(self, kind: str, question: str) -> int:
-        """Prompt tokens of a ``kind`` call about ``question`` without its data, counted once."""
+    def _framing(self, kind: str, question: str, count: Callable[[str], int]) -> int:
+        """Prompt tokens of a ``kind`` call about ``question`` without its data, counted once by ``count``."""
         key = (kind, question)
         if (tokens := self._framings.get(key)) is None:
             if len(self._framings) >= _MOST_FRAMINGS:
                 self._framings.clear()
-            counted = self._count_synthesis_framing if kind == "synthesize" else self._count_read_framing
-            tokens = self._framings[key] = counted(question)
+            tokens = self._framings[key] = count(question)
         return tokens
 
     def _count_synthesis_framing(self, question: str) -> int:
@@ -106,7 +105,7 @@ class CallWindow:
         Counted with the largest offsets a document can have, so it bounds every
         part's framing from above.
         """
-        return self._framing("read", question)
+        return self._framing("read", question, self._count_read_framing)
 
     def _count_read_framing(self, question: str) -> int:
         return self.counter.count_messages(
