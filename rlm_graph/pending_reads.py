@@ -35,8 +35,14 @@ class PendingReads:
 
         Returns:
             The executor; it is shut down when the run is released.
+
+        Raises:
+            RuntimeError: If the run was released already (no threads are started for it).
         """
         with self._lock:
+            if self._closed:
+                msg = "the run was released: no more calls are started ahead"
+                raise RuntimeError(msg)
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="rlm-read-ahead")
             return self._executor

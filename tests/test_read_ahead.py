@@ -263,6 +263,9 @@ def test_a_released_run_cancels_what_it_holds() -> None:
     assert not pending.hold(("c",), late)
     assert late.cancelled()
     assert pending.take(("a",)) is None
+    # A starter that comes after the release gets no new threads.
+    with pytest.raises(RuntimeError, match="released"):
+        pending.executor(1)
     blocker.set()
 
 
