@@ -1,5 +1,6 @@
 """A run killed with SIGKILL resumes in another process; finished parts are not read again."""
 
+import contextlib
 import json
 import os
 import pwd
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from tests.fakes import plant_needles
 from tests.openai_server import ChatServer
@@ -30,6 +32,35 @@ def worker(server: ChatServer, kind: str, target: str, thread: str, document: Pa
     )
 
 
+def saved_findings(kind: str, target: str, thread: str) -> set[tuple[int, int]]:
+    """Spans of the findings the checkpointer holds for ``thread``, at every depth.
+
+    A part whose finding was saved is settled: the resumed run must not read it again.
+    """
+    if kind == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target)) as connection:
+            rows = connection.execute(
+                "SELECT type, value FROM writes WHERE thread_id = ? AND channel = 'findings'", (thread,)
+            ).fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(target) as connection:
+            rows = connection.execute(
+                "SELECT type, blob FROM checkpoint_writes WHERE thread_id = %s AND channel = 'findings'", (thread,)
+            ).fetchall()
+    serde = JsonPlusSerializer()
+    spans: set[tuple[int, int]] = set()
+    for type_, blob in rows:
+        value = serde.loads_typed((type_, bytes(blob)))
+        for finding in value if isinstance(value, list) else [value]:
+            if isinstance(finding, dict) and "start" in finding:
+                spans.add((finding["start"], finding["end"]))
+    return spans
+
+
 def kill_and_resume(server: ChatServer, kind: str, target: str, document: Path, facts: list[str]) -> dict:
     first = worker(server, kind, target, "t-1", document, "start")
     deadline = time.monotonic() + 60
@@ -38,27 +69,29 @@ def kill_and_resume(server: ChatServer, kind: str, target: str, document: Path, 
         assert time.monotonic() < deadline, "the first worker made no progress"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
     first.wait()
     killed_at = len(server.log)
     time.sleep(0.5)  # let the server notice the dropped connections
     before = server.log[:killed_at]
+    # What the killed worker had saved, read from the database itself (not guessed from timing).
+    settled = saved_findings(kind, target, "t-1")
     second = worker(server, kind, target, "t-1", document, "resume")
     stdout, stderr = second.communicate(timeout=120)
     assert second.returncode == 0, stderr
     out = json.loads(stdout.strip().splitlines()[-1])
     after = server.log[killed_at:]
-    # A reply is settled once the worker has had time to checkpoint it; replies that
-    # reached the worker in its last moments were still in flight from its side.
-    settled = {r.prompt_hash for r in before if r.outcome == "200" and r.finished < killed - 0.1}
-    in_flight = [r for r in before if r.prompt_hash not in settled]
-    repeated = [r for r in after if r.prompt_hash in {b.prompt_hash for b in before}]
+    read_before = {r.span for r in before if r.kind == "read" and r.outcome == "200"}
+    repeated = [r for r in after if r.kind == "read" and r.span in read_before]
     assert all(fact in out["answer"] for fact in facts)
     assert out["errors"] == []
-    # Only calls that were in flight at the kill are repeated; settled reads are not.
-    assert [r for r in repeated if r.prompt_hash in settled] == []
-    assert len(repeated) <= 2  # max_concurrency of the worker
-    return {"before": len(before), "after": len(after), "repeated": len(repeated), "in_flight": len(in_flight)}
+    # Parts whose findings were saved are not read again; the others were in flight or
+    # finished in the worker's last moments, before their findings were written.
+    assert len(settled) >= 6, settled
+    assert [r.span for r in repeated if r.span in settled] == []
+    # A part read but not saved is one the worker still held: at most its concurrency
+    # in calls, plus as many finished replies still on their way to the database.
+    assert len(repeated) <= 4
+    return {"before": len(before), "after": len(after), "repeated": len(repeated), "saved": len(settled)}
 
 
 @pytest.fixture
