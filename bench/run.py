@@ -6,6 +6,8 @@
 The first-progress and first-call rows at 1M and 10M tokens (``bench/first_call.py``),
 the relay and focused-reading rows (``bench/relay_focus.py``) and the provider
 prompt-caching rows (``bench/prompt_cache.py``) close the run.
+``bench/overhead.py`` repeats section 1's overhead rows at 1M tokens in interleaved
+runs, beside LangGraph's minimal map-reduce.
 
 Everything runs on the same documents (built from the public-domain books in the
 repository, with planted facts) and fake models, so the ratios are side by side.
@@ -33,36 +35,13 @@ from langgraph.cache.memory import InMemoryCache
 
 from bench import first_call, prompt_cache, relay_focus
 from bench.baselines import map_reduce, sequential
-from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
+from bench.instant import QUESTION, WINDOW, InstantReader
+from bench.overhead import CONCURRENCY, map_reduce_overhead, overhead
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
 from rlm_graph.estimate import settings_of
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
-
-CONCURRENCY = 8
-
-
-async def overhead(text: str, doc_tokens: int) -> dict:
-    model = InstantReader()
-    graph = create_rlm_graph(model, cache=False)
-    floor = floor_seconds(text)
-    started = time.perf_counter()
-    out = await graph.ainvoke({"document": text, "question": QUESTION})
-    wall = time.perf_counter() - started
-    counter = TiktokenCounter()
-    reads = [p for p in model._prompts if "<document_part start=" in p]
-    read_tokens = sum(counter.count_many(reads)) + 7 * len(reads)
-    part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
-    return {
-        "wall": wall,
-        "floor": floor,
-        "calls": out["usage"]["llm_calls"],
-        "reads": len(reads),
-        "min_reads": math.ceil(doc_tokens / part_tokens),
-        "sent_ratio": read_tokens / doc_tokens,
-        "depth": out["usage"]["max_depth"],
-    }
 
 
 def ideal_seconds(prompts: list[str], call_seconds: float, concurrency: int) -> float:
@@ -181,6 +160,12 @@ async def main(sizes: list[int], ten_million: bool) -> None:
         print(
             f"{doc_tokens:>11,} {row['wall']:>7.2f}s {row['floor']:>6.2f}s {row['wall'] / row['floor']:>5.2f}x "
             f"{row['calls']:>6} {row['reads']:>6} {row['min_reads']:>5} {row['sent_ratio']:>5.3f}x {row['depth']:>5}"
+        )
+        part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
+        row = await map_reduce_overhead(text, part_tokens)
+        print(
+            f"{'':>11} {row['wall']:>7.2f}s {row['floor']:>6.2f}s {row['wall'] / row['floor']:>5.2f}x "
+            f"{'':>6} {row['calls']:>6}  LangGraph's minimal map-reduce, same reader (flat, no nesting)"
         )
 
     print("\n2. parallel efficiency (0.5 s per call)")

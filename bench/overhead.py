@@ -1,0 +1,93 @@
+"""Orchestration overhead: a run with an instant model against one tokenizer pass.
+
+    .venv/bin/python bench/overhead.py           # 1M tokens, 5 interleaved runs each
+    .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
+
+Each run is timed against the floor measured just before it (one ``encode_ordinary``
+of the whole text), beside LangGraph's minimal map-reduce on the same reader, run by
+run, so that both see the same machine. ``bench/run.py`` prints one run of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.baselines import map_reduce
+from bench.instant import QUESTION, InstantReader, floor_seconds
+from bench.recall import document_of
+from rlm_graph import create_rlm_graph
+from rlm_graph.estimate import settings_of
+from rlm_graph.tokens import TiktokenCounter
+from tests.fakes import plant_needles
+
+CONCURRENCY = 8
+
+
+async def overhead(text: str, doc_tokens: int) -> dict:
+    model = InstantReader()
+    graph = create_rlm_graph(model, cache=False)
+    floor = floor_seconds(text)
+    started = time.perf_counter()
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    wall = time.perf_counter() - started
+    counter = TiktokenCounter()
+    reads = [p for p in model._prompts if "<document_part start=" in p]
+    read_tokens = sum(counter.count_many(reads)) + 7 * len(reads)
+    part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
+    return {
+        "wall": wall,
+        "floor": floor,
+        "calls": out["usage"]["llm_calls"],
+        "reads": len(reads),
+        "min_reads": math.ceil(doc_tokens / part_tokens),
+        "sent_ratio": read_tokens / doc_tokens,
+        "depth": out["usage"]["max_depth"],
+    }
+
+
+async def map_reduce_overhead(text: str, part_tokens: int) -> dict:
+    """LangGraph's minimal map-reduce on the same reader: one tokenizer pass, flat map, collapse, reduce.
+
+    It is the framework's own floor for reading a document in parallel (no nesting, no
+    boundaries, no progress, citations or coverage), the yardstick for our overhead.
+    """
+    model = InstantReader(keep_prompts=False)
+    floor = floor_seconds(text)
+    started = time.perf_counter()
+    chunks = map_reduce.chunks_of(text, part_tokens)
+    graph = map_reduce.build(model, token_max=part_tokens)
+    state = {"question": QUESTION, "chunks": chunks, "summaries": [], "collapsed": [], "answer": "", "overflows": 0}
+    await graph.ainvoke(state, {"max_concurrency": CONCURRENCY, "recursion_limit": 1000})
+    return {"wall": time.perf_counter() - started, "floor": floor, "calls": len(chunks)}
+
+
+async def main(tokens: int, runs: int) -> None:
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    doc_tokens = TiktokenCounter().count(text)
+    part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
+    ratios: dict[str, list[float]] = {"rlm-graph": [], "map-reduce": []}
+    for _ in range(runs):
+        ours = await overhead(text, doc_tokens)
+        ratios["rlm-graph"].append(ours["wall"] / ours["floor"])
+        theirs = await map_reduce_overhead(text, part_tokens)
+        ratios["map-reduce"].append(theirs["wall"] / theirs["floor"])
+    print(f"{doc_tokens:,} tokens, {runs} interleaved runs each (run / tokenize once)")
+    for name, values in ratios.items():
+        print(f"  {name:<11} median {statistics.median(values):.2f}x  ({min(values):.2f}x to {max(values):.2f}x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.tokens, arguments.runs))
