@@ -145,7 +145,9 @@ def estimate_cost(
 ) -> CostEstimate:
     """Plan a run without calling the model, so a chat service can show "about N calls".
 
-    The document is tokenized and split exactly as the run would do it.
+    The document is tokenized and split exactly as a full read would do it. Focused
+    reading (which plans smaller parts and reads only some) and the navigator (bounded
+    by ``max_steps``) follow other plans, which this does not estimate.
 
     Args:
         graph: A graph built by ``create_rlm_graph``.
