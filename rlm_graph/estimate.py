@@ -146,8 +146,8 @@ def estimate_cost(
     """Plan a run without calling the model, so a chat service can show "about N calls".
 
     The document is tokenized and split exactly as a full read would do it. Focused
-    reading (which plans smaller parts and reads only some) and the navigator (bounded
-    by ``max_steps``) follow other plans, which this does not estimate.
+    reading (which plans smaller parts and reads only some) and the navigator (which
+    chooses its own reads) follow other plans, which this does not estimate.
 
     Args:
         graph: A graph built by ``create_rlm_graph``.
