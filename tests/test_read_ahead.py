@@ -76,6 +76,12 @@ class Kinds(BaseCallbackHandler):
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
+def _small_window_graph(**options: object) -> tuple[PerfectReader, Any]:
+    """A reader with a 4K window and a graph over it (no reply cache unless ``cache`` is given)."""
+    model = PerfectReader(window=4096, reserved_output=512)
+    return model, create_rlm_graph(model, **{"cache": False, "max_output_tokens": 512, **options})
+
+
 @pytest.fixture(scope="module")
 def long_document(frankenstein: str, pride: str) -> tuple[str, list[str]]:
     text, facts, _ = plant_needles(frankenstein + "\n\n" + pride, 30)
@@ -103,8 +109,7 @@ async def test_reading_starts_before_the_plan_is_whole(long_document: tuple[str,
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_every_leaf_is_read_once_and_ahead(long_document: tuple[str, list[str]], mode: str) -> None:
     text, facts = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    model, graph = _small_window_graph()
     kinds = Kinds()
     out = await _run(graph, {"document": text, "question": QUESTION}, {"callbacks": [kinds]}, mode)
     reads = [p for p in model.prompts if "<document_part start=" in p]
@@ -123,8 +128,7 @@ def test_the_plan_is_the_same_with_or_without_reading_ahead(long_document: tuple
     text, _ = long_document
     leaves = []
     for max_llm_calls in (None, 10_000):
-        model = PerfectReader(window=4096, reserved_output=512)
-        graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_llm_calls=max_llm_calls)
+        model, graph = _small_window_graph(max_llm_calls=max_llm_calls)
         graph.invoke({"document": text, "question": QUESTION})
         leaves.append(sorted(p for p in model.prompts if "<document_part start=" in p))
     assert leaves[0] == leaves[1]
@@ -146,8 +150,7 @@ def test_a_budget_plans_the_whole_document_before_any_call(long_document: tuple[
 
 def test_focused_reading_does_not_read_ahead(long_document: tuple[str, list[str]]) -> None:
     text, _ = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, mode="focused")
+    _, graph = _small_window_graph(mode="focused")
     kinds = Kinds()
     graph.invoke({"document": text, "question": "What is NEEDLE-0001?"}, {"callbacks": [kinds]})
     assert "read_ahead" not in kinds.kinds
@@ -198,8 +201,7 @@ async def test_a_cancelled_run_cancels_the_reads_made_ahead(long_document: tuple
 
 def test_no_read_is_made_ahead_when_the_tree_cannot_fit_max_depth(long_document: tuple[str, list[str]]) -> None:
     text, _ = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_depth=0)
+    model, graph = _small_window_graph(max_depth=0)
     with pytest.raises(DepthLimitError):
         graph.invoke({"document": text, "question": QUESTION})
     assert model.prompts == []
@@ -207,8 +209,7 @@ def test_no_read_is_made_ahead_when_the_tree_cannot_fit_max_depth(long_document:
 
 def test_planning_events_come_before_the_split_is_done(long_document: tuple[str, list[str]]) -> None:
     text, _ = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    _, graph = _small_window_graph()
     events = [
         event
         for event in graph.stream({"document": text, "question": QUESTION}, stream_mode="custom")
@@ -272,8 +273,7 @@ def test_a_released_run_cancels_what_it_holds() -> None:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_reads_made_ahead_are_traced_under_split(long_document: tuple[str, list[str]], mode: str) -> None:
     text, _ = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512)
+    _, graph = _small_window_graph()
     tracer = RunNames()
     await _run(graph, {"document": text, "question": QUESTION}, {"callbacks": [tracer]}, mode)
     ahead = [(name, tags, meta) for name, tags, meta in tracer.models if meta.get("rlm_kind") == "read_ahead"]
@@ -300,8 +300,7 @@ def test_chunk_overlap_plans_first(long_document: tuple[str, list[str]]) -> None
     # Overlapping leaves are extended backwards over their neighbours' units, which a
     # section-by-section plan does not keep; such runs plan the whole document first.
     text, facts = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, chunk_overlap=200)
+    _, graph = _small_window_graph(chunk_overlap=200)
     kinds = Kinds()
     out = graph.invoke({"document": text, "question": QUESTION}, {"callbacks": [kinds]})
     assert "read_ahead" not in kinds.kinds
@@ -313,8 +312,7 @@ async def test_reads_made_ahead_are_cached_and_a_repeat_run_makes_no_call(
     long_document: tuple[str, list[str]], mode: str
 ) -> None:
     text, facts = long_document
-    model = PerfectReader(window=4096, reserved_output=512)
-    graph = create_rlm_graph(model, max_output_tokens=512)
+    model, graph = _small_window_graph(cache=None)
     first = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)
     calls = len(model.prompts)
     second = await _run(graph, {"document": text, "question": QUESTION}, {}, mode)

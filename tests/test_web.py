@@ -108,6 +108,14 @@ def _ask_and_click_the_fact(page, document: str, question: str) -> tuple[str, st
     return "", ""
 
 
+def _open_with_the_novel(page, web_server: str):
+    """The analysis page with Pride and Prejudice uploaded and ready to ask about."""
+    page.goto(web_server)
+    page.set_input_files("#file", str(ROOT / "examples" / "pride_and_prejudice.txt"))
+    page.wait_for_selector("body[data-document=ready]")
+    return page
+
+
 def test_page_answers_with_progress_and_clickable_citations(web_server: str, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
@@ -179,10 +187,7 @@ def test_pasted_document_over_one_mebibyte_works(web_server: str, browser_page) 
 
 
 def test_analysis_bar_counts_reads_of_every_depth(web_server: str, browser_page) -> None:
-    page = browser_page
-    page.goto(web_server)
-    page.set_input_files("#file", str(ROOT / "examples" / "pride_and_prejudice.txt"))
-    page.wait_for_selector("body[data-document=ready]")
+    page = _open_with_the_novel(browser_page, web_server)
     # Record every label the analysis bar shows, with the bar's value at that moment.
     page.evaluate(
         """() => { window.barLabels = []; new MutationObserver(() => {
@@ -455,10 +460,7 @@ def test_citation_highlights_the_quoted_sentence_not_the_part(web_server: str, b
 
 
 def test_split_bar_shows_how_much_is_planned_while_reading_begins(web_server: str, browser_page) -> None:
-    page = browser_page
-    page.goto(web_server)
-    page.set_input_files("#file", str(ROOT / "examples" / "pride_and_prejudice.txt"))
-    page.wait_for_selector("body[data-document=ready]")
+    page = _open_with_the_novel(browser_page, web_server)
     page.evaluate(
         """() => { window.splitBar = []; new MutationObserver(() => {
              const bar = document.getElementById('bar-split');
