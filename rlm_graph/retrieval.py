@@ -30,6 +30,9 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words joined by "-", ".", "/" or ":" (ticket and part numbers, versions, dates).
+_JOINED = re.compile(r"\w+(?:[-./:]\w+)+", re.UNICODE)
+_DIGIT = re.compile(r"\d")
 
 
 @runtime_checkable
@@ -87,7 +90,8 @@ class BM25Retriever:
     Words are lower-cased runs of letters and digits (any script); English stopwords
     (bm25s' 179-word list, NLTK's) are dropped so that "what", "does" and the like do not
     decide the ranking: in a handful of parts they are frequent everywhere and would
-    outweigh a question's one rare word, such as a name or a code.
+    outweigh a question's one rare word, such as a name or a code. Codes (words joined
+    by ``-``, ``.``, ``/`` or ``:`` with a digit among them) are also terms of their own.
 
     Args:
         k1: BM25 term-frequency saturation.
@@ -114,11 +118,19 @@ class BM25Retriever:
     @property
     def identity(self) -> str:
         digest = hashlib.sha256("\x00".join(sorted(self.stopwords)).encode()).hexdigest()[:12]
-        return f"bm25s|k1={self.k1}|b={self.b}|stop={digest}"
+        # "codes": the tokenizer that also keeps codes whole (an index built before it differs).
+        return f"bm25s|k1={self.k1}|b={self.b}|stop={digest}|codes"
 
     def tokenize(self, text: str) -> list[str]:
-        """Lower-cased words of ``text`` without stopwords."""
-        return [word for word in _WORD.findall(text.lower()) if word not in self.stopwords]
+        """Lower-cased words of ``text`` without stopwords, and its codes whole.
+
+        A code (words joined by ``-``, ``.``, ``/`` or ``:`` with a digit among them, such
+        as ``INV-2024-0042`` or ``v1.5``) is also a term of its own: its pieces ("inv",
+        "2024") recur across a document, but the code itself names one place.
+        """
+        lowered = text.lower()
+        words = [word for word in _WORD.findall(lowered) if word not in self.stopwords]
+        return words + [code for code in _JOINED.findall(lowered) if _DIGIT.search(code)]
 
     def build(self, texts: Sequence[str]) -> PartIndex:
         return _BM25Index(self, texts)
