@@ -17,13 +17,13 @@ from rlm_graph.state import RLMState
 from rlm_graph import focus, read_ahead
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
-from rlm_graph.leaves import plan_leaves, stream_leaves
+from rlm_graph.leaves import group_leaves, levels_needed, plan_leaves, stream_leaves
 from rlm_graph.level import Level
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.read_ahead import StartReads
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank, group_leaves, levels_needed
+from rlm_graph.splitter import Span, drop_blank
 
 # Reading ahead goes on while the plan, extrapolated and grown by this much, fits max_depth.
 _READ_AHEAD_MARGIN = 1.5

@@ -9,11 +9,11 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
-from rlm_graph.leaves import plan_leaves
+from rlm_graph.leaves import group_leaves, plan_leaves
 from rlm_graph.options import check_part_tokens
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank, group_leaves, has_text
+from rlm_graph.splitter import Span, drop_blank, has_text
 from rlm_graph.window import SEAM_SLACK
 
 _settings_by_graph: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()

@@ -2,8 +2,8 @@
 
 A leaf is what one reading call holds. The whole document is packed flat, once,
 the way a map-reduce would read it; the recursion only groups these leaves (see
-:func:`rlm_graph.splitter.group_leaves`), so nested levels neither tokenize again
-nor end with half-empty calls.
+:func:`group_leaves`, which also shapes the tree), so nested levels neither
+tokenize again nor end with half-empty calls.
 
 :func:`stream_leaves` plans section by section and hands each batch of finished
 leaves out as soon as it is final, so ``split`` can start reading the first parts
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 
 from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range, split_units
 
-__all__ = ["plan_leaves", "stream_leaves"]
+__all__ = ["group_leaves", "levels_needed", "plan_leaves", "stream_leaves"]
 
 # Leaves in the first section: small, so the first finished leaf comes out after a
 # sliver of the document has been tokenized.
@@ -122,3 +122,50 @@ def _with_overlap(parts: list[Span], units: Sequence[Span], overlap: int) -> lis
             start = units[index].start
         result.append(Span(start, part.end, part.tokens + extra, part.level))
     return result
+
+
+def group_leaves(leaves: Sequence[Span], fanout: int) -> list[list[Span]]:
+    """Group consecutive leaves into at most ``fanout`` parts of one level.
+
+    Each group holds at most as many leaves as a subtree one level shallower can
+    read, and groups are as equal as possible, so sibling subtrees finish together.
+
+    Args:
+        leaves: The leaves of this level's text.
+        fanout: Most parts per level (at least 2).
+
+    Returns:
+        The groups, in order; a group of one leaf is read directly.
+    """
+    if len(leaves) <= fanout:
+        return [[leaf] for leaf in leaves]
+    capacity = fanout
+    while capacity * fanout < len(leaves):
+        capacity *= fanout
+    count = math.ceil(len(leaves) / capacity)
+    size, extra = divmod(len(leaves), count)
+    groups: list[list[Span]] = []
+    first = 0
+    for index in range(count):
+        last = first + size + (1 if index < extra else 0)
+        groups.append(list(leaves[first:last]))
+        first = last
+    return groups
+
+
+def levels_needed(leaves: int, fanout: int) -> int:
+    """Depth of the deepest invocation needed to read ``leaves`` leaves.
+
+    Args:
+        leaves: Number of reading-call-sized leaves.
+        fanout: Most parts per level.
+
+    Returns:
+        0 when one level reads them all, 1 when it needs one nested level, and so on.
+    """
+    depth = 0
+    capacity = fanout
+    while capacity < leaves:
+        capacity *= fanout
+        depth += 1
+    return depth

@@ -268,53 +268,6 @@ def drop_blank(text: str, leaves: Sequence[Span]) -> list[Span]:
     return [leaf for leaf in leaves if has_text(text, leaf.start, leaf.end)]
 
 
-def group_leaves(leaves: Sequence[Span], fanout: int) -> list[list[Span]]:
-    """Group consecutive leaves into at most ``fanout`` parts of one level.
-
-    Each group holds at most as many leaves as a subtree one level shallower can
-    read, and groups are as equal as possible, so sibling subtrees finish together.
-
-    Args:
-        leaves: The leaves of this level's text.
-        fanout: Most parts per level (at least 2).
-
-    Returns:
-        The groups, in order; a group of one leaf is read directly.
-    """
-    if len(leaves) <= fanout:
-        return [[leaf] for leaf in leaves]
-    capacity = fanout
-    while capacity * fanout < len(leaves):
-        capacity *= fanout
-    count = math.ceil(len(leaves) / capacity)
-    size, extra = divmod(len(leaves), count)
-    groups: list[list[Span]] = []
-    first = 0
-    for index in range(count):
-        last = first + size + (1 if index < extra else 0)
-        groups.append(list(leaves[first:last]))
-        first = last
-    return groups
-
-
 def join_margin(limit: int) -> int:
     """Tokens kept free in a packed part for the seams between its units."""
     return max(min(16, limit // 4), limit // 50)
-
-
-def levels_needed(leaves: int, fanout: int) -> int:
-    """Depth of the deepest invocation needed to read ``leaves`` leaves.
-
-    Args:
-        leaves: Number of reading-call-sized leaves.
-        fanout: Most parts per level.
-
-    Returns:
-        0 when one level reads them all, 1 when it needs one nested level, and so on.
-    """
-    depth = 0
-    capacity = fanout
-    while capacity < leaves:
-        capacity *= fanout
-        depth += 1
-    return depth

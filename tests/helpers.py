@@ -8,8 +8,8 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from rlm_graph.leaves import plan_leaves
-from rlm_graph.splitter import CountMany, Span, group_leaves
+from rlm_graph.leaves import group_leaves, plan_leaves
+from rlm_graph.splitter import CountMany, Span
 
 
 async def collect(graph: CompiledStateGraph, payload: dict[str, Any], **kwargs: Any) -> tuple[dict, list[dict]]:

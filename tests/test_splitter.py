@@ -4,15 +4,8 @@ import time
 
 import pytest
 
-from rlm_graph.leaves import plan_leaves
-from rlm_graph.splitter import (
-    CHARACTER_CUT,
-    group_leaves,
-    join_margin,
-    levels_needed,
-    pack,
-    split_units,
-)
+from rlm_graph.leaves import group_leaves, levels_needed, plan_leaves
+from rlm_graph.splitter import CHARACTER_CUT, join_margin, pack, split_units
 from rlm_graph.tokens import TiktokenCounter
 from tests.helpers import plan_parts
 

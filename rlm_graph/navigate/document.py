@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import regex
 
-from rlm_graph.leaves import plan_leaves
+from rlm_graph.leaves import group_leaves, plan_leaves
 from rlm_graph.runs import RunResources
-from rlm_graph.splitter import Span, drop_blank, group_leaves
+from rlm_graph.splitter import Span, drop_blank
 from rlm_graph.tokens import TokenCounter
 
 __all__ = ["GREP_TIMEOUT_SECONDS", "NavDocument", "cut_to_tokens", "nav_document"]
