@@ -2,10 +2,16 @@
 
     .venv/bin/python bench/overhead.py           # 1M tokens, 5 interleaved runs each
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
+    .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
 
 Each run is timed against the floor measured just before it (one ``encode_ordinary``
 of the whole text), beside LangGraph's minimal map-reduce on the same reader, run by
 run, so that both see the same machine. ``bench/run.py`` prints one run of each.
+
+``--parts`` splits our run in two at the top level's ``split.done`` event (reading
+ahead off, so the phases do not overlap), with the window widened so that the same
+leaves are read under fan-outs of 6, 13 and 30: the time after ``split`` falls with
+the number of nested invocations, which gives the cost of one.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.baselines import map_reduce
-from bench.instant import QUESTION, InstantReader, floor_seconds
+from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
 from rlm_graph.estimate import settings_of
+from rlm_graph.leaves import group_leaves
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import plant_needles
 
@@ -71,6 +78,55 @@ async def map_reduce_overhead(text: str, part_tokens: int) -> dict:
     return {"wall": time.perf_counter() - started, "floor": floor, "calls": len(chunks)}
 
 
+def _nested_invocations(leaves: int, fanout: int) -> int:
+    """Nested invocations of a tree over ``leaves`` leaves: one per group of more than one leaf."""
+    groups = group_leaves(range(leaves), fanout)
+    return sum(1 + _nested_invocations(len(group), fanout) for group in groups if len(group) > 1)
+
+
+async def phases(text: str, part_tokens: int, max_fanout: int) -> dict:
+    """One run split at the top level's ``split.done``: planning, then the tree after it."""
+    model = InstantReader()
+    graph = create_rlm_graph(
+        model, cache=False, read_ahead=False, max_fanout=max_fanout, context_window=8 * WINDOW, part_tokens=part_tokens
+    )
+    floor = floor_seconds(text)
+    started = time.perf_counter()
+    planned = None
+    async for event in graph.astream({"document": text, "question": QUESTION}, stream_mode="custom"):
+        if (
+            planned is None
+            and isinstance(event, dict)
+            and (event.get("stage"), event.get("status")) == ("split", "done")
+        ):
+            planned = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    reads = sum("<document_part start=" in prompt for prompt in model._prompts)
+    return {
+        "planning": planned / floor,
+        "after": (wall - planned) / floor,
+        "nested": _nested_invocations(reads, max_fanout),
+    }
+
+
+async def parts(tokens: int, runs: int) -> None:
+    """Planning, nesting and reading apart (see the module docstring)."""
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
+    rows: dict[int, list[dict]] = {fanout: [] for fanout in (6, 13, 30)}
+    for _ in range(runs):
+        for fanout, measured in rows.items():
+            measured.append(await phases(text, part_tokens, fanout))
+    print(f"about {tokens:,} tokens, {part_tokens} tokens a leaf, reading ahead off, {runs} runs each (x the floor)")
+    for fanout, measured in rows.items():
+        planning = statistics.median(row["planning"] for row in measured)
+        after = statistics.median(row["after"] for row in measured)
+        print(
+            f"  max_fanout {fanout:>2}: {measured[0]['nested']:>2} nested invocations, "
+            f"planning {planning:.2f}x, after split {after:.2f}x"
+        )
+
+
 async def main(tokens: int, runs: int) -> None:
     text, _, _ = plant_needles(document_of(tokens), 60)
     doc_tokens = TiktokenCounter().count(text)
@@ -90,5 +146,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.tokens, arguments.runs))
+    asyncio.run((parts if arguments.parts else main)(arguments.tokens, arguments.runs))
