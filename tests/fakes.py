@@ -22,7 +22,26 @@ from rlm_graph.tokens import TiktokenCounter
 NEEDLE = re.compile(r"NEEDLE-\d{4} is [A-Z]+")
 
 
-class PerfectReader(BaseChatModel):
+class Cl100kWindow:
+    """A fake's window (its ``window`` field) and token counts, as a real model reports them.
+
+    The counts are cl100k_base's with OpenAI's per-message framing, the model's own
+    counter as far as the graph can tell, so no safety margin is kept.
+    """
+
+    window: int
+
+    def _resolve_model_profile(self) -> dict[str, Any]:
+        return {"max_input_tokens": self.window}
+
+    def get_num_tokens(self, text: str) -> int:
+        return TiktokenCounter(exact=True).count(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        return TiktokenCounter(exact=True).count_messages(messages)
+
+
+class PerfectReader(Cl100kWindow, BaseChatModel):
     """Reports exactly the facts visible in its prompt; refuses prompts over its window.
 
     The window check includes ``reserved_output`` so the test proves that every
@@ -56,15 +75,6 @@ class PerfectReader(BaseChatModel):
     @property
     def max_in_flight(self) -> int:
         return self._max_in_flight
-
-    def _resolve_model_profile(self) -> dict[str, Any]:
-        return {"max_input_tokens": self.window}
-
-    def get_num_tokens(self, text: str) -> int:
-        return TiktokenCounter(exact=True).count(text)
-
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
-        return TiktokenCounter(exact=True).count_messages(messages)
 
     def _answer(self, messages: list[BaseMessage]) -> ChatResult:
         prompt = "\n".join(m.text for m in messages)
@@ -213,7 +223,7 @@ class VerboseReader(PerfectReader):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(padded))])
 
 
-class ScriptedReader(BaseChatModel):
+class ScriptedReader(Cl100kWindow, BaseChatModel):
     """An imperfect reader: ``reply(prompt, kind)`` decides each reply (or raises).
 
     ``kind`` is ``"read"`` (a ``<document_part>``), ``"synth"`` (``<findings>``),
@@ -239,15 +249,6 @@ class ScriptedReader(BaseChatModel):
 
     def calls(self, kind: str) -> list[str]:
         return [prompt for k, prompt in self._log if k == kind]
-
-    def _resolve_model_profile(self) -> dict[str, Any]:
-        return {"max_input_tokens": self.window}
-
-    def get_num_tokens(self, text: str) -> int:
-        return TiktokenCounter(exact=True).count(text)
-
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
-        return TiktokenCounter(exact=True).count_messages(messages)
 
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any

@@ -22,7 +22,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from rlm_graph.tokens import TiktokenCounter
-from tests.fakes import PerfectReader
+from tests.fakes import Cl100kWindow, PerfectReader
 
 Step = Callable[[list[BaseMessage]], AIMessage]
 _ids = itertools.count(1)
@@ -48,7 +48,7 @@ def spans_in(text: str) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in re.findall(r"\[(\d+)-(\d+)\]", text)]
 
 
-class ScriptedNavigator(BaseChatModel):
+class ScriptedNavigator(Cl100kWindow, BaseChatModel):
     """Replies to tool-bound calls from ``script`` (one step per call); other calls go to ``reader``."""
 
     reader: BaseChatModel
@@ -76,15 +76,6 @@ class ScriptedNavigator(BaseChatModel):
     @property
     def root_tokens(self) -> list[int]:
         return list(self._root_tokens)
-
-    def _resolve_model_profile(self) -> dict[str, Any]:
-        return {"max_input_tokens": self.window}
-
-    def get_num_tokens(self, text: str) -> int:
-        return TiktokenCounter(exact=True).count(text)
-
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
-        return TiktokenCounter(exact=True).count_messages(messages)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         formatted = [convert_to_openai_tool(tool) for tool in tools]
