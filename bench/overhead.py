@@ -3,6 +3,7 @@
     .venv/bin/python bench/overhead.py           # 1M tokens, 5 interleaved runs each
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
     .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
+    .venv/bin/python bench/overhead.py --busy-loop --tokens 100000
 
 Each run is timed against the floor measured just before it (one ``encode_ordinary``
 of the whole text), beside LangGraph's minimal map-reduce on the same reader, run by
@@ -12,6 +13,10 @@ run, so that both see the same machine. ``bench/run.py`` prints one run of each.
 ahead off, so the phases do not overlap), with the window widened so that the same
 leaves are read under fan-outs of 6, 13 and 30: the time after ``split`` falls with
 the number of nested invocations, which gives the cost of one.
+
+``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
+the loop busy with Python work in short slices (as a chat server's other requests
+do), and prints planning time, wall time and the longest wait that coroutine saw.
 """
 
 from __future__ import annotations
@@ -127,6 +132,47 @@ async def parts(tokens: int, runs: int) -> None:
         )
 
 
+async def _busy(stop: asyncio.Event, work: int, waits: list[float]) -> None:
+    """Python work in slices of ``sum(range(work))``, giving the loop back after each one."""
+    last = time.perf_counter()
+    while not stop.is_set():
+        sum(range(work))
+        await asyncio.sleep(0)
+        now = time.perf_counter()
+        waits.append(now - last)
+        last = now
+
+
+async def beside_busy_loop(text: str, work: int | None) -> dict:
+    """One run of ours with a busy coroutine on the same loop (none when ``work`` is None)."""
+    graph = create_rlm_graph(InstantReader(keep_prompts=False), cache=False)
+    floor = floor_seconds(text)
+    stop, waits = asyncio.Event(), [0.0]
+    other = None if work is None else asyncio.create_task(_busy(stop, work, waits))
+    started = time.perf_counter()
+    planned = None
+    async for event in graph.astream({"document": text, "question": QUESTION}, stream_mode="custom"):
+        if planned is None and isinstance(event, dict) and (event.get("stage"), event.get("status")) == ("split", "done"):
+            planned = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    stop.set()
+    if other is not None:
+        await other
+    return {"planning": planned / floor, "wall": wall / floor, "longest_wait": max(waits)}
+
+
+async def busy_loop(tokens: int, runs: int) -> None:
+    """Ours alone and beside a busy coroutine (see the module docstring)."""
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    print(f"about {tokens:,} tokens, {runs} runs each (x the floor; median)")
+    for label, work in (("alone", None), ("busy, 0.03 ms slices", 2_000), ("busy, 0.3 ms slices", 20_000)):
+        measured = [await beside_busy_loop(text, work) for _ in range(runs)]
+        planning = statistics.median(row["planning"] for row in measured)
+        wall = statistics.median(row["wall"] for row in measured)
+        wait = max(row["longest_wait"] for row in measured) * 1000
+        print(f"  {label:<21} planning {planning:6.2f}x, run {wall:6.2f}x, longest wait of the other coroutine {wait:.0f} ms")
+
+
 async def main(tokens: int, runs: int) -> None:
     text, _, _ = plant_needles(document_of(tokens), 60)
     doc_tokens = TiktokenCounter().count(text)
@@ -147,5 +193,7 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
+    parser.add_argument("--busy-loop", action="store_true", help="run beside a busy coroutine on the same loop")
     arguments = parser.parse_args()
-    asyncio.run((parts if arguments.parts else main)(arguments.tokens, arguments.runs))
+    mode = parts if arguments.parts else busy_loop if arguments.busy_loop else main
+    asyncio.run(mode(arguments.tokens, arguments.runs))

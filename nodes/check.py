@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.graph import END
-from rlm_graph.nodes.entry import planning_runnable
+from rlm_graph.nodes.entry import inline_runnable
 from rlm_graph.state import RLMState, reset
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
@@ -87,18 +87,10 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
             route = "navigate"
         return {**update, "route": route}
 
-    return planning_runnable("check", check)
+    return inline_runnable("check", check)
 
 
-def route_after_check(state: RLMState) -> str:
-    """Pick the next node after ``check``.
-
-    Args:
-        state: State after ``check``.
-
-    Returns:
-        ``"direct_answer"``, ``"split"``, ``"navigate"``, or the end for an empty document.
-    """
+def _route(state: RLMState) -> str:
     route = state.get("route")
     if route == "direct":
         return "direct_answer"
@@ -107,3 +99,14 @@ def route_after_check(state: RLMState) -> str:
     if route == "navigate":
         return "navigate"
     return END
+
+
+route_after_check: Runnable[RLMState, str] = inline_runnable("route_after_check", _route)
+"""Pick the next node after ``check``: ``"direct_answer"``, ``"split"``, ``"navigate"``, or
+the end for an empty document.
+
+A runnable with an async entry: LangGraph runs a plain sync function given as an edge
+in a thread of the loop's executor, and a thread beside a busy event loop waits long
+for the GIL (see :func:`rlm_graph.nodes.entry.planning_runnable`); this edge is taken
+once per nested invocation.
+"""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
-from rlm_graph.nodes.entry import planning_runnable
+from rlm_graph.nodes.entry import PlanSteps, planning_runnable
 from rlm_graph.nodes.sends import held_text, hold_text, leaf_read_call, part_sends
 from rlm_graph.state import RLMState
 
@@ -23,7 +21,7 @@ from rlm_graph.progress import ProgressWriter
 from rlm_graph.read_ahead import StartReads
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank
+from rlm_graph.splitter import CountMany, Span, drop_blank
 
 # Reading ahead goes on while the plan, extrapolated and grown by this much, fits max_depth.
 _READ_AHEAD_MARGIN = 1.5
@@ -107,24 +105,27 @@ def _leaves(
     fanout: int,
     start_reads: StartReads | None,
     progress: ProgressWriter,
-) -> list[Span]:
+) -> PlanSteps:
     """The leaves of this level: handed down by the parent, or planned here at depth 0.
 
-    With ``start_reads``, the plan is made section by section and each section's
-    leaves start being read as soon as they are final (:mod:`rlm_graph.read_ahead`).
+    Planning goes section by section and pauses after each (see
+    :func:`rlm_graph.nodes.entry.planning_runnable`). With ``start_reads``, each
+    section's leaves start being read as soon as they are final (:mod:`rlm_graph.read_ahead`).
     """
     if run.leaves is not None:
         return run.leaves
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
     document = hold_text(run, state["document"])
-    if start_reads is None:
-        count_many = run.resources.memo_count(settings.counter.count_many)
+    count_many = run.resources.memo_count(settings.counter.count_many)
+    if settings.chunk_overlap:
         planned = plan_leaves(document, part_tokens=part_tokens, overlap=settings.chunk_overlap, count_many=count_many)
-        leaves = _shifted(run, drop_blank(document, planned))
+        leaves = drop_blank(document, planned)
     else:
         question = state["question"]
-        leaves = _plan_reading_ahead(settings, run, question, document, part_tokens, fanout, start_reads, progress)
+        leaves = yield from _plan_in_sections(
+            settings, run, question, document, part_tokens, fanout, start_reads, progress, count_many
+        )
     # The plan is final: nested levels group these leaves and never count again.
     run.resources.forget_counts()
     # Refuse up front, before any spending, when the tree cannot fit max_depth.
@@ -140,17 +141,18 @@ def _leaves(
     return leaves
 
 
-def _plan_reading_ahead(
+def _plan_in_sections(
     settings: Settings,
     run: Level,
     question: str,
     document: str,
     part_tokens: int,
     fanout: int,
-    start_reads: StartReads,
+    start_reads: StartReads | None,
     progress: ProgressWriter,
-) -> list[Span]:
-    """Plan section by section, starting each section's reading calls as soon as its leaves are final.
+    count_many: CountMany,
+) -> PlanSteps:
+    """Plan section by section, pausing after each, and start reading finished leaves if asked.
 
     The last section is not read ahead: planning is over by then, and its parts'
     own reads follow at once. Reading ahead stops for good once the plan so far
@@ -158,37 +160,30 @@ def _plan_reading_ahead(
     run, and what was started is cancelled with it.
     """
     leaves: list[Span] = []
-    reading = True
-    count_many = run.resources.memo_count(settings.counter.count_many)
+    reading = start_reads is not None
     for batch in stream_leaves(document, part_tokens=part_tokens, count_many=count_many):
-        ready = _shifted(run, drop_blank(document, batch))
+        ready = drop_blank(document, batch)
         leaves += ready
-        if not ready or batch[-1].end >= len(document):
-            continue
-        planned = leaves[-1].end - run.offset
-        reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
-        if reading:
-            start_reads([leaf_read_call(settings, run, question, leaf, _ahead_name(leaf)) for leaf in ready])
-            progress.progress(
-                "split",
-                "processing",
-                "split.reading_ahead",
-                done=planned,
-                total=len(document),
-                span=(run.offset, leaves[-1].end),
-                parts=len(leaves),
-            )
+        if ready and batch[-1].end < len(document):
+            planned = leaves[-1].end
+            reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
+            if reading:
+                start_reads([leaf_read_call(settings, run, question, leaf, _ahead_name(leaf)) for leaf in ready])
+                progress.progress(
+                    "split",
+                    "processing",
+                    "split.reading_ahead",
+                    done=planned,
+                    total=len(document),
+                    span=(0, planned),
+                    parts=len(leaves),
+                )
+        yield
     return leaves
 
 
 def _ahead_name(leaf: Span) -> str:
     return f"read ahead {leaf.start}-{leaf.end}"
-
-
-def _shifted(run: Level, leaves: list[Span]) -> list[Span]:
-    if not run.offset:
-        return leaves
-    return [Span(leaf.start + run.offset, leaf.end + run.offset, leaf.tokens, leaf.level) for leaf in leaves]
 
 
 def _may_fit(run: Level, planned: int, planned_chars: int, chars: int, fanout: int) -> bool:
@@ -221,7 +216,7 @@ def make_split(settings: Settings) -> Runnable[RLMState, Command]:
         The node runnable.
     """
 
-    def split(state: RLMState, start_reads_for: Callable[[Level], StartReads]) -> Command:
+    def split(state: RLMState, start_reads_for: Callable[[Level], StartReads]) -> PlanSteps:
         run = Level.current(settings, state["run_key"])
         scope = (run.offset, run.offset + state["chars"])
         progress = run.writer(scope)
@@ -231,7 +226,7 @@ def make_split(settings: Settings) -> Runnable[RLMState, Command]:
         fanout = focus.plan_fanout(mode, state["budget"]["fanout"])
         part_tokens = focus.plan_part_tokens(settings, mode, state["budget"]["part_tokens"])
         start_reads = start_reads_for(run) if _reads_ahead(settings, run, mode) else None
-        leaves = _leaves(settings, run, state, part_tokens, state["budget"]["fanout"], start_reads, progress)
+        leaves = yield from _leaves(settings, run, state, part_tokens, state["budget"]["fanout"], start_reads, progress)
         skipped: list[dict[str, Any]] = []
         if run.depth == 0 and (run.resources.max_llm_calls or run.resources.max_input_tokens):
             leaves, skipped = _within_budget(settings, run, question, leaves, fanout)
@@ -264,13 +259,10 @@ def make_split(settings: Settings) -> Runnable[RLMState, Command]:
         update = {"parts": parts, "document": "", "errors": skipped, **extra}
         return Command(update=update, goto=sends or "synthesize")
 
-    def split_sync(state: RLMState) -> Command:
+    def split_sync(state: RLMState) -> PlanSteps:
         return split(state, read_ahead.in_threads)
 
-    async def split_top_level(state: RLMState) -> Command:
-        # Planning is CPU-bound and tiktoken releases the GIL: it runs in a thread,
-        # while the reads it starts ahead run on this loop.
-        loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(split, state, functools.partial(read_ahead.in_tasks, loop=loop))
+    def split_async(state: RLMState) -> PlanSteps:
+        return split(state, read_ahead.in_tasks)
 
-    return planning_runnable("split", split_sync, split_top_level)
+    return planning_runnable("split", split_sync, split_async)

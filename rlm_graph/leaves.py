@@ -25,9 +25,10 @@ __all__ = ["group_leaves", "levels_needed", "plan_leaves", "stream_leaves"]
 # Leaves in the first section: small, so the first finished leaf comes out after a
 # sliver of the document has been tokenized.
 _FIRST_SECTION_LEAVES = 2
-# Later sections double up to this many leaves: fewer, larger sections cost less
-# re-packing and fewer progress events, and the readers are busy by then anyway.
-_MOST_SECTION_LEAVES = 32
+# Later sections double up to this many tokens: an async run plans on its event loop
+# and gives it back after each batch, so a section is one slice of the loop's time
+# (about 12 ms on the machine bench/ was measured on).
+_MOST_SECTION_TOKENS = 32_768
 # Characters per token assumed before any text is counted (English prose is about 4).
 _FIRST_CHARS_PER_TOKEN = 4.0
 
@@ -77,14 +78,14 @@ def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iter
     limit = part_tokens - join_margin(part_tokens)
     rate = [0, 0]
     pending: list[Span] = []
-    start, section_leaves = 0, _FIRST_SECTION_LEAVES
+    start, section_tokens = 0, min(_FIRST_SECTION_LEAVES * part_tokens, _MOST_SECTION_TOKENS)
     while start < len(text):
         chars_per_token = rate[0] / rate[1] if rate[1] else _FIRST_CHARS_PER_TOKEN
-        leaf_chars = part_tokens * chars_per_token
-        target = start + int(section_leaves * leaf_chars)
-        # A section ends at the strongest boundary within a leaf's length of its target, so a
-        # text without paragraph breaks is not searched to its end for one at every section.
-        window = min(len(text), target + int(leaf_chars) + 1)
+        target = start + int(section_tokens * chars_per_token)
+        # A section ends at the strongest boundary within a leaf's (or a section's, if shorter)
+        # length of its target, so a text without paragraph breaks is not searched to its end
+        # for one at every section.
+        window = min(len(text), target + int(min(part_tokens, section_tokens) * chars_per_token) + 1)
         end, level = (len(text), 0) if target >= len(text) else boundary_after(text, target, window)
         pending += split_range(text, start, end, unit_limit, count_many, end_level=level, rate=rate)
         start = end
@@ -96,7 +97,7 @@ def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iter
         if len(packed) > 1:
             yield packed[:-1]
         pending = [unit for unit in pending if unit.start >= carried]
-        section_leaves = min(section_leaves * 2, _MOST_SECTION_LEAVES)
+        section_tokens = min(section_tokens * 2, _MOST_SECTION_TOKENS)
     if pending:
         yield _packed(pending, limit)
 

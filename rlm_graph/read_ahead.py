@@ -8,9 +8,10 @@ will make for that leaf (same prompt, same model); it is held in the run's
 :class:`rlm_graph.pending_reads.PendingReads`, and the ``process_chunk`` that reads
 the leaf, at whatever depth the tree puts it, takes its reply (:mod:`rlm_graph.calls`).
 The tree, the events, retries and error handling stay as they are: only the call is
-made earlier. A sync run makes these calls in threads, an async run in tasks on
-its event loop; both carry the ``split`` node's context, so tracers show them
-under ``split`` with the run metadata ``rlm_kind="read_ahead"``.
+made earlier. A sync run makes these calls in threads; an async run plans on its
+event loop, pausing between sections, and makes them in tasks there. Both carry
+the ``split`` node's context, so tracers show them under ``split`` with the run
+metadata ``rlm_kind="read_ahead"``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rlm_graph.level import Level
 __all__ = ["StartReads", "in_tasks", "in_threads"]
 
 StartReads = Callable[[list[ModelCall]], None]
-"""Starts reading calls ahead of their parts (called from the thread that plans)."""
+"""Starts reading calls ahead of their parts (called by the planning ``split``)."""
 
 
 def _ahead(call: ModelCall) -> ModelCall:
@@ -58,31 +59,25 @@ def in_threads(level: Level) -> StartReads:
     return start
 
 
-def in_tasks(level: Level, loop: asyncio.AbstractEventLoop) -> StartReads:
-    """Start calls ahead as tasks on the run's event loop (async runs).
+def in_tasks(level: Level) -> StartReads:
+    """Start calls ahead as tasks on the running event loop (async runs, which plan on it).
 
     Args:
         level: The top level of the run.
-        loop: The loop the run is driven by; planning runs in a thread beside it.
 
     Returns:
         The starter.
     """
     pending = level.resources.pending_reads
+    loop = asyncio.get_running_loop()
 
     def start(calls: list[ModelCall]) -> None:
         context = contextvars.copy_context()
-
-        def create() -> None:
-            for call in calls:
-                key = read_ahead_key(call, level.settings.role_of(call.large))
-                task = loop.create_task(acall_model(level, _ahead(call)), context=context)
-                task.add_done_callback(_observe)
-                pending.hold(key, task)
-
-        # The tasks are created on the loop before split returns: the loop runs this
-        # callback before it learns that the planning thread has finished.
-        loop.call_soon_threadsafe(create)
+        for call in calls:
+            key = read_ahead_key(call, level.settings.role_of(call.large))
+            task = loop.create_task(acall_model(level, _ahead(call)), context=context)
+            task.add_done_callback(_observe)
+            pending.hold(key, task)
 
     return start
 

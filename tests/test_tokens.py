@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from rlm_graph.tokens import CL100K_BASE_SHA256, TiktokenCounter, cl100k_base, counter_for_model, safety_margin
@@ -22,6 +24,24 @@ def test_count_many_agrees_with_count_on_mixed_scripts() -> None:
     counter = TiktokenCounter()
     texts = ["Tervetuloa Kalevalaan", "안녕하세요 세계", "emoji 🙂🚀", "plain"] * 5
     assert counter.count_many(texts) == [counter.count(t) for t in texts]
+
+
+def test_count_many_counts_each_text_as_if_alone(frankenstein: str) -> None:
+    # The texts go to the tokenizer joined by a special token; the seams must not change
+    # any count: texts ending in spaces or newlines, empty ones, ones holding the separator
+    # or another special-token string, and ones too long to join.
+    counter = TiktokenCounter()
+    encoding = cl100k_base()
+    rng = random.Random(7)
+    for _ in range(12):
+        texts = []
+        for _ in range(rng.randint(2, 300)):
+            start = rng.randrange(len(frankenstein))
+            text = frankenstein[start : start + rng.choice([0, 1, 7, 60, 900, 5_000])]
+            variants = [text, text + "<|endoftext|>" + text[:9], "<|fim_prefix|> " + text, text + "\n\n "]
+            texts.append(rng.choice(variants))
+        texts.insert(rng.randrange(len(texts)), frankenstein[:260_000])
+        assert counter.count_many(texts) == [len(encoding.encode_ordinary(text)) for text in texts]
 
 
 def test_model_with_own_counter_is_used_exactly() -> None:
