@@ -103,7 +103,7 @@ class TiktokenCounter:
         # Texts go to the tokenizer joined by a special token, a block at a time:
         # tiktoken encodes what lies between special tokens exactly as each text
         # alone, and one call instead of hundreds matters when another thread holds
-        # the GIL (the event loop, while ``split`` plans in a thread): every call
+        # the GIL (a sync run's reading threads, or the host's other threads): every call
         # releases it, and each return waits for it, up to the 5 ms switch interval.
         counts: list[int] = []
         block: list[str] = []
