@@ -15,7 +15,7 @@ from rlm_graph.state import RLMState
 from rlm_graph import focus, read_ahead
 from rlm_graph.errors import BudgetExceededError, DepthLimitError
 from rlm_graph.estimate import level_cost, part_cost
-from rlm_graph.leaves import group_leaves, levels_needed, plan_leaves, stream_leaves
+from rlm_graph.leaves import group_leaves, levels_needed, plan_with_overlap, stream_leaves
 from rlm_graph.level import Level
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.read_ahead import StartReads
@@ -119,7 +119,9 @@ def _leaves(
     document = hold_text(run, state["document"])
     count_many = run.resources.memo_count(settings.counter.count_many)
     if settings.chunk_overlap:
-        planned = plan_leaves(document, part_tokens=part_tokens, overlap=settings.chunk_overlap, count_many=count_many)
+        planned = yield from plan_with_overlap(
+            document, part_tokens=part_tokens, count_many=count_many, overlap=settings.chunk_overlap
+        )
         leaves = drop_blank(document, planned)
     else:
         question = state["question"]
@@ -167,7 +169,7 @@ def _plan_in_sections(
         if ready and batch[-1].end < len(document):
             planned = leaves[-1].end
             reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
-            if reading:
+            if reading and start_reads is not None:
                 start_reads([leaf_read_call(settings, run, question, leaf, _ahead_name(leaf)) for leaf in ready])
                 progress.progress(
                     "split",

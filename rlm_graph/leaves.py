@@ -16,11 +16,11 @@ where the text has them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
-from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range, split_units
+from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range
 
-__all__ = ["group_leaves", "levels_needed", "plan_leaves", "stream_leaves"]
+__all__ = ["group_leaves", "levels_needed", "plan_leaves", "plan_with_overlap", "stream_leaves"]
 
 # Leaves in the first section: small, so the first finished leaf comes out after a
 # sliver of the document has been tokenized.
@@ -49,8 +49,37 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
     """
     if not overlap:
         return [leaf for batch in stream_leaves(text, part_tokens=part_tokens, count_many=count_many) for leaf in batch]
+    steps = plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def plan_with_overlap(
+    text: str, *, part_tokens: int, count_many: CountMany, overlap: int
+) -> Generator[None, None, list[Span]]:
+    """Plan leaves that repeat up to ``overlap`` tokens of their predecessor, pausing after each section.
+
+    Each leaf's start depends on the units before it, so the leaves come all at once,
+    at the end; the generator yields (nothing) after each section it has counted, so
+    that an async caller can give its event loop back.
+
+    Args:
+        text: The whole text.
+        part_tokens: Most document tokens one reading call may hold.
+        count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous leaf to repeat at the start of each leaf.
+
+    Returns:
+        The leaves, as :func:`plan_leaves` gives them.
+    """
     # With overlap, finer units let each part take close to ``overlap`` tokens of its predecessor.
-    units = split_units(text, overlap, count_many)
+    units: list[Span] = []
+    for section in _unit_sections(text, overlap, part_tokens, count_many):
+        units += section
+        yield
     if not units:
         return []
     packed = _packed(units, part_tokens - overlap - join_margin(part_tokens))
@@ -76,8 +105,24 @@ def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iter
     # Packed from unit counts, with a margin for where units meet: joined text
     # tokenizes to the sum of its units give or take a token per seam.
     limit = part_tokens - join_margin(part_tokens)
-    rate = [0, 0]
     pending: list[Span] = []
+    for units in _unit_sections(text, unit_limit, part_tokens, count_many):
+        pending += units
+        if pending[-1].end >= len(text):
+            break
+        packed = pack(pending, limit)
+        # The last leaf may still grow with the next section's units: its units wait.
+        carried = packed[-1].start
+        if len(packed) > 1:
+            yield packed[:-1]
+        pending = [unit for unit in pending if unit.start >= carried]
+    if pending:
+        yield _packed(pending, limit)
+
+
+def _unit_sections(text: str, unit_limit: int, part_tokens: int, count_many: CountMany) -> Iterator[list[Span]]:
+    """The units of ``text`` (at most ``unit_limit`` tokens each), one section at a time."""
+    rate = [0, 0]
     start, section_tokens = 0, min(_FIRST_SECTION_LEAVES * part_tokens, _MOST_SECTION_TOKENS)
     while start < len(text):
         chars_per_token = rate[0] / rate[1] if rate[1] else _FIRST_CHARS_PER_TOKEN
@@ -87,19 +132,9 @@ def stream_leaves(text: str, *, part_tokens: int, count_many: CountMany) -> Iter
         # for one at every section.
         window = min(len(text), target + int(min(part_tokens, section_tokens) * chars_per_token) + 1)
         end, level = (len(text), 0) if target >= len(text) else boundary_after(text, target, window)
-        pending += split_range(text, start, end, unit_limit, count_many, end_level=level, rate=rate)
+        yield split_range(text, start, end, unit_limit, count_many, end_level=level, rate=rate)
         start = end
-        if start >= len(text):
-            break
-        packed = pack(pending, limit)
-        # The last leaf may still grow with the next section's units: its units wait.
-        carried = packed[-1].start
-        if len(packed) > 1:
-            yield packed[:-1]
-        pending = [unit for unit in pending if unit.start >= carried]
         section_tokens = min(section_tokens * 2, _MOST_SECTION_TOKENS)
-    if pending:
-        yield _packed(pending, limit)
 
 
 def _packed(units: Sequence[Span], limit: int) -> list[Span]:

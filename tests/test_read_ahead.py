@@ -107,13 +107,17 @@ class ThreadTally(TiktokenCounter):
         return super().count_many(texts)
 
 
-async def test_an_async_run_plans_on_its_loop_and_takes_turns(long_document: tuple[str, list[str]]) -> None:
+@pytest.mark.parametrize("options", [{}, {"chunk_overlap": 200}], ids=["read ahead", "overlap"])
+async def test_an_async_run_plans_on_its_loop_and_takes_turns(
+    long_document: tuple[str, list[str]], options: dict[str, Any]
+) -> None:
     # In a thread beside a busy event loop, planning waited for the GIL after every tokenizer
     # call (25.6 s for 422 calls against 0.045 s alone; see nodes/entry.py): an async run now
     # plans on its own loop, section by section, and lets the loop's other coroutines run in between.
     text, facts = long_document
     tally = ThreadTally()
-    graph = create_rlm_graph(PerfectReader(window=4096, reserved_output=512), token_counter=tally, cache=False)
+    model = PerfectReader(window=4096, reserved_output=512)
+    graph = create_rlm_graph(model, token_counter=tally, cache=False, **options)
     done = asyncio.Event()
 
     async def watcher() -> None:
