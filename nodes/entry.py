@@ -46,8 +46,9 @@ def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], Ca
     return _lambda(name, func, afunc)
 
 
-PlanSteps = Generator[None, None, Any]
-"""A planning node's body: it yields between slices of work and returns the node's output."""
+PlanSteps = Generator[Callable[[], Any] | None, Any, Any]
+"""A planning node's body. It yields ``None`` between slices of work, or a function to run
+off the event loop, whose result it is sent back; it returns the node's output."""
 
 
 def planning_runnable(
@@ -58,7 +59,9 @@ def planning_runnable(
     A sync run goes through the steps at once. An async run goes through them on its
     event loop and gives the loop back at every ``yield``, so the host application's
     other coroutines (another user's stream, a health check) keep running while a long
-    document is planned, each waiting at most one slice.
+    document is planned, each waiting at most one slice. A step that cannot be cut
+    into slices (building a search index) is yielded as a function: a sync run calls
+    it, an async run calls it in a thread.
 
     Not a thread: beside an event loop that is busy with Python work, a thread gets the
     GIL back only when it happens to win it at one of the loop's polls. Measured with
@@ -76,21 +79,26 @@ def planning_runnable(
     """
 
     def func(node_input: Any) -> Any:
-        pending = steps(node_input)
+        pending, result = steps(node_input), None
         while True:
             try:
-                next(pending)
+                request = pending.send(result)
             except StopIteration as done:
                 return done.value
+            result = None if request is None else request()
 
     async def afunc(node_input: Any) -> Any:
-        pending = (async_steps or steps)(node_input)
+        pending, result = (async_steps or steps)(node_input), None
         while True:
             try:
-                next(pending)
+                request = pending.send(result)
             except StopIteration as done:
                 return done.value
-            await asyncio.sleep(0)
+            if request is None:
+                await asyncio.sleep(0)
+                result = None
+            else:
+                result = await asyncio.to_thread(request)
 
     return _lambda(name, func, afunc)
 

@@ -244,7 +244,7 @@ def make_split(settings: Settings) -> Runnable[RLMState, Command]:
         progress.progress("split", "done", "split.done", total=len(parts), done=len(parts))
         groups_by_start = {group[0].start: group for group in groups}
         document = held_text(run, state["document"])
-        parts, extra = focus.first_round(settings, run, state, document, parts, mode, progress)
+        parts, extra = yield from focus.first_round(settings, run, state, document, parts, mode, progress)
         if run.depth == 0:
             run.resources.plan_leaves(sum(len(groups_by_start[part["start"]]) for part in parts))
         sends = part_sends(

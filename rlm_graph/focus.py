@@ -34,8 +34,10 @@ when the answer is not complete yet.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -128,8 +130,12 @@ def first_round(
     parts: list[PlannedPart],
     mode: str,
     progress: ProgressWriter,
-) -> tuple[list[PlannedPart], dict[str, Any]]:
+) -> Generator[Callable[[], Any] | None, Any, tuple[list[PlannedPart], dict[str, Any]]]:
     """Choose the parts ``split`` sends first, and the state that focused rounds need.
+
+    Written as steps of ``split`` (:func:`rlm_graph.nodes.entry.planning_runnable`): the
+    search index is built by a function it yields, which an async run calls in a thread,
+    since the build is one piece of work (about 1 s for 1M tokens) it cannot pause in.
 
     Args:
         settings: The graph's settings.
@@ -150,7 +156,8 @@ def first_round(
         return parts, extra
     options: FocusOptions = settings.retrieval
     spans = [(p["start"] - run.offset, p["end"] - run.offset) for p in parts]
-    index, seconds, reused = options.index_cache.get_or_build(options.resolved_retriever(), document, spans)
+    build = functools.partial(options.index_cache.get_or_build, options.resolved_retriever(), document, spans)
+    index, seconds, reused = yield build
     if reused:
         progress.progress("split", "processing", "split.index_reused")
     else:

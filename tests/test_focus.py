@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -165,6 +167,35 @@ async def test_follow_up_question_reuses_the_index(long_text: str) -> None:
     # A different document builds its own index.
     await graph.ainvoke({"document": text + "\n\nMore.", "question": f"What is {facts[2][:11]}?"})
     assert type(retriever).builds == 2
+
+
+async def test_an_async_run_keeps_its_loop_turning_while_the_index_is_built(long_text: str) -> None:
+    # split plans on the event loop (nodes/entry.py); building the index is one piece of
+    # work (about 1 s for 1M tokens) it cannot pause in, so an async run makes it in a thread.
+    text, facts, _ = plant_needles(long_text, 30, seed=11)
+    turns = {"now": 0, "during_build": 0}
+
+    class SlowBM25(BM25Retriever):
+        def build(self, texts: Sequence[str]):
+            before = turns["now"]
+            time.sleep(0.2)  # the cost of a large index, standing in as plain CPU-free waiting
+            turns["during_build"] = turns["now"] - before
+            return super().build(texts)
+
+    graph = create_rlm_graph(PerfectReader(), mode="focused", retriever=SlowBM25())
+    done = asyncio.Event()
+
+    async def watcher() -> None:
+        while not done.is_set():
+            turns["now"] += 1
+            await asyncio.sleep(0)
+
+    watching = asyncio.create_task(watcher())
+    out = await graph.ainvoke({"document": text, "question": f"What is {facts[4][:11]}?"})
+    done.set()
+    await watching
+    assert facts[4] in out["answer"]
+    assert turns["during_build"] > 10
 
 
 async def test_per_run_mode_overrides_the_graph(long_text: str) -> None:
