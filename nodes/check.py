@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.graph import END
-from rlm_graph.nodes.entry import inline_runnable
+from rlm_graph.nodes.entry import PlanSteps, inline_runnable, planning_runnable
 from rlm_graph.state import RLMState, reset
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
@@ -16,6 +17,11 @@ from rlm_graph.options import wants_navigate
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import has_text
+
+# Counting more text than this (about 25 ms of tokenizing here) in ``check`` is done
+# off an async run's event loop; it happens when a large ``part_tokens`` lets a long
+# document fit one call.
+_INLINE_COUNT_CHARS = 256_000
 
 
 def _validate(state: RLMState) -> tuple[str, str]:
@@ -45,7 +51,7 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         The node runnable.
     """
 
-    def check(state: RLMState) -> dict[str, Any]:
+    def check(state: RLMState) -> PlanSteps:
         document, question = _validate(state)
         configurable = get_config().get("configurable", {})
         run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
@@ -73,13 +79,13 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         update["budget"] = budget
         # A nested level only exists because its text did not fit one call, so only
         # the top level measures (through the run's memo, which split then reuses).
-        fits = run.depth == 0 and settings.fits_one_call(
-            neutralize_tags(document),
-            question,
-            scope,
-            run.resources.memo_count(settings.counter.count_many),
-            run.part_tokens,
-        )
+        fits = False
+        if run.depth == 0 and settings.may_fit_one_call(len(document), run.part_tokens):
+            count_many = run.resources.memo_count(settings.counter.count_many)
+            args = (neutralize_tags(document), question, scope, count_many, run.part_tokens)
+            measure = functools.partial(settings.fits_one_call, *args)
+            # With a large part limit the text to count can be long: off an async run's loop.
+            fits = (yield measure) if len(document) > _INLINE_COUNT_CHARS else measure()
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         route = "direct" if fits else "split"
         # Navigate mode: a top-level document too long for one call goes to the navigator.
@@ -87,7 +93,7 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
             route = "navigate"
         return {**update, "route": route}
 
-    return inline_runnable("check", check)
+    return planning_runnable("check", check)
 
 
 def _route(state: RLMState) -> str:

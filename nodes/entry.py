@@ -1,9 +1,9 @@
 """A node's sync and async entry points, built from one body.
 
 Model-calling nodes are written as :data:`rlm_graph.calls.CallSteps` (:func:`node_runnable`);
-``split``, which may tokenize a whole document at the top level, is written as steps
-that give an async run's event loop back between slices (:func:`planning_runnable`);
-``check`` is short and runs inline (:func:`inline_runnable`).
+``check`` and ``split``, which may tokenize a whole document at the top level, are
+written as steps that give an async run's event loop back between slices
+(:func:`planning_runnable`); the edge after ``check`` runs inline (:func:`inline_runnable`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ off the event loop, whose result it is sent back; it returns the node's output."
 def planning_runnable(
     name: str, steps: Callable[[Any], PlanSteps], async_steps: Callable[[Any], PlanSteps] | None = None
 ) -> Runnable:
-    """A node that may tokenize a whole document (``split``), written as steps.
+    """A node that may tokenize a whole document (``check``, ``split``), written as steps.
 
     A sync run goes through the steps at once. An async run goes through them on its
     event loop and gives the loop back at every ``yield``, so the host application's
@@ -104,7 +104,7 @@ def planning_runnable(
 
 
 def inline_runnable(name: str, func: Callable[[Any], Any]) -> Runnable:
-    """A node whose work is short and bounded (``check``): run inline, sync and async.
+    """A node or edge whose work is short and bounded: run inline, sync and async.
 
     Args:
         name: The node's name.

@@ -119,6 +119,19 @@ class CallWindow:
             )
         )
 
+    def may_fit_one_call(self, chars: int, part_tokens: int | None = None) -> bool:
+        """Whether a document of ``chars`` characters is short enough to be worth counting.
+
+        Args:
+            chars: The document's length.
+            part_tokens: The run's part limit; ``None``: the graph's.
+
+        Returns:
+            False when no tokenizer packs that many characters into the part limit.
+        """
+        limit = min(self.input_window, part_tokens or self.part_tokens)
+        return chars <= min(self.context_window, limit) * NEVER_FITS_CHARS_PER_TOKEN
+
     def fits_one_call(
         self,
         text: str,
@@ -145,7 +158,7 @@ class CallWindow:
             True if the document is within the part limit and the one-call prompt fits the input window.
         """
         limit = min(self.input_window, part_tokens or self.part_tokens)
-        if len(text) > min(self.context_window, limit) * NEVER_FITS_CHARS_PER_TOKEN:
+        if not self.may_fit_one_call(len(text), part_tokens):
             return False
         if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
             return False

@@ -139,6 +139,19 @@ async def test_an_async_run_plans_on_its_loop_and_takes_turns(
     assert len(turns_seen) >= 10
 
 
+async def test_a_long_document_that_may_fit_one_call_is_counted_off_the_loop(frankenstein: str) -> None:
+    # With a large part limit, check counts a long document to see whether it fits one call:
+    # about 100K tokens here, too long to hold an async run's event loop for.
+    tally = ThreadTally()
+    model = PerfectReader(window=200_000)
+    graph = create_rlm_graph(model, token_counter=tally, cache=False, part_tokens=150_000)
+    out = await graph.ainvoke({"document": frankenstein, "question": QUESTION})
+    assert out["usage"]["llm_calls"] == 1  # it fits: one direct call
+    assert model.overflows == 0
+    # The prompt of the direct call is counted on the loop; the document was counted beside it.
+    assert {thread for thread, _ in tally.calls} - {threading.get_ident()}
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_reading_starts_before_the_plan_is_whole(long_document: tuple[str, list[str]], mode: str) -> None:
     text, facts = long_document
