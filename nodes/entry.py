@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -18,6 +18,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rlm_graph.calls import CallSteps, adrive, drive
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
+from rlm_graph.steps import Steps, run_steps
 
 __all__ = ["PlanSteps", "inline_runnable", "node_runnable", "planning_runnable"]
 
@@ -46,9 +47,8 @@ def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], Ca
     return _lambda(name, func, afunc)
 
 
-PlanSteps = Generator[Callable[[], Any] | None, Any, Any]
-"""A planning node's body. It yields ``None`` between slices of work, or a function to run
-off the event loop, whose result it is sent back; it returns the node's output."""
+PlanSteps = Steps[Any]
+"""A planning node's body (:data:`rlm_graph.steps.Steps`); it returns the node's output."""
 
 
 def planning_runnable(
@@ -79,13 +79,7 @@ def planning_runnable(
     """
 
     def func(node_input: Any) -> Any:
-        pending, result = steps(node_input), None
-        while True:
-            try:
-                request = pending.send(result)
-            except StopIteration as done:
-                return done.value
-            result = None if request is None else request()
+        return run_steps(steps(node_input))
 
     async def afunc(node_input: Any) -> Any:
         pending, result = (async_steps or steps)(node_input), None

@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +49,7 @@ from rlm_graph.prompts import FINAL_INSTRUCTION, is_no_relevant
 from rlm_graph.settings import Settings
 from rlm_graph.state import RLMState, Usage, merge_usage
 from rlm_graph.state.schema import PartError, PlannedPart
+from rlm_graph.steps import Steps
 
 COMPLETENESS_INSTRUCTION = (
     " Then, on a last line of its own, write COMPLETE: yes if these findings fully answer the "
@@ -130,7 +130,7 @@ def first_round(
     parts: list[PlannedPart],
     mode: str,
     progress: ProgressWriter,
-) -> Generator[Callable[[], Any] | None, Any, tuple[list[PlannedPart], dict[str, Any]]]:
+) -> Steps[tuple[list[PlannedPart], dict[str, Any]]]:
     """Choose the parts ``split`` sends first, and the state that focused rounds need.
 
     Written as steps of ``split`` (:func:`rlm_graph.nodes.entry.planning_runnable`): the

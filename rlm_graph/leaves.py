@@ -16,9 +16,10 @@ where the text has them.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range
+from rlm_graph.steps import Steps, run_steps
 
 __all__ = ["group_leaves", "levels_needed", "plan_leaves", "plan_with_overlap", "stream_leaves"]
 
@@ -49,17 +50,12 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
     """
     if not overlap:
         return [leaf for batch in stream_leaves(text, part_tokens=part_tokens, count_many=count_many) for leaf in batch]
-    steps = plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap))
 
 
 def plan_with_overlap(
     text: str, *, part_tokens: int, count_many: CountMany, overlap: int
-) -> Generator[None, None, list[Span]]:
+) -> Steps[list[Span]]:
     """Plan leaves that repeat up to ``overlap`` tokens of their predecessor, pausing after each section.
 
     Each leaf's start depends on the units before it, so the leaves come all at once,
