@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
     .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
     .venv/bin/python bench/overhead.py --busy-loop --tokens 100000
+    .venv/bin/python bench/overhead.py --navigate --runs 3
 
 Each run is timed against the floor measured just before it (one ``encode_ordinary``
 of the whole text), beside LangGraph's minimal map-reduce on the same reader, run by
@@ -17,6 +18,10 @@ the number of nested invocations, which gives the cost of one.
 ``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
 the loop busy with Python work in short slices (as a chat server's other requests
 do), and prints planning time, wall time and the longest wait that coroutine saw.
+
+``--navigate`` runs navigate mode with a scripted root model (one tool call, then the
+answer) beside a coroutine that only counts the loop's turns, and prints the run's wall
+time and the longest that coroutine waited for the loop.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from rlm_graph.estimate import settings_of
 from rlm_graph.leaves import group_leaves
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import plant_needles
+from tests.navigator_fakes import ScriptedNavigator, call, calls
 
 CONCURRENCY = 8
 
@@ -173,6 +179,38 @@ async def busy_loop(tokens: int, runs: int) -> None:
         print(f"  {label:<21} planning {planning:6.2f}x, run {wall:6.2f}x, longest wait of the other coroutine {wait:.0f} ms")
 
 
+async def _navigate_once(text: str, first_call: dict | None) -> tuple[float, float]:
+    """One navigate run (``first_call``, then the answer) and the longest wait of a coroutine beside it."""
+    final = calls(call("final", answer="done", citations=[]))
+    script = [calls(first_call), final] if first_call is not None else [final]
+    navigator = ScriptedNavigator(reader=InstantReader(keep_prompts=False), script=script, window=WINDOW)
+    graph = create_rlm_graph(navigator, context_window=WINDOW, cache=False, mode="navigate")
+    stop, waits = asyncio.Event(), [0.0]
+    other = asyncio.create_task(_busy(stop, 0, waits))
+    started = time.perf_counter()
+    await graph.ainvoke({"document": text, "question": QUESTION})
+    wall = time.perf_counter() - started
+    stop.set()
+    await other
+    return wall, max(waits)
+
+
+async def navigate_waits(tokens: int, runs: int) -> None:
+    """Navigate mode beside an idle coroutine (see the module docstring)."""
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    print(f"navigate mode, about {tokens:,} tokens, {runs} runs each (wall: median; wait: longest)")
+    for label, first_call in (
+        ("answer at once", None),
+        ("search", call("search", query="NEEDLE code", k=5)),
+        ("grep", call("grep", pattern=r"NEEDLE-\d{4}", max_hits=20)),
+        ("ask_all count", call("ask_all", question="How many NEEDLE codes?", output="count")),
+    ):
+        measured = [await _navigate_once(text, first_call) for _ in range(runs)]
+        wall = statistics.median(row[0] for row in measured)
+        wait = max(row[1] for row in measured) * 1000
+        print(f"  {label:<15} run {wall:5.2f} s, longest wait of the other coroutine {wait:4.0f} ms")
+
+
 async def main(tokens: int, runs: int) -> None:
     text, _, _ = plant_needles(document_of(tokens), 60)
     doc_tokens = TiktokenCounter().count(text)
@@ -194,6 +232,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
     parser.add_argument("--busy-loop", action="store_true", help="run beside a busy coroutine on the same loop")
+    parser.add_argument("--navigate", action="store_true", help="navigate mode: how long the loop is held")
     arguments = parser.parse_args()
-    mode = parts if arguments.parts else busy_loop if arguments.busy_loop else main
+    modes = {"parts": parts, "busy_loop": busy_loop, "navigate": navigate_waits}
+    mode = next((run for flag, run in modes.items() if getattr(arguments, flag)), main)
     asyncio.run(mode(arguments.tokens, arguments.runs))

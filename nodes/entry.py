@@ -8,7 +8,6 @@ written as steps that give an async run's event loop back between slices
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +17,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rlm_graph.calls import CallSteps, adrive, drive
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
-from rlm_graph.steps import Steps, run_steps
+from rlm_graph.steps import Steps, arun_steps, run_steps
 
 __all__ = ["PlanSteps", "inline_runnable", "node_runnable", "planning_runnable"]
 
@@ -63,11 +62,7 @@ def planning_runnable(
     into slices (building a search index) is yielded as a function: a sync run calls
     it, an async run calls it in a thread.
 
-    Not a thread: beside an event loop that is busy with Python work, a thread gets the
-    GIL back only when it happens to win it at one of the loop's polls. Measured with
-    CPython 3.11 on two cores: 422 tokenizer calls took 25.6 s in a thread beside such a
-    loop against 0.045 s alone, and pure Python work 5.2 s against 0.1 s
-    (``bench/overhead.py --busy-loop`` shows what it does to a whole run).
+    Not a thread for the whole: see :mod:`rlm_graph.steps`.
 
     Args:
         name: The node's name.
@@ -82,17 +77,7 @@ def planning_runnable(
         return run_steps(steps(node_input))
 
     async def afunc(node_input: Any) -> Any:
-        pending, result = (async_steps or steps)(node_input), None
-        while True:
-            try:
-                request = pending.send(result)
-            except StopIteration as done:
-                return done.value
-            if request is None:
-                await asyncio.sleep(0)
-                result = None
-            else:
-                result = await asyncio.to_thread(request)
+        return await arun_steps((async_steps or steps)(node_input))
 
     return _lambda(name, func, afunc)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from rlm_graph.splitter import CountMany, Span, boundary_after, join_margin, pack, split_range
 from rlm_graph.steps import Steps, run_steps
 
-__all__ = ["group_leaves", "levels_needed", "plan_leaves", "plan_with_overlap", "stream_leaves"]
+__all__ = ["group_leaves", "levels_needed", "plan_leaves", "plan_leaves_in_steps", "plan_with_overlap", "stream_leaves"]
 
 # Leaves in the first section: small, so the first finished leaf comes out after a
 # sliver of the document has been tokenized.
@@ -48,9 +48,30 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
         Leaves tiling the text (see :func:`rlm_graph.splitter.drop_blank`); ``tokens``
         is the sum of each leaf's units, which a packing margin keeps within ``part_tokens``.
     """
-    if not overlap:
-        return [leaf for batch in stream_leaves(text, part_tokens=part_tokens, count_many=count_many) for leaf in batch]
-    return run_steps(plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap))
+    return run_steps(plan_leaves_in_steps(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap))
+
+
+def plan_leaves_in_steps(
+    text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0
+) -> Steps[list[Span]]:
+    """:func:`plan_leaves` as steps that pause after each section, for an async caller's event loop.
+
+    Args:
+        text: The whole text.
+        part_tokens: Most document tokens one reading call may hold.
+        count_many: Counts the tokens of several strings at once.
+        overlap: Tokens of the previous leaf to repeat at the start of each leaf.
+
+    Returns:
+        The leaves, as :func:`plan_leaves` gives them.
+    """
+    if overlap:
+        return (yield from plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap))
+    leaves: list[Span] = []
+    for batch in stream_leaves(text, part_tokens=part_tokens, count_many=count_many):
+        leaves += batch
+        yield
+    return leaves
 
 
 def plan_with_overlap(

@@ -2,7 +2,9 @@
 
 Nothing here calls a model. A run's :class:`NavDocument` is built once (the document is
 tokenized once, into reading-call-sized leaves) and kept beside the run's shared
-resources, so every tool call of the run reuses it.
+resources, so every tool call of the run reuses it. Planning is written as steps
+(:mod:`rlm_graph.steps`), so that an async run plans on its event loop section by
+section instead of holding it for a whole tokenizer pass.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass, field
 
 import regex
 
-from rlm_graph.leaves import group_leaves, plan_leaves
+from rlm_graph.leaves import group_leaves, plan_leaves_in_steps
 from rlm_graph.runs import RunResources
 from rlm_graph.splitter import Span, drop_blank
+from rlm_graph.steps import Steps
 from rlm_graph.tokens import TokenCounter
 
-__all__ = ["GREP_TIMEOUT_SECONDS", "NavDocument", "cut_to_tokens", "nav_document"]
+__all__ = ["GREP_TIMEOUT_SECONDS", "NavDocument", "cut_to_tokens", "plan_nav_document"]
 
 GREP_TIMEOUT_SECONDS = 2.0
 """Most seconds one ``grep`` may spend matching: a catastrophic pattern is stopped, not run."""
@@ -72,17 +75,17 @@ class NavDocument:
     count_many: Callable[[Sequence[str]], list[int]]
     aggregate_leaves: dict[int, list[Span]] = field(default_factory=dict)
     """Smaller leaves for ``ask_all`` counts, tallies and lists, by part size."""
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def leaves_for(self, part_tokens: int) -> list[Span]:
-        """Leaves of at most ``part_tokens`` tokens (the main plan when it is already that small)."""
+    def plan_leaves_for(self, part_tokens: int) -> Steps[list[Span]]:
+        """Leaves of at most ``part_tokens`` tokens (the main plan when it is already that small), as steps."""
         if part_tokens >= max((leaf.tokens for leaf in self.leaves), default=0):
             return self.leaves
-        with self.lock:
-            if part_tokens not in self.aggregate_leaves:
-                planned = plan_leaves(self.text, part_tokens=part_tokens, count_many=self.count_many)
-                self.aggregate_leaves[part_tokens] = drop_blank(self.text, planned)
-            return self.aggregate_leaves[part_tokens]
+        found = self.aggregate_leaves.get(part_tokens)
+        if found is None:
+            planned = yield from plan_leaves_in_steps(self.text, part_tokens=part_tokens, count_many=self.count_many)
+            # Two tool calls planning the same size at once keep the first plan.
+            found = self.aggregate_leaves.setdefault(part_tokens, drop_blank(self.text, planned))
+        return found
 
     def check_span(self, start: object, end: object) -> str | None:
         """Why ``[start, end)`` is not a valid span of the document, or ``None`` when it is."""
@@ -127,7 +130,8 @@ class NavDocument:
             return f"error: the pattern {pattern!r} is not a valid regular expression: {exc}"
         hits: list[str] = []
         try:
-            for found in compiled.finditer(self.text, timeout=GREP_TIMEOUT_SECONDS):
+            # concurrent: the match runs without the GIL, so a tool thread does not slow the event loop.
+            for found in compiled.finditer(self.text, concurrent=True, timeout=GREP_TIMEOUT_SECONDS):
                 if found.end() == found.start():
                     continue
                 _, line = self.line_at(found.start())
@@ -192,13 +196,13 @@ _documents: weakref.WeakKeyDictionary[RunResources, NavDocument] = weakref.WeakK
 _documents_lock = threading.Lock()
 
 
-def nav_document(
+def plan_nav_document(
     resources: RunResources,
     document: Callable[[], str],
     part_tokens: int,
     count_many: Callable[[Sequence[str]], list[int]],
-) -> NavDocument:
-    """The run's :class:`NavDocument`, planned on first use and kept as long as the run's resources.
+) -> Steps[NavDocument]:
+    """The run's :class:`NavDocument`, planned on first use (as steps) and kept as long as the run's resources.
 
     Args:
         resources: The run's shared resources (their text is set too, for nested reads).
@@ -211,11 +215,16 @@ def nav_document(
     """
     with _documents_lock:
         found = _documents.get(resources)
-        if found is not None:
-            return found
-        text = resources.text if resources.text is not None else document()
-        resources.text = text
-        leaves = drop_blank(text, plan_leaves(text, part_tokens=part_tokens, count_many=count_many))
-        found = NavDocument(text=text, leaves=leaves, tokens=sum(leaf.tokens for leaf in leaves), count_many=count_many)
-        _documents[resources] = found
+        if found is None:
+            text = resources.text if resources.text is not None else document()
+            resources.text = text
+    if found is not None:
         return found
+    planned = yield from plan_leaves_in_steps(text, part_tokens=part_tokens, count_many=count_many)
+    leaves = drop_blank(text, planned)
+    planned_document = NavDocument(
+        text=text, leaves=leaves, tokens=sum(leaf.tokens for leaf in leaves), count_many=count_many
+    )
+    with _documents_lock:
+        # The navigate node plans before any tool runs; should two callers plan at once, the first plan stands.
+        return _documents.setdefault(resources, planned_document)

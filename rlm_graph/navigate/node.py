@@ -27,6 +27,7 @@ from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.state import RLMState, Usage, merge_usage
+from rlm_graph.steps import arun_steps
 from rlm_graph.timeouts import ainvoke_within, invoke_within
 
 __all__ = ["NavState", "bind_root_model", "make_navigate"]
@@ -265,6 +266,8 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
 
     async def anavigate(state: NavState) -> Command:
+        # The first step plans the document: on the loop, section by section (rlm_graph.steps).
+        await arun_steps(navigation.ready(dict(state)))
         node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
         if not allowed:
             return node.finish(dict(state), run, progress, update, None, reason, {})

@@ -4,10 +4,15 @@ Tool names and arguments are a contract (clients and tests rely on them): ``sear
 ``grep(pattern, max_hits)``, ``peek(start, end)``, ``ask(question, spans)``,
 ``ask_all(question, output)`` and ``final(answer, citations)``. Arguments are validated and
 bad ones come back to the model as an error message; nothing the model writes is executed.
+
+Each tool is written once, as steps (:mod:`rlm_graph.steps`): an async run goes through
+them on its event loop, giving it back while a document or a span is planned, and runs
+what cannot pause (building the search index, matching a pattern) in a thread.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +25,13 @@ from langgraph.types import Command
 from rlm_graph.level import Level
 from rlm_graph.navigate import reading
 from rlm_graph.navigate.aggregate import render
-from rlm_graph.navigate.document import NavDocument, cut_to_tokens, nav_document
+from rlm_graph.navigate.document import NavDocument, cut_to_tokens, plan_nav_document
 from rlm_graph.navigate.options import NAVIGATE_MESSAGES, NavigateOptions
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
 from rlm_graph.state import Usage
+from rlm_graph.steps import Steps, run_steps
 
 __all__ = ["MESSAGES_KEY", "Navigation"]
 
@@ -50,11 +56,11 @@ class Navigation:
         """Navigate templates under the graph's and the run's ``progress_messages``."""
         return {**NAVIGATE_MESSAGES, **run.templates}
 
-    def start(self, state: dict[str, Any]) -> tuple[Level, NavDocument, ProgressWriter]:
-        """The invocation, the planned document and a progress writer for a tool or root call."""
+    def ready(self, state: dict[str, Any]) -> Steps[tuple[Level, NavDocument, ProgressWriter]]:
+        """The invocation, the planned document and a progress writer for a tool or root call, as steps."""
         run = Level.current(self.settings, state["run_key"])
         part = self.settings.budget_for(state["question"], run.part_tokens)["part_tokens"]
-        nav = nav_document(
+        nav = yield from plan_nav_document(
             run.resources,
             lambda: neutralize_tags(state["document"]),
             part,
@@ -62,6 +68,10 @@ class Navigation:
         )
         progress = ProgressWriter(self.templates(run), run.depth, (0, len(nav.text)))
         return run, nav, progress
+
+    def start(self, state: dict[str, Any]) -> tuple[Level, NavDocument, ProgressWriter]:
+        """:meth:`ready` run straight through (the document is planned already when an async run asks)."""
+        return run_steps(self.ready(state))
 
     def reply(
         self,
@@ -106,33 +116,40 @@ class Navigation:
 
     # Tools without model calls.
 
-    def search(self, query: str, k: int, runtime: ToolRuntime) -> Command:
-        _run, nav, progress = self.start(runtime.state)
+    def search(self, query: str, k: int, runtime: ToolRuntime) -> Steps[Command]:
+        _run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "search", {"query": query, "k": k})
-        rank = None
         options = self.settings.retrieval
         try:
             retriever = options.resolved_retriever() if options is not None else None
         except ImportError:
             retriever = None  # bm25s is not installed: rank by query words found instead
-        if retriever is not None:
-            spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
-            index, _, _ = options.index_cache.get_or_build(retriever, nav.text, spans)
-            rank = index.rank
-        text = nav.search(query, k, rank)
+
+        def ranked() -> str:
+            rank = None
+            if retriever is not None:
+                spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
+                index, _, _ = options.index_cache.get_or_build(retriever, nav.text, spans)
+                rank = index.rank
+            return nav.search(query, k, rank)
+
+        # Building the index (about a second for a million tokens) and scoring every leaf
+        # cannot pause: off an async run's loop.
+        text = yield ranked
         self.done(progress, "search", {})
         return self.reply(runtime, "search", text, f"search {query!r}: {text.splitlines()[0][:120]}")
 
-    def grep(self, pattern: str, max_hits: int, runtime: ToolRuntime) -> Command:
-        _run, nav, progress = self.start(runtime.state)
+    def grep(self, pattern: str, max_hits: int, runtime: ToolRuntime) -> Steps[Command]:
+        _run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "grep", {"pattern": pattern, "max_hits": max_hits})
-        text = nav.grep(pattern, max_hits)
+        # A pattern may take up to GREP_TIMEOUT_SECONDS to match: off an async run's loop.
+        text = yield functools.partial(nav.grep, pattern, max_hits)
         offsets = ", ".join(line.split("]")[0].lstrip("[") for line in text.splitlines()[1:6])
         self.done(progress, "grep", {})
         return self.reply(runtime, "grep", text, f"grep {pattern!r}: {text.splitlines()[0][:80]} at {offsets}")
 
-    def peek(self, start: int, end: int, runtime: ToolRuntime) -> Command:
-        _run, nav, progress = self.start(runtime.state)
+    def peek(self, start: int, end: int, runtime: ToolRuntime) -> Steps[Command]:
+        _run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "peek", {"start": start, "end": end})
         text = nav.peek(start, end, self.result_limit - 64, self.settings.counter)
         self.done(progress, "peek", {})
@@ -140,7 +157,9 @@ class Navigation:
 
     # Tools that read.
 
-    def _ask_jobs(self, run: Level, nav: NavDocument, question: str, spans: Any) -> list[reading.SpanJob] | str:
+    def _ask_jobs(
+        self, run: Level, nav: NavDocument, question: str, spans: Any
+    ) -> Steps[list[reading.SpanJob] | str]:
         if not isinstance(spans, list) or not spans:
             return "error: spans must be a non-empty list of [start, end] pairs"
         if len(spans) > self.options.max_spans:
@@ -154,7 +173,7 @@ class Navigation:
             if (problem := nav.check_span(span[0], span[1])) is not None:
                 return f"error: {problem}"
             try:
-                jobs.append(reading.span_job(self.settings, run, nav, question, span[0], span[1]))
+                jobs.append((yield from reading.span_job(self.settings, run, nav, question, span[0], span[1])))
             except ValueError as exc:
                 return f"error: {exc}"
         return jobs
@@ -185,23 +204,18 @@ class Navigation:
         spans = ", ".join(f"{o.start}-{o.end}" for o in outcomes)
         return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget)
 
-    def ask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
+    def ask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Steps[Command]:
+        run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "ask", {"question": question, "spans": spans})
-        jobs = self._ask_jobs(run, nav, question, spans)
+        jobs = yield from self._ask_jobs(run, nav, question, spans)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, run, reading.run_jobs(run, jobs, self.graph), progress)
+        outcomes = yield reading.Reads(run, jobs, self.graph)
+        return self._ask_result(runtime, run, outcomes, progress)
 
-    async def aask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
-        self.announce(progress, "ask", {"question": question, "spans": spans})
-        jobs = self._ask_jobs(run, nav, question, spans)
-        if isinstance(jobs, str):
-            return self.reply(runtime, "ask", jobs, jobs)
-        return self._ask_result(runtime, run, await reading.arun_jobs(run, jobs, self.graph), progress)
-
-    def _all_jobs(self, run: Level, nav: NavDocument, question: str, output: str) -> list[reading.SpanJob] | str:
+    def _all_jobs(
+        self, run: Level, nav: NavDocument, question: str, output: str
+    ) -> Steps[list[reading.SpanJob] | str]:
         if not isinstance(question, str) or not question.strip():
             return "error: the question is empty"
         try:
@@ -211,8 +225,8 @@ class Navigation:
             else:
                 size = self.options.aggregate_part_tokens or self.settings.max_output_tokens
                 part = self.settings.budget_for(question, run.part_tokens)["part_tokens"]
-                leaves = nav.leaves_for(min(size, part))
-                jobs = [reading.leaf_job(self.settings, run, question, leaf, output) for leaf in leaves]
+                leaves = yield from nav.plan_leaves_for(min(size, part))
+                jobs = reading.leaf_jobs(self.settings, run, question, leaves, output)
                 calls = len(jobs)
         except ValueError as exc:
             return f"error: {exc}"
@@ -265,18 +279,11 @@ class Navigation:
             stop=budget,
         )
 
-    def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
+    def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Steps[Command]:
+        run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "ask_all", {"question": question, "output": output})
-        jobs = self._all_jobs(run, nav, question, output)
+        jobs = yield from self._all_jobs(run, nav, question, output)
         if isinstance(jobs, str):
             return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, run, output, reading.run_jobs(run, jobs, self.graph), progress)
-
-    async def aask_all(self, question: str, output: str, runtime: ToolRuntime) -> Command:
-        run, nav, progress = self.start(runtime.state)
-        self.announce(progress, "ask_all", {"question": question, "output": output})
-        jobs = self._all_jobs(run, nav, question, output)
-        if isinstance(jobs, str):
-            return self.reply(runtime, "ask_all", jobs, jobs)
-        return self._all_result(runtime, run, output, await reading.arun_jobs(run, jobs, self.graph), progress)
+        outcomes = yield reading.Reads(run, jobs, self.graph)
+        return self._all_result(runtime, run, output, outcomes, progress)

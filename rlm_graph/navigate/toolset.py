@@ -15,6 +15,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from rlm_graph.navigate.tools import Navigation
+from rlm_graph.steps import arun_steps, run_steps
 
 __all__ = ["FinalArgs", "final_tool", "make_tools"]
 
@@ -43,42 +44,54 @@ def final_tool() -> StructuredTool:
 
 
 def make_tools(navigation: Navigation) -> list[BaseTool]:
-    """The ToolNode's tools (``final`` is bound to the model but handled by the navigate node)."""
+    """The ToolNode's tools (``final`` is bound to the model but handled by the navigate node).
+
+    Each tool's body is written once, as steps; its sync and async entry points drive them.
+    """
 
     def search(query: str, runtime: ToolRuntime, k: int = 5) -> Command:
         """The k spans most relevant to the query (BM25): start, end, score and a snippet."""
-        return navigation.search(query, k, runtime)
+        return run_steps(navigation.search(query, k, runtime))
+
+    async def asearch(query: str, runtime: ToolRuntime, k: int = 5) -> Command:
+        return await arun_steps(navigation.search(query, k, runtime))
 
     def grep(pattern: str, runtime: ToolRuntime, max_hits: int = 20) -> Command:
         """Regular-expression matches: start, end and the matching line; the match time is bounded."""
-        return navigation.grep(pattern, max_hits, runtime)
+        return run_steps(navigation.grep(pattern, max_hits, runtime))
+
+    async def agrep(pattern: str, runtime: ToolRuntime, max_hits: int = 20) -> Command:
+        return await arun_steps(navigation.grep(pattern, max_hits, runtime))
 
     def peek(start: int, end: int, runtime: ToolRuntime) -> Command:
         """The text of the character range [start, end), cut to fit the window (saying so when cut)."""
-        return navigation.peek(start, end, runtime)
+        return run_steps(navigation.peek(start, end, runtime))
+
+    async def apeek(start: int, end: int, runtime: ToolRuntime) -> Command:
+        return await arun_steps(navigation.peek(start, end, runtime))
 
     def ask(question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
         """A reader answers the question on each span [start, end], in parallel; large spans are read in parts."""
-        return navigation.ask(question, spans, runtime)
+        return run_steps(navigation.ask(question, spans, runtime))
 
     async def aask(question: str, spans: list[list[int]], runtime: ToolRuntime) -> Command:
-        return await navigation.aask(question, spans, runtime)
+        return await arun_steps(navigation.ask(question, spans, runtime))
 
     def ask_all(
         question: str, runtime: ToolRuntime, output: Literal["text", "count", "tally", "list"] = "text"
     ) -> Command:
         """The whole document read with the question; count, tally and list are merged exactly in code."""
-        return navigation.ask_all(question, output, runtime)
+        return run_steps(navigation.ask_all(question, output, runtime))
 
     async def aask_all(
         question: str, runtime: ToolRuntime, output: Literal["text", "count", "tally", "list"] = "text"
     ) -> Command:
-        return await navigation.aask_all(question, output, runtime)
+        return await arun_steps(navigation.ask_all(question, output, runtime))
 
     return [
-        StructuredTool.from_function(search),
-        StructuredTool.from_function(grep),
-        StructuredTool.from_function(peek),
+        StructuredTool.from_function(search, coroutine=asearch),
+        StructuredTool.from_function(grep, coroutine=agrep),
+        StructuredTool.from_function(peek, coroutine=apeek),
         StructuredTool.from_function(ask, coroutine=aask),
         StructuredTool.from_function(ask_all, coroutine=aask_all),
     ]
