@@ -54,16 +54,9 @@ def plan_leaves(text: str, *, part_tokens: int, count_many: CountMany, overlap: 
 def plan_leaves_in_steps(
     text: str, *, part_tokens: int, count_many: CountMany, overlap: int = 0
 ) -> Steps[list[Span]]:
-    """:func:`plan_leaves` as steps that pause after each section, for an async caller's event loop.
+    """:func:`plan_leaves` (same arguments and leaves) as steps that pause after each section.
 
-    Args:
-        text: The whole text.
-        part_tokens: Most document tokens one reading call may hold.
-        count_many: Counts the tokens of several strings at once.
-        overlap: Tokens of the previous leaf to repeat at the start of each leaf.
-
-    Returns:
-        The leaves, as :func:`plan_leaves` gives them.
+    An async caller runs them on its event loop with :func:`rlm_graph.steps.arun_steps`.
     """
     if overlap:
         return (yield from plan_with_overlap(text, part_tokens=part_tokens, count_many=count_many, overlap=overlap))
