@@ -117,3 +117,26 @@ def test_ask_on_a_span_after_blank_text_reads_all_of_it() -> None:
     out = graph.invoke({"document": document, "question": "What is NEEDLE-0042?"})
     assert "NEEDLE-0042 is QUASAR" in tool_results(navigator.root_prompts[-1])[-1]
     assert out["answer"].startswith("NEEDLE-0042 is QUASAR")
+
+
+def test_an_answer_cut_to_its_share_of_the_result_says_so() -> None:
+    # ask gives each span's answer an equal share of the tool result; an answer longer
+    # than its share was cut without a word, and the root model took it as whole.
+    lines = [f"NEEDLE-{n:04d} is {'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[n % 26] * 6}." for n in range(400)]
+    document = "\n\n".join(" ".join(lines[i : i + 25]) for i in range(0, 400, 25))
+    step = len(document) // 16
+    spans = [[n * step, (n + 1) * step] for n in range(16)]
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[calls(call("ask", question="List the NEEDLE codes.", spans=spans)), _final_from_last],
+    )
+    graph = create_rlm_graph(navigator, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+    graph.invoke({"document": document * 3, "question": "List the NEEDLE codes."})
+    result = tool_results(navigator.root_prompts[-1])[-1]
+    blocks = result.split("\n\n")
+    assert len(blocks) >= 12
+    cut = [block for block in blocks if block.endswith("[answer cut to its share of the result]")]
+    assert cut, result[:400]
+    # Only the answers that were cut say so: each one's text stops short of its span's facts.
+    for block in cut:
+        assert len(NEEDLE.findall(block)) < 25

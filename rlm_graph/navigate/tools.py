@@ -200,7 +200,13 @@ class Navigation:
         budget = self._budget_stop(run, outcomes)
         self.done(progress, "ask", usage)
         share = max(64, self.result_limit // max(1, len(outcomes)))
-        text = reading.answers_text(outcomes, lambda answer: cut_to_tokens(answer, share, self.settings.counter)[0])
+
+        def within_share(answer: str) -> str:
+            # The root model must know an answer is not whole: it may ask again on a smaller span.
+            kept, cut = cut_to_tokens(answer, share, self.settings.counter)
+            return kept + " [answer cut to its share of the result]" if cut else kept
+
+        text = reading.answers_text(outcomes, within_share)
         spans = ", ".join(f"{o.start}-{o.end}" for o in outcomes)
         return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget)
 
