@@ -140,3 +140,19 @@ def test_an_answer_cut_to_its_share_of_the_result_says_so() -> None:
     # Only the answers that were cut say so: each one's text stops short of its span's facts.
     for block in cut:
         assert len(NEEDLE.findall(block)) < 25
+
+
+def test_a_cut_outline_says_where_it_stops() -> None:
+    # The outline (up to 40 entries) is cut to a fifth of the root window, which a small
+    # window cannot hold whole; its last line then looked like the end of the document.
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=4096), script=[calls(call("final", answer="done", citations=[]))], window=4096
+    )
+    graph = create_rlm_graph(navigator, context_window=4096, cache=False, mode="navigate")
+    document = (BOOK * 4)[:440_000]  # 40 parts or fewer: one outline line each
+    graph.invoke({"document": document, "question": "q"})
+    first = navigator.root_prompts[0][-1].text
+    listed = [line for line in first.splitlines() if line.startswith("- characters ")]
+    assert listed  # some parts are listed, each on a whole line
+    assert all(line.split(":")[0].endswith("tokens)") for line in listed)
+    assert f"the outline is cut here to fit the window; the document goes on to character {len(document)}" in first

@@ -109,8 +109,13 @@ class NavDocument:
                 first = next((line for line in piece.splitlines() if line.strip()), "")
                 label = " ".join(first.split())[:100]
             lines.append(f"- characters {start}-{end} (about {sum(leaf.tokens for leaf in group)} tokens): {label}")
-        text, _ = cut_to_tokens("\n".join(lines), limit, counter)
-        return text
+        whole = "\n".join(lines)
+        if counter.count(whole) <= limit:
+            return whole
+        # A cut outline says where it stops, so that the model does not take its last line for the end.
+        note = f"- (the outline is cut here to fit the window; the document goes on to character {len(self.text)})"
+        text, _ = cut_to_tokens(whole, max(0, limit - counter.count(note) - 1), counter)
+        return text[: text.rfind("\n") + 1] + note  # whole lines only
 
     def line_at(self, position: int) -> tuple[int, str]:
         """The start and text (cut) of the line holding ``position``."""
