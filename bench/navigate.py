@@ -123,7 +123,7 @@ async def needle(tokens: int) -> list[str]:
     started = time.perf_counter()
     result = await graph.ainvoke({"document": document, "question": question})
     rows.append(
-        row("needle, navigate", result, time.perf_counter() - started, result["answer"] == "NEEDLE-0042 is QUASAR")
+        row("needle, navigate", result, time.perf_counter() - started, result["answer"].split("\n\n")[0] == "NEEDLE-0042 is QUASAR")
     )
     full = create_rlm_graph(PerfectReader(window=WINDOW, reserved_output=OUTPUT), max_output_tokens=OUTPUT, cache=False)
     started = time.perf_counter()

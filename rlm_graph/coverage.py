@@ -11,7 +11,10 @@ What is reported, from the run's ``errors`` (by their ``kind``) and focused read
 - parts skipped to stay within the budget (``answer.skipped``);
 - findings shortened to fit a synthesis call (``answer.truncated``);
 - focused reading that stopped before reading every part (``answer.focused_incomplete``
-  or, when the synthesis said the answer was complete, ``answer.focused_complete``).
+  or, when the synthesis said the answer was complete, ``answer.focused_complete``);
+- navigate mode's reading: how much of the text a reader (``ask``, ``ask_all``) or the
+  root model (``peek``) saw, when it was not all (``answer.navigate_read_part``, or
+  ``answer.navigate_read_none`` when the answer rests on search results alone).
 
 When nothing relevant was found but some of the text was not read, the answer is
 ``answer.not_found_in_read`` with the notes, never ``no_answer_message``: absence is
@@ -30,14 +33,21 @@ from rlm_graph.progress import format_message
 from rlm_graph.prompts import is_no_relevant
 from rlm_graph.state import PartError
 
-__all__ = ["MAX_LISTED_SPANS", "Coverage", "settle_answer"]
+__all__ = ["MAX_LISTED_SPANS", "Coverage", "merged_spans", "settle_answer", "subtract_spans"]
 
 MAX_LISTED_SPANS = 5
 """Character ranges listed in a note before ``answer.more_spans`` sums up the rest."""
 
 
-def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Union of spans, so a nested failure inside a failed parent span is counted once."""
+def merged_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of spans, in order (a nested failure inside a failed parent span is counted once).
+
+    Args:
+        spans: ``(start, end)`` pairs, in any order, overlapping or not.
+
+    Returns:
+        Disjoint spans in document order.
+    """
     merged: list[list[int]] = []
     for start, end in sorted(spans):
         if merged and start < merged[-1][1]:
@@ -45,6 +55,32 @@ def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append([start, end])
     return [(start, end) for start, end in merged]
+
+
+def subtract_spans(spans: Sequence[tuple[int, int]], removed: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """What of ``spans`` lies outside ``removed``.
+
+    Args:
+        spans: ``(start, end)`` pairs.
+        removed: ``(start, end)`` pairs to take out.
+
+    Returns:
+        Disjoint spans in document order.
+    """
+    left: list[tuple[int, int]] = []
+    cuts = merged_spans(removed)
+    for start, end in merged_spans(spans):
+        for cut_start, cut_end in cuts:
+            if cut_end <= start or cut_start >= end:
+                continue
+            if cut_start > start:
+                left.append((start, cut_start))
+            start = max(start, cut_end)
+            if start >= end:
+                break
+        if start < end:
+            left.append((start, end))
+    return left
 
 
 def _share(spans: Sequence[tuple[int, int]], chars: int) -> str:
@@ -68,10 +104,14 @@ class Coverage:
     """Focused reading: top-level parts planned."""
     complete: bool = False
     """Focused reading: the synthesis said the findings answer the question."""
+    read: Sequence[tuple[int, int]] | None = None
+    """Navigate mode: the spans a reader or the root model read (``None``: the run read by parts)."""
+    unread: Sequence[tuple[int, int]] = ()
+    """Navigate mode: the text no one read (blank stretches aside)."""
 
     def spans(self, kind: str) -> list[tuple[int, int]]:
         """Merged spans of the errors of one kind (an error without ``kind`` is ``"failed"``)."""
-        return _merged([(e["start"], e["end"]) for e in self.errors if e.get("kind", "failed") == kind])
+        return merged_spans([(e["start"], e["end"]) for e in self.errors if e.get("kind", "failed") == kind])
 
     @property
     def parts_unread(self) -> int:
@@ -81,7 +121,7 @@ class Coverage:
     @property
     def read_in_full(self) -> bool:
         """Whether every part was read, none failed and none was skipped (truncation aside)."""
-        return not self.spans("failed") and not self.spans("skipped") and not self.parts_unread
+        return not self.spans("failed") and not self.spans("skipped") and not self.parts_unread and not self.unread
 
     def usage(self) -> dict[str, int]:
         """Usage counters of this coverage, for the depth-0 ``usage``."""
@@ -92,6 +132,8 @@ class Coverage:
         if self.parts_total:
             counts["parts_unread"] = self.parts_unread
             counts["stopped_early"] = int(bool(self.parts_unread) and not self.complete)
+        if self.read is not None:
+            counts["chars_read"] = sum(end - start for start, end in merged_spans(self.read))
         return counts
 
     def notes(self, templates: Mapping[str, str]) -> list[str]:
@@ -111,6 +153,13 @@ class Coverage:
             key = "answer.focused_complete" if self.complete else "answer.focused_incomplete"
             notes.append(
                 _message(templates, key, read=self.parts_read, total=self.parts_total, unread=self.parts_unread)
+            )
+        if self.read is not None and self.unread:
+            read = merged_spans(self.read)
+            notes.append(
+                self._span_note(templates, "answer.navigate_read_part", read)
+                if read
+                else _message(templates, "answer.navigate_read_none")
             )
         notes.append(self._span_note(templates, "answer.truncated", self.spans("truncated")))
         return [note for note in notes if note]

@@ -93,6 +93,9 @@ class Usage(TypedDict, total=False):
     """Parts (at any depth) whose reading came entirely from the reply cache."""
     unsupported_quotes: int
     """Quotes given by readers that could not be found in the part they read (not citations)."""
+    chars_read: int
+    """Navigate mode: characters of the document a reader (``ask``, ``ask_all``) or the root
+    model (``peek``) read; the answer says so when it is not all of the text."""
 
 
 def reset(value: Any) -> Overwrite:

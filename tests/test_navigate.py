@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from rlm_graph import create_rlm_graph
-from tests.fakes import PerfectReader, insert_at_paragraph
+from tests.fakes import PerfectReader, ScriptedReader, insert_at_paragraph, part_text
 from tests.navigator_fakes import ScriptedNavigator, TallyReader, call, calls, spans_in, tool_results
 
 BOOK = (Path(__file__).parent / "data" / "frankenstein.txt").read_text()[:120_000]
@@ -51,7 +51,13 @@ def test_needle_found_by_grep_then_confirmed_by_ask() -> None:
         reader=reader, script=[calls(call("grep", pattern=r"NEEDLE-\d+")), _ask_grep_hits, _final_from_last]
     )
     result = _graph(navigator).invoke({"document": document, "question": "What is NEEDLE-0042?"})
-    assert result["answer"] == "NEEDLE-0042 is QUASAR"
+    answer, note = result["answer"].split("\n\n")
+    assert answer == "NEEDLE-0042 is QUASAR"
+    # The answer rests on about a thousand characters around the hit: it says so.
+    read = result["usage"]["chars_read"]
+    assert 0 < read <= 1100
+    assert note.startswith("The navigator read <1% of the document (characters ")
+    assert note.endswith("the rest was only searched, not read, so the answer may miss what it holds.")
     assert {tool["function"]["name"] for tool in navigator.bound_tools} == TOOL_NAMES
     # The root model never saw the document: its first prompt is the question, sizes and outline.
     first = "\n".join(m.text for m in navigator.root_prompts[0])
@@ -102,7 +108,9 @@ async def test_multi_hop_needs_two_ask_rounds(use_async: bool) -> None:
     )
     graph, payload = _graph(navigator), {"document": document, "question": "Two hops"}
     result = await graph.ainvoke(payload) if use_async else graph.invoke(payload)
-    assert result["answer"] == "NEEDLE-0002 is LOCATIONX"
+    assert result["answer"].split("\n\n")[0] == "NEEDLE-0002 is LOCATIONX"
+    assert result["usage"]["chars_read"] == 90_000  # the two spans asked about, read whole
+    assert "The navigator read 75% of the document (characters 0-40000, 60000-110000)" in result["answer"]
     # Each 40K-character span is larger than one call: read by the graph invoked on it.
     assert result["usage"]["max_depth"] >= 1
     assert not result["errors"]
@@ -143,7 +151,8 @@ async def test_aggregation_tally_is_exact(use_async: bool) -> None:
     payload = {"document": document, "question": "Which key has the most sales, and how many?"}
     result = await graph.ainvoke(payload) if use_async else graph.invoke(payload)
     best, count = max(truth.items(), key=lambda item: (item[1], -int(item[0][1:])))
-    assert result["answer"] == f"Most frequent: {best}: {count}"
+    assert result["answer"] == f"Most frequent: {best}: {count}"  # read whole: no note
+    assert result["usage"]["chars_read"] >= len(document.strip()) * 0.99
     head = answers["tally"].splitlines()[0]
     assert head.startswith(f"{len(truth)} distinct keys, {sum(truth.values())} in all")
     # The tally is larger than one window: cut, saying how many entries were left out, and exact where shown.
@@ -206,7 +215,8 @@ def test_bad_tool_arguments_come_back_as_messages(monkeypatch: pytest.MonkeyPatc
     )
     document += "x" * 3000
     result = _graph(navigator).invoke({"document": document, "question": "q"})
-    assert result["answer"] == "done"
+    assert result["answer"].split("\n\n")[0] == "done"
+    assert "The navigator read none of the document's text" in result["answer"]
     assert "out of range" in seen[0]
     assert "out of range" in seen[1]
     assert "took more than 0.2s" in seen[2]
@@ -259,3 +269,49 @@ def test_count_and_list_merge_exactly_in_code() -> None:
     text = render("tally", {f"k{i}": i for i in range(2000)}, 200, TiktokenCounter())
     assert text.splitlines()[1] == "k1999: 1999"
     assert re.search(r"\.\.\. (\d+) more entries left out", text)
+
+
+def test_the_answer_says_what_was_read_and_what_failed() -> None:
+    # The root model answers from what its tools returned; the answer says how little
+    # that was, and which span could not be read at all.
+    document, _ = insert_at_paragraph(BOOK, "POISON", 30_000)
+
+    def reply(prompt: str, kind: str) -> str:
+        if "POISON" in part_text(prompt):
+            raise ValueError("the provider refused this part")
+        return "Nothing about it here."
+
+    navigator = ScriptedNavigator(
+        reader=ScriptedReader(reply=reply, window=8192),
+        script=[
+            calls(call("ask", question="What is POISON?", spans=[[20_000, 25_000], [28_000, 33_000]])),
+            calls(call("final", answer="It is not explained.", citations=[])),
+        ],
+    )
+    result = _graph(navigator).invoke({"document": document, "question": "What is POISON?"})
+    answer, notes = result["answer"].split("\n\n")
+    assert answer == "It is not explained."
+    assert result["usage"]["chars_read"] == 5_000
+    assert "1 part(s) of the document could not be read (characters 28000-33000" in notes
+    assert "The navigator read 4% of the document (characters 20000-25000)" in notes
+
+
+def test_a_second_question_on_a_thread_has_read_nothing_yet() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=TallyReader(window=8192),
+        script=[
+            calls(call("ask_all", question="How many SALE records?", output="count")),
+            calls(call("final", answer="none", citations=[])),
+            calls(call("final", answer="from memory", citations=[])),
+        ],
+    )
+    graph = _graph(navigator, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "two-questions"}}
+    first = graph.invoke({"document": document, "question": "How many sales?"}, config)
+    assert first["answer"] == "none"  # the whole document was read: no note
+    second = graph.invoke({"document": document, "question": "And now?"}, config)
+    assert second["answer"].startswith("from memory\n\nThe navigator read none of the document's text")
+    assert second["usage"]["chars_read"] == 0

@@ -184,17 +184,18 @@ class NavDocument:
             return f"no span mentions any word of {query!r}"
         return f"{len(lines)} best spans for {query!r} (score: query words found):\n" + "\n".join(lines)
 
-    def peek(self, start: int, end: int, limit: int, counter: TokenCounter) -> str:
-        """The text of ``[start, end)``, cut to ``limit`` tokens, saying so when cut."""
+    def peek(self, start: int, end: int, limit: int, counter: TokenCounter) -> tuple[str, tuple[int, int] | None]:
+        """The text of ``[start, end)``, cut to ``limit`` tokens, saying so when cut, and the range shown."""
         if (problem := self.check_span(start, end)) is not None:
-            return f"error: {problem}"
+            return f"error: {problem}", None
         text, cut = cut_to_tokens(self.text[start:end], limit, counter)
+        shown = (start, start + len(text))
         if cut:
             return (
                 f"[characters {start}-{start + len(text)} of {start}-{end}; cut to fit, peek further from "
                 f"{start + len(text)}]\n{text}"
-            )
-        return f"[characters {start}-{end}]\n{text}"
+            ), shown
+        return f"[characters {start}-{end}]\n{text}", shown
 
 
 _documents: weakref.WeakKeyDictionary[RunResources, NavDocument] = weakref.WeakKeyDictionary()

@@ -21,12 +21,14 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
 from rlm_graph.call_usage import model_usage
+from rlm_graph.coverage import Coverage, subtract_spans
 from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.progress import ProgressWriter, format_message
-from rlm_graph.state import RLMState, Usage, merge_usage
+from rlm_graph.state import RLMState, Usage, merge_usage, reset
+from rlm_graph.state.schema import accumulate
 from rlm_graph.steps import arun_steps
 from rlm_graph.timeouts import ainvoke_within, invoke_within
 
@@ -42,6 +44,8 @@ class NavState(RLMState):
     nav_steps: NotRequired[int]
     nav_stop: NotRequired[str | None]
     """Set by a tool when the budget refused a call: ``"budget:<reason>"``."""
+    nav_read: Annotated[list[list[int]], accumulate]
+    """``[start, end]`` of the text a reader (``ask``, ``ask_all``) or the root model (``peek``) read."""
 
 
 def bind_root_model(model: BaseChatModel, tools: list[Any]) -> Runnable | None:
@@ -124,6 +128,8 @@ class _Root:
         limit = self.settings.input_window
         compacted = self.compact(messages, limit)
         update: dict[str, Any] = {"route": "navigating", "nav_steps": steps + 1, "nav_stop": None}
+        if first:
+            update["nav_read"] = reset([])  # a new question on the same thread has read nothing yet
         # Written back by id, so the checkpointed conversation stays compacted too.
         kept = {id(message) for message in compacted}
         by_id = {message.id: message for message in compacted if message.id}
@@ -178,11 +184,24 @@ class _Root:
             answer = f"{answer}\n\n{note}".strip() if note else answer
         if not answer:
             answer = self.settings.no_answer_message
+        coverage = self.coverage(state)
+        notes = coverage.notes(templates)
+        if notes:
+            answer = answer.rstrip() + "\n\n" + " ".join(notes)
+        usage = merge_usage(usage, coverage.usage())
         progress.progress("navigate", "done", "navigate.done", step=update["nav_steps"])
         if reply is not None:
             update[MESSAGES_KEY] = [*update[MESSAGES_KEY], reply]
         run.finish(progress, merge_usage(state.get("usage"), usage))
         return Command(update={**update, "usage": usage, "answer": answer, "citations": citations}, goto=END)
+
+    def coverage(self, state: dict[str, Any]) -> Coverage:
+        """What the readers and the root model read of the document, and what no one did."""
+        _run, nav, _ = self.nav.start(state)
+        first = state.get("route") == "navigate"  # the state still holds the last question's reads
+        read = [] if first else [(start, end) for start, end in state.get("nav_read") or []]
+        unread = subtract_spans([(leaf.start, leaf.end) for leaf in nav.leaves], read)
+        return Coverage(chars=len(nav.text), errors=state.get("errors") or [], read=read, unread=unread)
 
     def usage_of(self, run: Level, reply: AIMessage, tokens: int) -> Usage:
         role = "large_model" if self.settings.large_model is not None else "model"

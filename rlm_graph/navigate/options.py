@@ -60,6 +60,14 @@ NAVIGATE_MESSAGES: Mapping[str, str] = {
         "and say what remains uncertain."
     ),
     "answer.navigate_no_answer": "The search stopped ({reason}) before any answer was given.",
+    "answer.navigate_read_part": (
+        "The navigator read {share} of the document (characters {spans}); the rest was only searched, "
+        "not read, so the answer may miss what it holds."
+    ),
+    "answer.navigate_read_none": (
+        "The navigator read none of the document's text, only search results and its outline, "
+        "so the answer may miss what the document holds."
+    ),
     "answer.navigate_reason_steps": "max_steps={max_steps} reached",
     "answer.navigate_reason_budget": "budget exhausted: {detail}",
 }

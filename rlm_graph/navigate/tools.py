@@ -22,6 +22,7 @@ from langchain_core.runnables import Runnable
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 
+from rlm_graph.coverage import subtract_spans
 from rlm_graph.level import Level
 from rlm_graph.navigate import reading
 from rlm_graph.navigate.aggregate import render
@@ -83,8 +84,9 @@ class Navigation:
         usage: Usage | None = None,
         errors: list[dict[str, Any]] | None = None,
         stop: str | None = None,
+        read: list[tuple[int, int]] | None = None,
     ) -> Command:
-        """The tool's result as a state update: the (cut) message, its usage and errors."""
+        """The tool's result as a state update: the (cut) message, its usage, errors and the text it read."""
         text, cut = cut_to_tokens(content, self.result_limit, self.settings.counter)
         if cut:
             text += "\n[result cut to fit the window]"
@@ -96,6 +98,8 @@ class Navigation:
             update["errors"] = errors
         if stop:
             update["nav_stop"] = stop
+        if read:
+            update["nav_read"] = [[start, end] for start, end in read]
         return Command(update=update)
 
     def announce(self, progress: ProgressWriter, tool: str, arguments: dict[str, Any]) -> None:
@@ -151,9 +155,10 @@ class Navigation:
     def peek(self, start: int, end: int, runtime: ToolRuntime) -> Steps[Command]:
         _run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "peek", {"start": start, "end": end})
-        text = nav.peek(start, end, self.result_limit - 64, self.settings.counter)
+        text, shown = nav.peek(start, end, self.result_limit - 64, self.settings.counter)
         self.done(progress, "peek", {})
-        return self.reply(runtime, "peek", text, f"peek {start}-{end}: {text.splitlines()[0][:100]}")
+        note = f"peek {start}-{end}: {text.splitlines()[0][:100]}"
+        return self.reply(runtime, "peek", text, note, read=[shown] if shown else None)
 
     # Tools that read.
 
@@ -208,7 +213,8 @@ class Navigation:
 
         text = reading.answers_text(outcomes, within_share)
         spans = ", ".join(f"{o.start}-{o.end}" for o in outcomes)
-        return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget)
+        read = _read_spans(outcomes, errors)
+        return self.reply(runtime, "ask", text, f"ask on {spans}", usage=usage, errors=errors, stop=budget, read=read)
 
     def ask(self, question: str, spans: list[list[int]], runtime: ToolRuntime) -> Steps[Command]:
         run, nav, progress = yield from self.ready(runtime.state)
@@ -283,6 +289,7 @@ class Navigation:
             usage=usage,
             errors=errors,
             stop=budget,
+            read=_read_spans(outcomes, errors),
         )
 
     def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Steps[Command]:
@@ -293,3 +300,10 @@ class Navigation:
             return self.reply(runtime, "ask_all", jobs, jobs)
         outcomes = yield reading.Reads(run, jobs, self.graph)
         return self._all_result(runtime, run, output, outcomes, progress)
+
+
+def _read_spans(outcomes: list[reading.Outcome], errors: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The text the readers read: spans with an answer, less what failed or was skipped inside them."""
+    answered = [(outcome.start, outcome.end) for outcome in outcomes if outcome.text is not None]
+    lost = [(e["start"], e["end"]) for e in errors if e.get("kind", "failed") in ("failed", "skipped")]
+    return subtract_spans(answered, lost)
