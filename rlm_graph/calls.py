@@ -92,10 +92,12 @@ class RunnableCall:
     """Extra keyword arguments of ``invoke``, such as a nested graph's ``context``."""
 
 
-CallSteps = Generator[list[ModelCall] | RunnableCall, Any, Any]
+CallSteps = Generator[list[ModelCall] | RunnableCall | None, Any, Any]
 """Node logic written once for sync and async: it yields a batch of calls (and
 receives their results, in order) or a nested call (and receives the graph's output),
-so a driver can run a batch in parallel. A failed request is thrown into the generator."""
+so a driver can run a batch in parallel. A failed request is thrown into the generator.
+It may also yield ``None`` between slices of long work (extracting a PDF page by page):
+an async driver gives its event loop back there (see :mod:`rlm_graph.steps`)."""
 
 
 def _messages(call: ModelCall) -> list[BaseMessage]:
@@ -267,6 +269,8 @@ class _Stepper:
 
 
 def _run(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    if request is None:
+        return None, None  # a pause: nothing to wait for in a sync run
     try:
         if isinstance(request, RunnableCall):
             return request.runnable.invoke(request.input, request.config, **request.kwargs), None
@@ -276,6 +280,9 @@ def _run(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
 
 
 async def _arun(level: Level | None, request: Any) -> tuple[Any, Exception | None]:
+    if request is None:
+        await asyncio.sleep(0)  # a pause: the loop's other coroutines run
+        return None, None
     try:
         if isinstance(request, RunnableCall):
             return await request.runnable.ainvoke(request.input, request.config, **request.kwargs), None

@@ -20,9 +20,10 @@ from rlm_graph.documents import (
     ExtractedDocument,
     Page,
     detect_format,
-    extract_text,
+    extract_text_in_steps,
     html_to_text,
 )
+from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
     "DEFAULT_QUESTION",
@@ -32,6 +33,7 @@ __all__ = [
     "is_attachment",
     "known_pages",
     "read_message",
+    "read_message_in_steps",
     "render",
     "sha256_hex",
     "split_message",
@@ -77,13 +79,16 @@ _EXTRACTED_SIZE = 4
 _EXTRACTED_LOCK = threading.Lock()  # sync nodes of concurrent runs share it
 
 
-def _extract(raw: bytes, mime: str | None, filename: str | None, messages: Mapping[str, str]) -> ExtractedDocument:
+def _extract(
+    raw: bytes, mime: str | None, filename: str | None, messages: Mapping[str, str]
+) -> Steps[ExtractedDocument]:
     key = (hashlib.sha256(raw).hexdigest(), mime, filename)
     with _EXTRACTED_LOCK:
         if key in _EXTRACTED:
             _EXTRACTED.move_to_end(key)
             return _EXTRACTED[key]
-    document = extract_text(raw, mime_type=mime, filename=filename or "The attachment", messages=messages)
+    name = filename or "The attachment"
+    document = yield from extract_text_in_steps(raw, mime_type=mime, filename=name, messages=messages)
     with _EXTRACTED_LOCK:
         _EXTRACTED[key] = document
         while len(_EXTRACTED) > _EXTRACTED_SIZE:
@@ -91,7 +96,9 @@ def _extract(raw: bytes, mime: str | None, filename: str | None, messages: Mappi
     return document
 
 
-def _read_file_block(block: Mapping[str, Any], messages: Mapping[str, str]) -> ExtractedDocument | DocumentError | str:
+def _read_file_block(
+    block: Mapping[str, Any], messages: Mapping[str, str]
+) -> Steps[ExtractedDocument | DocumentError | str]:
     """A ``file`` block's document, the reason it cannot be read, or (a string) its unsupported kind."""
     nested = block.get("file") if isinstance(block.get("file"), dict) else {}
     extras = block.get("extras") if isinstance(block.get("extras"), dict) else {}
@@ -107,7 +114,7 @@ def _read_file_block(block: Mapping[str, Any], messages: Mapping[str, str]) -> E
     kind = detect_format(raw, mime, filename)
     try:
         if kind in {"pdf", "docx", "html"}:
-            return _extract(raw, mime, filename, messages)
+            return (yield from _extract(raw, mime, filename, messages))
     except DocumentError as exc:
         return exc
     if kind in {"text", "markdown"} or _is_text_type(mime):
@@ -132,6 +139,24 @@ class MessageParts:
 
 def read_message(message: BaseMessage, *, document_messages: Mapping[str, str] | None = None) -> MessageParts:
     """Separate a human message into its text, its documents and the attachments that cannot be read.
+
+    :func:`read_message_in_steps` run straight through.
+
+    Args:
+        message: A chat message.
+        document_messages: Templates of extraction problems, merged over
+            :data:`rlm_graph.documents.DEFAULT_DOCUMENT_MESSAGES`.
+
+    Returns:
+        The message's text, documents, unsupported kinds and extraction problems.
+    """
+    return run_steps(read_message_in_steps(message, document_messages=document_messages))
+
+
+def read_message_in_steps(
+    message: BaseMessage, *, document_messages: Mapping[str, str] | None = None
+) -> Steps[MessageParts]:
+    """:func:`read_message` as steps that pause after each PDF page, for an async node's event loop.
 
     Understands LangChain's standard content blocks (``text``, ``text-plain``,
     ``file`` with ``base64``/``data``/``text``) and OpenAI's ``file`` parts with
@@ -162,7 +187,7 @@ def read_message(message: BaseMessage, *, document_messages: Mapping[str, str] |
         elif kind == "text-plain":
             parts.documents.append(ExtractedDocument(block.get("text") or _decode(block.get("base64", "")), "text"))
         elif kind == "file":
-            found = _read_file_block(block, templates)
+            found = yield from _read_file_block(block, templates)
             if isinstance(found, ExtractedDocument):
                 parts.documents.append(found)
             elif isinstance(found, DocumentError):

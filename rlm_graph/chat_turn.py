@@ -21,6 +21,7 @@ from rlm_graph.chat_messages import (
     is_attachment,
     known_pages,
     read_message,
+    read_message_in_steps,
     render,
     sha256_hex,
     text_only,
@@ -30,6 +31,7 @@ from rlm_graph.estimate import settings_of
 from rlm_graph.options import default_output_tokens
 from rlm_graph.settings import Settings
 from rlm_graph.state import Usage, merge_usage
+from rlm_graph.steps import Steps
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 from rlm_graph.window import SEAM_SLACK
 
@@ -139,13 +141,14 @@ class DocumentTurn:
             messages = self._condense_messages(history, question)
         return {"condense": messages} if history else {}
 
-    def _plan(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _plan(self, state: dict[str, Any]) -> Steps[dict[str, Any]]:
         messages: list[AnyMessage] = list(state.get("messages") or [])
         humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
         if not humans:
             return {"reply": self.missing_document_message}
         latest = messages[humans[-1]]
-        parts = read_message(latest, document_messages=self.document_messages)
+        # A long PDF is extracted page by page, pausing in between (an async turn gives its loop back).
+        parts = yield from read_message_in_steps(latest, document_messages=self.document_messages)
         attached = parts.documents
         if parts.problems and not attached:
             # Say what is wrong with each file (a scanned PDF, a password...) rather than "no document".
@@ -287,7 +290,7 @@ class DocumentTurn:
         return question, usage, self._fits_analysis(question)
 
     def _steps(self, state: dict[str, Any], graph: CompiledStateGraph, answer_id: str) -> CallSteps:
-        plan = self._plan(state)
+        plan = yield from self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
         rewrite = self.model.with_config(

@@ -18,9 +18,11 @@ from html.parser import HTMLParser
 from itertools import accumulate
 from typing import Any, Literal
 
+from rlm_graph.steps import Steps, run_steps
+
 __all__ = [
     "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
-    "detect_format", "extract_text", "html_to_text",
+    "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
 ]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
@@ -200,15 +202,18 @@ def _message(messages: Mapping[str, str], reason: str, kind: DocumentFormat, **f
     return DocumentError(messages[reason].format(format=_FORMAT_NAMES[kind], **fields), reason, kind)
 
 
-def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocument:
+def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> Steps[ExtractedDocument]:
     try:
         from pypdf import PdfReader
     except ImportError:
         raise _message(messages, "missing_extra", "pdf", package="pypdf") from None
+    texts: list[str] = []
     try:
         reader = PdfReader(io.BytesIO(data))
         locked = reader.is_encrypted and not reader.decrypt("")  # many PDFs are encrypted with an empty password
-        texts = [] if locked else [page.extract_text() or "" for page in reader.pages]
+        for page in [] if locked else reader.pages:
+            texts.append(page.extract_text() or "")
+            yield  # a page at a time: a long PDF is seconds of Python
     except Exception as exc:  # a broken file makes pypdf raise many kinds of error
         if "decrypt" not in str(exc).lower() and "cryptography" not in str(exc).lower():
             raise _message(messages, "damaged", "pdf", name=name, detail=str(exc) or type(exc).__name__) from exc
@@ -258,6 +263,31 @@ def extract_text(
 ) -> ExtractedDocument:  # fmt: skip
     """Extract a document's text (citation offsets then refer to it).
 
+    See :func:`extract_text_in_steps`, which this runs straight through.
+
+    Args:
+        data: The file's bytes, or its text when it was already decoded.
+        mime_type: The mime type the sender gave, if any.
+        filename: The file name, if any (also used in messages).
+        encoding: Encoding of HTML, Markdown and text given as bytes.
+        messages: Message templates by reason, merged over :data:`DEFAULT_DOCUMENT_MESSAGES`.
+
+    Returns:
+        The text, its format, and for a PDF its pages' ranges in the text.
+
+    Raises:
+        DocumentError: As :func:`extract_text_in_steps`.
+    """
+    steps = extract_text_in_steps(data, mime_type=mime_type, filename=filename, encoding=encoding, messages=messages)
+    return run_steps(steps)
+
+
+def extract_text_in_steps(
+    data: bytes | str, *, mime_type: str | None = None, filename: str | None = None, encoding: str = "utf-8",
+    messages: Mapping[str, str] | None = None,
+) -> Steps[ExtractedDocument]:  # fmt: skip
+    """Extract a document's text, as steps that pause after each PDF page (:mod:`rlm_graph.steps`).
+
     The format is told from the bytes first, then ``mime_type``, then ``filename``.
     HTML gives its visible text; Markdown, text and anything else are read as text.
 
@@ -280,7 +310,7 @@ def extract_text(
     raw = data.encode("utf-8", errors="surrogatepass") if isinstance(data, str) else data
     kind = detect_format(raw, mime_type, filename) or "text"
     if kind == "pdf":
-        return _pdf(raw, name, templates)
+        return (yield from _pdf(raw, name, templates))
     if kind == "docx":
         return _docx(raw, name, templates)
     # A page may say its own charset (<meta charset="windows-1252">); it wins over the default.

@@ -4,6 +4,7 @@ Every file is written here by a real library (fpdf2 for PDFs, python-docx for DO
 the extractor reads what such tools produce.
 """
 
+import asyncio
 import base64
 import io
 import json
@@ -413,3 +414,37 @@ def test_web_upload_of_docx_html_and_a_scan(client, frankenstein: str) -> None:
     # Plain text is still not echoed: the page keeps the text it sent.
     reply = client.post("/api/documents", files={"file": ("notes.txt", b"plain words", "text/plain")})
     assert "text" not in reply.json()
+
+
+async def test_an_async_turn_extracts_a_pdf_page_by_page_giving_the_loop_back(
+    frankenstein: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long PDF is seconds of Python to extract (6 to 7 ms a page here); the async chat
+    # node did it in one go on the event loop, holding every other stream of the service.
+    from pypdf import PageObject
+
+    pages = 20
+    data = make_pdf(frankenstein, pages=pages, fact_page=3)
+    turns = {"now": 0, "seen": set()}
+    extract = PageObject.extract_text
+
+    def noting_turn(page: PageObject, *args: object, **kwargs: object) -> str:
+        turns["seen"].add(turns["now"])
+        return extract(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", noting_turn)
+    done = asyncio.Event()
+
+    async def watcher() -> None:
+        while not done.is_set():
+            turns["now"] += 1
+            await asyncio.sleep(0)
+
+    watching = asyncio.create_task(watcher())
+    app = chat_app(PerfectReader())
+    message = HumanMessage([{"type": "text", "text": "List every NEEDLE code."}, pdf_block(data)])
+    state = await app.ainvoke({"messages": [message]})
+    done.set()
+    await watching
+    assert FACT in state["messages"][-1].text
+    assert len(turns["seen"]) >= pages  # the loop turned between pages
