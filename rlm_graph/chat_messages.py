@@ -140,7 +140,11 @@ class MessageParts:
 def read_message(message: BaseMessage, *, document_messages: Mapping[str, str] | None = None) -> MessageParts:
     """Separate a human message into its text, its documents and the attachments that cannot be read.
 
-    :func:`read_message_in_steps` run straight through.
+    Understands LangChain's standard content blocks (``text``, ``text-plain``,
+    ``file`` with ``base64``/``data``/``text``) and OpenAI's ``file`` parts with
+    ``file_data``. PDF, DOCX and HTML files are extracted to text (see
+    :func:`rlm_graph.documents.extract_text`; PDF and DOCX need the
+    ``documents`` extra); Markdown and plain text are kept as they are.
 
     Args:
         message: A chat message.
@@ -156,21 +160,9 @@ def read_message(message: BaseMessage, *, document_messages: Mapping[str, str] |
 def read_message_in_steps(
     message: BaseMessage, *, document_messages: Mapping[str, str] | None = None
 ) -> Steps[MessageParts]:
-    """:func:`read_message` as steps that pause after each PDF page, for an async node's event loop.
+    """:func:`read_message` (same arguments and result) as steps that pause after each PDF page.
 
-    Understands LangChain's standard content blocks (``text``, ``text-plain``,
-    ``file`` with ``base64``/``data``/``text``) and OpenAI's ``file`` parts with
-    ``file_data``. PDF, DOCX and HTML files are extracted to text (see
-    :func:`rlm_graph.documents.extract_text`; PDF and DOCX need the
-    ``documents`` extra); Markdown and plain text are kept as they are.
-
-    Args:
-        message: A chat message.
-        document_messages: Templates of extraction problems, merged over
-            :data:`rlm_graph.documents.DEFAULT_DOCUMENT_MESSAGES`.
-
-    Returns:
-        The message's text, documents, unsupported kinds and extraction problems.
+    An async node runs them on its event loop (:mod:`rlm_graph.steps`).
     """
     if isinstance(message.content, str):
         return MessageParts(message.content)

@@ -263,31 +263,6 @@ def extract_text(
 ) -> ExtractedDocument:  # fmt: skip
     """Extract a document's text (citation offsets then refer to it).
 
-    See :func:`extract_text_in_steps`, which this runs straight through.
-
-    Args:
-        data: The file's bytes, or its text when it was already decoded.
-        mime_type: The mime type the sender gave, if any.
-        filename: The file name, if any (also used in messages).
-        encoding: Encoding of HTML, Markdown and text given as bytes.
-        messages: Message templates by reason, merged over :data:`DEFAULT_DOCUMENT_MESSAGES`.
-
-    Returns:
-        The text, its format, and for a PDF its pages' ranges in the text.
-
-    Raises:
-        DocumentError: As :func:`extract_text_in_steps`.
-    """
-    steps = extract_text_in_steps(data, mime_type=mime_type, filename=filename, encoding=encoding, messages=messages)
-    return run_steps(steps)
-
-
-def extract_text_in_steps(
-    data: bytes | str, *, mime_type: str | None = None, filename: str | None = None, encoding: str = "utf-8",
-    messages: Mapping[str, str] | None = None,
-) -> Steps[ExtractedDocument]:  # fmt: skip
-    """Extract a document's text, as steps that pause after each PDF page (:mod:`rlm_graph.steps`).
-
     The format is told from the bytes first, then ``mime_type``, then ``filename``.
     HTML gives its visible text; Markdown, text and anything else are read as text.
 
@@ -304,6 +279,19 @@ def extract_text_in_steps(
     Raises:
         DocumentError: For a scanned PDF (no text layer), a password-protected or
             damaged file, text that does not decode, or a missing ``documents`` extra.
+    """
+    steps = extract_text_in_steps(data, mime_type=mime_type, filename=filename, encoding=encoding, messages=messages)
+    return run_steps(steps)
+
+
+def extract_text_in_steps(
+    data: bytes | str, *, mime_type: str | None = None, filename: str | None = None, encoding: str = "utf-8",
+    messages: Mapping[str, str] | None = None,
+) -> Steps[ExtractedDocument]:  # fmt: skip
+    """:func:`extract_text` (same arguments, result and errors) as steps that pause after each PDF page.
+
+    An async caller runs them on its event loop (:mod:`rlm_graph.steps`), which a long
+    PDF would otherwise hold for seconds.
     """
     templates = {**DEFAULT_DOCUMENT_MESSAGES, **(messages or {})}
     name = filename or "the document"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,3 +68,27 @@ def plan_groups(groups: Sequence[Sequence[Span]]) -> Plan:
     """The plan of one level whose leaves are already grouped."""
     parts = [Span(g[0].start, g[-1].end, sum(leaf.tokens for leaf in g), g[-1].level) for g in groups]
     return Plan(parts, [len(g) == 1 for g in groups], [list(g) for g in groups])
+
+
+class LoopTurns:
+    """Counts the turns of the running event loop while open (``async with``): a coroutine
+    that does nothing but give the loop back, as another user's stream would."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._done.set()
+        if self._task is not None:
+            await self._task
+
+    async def _watch(self) -> None:
+        while not self._done.is_set():
+            self.now += 1
+            await asyncio.sleep(0)

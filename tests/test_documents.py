@@ -4,7 +4,6 @@ Every file is written here by a real library (fpdf2 for PDFs, python-docx for DO
 the extractor reads what such tools produce.
 """
 
-import asyncio
 import base64
 import io
 import json
@@ -22,6 +21,7 @@ from rlm_graph import DocumentChatState, create_document_node
 from rlm_graph.chat_messages import read_message, split_message
 from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
 from tests.fakes import PerfectReader
+from tests.helpers import LoopTurns
 
 FACT = "NEEDLE-0007 is VAULTS"
 FACT_PAGE = 7
@@ -425,26 +425,18 @@ async def test_an_async_turn_extracts_a_pdf_page_by_page_giving_the_loop_back(
 
     pages = 20
     data = make_pdf(frankenstein, pages=pages, fact_page=3)
-    turns = {"now": 0, "seen": set()}
+    seen: set[int] = set()
     extract = PageObject.extract_text
+    turns = LoopTurns()
 
     def noting_turn(page: PageObject, *args: object, **kwargs: object) -> str:
-        turns["seen"].add(turns["now"])
+        seen.add(turns.now)
         return extract(page, *args, **kwargs)
 
     monkeypatch.setattr(PageObject, "extract_text", noting_turn)
-    done = asyncio.Event()
-
-    async def watcher() -> None:
-        while not done.is_set():
-            turns["now"] += 1
-            await asyncio.sleep(0)
-
-    watching = asyncio.create_task(watcher())
     app = chat_app(PerfectReader())
     message = HumanMessage([{"type": "text", "text": "List every NEEDLE code."}, pdf_block(data)])
-    state = await app.ainvoke({"messages": [message]})
-    done.set()
-    await watching
+    async with turns:
+        state = await app.ainvoke({"messages": [message]})
     assert FACT in state["messages"][-1].text
-    assert len(turns["seen"]) >= pages  # the loop turned between pages
+    assert len(seen) >= pages  # the loop turned between pages

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -15,7 +14,7 @@ from rlm_graph import BM25Retriever, RLMContext, VectorStoreRetriever, create_rl
 from rlm_graph.auto_mode import decide_mode
 from rlm_graph.focus import split_complete
 from tests.fakes import PerfectReader, plant_needles
-from tests.helpers import collect
+from tests.helpers import LoopTurns, collect
 from tests.test_events import check_bars, check_shapes
 
 
@@ -173,29 +172,20 @@ async def test_an_async_run_keeps_its_loop_turning_while_the_index_is_built(long
     # split plans on the event loop (nodes/entry.py); building the index is one piece of
     # work (about 1 s for 1M tokens) it cannot pause in, so an async run makes it in a thread.
     text, facts, _ = plant_needles(long_text, 30, seed=11)
-    turns = {"now": 0, "during_build": 0}
+    turns, during_build = LoopTurns(), []
 
     class SlowBM25(BM25Retriever):
         def build(self, texts: Sequence[str]):
-            before = turns["now"]
+            before = turns.now
             time.sleep(0.2)  # the cost of a large index, standing in as plain CPU-free waiting
-            turns["during_build"] = turns["now"] - before
+            during_build.append(turns.now - before)
             return super().build(texts)
 
     graph = create_rlm_graph(PerfectReader(), mode="focused", retriever=SlowBM25())
-    done = asyncio.Event()
-
-    async def watcher() -> None:
-        while not done.is_set():
-            turns["now"] += 1
-            await asyncio.sleep(0)
-
-    watching = asyncio.create_task(watcher())
-    out = await graph.ainvoke({"document": text, "question": f"What is {facts[4][:11]}?"})
-    done.set()
-    await watching
+    async with turns:
+        out = await graph.ainvoke({"document": text, "question": f"What is {facts[4][:11]}?"})
     assert facts[4] in out["answer"]
-    assert turns["during_build"] > 10
+    assert during_build[0] > 10
 
 
 async def test_per_run_mode_overrides_the_graph(long_text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -12,30 +11,26 @@ from langchain_core.messages import AIMessage, BaseMessage
 from rlm_graph import create_rlm_graph
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import NEEDLE, PerfectReader, insert_at_paragraph
+from tests.helpers import LoopTurns
 from tests.navigator_fakes import ScriptedNavigator, TallyReader, call, calls, spans_in, tool_results
 from tests.test_navigate import BOOK
 
 
 class TurnTally(TiktokenCounter):
-    """cl100k_base, adding up the characters counted on the event loop's thread between two turns of a watcher."""
+    """cl100k_base, adding up the characters counted on the event loop's thread between two turns of the loop."""
 
     def __init__(self) -> None:
         super().__init__(exact=True)
         self.loop_thread = threading.get_ident()
-        self.turns = 0
+        self.turns = LoopTurns()
         self.recording = True
         self.chars_by_turn: dict[int, int] = {}
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         if self.recording and threading.get_ident() == self.loop_thread:
             chars = sum(len(text) for text in texts)
-            self.chars_by_turn[self.turns] = self.chars_by_turn.get(self.turns, 0) + chars
+            self.chars_by_turn[self.turns.now] = self.chars_by_turn.get(self.turns.now, 0) + chars
         return super().count_many(texts)
-
-    async def watch(self, done: asyncio.Event) -> None:
-        while not done.is_set():
-            self.turns += 1
-            await asyncio.sleep(0)
 
 
 def _graph(navigator: ScriptedNavigator, tally: TurnTally) -> Any:
@@ -45,13 +40,8 @@ def _graph(navigator: ScriptedNavigator, tally: TurnTally) -> Any:
 
 
 async def _run_watched(graph: Any, tally: TurnTally, inputs: dict[str, Any]) -> dict[str, Any]:
-    done = asyncio.Event()
-    watching = asyncio.create_task(tally.watch(done))
-    try:
+    async with tally.turns:
         return await graph.ainvoke(inputs)
-    finally:
-        done.set()
-        await watching
 
 
 def _final_from_last(messages: list[BaseMessage]) -> AIMessage:
