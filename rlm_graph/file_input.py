@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import codecs
 
-from rlm_graph.documents import DocumentError, ExtractedDocument, detect_format, extract_text
+from rlm_graph.documents import DocumentError, ExtractedDocument, detect_format, extract_text_in_steps
+from rlm_graph.steps import Steps, run_steps
 
-__all__ = ["BadInputError", "binary_kind", "decode_document", "read_document"]
+__all__ = ["BadInputError", "binary_kind", "decode_document", "read_document", "read_document_in_steps"]
 
 # Leading bytes of formats people hand to a text tool by mistake; read as text they are noise.
 _MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
@@ -137,10 +138,20 @@ def read_document(raw: bytes, encoding: str, name: str, mime_type: str | None = 
         BadInputError: If the encoding is unknown, the bytes do not decode, they
             are binary, or a PDF or DOCX holds no extractable text (a scan).
     """
+    return run_steps(read_document_in_steps(raw, encoding, name, mime_type))
+
+
+def read_document_in_steps(
+    raw: bytes, encoding: str, name: str, mime_type: str | None = None
+) -> Steps[ExtractedDocument]:
+    """:func:`read_document` (same arguments, result and errors) as steps that pause after each PDF page.
+
+    An async server runs them on its event loop (:func:`rlm_graph.steps.arun_steps`).
+    """
     kind = detect_format(raw, mime_type, name)
     if kind in {"pdf", "docx", "html"}:
         try:
-            return extract_text(raw, mime_type=mime_type, filename=name, encoding=encoding)
+            return (yield from extract_text_in_steps(raw, mime_type=mime_type, filename=name, encoding=encoding))
         except DocumentError as exc:
             raise BadInputError(str(exc), "encoding" if exc.reason == "encoding" else "document") from None
     return ExtractedDocument(decode_document(raw, encoding, name), kind if kind == "markdown" else "text")

@@ -440,3 +440,33 @@ async def test_an_async_turn_extracts_a_pdf_page_by_page_giving_the_loop_back(
         state = await app.ainvoke({"messages": [message]})
     assert FACT in state["messages"][-1].text
     assert len(seen) >= pages  # the loop turned between pages
+
+
+async def test_the_web_upload_extracts_a_pdf_page_by_page_giving_the_loop_back(
+    frankenstein: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The example server's upload handler is async: extracting in one go held every
+    # other request (a chat stream, a progress stream) for the whole PDF.
+    import httpx
+    from pypdf import PageObject
+
+    from examples.web.app import create_app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pages = 20
+    data = make_pdf(frankenstein, pages=pages, fact_page=5)
+    seen: set[int] = set()
+    extract = PageObject.extract_text
+    turns = LoopTurns()
+
+    def noting_turn(page: PageObject, *args: object, **kwargs: object) -> str:
+        seen.add(turns.now)
+        return extract(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", noting_turn)
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://page") as client, turns:
+        reply = await client.post("/api/documents", files={"file": ("r.pdf", data, "application/pdf")})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["pages"]) == pages
+    assert len(seen) >= pages

@@ -48,7 +48,8 @@ from examples.long_thread import scripted_thread
 from rlm_graph import create_rlm_graph, model_from_env
 from rlm_graph.documents import ExtractedDocument
 from rlm_graph.errors import describe_error
-from rlm_graph.file_input import BadInputError, read_document
+from rlm_graph.file_input import BadInputError, read_document_in_steps
+from rlm_graph.steps import arun_steps
 
 __all__ = ["DEFAULT_MAX_DOCUMENT_BYTES", "app", "create_app"]
 
@@ -226,7 +227,8 @@ def create_app(
         if len(raw) > limit:
             return too_large(len(raw))
         try:
-            document = read_document(raw, "utf-8", name, mime_type)
+            # Page by page on the loop: a long PDF would hold every other request for seconds.
+            document = await arun_steps(read_document_in_steps(raw, "utf-8", name, mime_type))
         except BadInputError as exc:
             if exc.reason == "encoding":
                 message = f"{name} is not valid UTF-8: save it as UTF-8 first (for example: iconv -f latin1 -t utf-8)"
