@@ -416,24 +416,30 @@ def test_web_upload_of_docx_html_and_a_scan(client, frankenstein: str) -> None:
     assert "text" not in reply.json()
 
 
-async def test_an_async_turn_extracts_a_pdf_page_by_page_giving_the_loop_back(
-    frankenstein: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A long PDF is seconds of Python to extract (6 to 7 ms a page here); the async chat
-    # node did it in one go on the event loop, holding every other stream of the service.
+def _turns_at_each_page(monkeypatch: pytest.MonkeyPatch, turns: LoopTurns) -> set[int]:
+    """The loop turns at which PDF pages are extracted (filled in as pages are)."""
     from pypdf import PageObject
 
-    pages = 20
-    data = make_pdf(frankenstein, pages=pages, fact_page=3)
     seen: set[int] = set()
     extract = PageObject.extract_text
-    turns = LoopTurns()
 
     def noting_turn(page: PageObject, *args: object, **kwargs: object) -> str:
         seen.add(turns.now)
         return extract(page, *args, **kwargs)
 
     monkeypatch.setattr(PageObject, "extract_text", noting_turn)
+    return seen
+
+
+async def test_an_async_turn_extracts_a_pdf_page_by_page_giving_the_loop_back(
+    frankenstein: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long PDF is seconds of Python to extract (6 to 7 ms a page here); the async chat
+    # node did it in one go on the event loop, holding every other stream of the service.
+    pages = 20
+    data = make_pdf(frankenstein, pages=pages, fact_page=3)
+    turns = LoopTurns()
+    seen = _turns_at_each_page(monkeypatch, turns)
     app = chat_app(PerfectReader())
     message = HumanMessage([{"type": "text", "text": "List every NEEDLE code."}, pdf_block(data)])
     async with turns:
@@ -448,22 +454,14 @@ async def test_the_web_upload_extracts_a_pdf_page_by_page_giving_the_loop_back(
     # The example server's upload handler is async: extracting in one go held every
     # other request (a chat stream, a progress stream) for the whole PDF.
     import httpx
-    from pypdf import PageObject
 
     from examples.web.app import create_app
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     pages = 20
     data = make_pdf(frankenstein, pages=pages, fact_page=5)
-    seen: set[int] = set()
-    extract = PageObject.extract_text
     turns = LoopTurns()
-
-    def noting_turn(page: PageObject, *args: object, **kwargs: object) -> str:
-        seen.add(turns.now)
-        return extract(page, *args, **kwargs)
-
-    monkeypatch.setattr(PageObject, "extract_text", noting_turn)
+    seen = _turns_at_each_page(monkeypatch, turns)
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://page") as client, turns:
         reply = await client.post("/api/documents", files={"file": ("r.pdf", data, "application/pdf")})
