@@ -34,7 +34,6 @@ when the answer is not complete yet.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass
@@ -134,8 +133,9 @@ def first_round(
     """Choose the parts ``split`` sends first, and the state that focused rounds need.
 
     Written as steps of ``split`` (:func:`rlm_graph.nodes.entry.planning_runnable`): the
-    search index is built by a function it yields, which an async run calls in a thread,
-    since the build is one piece of work (about 1 s for 1M tokens) it cannot pause in.
+    search index (about 1 s for 1M tokens) is built in steps where the retriever can,
+    otherwise by a function the steps yield, which an async run calls in a thread
+    (:meth:`rlm_graph.retrieval.IndexCache.get_or_build_in_steps`).
 
     Args:
         settings: The graph's settings.
@@ -156,8 +156,8 @@ def first_round(
         return parts, extra
     options: FocusOptions = settings.retrieval
     spans = [(p["start"] - run.offset, p["end"] - run.offset) for p in parts]
-    build = functools.partial(options.index_cache.get_or_build, options.resolved_retriever(), document, spans)
-    index, seconds, reused = yield build
+    retriever = options.resolved_retriever()
+    index, seconds, reused = yield from options.index_cache.get_or_build_in_steps(retriever, document, spans)
     if reused:
         progress.progress("split", "processing", "split.index_reused")
     else:

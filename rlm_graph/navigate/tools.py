@@ -129,17 +129,13 @@ class Navigation:
         except ImportError:
             retriever = None  # bm25s is not installed: rank by query words found instead
 
-        def ranked() -> str:
-            rank = None
-            if retriever is not None:
-                spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
-                index, _, _ = options.index_cache.get_or_build(retriever, nav.text, spans)
-                rank = index.rank
-            return nav.search(query, k, rank)
-
-        # Building the index (about a second for a million tokens) and scoring every leaf
-        # cannot pause: off an async run's loop.
-        text = yield ranked
+        rank = None
+        if retriever is not None:
+            spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
+            index, _, _ = yield from options.index_cache.get_or_build_in_steps(retriever, nav.text, spans)
+            rank = index.rank
+        # Scoring every leaf cannot pause: off an async run's loop.
+        text = yield functools.partial(nav.search, query, k, rank)
         self.done(progress, "search", {})
         return self.reply(runtime, "search", text, f"search {query!r}: {text.splitlines()[0][:120]}")
 
