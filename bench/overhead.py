@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
     .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
     .venv/bin/python bench/overhead.py --busy-loop --tokens 100000
+    .venv/bin/python bench/overhead.py --busy-loop --focused --runs 2
     .venv/bin/python bench/overhead.py --navigate --runs 3
     .venv/bin/python bench/overhead.py --navigate --runs 3 --gc-freeze
 
@@ -18,7 +19,9 @@ the number of nested invocations, which gives the cost of one.
 
 ``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
 the loop busy with Python work in short slices (as a chat server's other requests
-do), and prints planning time, wall time and the longest wait that coroutine saw.
+do), and prints planning time, wall time and the longest wait that coroutine saw. With
+``--focused`` the graph reads in focused mode, whose planning includes building the BM25
+index.
 
 ``--navigate`` runs navigate mode with a scripted root model (one tool call, then the
 answer) beside a coroutine that only counts the loop's turns, and prints the run's wall
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import math
 import statistics
@@ -155,9 +159,9 @@ async def _busy(stop: asyncio.Event, work: int, waits: list[float]) -> None:
         last = now
 
 
-async def beside_busy_loop(text: str, work: int | None) -> dict:
+async def beside_busy_loop(text: str, work: int | None, mode: str = "full") -> dict:
     """One run of ours with a busy coroutine on the same loop (none when ``work`` is None)."""
-    graph = create_rlm_graph(InstantReader(keep_prompts=False), cache=False)
+    graph = create_rlm_graph(InstantReader(keep_prompts=False), cache=False, mode=mode)
     floor = floor_seconds(text)
     stop, waits = asyncio.Event(), [0.0]
     other = None if work is None else asyncio.create_task(_busy(stop, work, waits))
@@ -173,12 +177,12 @@ async def beside_busy_loop(text: str, work: int | None) -> dict:
     return {"planning": planned / floor, "wall": wall / floor, "longest_wait": max(waits)}
 
 
-async def busy_loop(tokens: int, runs: int) -> None:
+async def busy_loop(tokens: int, runs: int, mode: str = "full") -> None:
     """Ours alone and beside a busy coroutine (see the module docstring)."""
     text, _, _ = plant_needles(document_of(tokens), 60)
-    print(f"about {tokens:,} tokens, {runs} runs each (x the floor; median)")
+    print(f"{mode} mode, about {tokens:,} tokens, {runs} runs each (x the floor; median)")
     for label, work in (("alone", None), ("busy, 0.03 ms slices", 2_000), ("busy, 0.3 ms slices", 20_000)):
-        measured = [await beside_busy_loop(text, work) for _ in range(runs)]
+        measured = [await beside_busy_loop(text, work, mode) for _ in range(runs)]
         planning = statistics.median(row["planning"] for row in measured)
         wall = statistics.median(row["wall"] for row in measured)
         wait = max(row["longest_wait"] for row in measured) * 1000
@@ -239,11 +243,13 @@ if __name__ == "__main__":
     parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
     parser.add_argument("--busy-loop", action="store_true", help="run beside a busy coroutine on the same loop")
     parser.add_argument("--navigate", action="store_true", help="navigate mode: how long the loop is held")
+    parser.add_argument("--focused", action="store_true", help="with --busy-loop: focused mode (builds an index)")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the imports, as a server may")
     arguments = parser.parse_args()
     if arguments.gc_freeze:
         gc.collect()
         gc.freeze()
-    modes = {"parts": parts, "busy_loop": busy_loop, "navigate": navigate_waits}
+    beside = functools.partial(busy_loop, mode="focused" if arguments.focused else "full")
+    modes = {"parts": parts, "busy_loop": beside, "navigate": navigate_waits}
     mode = next((run for flag, run in modes.items() if getattr(arguments, flag)), main)
     asyncio.run(mode(arguments.tokens, arguments.runs))
