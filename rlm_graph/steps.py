@@ -1,4 +1,4 @@
-"""Work written as steps: a generator that pauses between slices, and its sync driver.
+"""Work written as steps: a generator that pauses between slices, and its sync and async drivers.
 
 Planning a long document is CPU work that an async run does on its own event loop
 (``rlm_graph.nodes.entry.planning_runnable``, the navigator's tools), so it is written
