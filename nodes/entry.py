@@ -14,12 +14,19 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
+try:
+    # LangGraph's wrapper for a node function. It is internal, so a LangGraph that moves it
+    # gets langchain_core's RunnableLambda, which works the same at a cost per call.
+    from langgraph._internal._runnable import RunnableCallable
+except ImportError:  # pragma: no cover - depends on the installed LangGraph
+    RunnableCallable = None
+
 from rlm_graph.calls import CallSteps, adrive, drive
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
 from rlm_graph.steps import Steps, arun_steps, run_steps
 
-__all__ = ["PlanSteps", "inline_runnable", "node_runnable", "planning_runnable"]
+__all__ = ["PlanSteps", "entry_runnable", "inline_runnable", "node_runnable", "planning_runnable"]
 
 
 def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], CallSteps]) -> Runnable:
@@ -43,7 +50,7 @@ def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], Ca
         level = Level.current(settings, node_input["run_key"])
         return await adrive(level, body(level, node_input))
 
-    return _lambda(name, func, afunc)
+    return entry_runnable(name, func, afunc)
 
 
 PlanSteps = Steps[Any]
@@ -79,7 +86,7 @@ def planning_runnable(
     async def afunc(node_input: Any) -> Any:
         return await arun_steps((async_steps or steps)(node_input))
 
-    return _lambda(name, func, afunc)
+    return entry_runnable(name, func, afunc)
 
 
 def inline_runnable(name: str, func: Callable[[Any], Any]) -> Runnable:
@@ -96,10 +103,24 @@ def inline_runnable(name: str, func: Callable[[Any], Any]) -> Runnable:
     async def afunc(node_input: Any) -> Any:
         return func(node_input)
 
-    return _lambda(name, func, afunc)
+    return entry_runnable(name, func, afunc)
 
 
-def _lambda(name: str, func: Callable[[Any], Any], afunc: Callable[[Any], Awaitable[Any]]) -> Runnable:
+def entry_runnable(name: str, func: Callable[[Any], Any], afunc: Callable[[Any], Awaitable[Any]]) -> Runnable:
+    """A node from its sync and async entry points, as LangGraph makes one from a plain function.
+
+    Args:
+        name: The node's name.
+        func: The sync entry point; it takes the node input.
+        afunc: The async entry point, with the same body.
+
+    Returns:
+        The node runnable.
+    """
+    if RunnableCallable is not None:
+        # What ``add_node`` makes of a plain function: the signature is read once, and the
+        # node's run is the task's own (no second callback manager and child run per call).
+        return RunnableCallable(func, afunc, name=name, trace=False)
     # langchain_core inspects a RunnableLambda's functions on every call (does it take a
     # config, a run manager?); a signature computed once makes that a lookup per part.
     for entry in (func, afunc):

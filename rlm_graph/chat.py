@@ -11,7 +11,7 @@ from langchain_core.messages import (
     AnyMessage,
     convert_to_messages,
 )
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import MessagesState, add_messages
 from langgraph.graph.state import CompiledStateGraph
@@ -19,6 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from rlm_graph.chat_messages import UNSUPPORTED_ATTACHMENT_MESSAGE
 from rlm_graph.chat_turn import DocumentTurn
 from rlm_graph.graph import create_rlm_graph
+from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.state import Usage
 
 __all__ = [
@@ -203,4 +204,4 @@ def create_document_node(
     async def aanalyse(state: dict[str, Any]) -> dict[str, Any]:
         return await node.ainvoke(state, analysis)
 
-    return RunnableLambda(analyse, afunc=aanalyse, name=name)
+    return entry_runnable(name, analyse, aanalyse)

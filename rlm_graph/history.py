@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.history_plan import HistoryPlan, HistoryPlanner
+from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.tokens import TokenCounter
 
 __all__ = [
@@ -154,7 +155,7 @@ def create_history_hook(
     async def ainvoke(state: Mapping[str, Any]) -> dict[str, Any]:
         return history.update(await history.arun(state.get("messages") or []))
 
-    return RunnableLambda(invoke, afunc=ainvoke, name=name)
+    return entry_runnable(name, invoke, ainvoke)
 
 
 def history_from_options(model: BaseChatModel, graph: CompiledStateGraph | None, **options: Any) -> HistoryPlanner:

@@ -49,12 +49,14 @@ class RunNames(BaseCallbackHandler):
         self.models: list[tuple[str, list[str], dict[str, Any]]] = []
         self.parents: dict[UUID, UUID | None] = {}
         self.names: dict[UUID, str] = {}
+        self.chain_runs: set[UUID] = set()
 
     def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                        tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kw: Any) -> None:
         name = kw.get("name") or ""
         self.names[run_id], self.parents[run_id] = name, parent_run_id
         self.chains.append((name, dict(metadata or {})))
+        self.chain_runs.add(run_id)
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                             tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kw: Any) -> None:
@@ -237,6 +239,13 @@ def test_runs_carry_readable_names_and_metadata(frankenstein: str) -> None:
     assert any(name.startswith("rlm[depth=1, ") for name in above)
     assert "rlm" in above
     assert "analyse" in above
+    # A node is one run in the trace, not a run of its own name inside the task's run.
+    doubled = {
+        name
+        for run, name in tracer.names.items()
+        if run in tracer.chain_runs and tracer.names.get(tracer.parents[run]) == name
+    }
+    assert not doubled, doubled
 
 
 def test_updates_stream_carries_no_internal_bookkeeping(frankenstein: str) -> None:

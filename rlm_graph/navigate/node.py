@@ -13,7 +13,7 @@ from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END
@@ -26,6 +26,7 @@ from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
+from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.state import RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
@@ -296,4 +297,4 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
             reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout, config))
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
 
-    return RunnableLambda(navigate, afunc=anavigate, name="navigate")
+    return entry_runnable("navigate", navigate, anavigate)
