@@ -344,6 +344,39 @@ async def test_chat_node_reuses_the_index_across_turns(long_text: str) -> None:
     assert type(retriever).builds == 1
 
 
+def test_bm25_ranks_as_a_bm25s_index_of_the_same_words(frankenstein: str, kalevala: str) -> None:
+    # The index keeps each part's word counts and scores a question when it is asked, so
+    # that no step of the build holds an event loop (bm25s builds its score matrix in one
+    # piece). The ranking must stay bm25s' own (its default method, Lucene's BM25).
+    import bm25s
+    from bm25s.tokenization import Tokenized
+
+    retriever = BM25Retriever()
+    text, facts, _ = plant_needles(frankenstein[:200_000] + "\n\n" + kalevala[:100_000], 30)
+    size = len(text) // 40 + 1
+    parts = [text[start : start + size] for start in range(0, len(text), size)]
+    parts.append("the and of")  # a part of stopwords only: no words at all
+    vocabulary: dict[str, int] = {}
+    ids = [[vocabulary.setdefault(word, len(vocabulary)) for word in retriever.tokenize(part)] for part in parts]
+    reference = bm25s.BM25(k1=retriever.k1, b=retriever.b)
+    reference.index(Tokenized(ids=ids, vocab=vocabulary), show_progress=False)
+    index = retriever.build(parts)
+    words = sorted(vocabulary)
+    questions = [f"What is {fact.split(' is ')[0]}?" for fact in facts]
+    questions += ["Victor Frankenstein and the creature", "Väinämöinen sings", "monster monster"]
+    questions += [" ".join(words[(i * 7919 + k * 104729) % len(words)] for k in range(1 + i % 5)) for i in range(60)]
+    scored = 0
+    for question in questions:
+        if not (tokens := retriever.tokenize(question)):
+            continue  # bm25s cannot score a question without words
+        scores = reference.get_scores(tokens)
+        expected = sorted(range(len(parts)), key=lambda i: -float(scores[i]))
+        assert index.rank(question) == expected, question
+        scored += 1
+    assert scored >= 80
+    assert index.rank("What does it do?") == list(range(len(parts)))  # stopwords only: document order
+
+
 def test_question_words_do_not_decide_the_ranking(frankenstein: str, kalevala: str) -> None:
     # With bm25s' 33-word list, "what", "which" and "does" were not stopwords: frequent in
     # every English part and absent from the Finnish ones, they outranked a question's one
