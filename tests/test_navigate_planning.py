@@ -9,6 +9,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 
 from rlm_graph import create_rlm_graph
+from rlm_graph.navigate.document import NavDocument
+from rlm_graph.splitter import Span
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import NEEDLE, PerfectReader, insert_at_paragraph
 from tests.helpers import LoopTurns
@@ -146,3 +148,26 @@ def test_a_cut_outline_says_where_it_stops() -> None:
     assert listed  # some parts are listed, each on a whole line
     assert all(line.split(":")[0].endswith("tokens)") for line in listed)
     assert f"the outline is cut here to fit the window; the document goes on to character {len(document)}" in first
+
+
+def test_search_counts_the_query_words_a_slice_of_text_at_a_time(frankenstein: str, pride: str) -> None:
+    # search counted the query's words in every leaf in one piece, which an async run
+    # sent to a thread (slow beside a busy loop: see rlm_graph.steps); it now pauses
+    # between slices, so an async run does it on its loop.
+    text = frankenstein + "\n\n" + pride
+    text, _ = insert_at_paragraph(text, "The vault code is NEEDLE-0777.", len(text) // 2)
+    leaves = [Span(start, min(start + 20_000, len(text)), 5_000) for start in range(0, len(text), 20_000)]
+    nav = NavDocument(text=text, leaves=leaves, tokens=5_000 * len(leaves), count_many=TiktokenCounter().count_many)
+    steps = nav.search("vault code", 3, None)
+    pauses = 0
+    while True:
+        try:
+            request = steps.send(None)
+        except StopIteration as done:
+            result = done.value
+            break
+        assert request is None  # a pause, never work handed to a thread
+        pauses += 1
+    assert pauses >= len(text) // 256_000 - 1
+    assert "NEEDLE-0777" in result
+    assert "best spans for 'vault code'" in result.splitlines()[0]

@@ -31,6 +31,8 @@ MAX_GREP_HITS = 200
 MAX_SEARCH_HITS = 20
 _LINE_CHARS = 200
 _SNIPPET_CHARS = 200
+# Characters of text that ``search`` scans between pauses (about 4 ms here).
+_SEARCH_SLICE_CHARS = 256_000
 # A Markdown heading, a "Chapter 3"-like line, or a short line in capitals.
 _HEADING_WORDS = "Chapter|Part|Book|Section|Letter|Act|Scene"
 _HEADING = re.compile(
@@ -153,8 +155,11 @@ class NavDocument:
         more = " (the hit limit was reached; more may exist)" if len(hits) >= max_hits else ""
         return f"{len(hits)} matches for {pattern!r}{more}:\n" + "\n".join(hits)
 
-    def search(self, query: str, k: int, rank: Callable[[str], list[int]] | None) -> str:
+    def search(self, query: str, k: int, rank: Callable[[str], list[int]] | None) -> Steps[str]:
         """The ``k`` leaves most relevant to ``query``: offsets, score (query words found) and a snippet.
+
+        Written as steps: the query's words are counted in the leaves a slice at a time,
+        with a pause between slices (:mod:`rlm_graph.steps`).
 
         Args:
             query: The query.
@@ -171,7 +176,14 @@ class NavDocument:
             return f"error: the query {query!r} has no words to search for"
         k = min(k, MAX_SEARCH_HITS, len(self.leaves))
         word_pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b", re.IGNORECASE)
-        scores = [len(word_pattern.findall(self.text, leaf.start, leaf.end)) for leaf in self.leaves]
+        scores: list[int] = []
+        counted = 0
+        for leaf in self.leaves:
+            scores.append(len(word_pattern.findall(self.text, leaf.start, leaf.end)))
+            counted += leaf.end - leaf.start
+            if counted >= _SEARCH_SLICE_CHARS:
+                counted = 0
+                yield
         order = rank(query) if rank is not None else sorted(range(len(self.leaves)), key=lambda i: -scores[i])
         lines = []
         for position in [i for i in order if scores[i] > 0][:k]:

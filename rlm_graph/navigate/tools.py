@@ -134,8 +134,7 @@ class Navigation:
             spans = [(leaf.start, leaf.end) for leaf in nav.leaves]
             index, _, _ = yield from options.index_cache.get_or_build_in_steps(retriever, nav.text, spans)
             rank = index.rank
-        # Scoring every leaf cannot pause: off an async run's loop.
-        text = yield functools.partial(nav.search, query, k, rank)
+        text = yield from nav.search(query, k, rank)
         self.done(progress, "search", {})
         return self.reply(runtime, "search", text, f"search {query!r}: {text.splitlines()[0][:120]}")
 
