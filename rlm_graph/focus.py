@@ -135,7 +135,7 @@ def first_round(
     Written as steps of ``split`` (:func:`rlm_graph.nodes.entry.planning_runnable`): the
     search index (about 1 s for 1M tokens) is built in steps where the retriever can,
     otherwise by a function the steps yield, which an async run calls in a thread
-    (:meth:`rlm_graph.retrieval.IndexCache.get_or_build_in_steps`).
+    (:meth:`rlm_graph.index_cache.IndexCache.get_or_build_in_steps`).
 
     Args:
         settings: The graph's settings.

@@ -16,6 +16,7 @@ from rlm_graph.cache import BoundedInMemoryCache, ReplyCache
 from rlm_graph.context import RLMContext
 from rlm_graph.errors import is_transient_error
 from rlm_graph.estimate import register
+from rlm_graph.index_cache import IndexCache
 from rlm_graph.lifetime import owning_runs
 from rlm_graph.navigate import (
     DEFAULT_MAX_STEPS,
@@ -45,7 +46,7 @@ from rlm_graph.options import (
 )
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.relay import CONFIDENCE_INSTRUCTION
-from rlm_graph.retrieval import IndexCache, Retriever, check_retriever, default_retriever
+from rlm_graph.retrieval import Retriever, check_retriever, default_retriever
 from rlm_graph.settings import Settings
 from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.timeouts import call_timeout_seconds

@@ -12,7 +12,8 @@ from typing import Any, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 
-from rlm_graph.retrieval import IndexCache, Retriever, default_retriever
+from rlm_graph.index_cache import IndexCache
+from rlm_graph.retrieval import Retriever, default_retriever
 
 __all__ = [
     "DEFAULT_PART_TOKENS",
