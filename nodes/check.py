@@ -57,7 +57,8 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         run_key = configurable.get(CONFIG_RUN_KEY) or uuid.uuid4().hex
         run = Level.current(settings, run_key)
         # A nested level of a run without a checkpointer gets its leaves, not its text.
-        scope = (run.offset, run.offset + (run.leaves[-1].end - run.offset if run.leaves else len(document)))
+        leaves = run.leaves
+        scope = (run.offset, run.offset + (leaves[-1].end - run.offset if leaves else len(document)))
         progress = run.writer(scope)
         progress.progress("check", "started", "check.started", chars=scope[1] - scope[0])
         # Accumulators are reset so a second question on the same thread starts clean.
@@ -71,7 +72,7 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
             "usage": reset({"llm_calls": 0, "max_depth": run.depth}),
             "parts": [],
         }
-        if not run.leaves and not has_text(document):
+        if not leaves and not has_text(document):
             progress.progress("check", "done", "check.empty")
             progress.usage({"llm_calls": 0, "max_depth": run.depth})
             return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}

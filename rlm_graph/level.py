@@ -56,8 +56,15 @@ class Level:
     run_key: str
     context: RLMContext | None
     resources: RunResources
-    leaves: list[Span] | None = None
-    """The reading-call-sized leaves a nested invocation was handed; ``None`` at depth 0."""
+    leaf_rows: list[list[int]] | None = None
+    """The ``[start, end, tokens]`` of the leaves a nested invocation was handed (from its config)."""
+
+    @property
+    def leaves(self) -> list[Span] | None:
+        """The reading-call-sized leaves a nested invocation was handed; ``None`` at depth 0."""
+        # Made when asked (check and split), not for every node call of the level.
+        rows = self.leaf_rows
+        return [Span(start, end, tokens, 0) for start, end, tokens in rows] if rows else None
 
     @classmethod
     def current(cls, settings: Settings, run_key: str) -> Level:
@@ -93,9 +100,7 @@ class Level:
                 overridden(context, "max_llm_calls", settings.max_llm_calls),
                 overridden(context, "max_input_tokens", settings.max_input_tokens),
             ),
-            leaves=[Span(start, end, tokens, 0) for start, end, tokens in leaves]
-            if (leaves := configurable.get(CONFIG_LEAVES))
-            else None,
+            leaf_rows=configurable.get(CONFIG_LEAVES) or None,
         )
 
     @property
