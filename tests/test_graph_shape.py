@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import pytest
+import rlm_graph.nodes.entry as entry
 
 from rlm_graph import ExtractiveChatModel, create_rlm_graph
-from tests.fakes import PerfectReader
+from tests.fakes import PerfectReader, plant_needles
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "graph.mmd"
 
@@ -62,3 +63,21 @@ def test_bad_options_fail_at_build_time(kwargs: dict, match: str) -> None:
 def test_model_must_be_a_chat_model() -> None:
     with pytest.raises(TypeError, match="BaseChatModel"):
         create_rlm_graph("gpt-4o", context_window=8192)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wrapper", ["RunnableCallable", "RunnableLambda"])
+async def test_nodes_work_with_either_node_wrapper(
+    wrapper: str, monkeypatch: pytest.MonkeyPatch, frankenstein: str
+) -> None:
+    # Nodes are LangGraph's RunnableCallable, an internal class; a LangGraph that moves it
+    # gets langchain_core's RunnableLambda instead, and the graph must answer the same.
+    if wrapper == "RunnableLambda":
+        monkeypatch.setattr(entry, "RunnableCallable", None)
+    graph = create_rlm_graph(PerfectReader(window=8192), cache=False)
+    assert type(graph.nodes["split"].bound).__name__ == wrapper
+    text, facts, _ = plant_needles(frankenstein[:150_000], 4)
+    answers = [
+        graph.invoke({"document": text, "question": "List every NEEDLE code."})["answer"],
+        (await graph.ainvoke({"document": text, "question": "List every NEEDLE code."}))["answer"],
+    ]
+    assert all(fact in answer for fact in facts for answer in answers)
