@@ -83,10 +83,13 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
         fits = False
         if run.depth == 0 and settings.may_fit_one_call(len(document), run.part_tokens):
             count_many = run.resources.memo_count(settings.counter.count_many)
-            args = (neutralize_tags(document), question, scope, count_many, run.part_tokens)
-            measure = functools.partial(settings.fits_one_call, *args)
-            # With a large part limit the text to count can be long: off an async run's loop.
-            fits = (yield measure) if len(document) > _INLINE_COUNT_CHARS else measure()
+            text = neutralize_tags(document)
+            # A prefix about one part long is counted here (a few milliseconds at the default
+            # limit): most texts that cannot fit show it, and are not counted whole twice.
+            if not settings.over_part_limit_early(text, count_many, run.part_tokens):
+                measure = functools.partial(settings.fits_one_call, text, question, scope, count_many, run.part_tokens)
+                # With a large part limit the text to count can be long: off an async run's loop.
+                fits = (yield measure) if len(document) > _INLINE_COUNT_CHARS else measure()
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")
         route = "direct" if fits else "split"
         # Navigate mode: a top-level document too long for one call goes to the navigator.

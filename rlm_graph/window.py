@@ -21,6 +21,9 @@ SEAM_SLACK = 16
 # A text this many times longer in characters than the window cannot fit one call,
 # so counting it first would only double the work.
 NEVER_FITS_CHARS_PER_TOKEN = 32
+# A text holding more than its part limit usually shows it in its first few characters per
+# token of the limit (English prose is about 4): only that prefix is counted to find out.
+_PREFIX_CHARS_PER_TOKEN = 6
 _OFFSET_PLACEHOLDER = 10**12
 # Prompt framings counted, per graph: a run asks for the same question's framing once
 # per part, and a service asks many questions, so the memo is dropped when it is this large.
@@ -132,6 +135,32 @@ class CallWindow:
         limit = min(self.input_window, part_tokens or self.part_tokens)
         return chars <= min(self.context_window, limit) * NEVER_FITS_CHARS_PER_TOKEN
 
+    def over_part_limit_early(
+        self, text: str, count_many: Callable[[Sequence[str]], list[int]], part_tokens: int | None = None
+    ) -> bool:
+        """Whether a prefix of ``text`` already holds more tokens than one part may.
+
+        Counting only a prefix of about the part limit (cut at whitespace) tells most
+        texts that do not fit one call from the rest, where counting the whole text
+        before ``split`` counts it again in its own units doubled the tokenizing.
+
+        Args:
+            text: The document, passed through ``neutralize_tags``.
+            count_many: Batch token counter.
+            part_tokens: The run's part limit; ``None``: the graph's.
+
+        Returns:
+            True if the text is sure to be over the part limit; False when it may fit.
+        """
+        limit = min(self.input_window, part_tokens or self.part_tokens)
+        cut = limit * _PREFIX_CHARS_PER_TOKEN
+        if len(text) <= cut:
+            return False  # counting the prefix would cost what counting the text does
+        # At whitespace, so no word is cut (a cut word can take a token or two more).
+        space = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+        prefix = text[: space if space > 0 else cut]
+        return count_many([prefix])[0] > limit + SEAM_SLACK
+
     def fits_one_call(
         self,
         text: str,
@@ -159,6 +188,8 @@ class CallWindow:
         """
         limit = min(self.input_window, part_tokens or self.part_tokens)
         if not self.may_fit_one_call(len(text), part_tokens):
+            return False
+        if self.over_part_limit_early(text, count_many, part_tokens):
             return False
         if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
             return False

@@ -46,6 +46,19 @@ async def test_a_deep_document_is_tokenized_about_once(frankenstein: str, kaleva
     assert tally.characters <= 1.3 * len(text)
 
 
+async def test_a_document_a_few_parts_long_is_not_counted_whole_before_split(frankenstein: str) -> None:
+    # check counted a text that might fit one call in full (units of a whole part), and
+    # split then counted it again in its own units: about 1.7 passes for this document.
+    # A prefix of about one part shows it cannot fit.
+    text, facts, _ = plant_needles(frankenstein[:420_000], 8)
+    tally = CharacterTally()
+    graph = create_rlm_graph(PerfectReader(window=32_768), context_window=32_768, token_counter=tally, cache=False)
+    out = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert all(fact in out["answer"] for fact in facts)
+    assert out["usage"]["llm_calls"] > 1  # split: the text is several parts long
+    assert tally.characters <= 1.3 * len(text)
+
+
 async def _chunk_inputs(graph, text: str, config: dict) -> list[dict]:
     inputs = []
     async for _, mode, chunk in graph.astream(
