@@ -87,7 +87,8 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
             # A prefix about one part long is counted here (a few milliseconds at the default
             # limit): most texts that cannot fit show it, and are not counted whole twice.
             if not settings.over_part_limit_early(text, count_many, run.part_tokens):
-                measure = functools.partial(settings.fits_one_call, text, question, scope, count_many, run.part_tokens)
+                args = (text, question, scope, count_many, run.part_tokens)
+                measure = functools.partial(settings.fits_one_call_counted, *args)
                 # With a large part limit the text to count can be long: off an async run's loop.
                 fits = (yield measure) if len(document) > _INLINE_COUNT_CHARS else measure()
         progress.progress("check", "done", "check.fits" if fits else "check.too_long")

@@ -112,8 +112,8 @@ def _leaves(
     :func:`rlm_graph.nodes.entry.planning_runnable`). With ``start_reads``, each
     section's leaves start being read as soon as they are final (:mod:`rlm_graph.read_ahead`).
     """
-    if run.leaves is not None:
-        return run.leaves
+    if (leaves := run.leaves) is not None:
+        return leaves
     budget = state["budget"]
     # Planned and sent as the model will see it; same length, so offsets hold.
     document = hold_text(run, state["document"])
@@ -200,7 +200,7 @@ def _reads_ahead(settings: Settings, run: Level, mode: str) -> bool:
     return (
         settings.read_ahead
         and run.depth == 0
-        and run.leaves is None
+        and run.leaf_rows is None  # the top level: nested levels are handed their leaves
         and mode == "full"
         and not settings.chunk_overlap
         and limits.max_llm_calls is None

@@ -186,11 +186,36 @@ class CallWindow:
         Returns:
             True if the document is within the part limit and the one-call prompt fits the input window.
         """
-        limit = min(self.input_window, part_tokens or self.part_tokens)
         if not self.may_fit_one_call(len(text), part_tokens):
             return False
         if self.over_part_limit_early(text, count_many, part_tokens):
             return False
+        return self.fits_one_call_counted(text, question, scope, count_many, part_tokens)
+
+    def fits_one_call_counted(
+        self,
+        text: str,
+        question: str,
+        scope: tuple[int, int],
+        count_many: Callable[[Sequence[str]], list[int]],
+        part_tokens: int | None = None,
+    ) -> bool:
+        """:meth:`fits_one_call` once its two cheap tests have passed: the text counted whole.
+
+        ``check`` makes those tests on an async run's loop and this count, which may be
+        long, apart from them.
+
+        Args:
+            text: The document, passed through ``neutralize_tags``.
+            question: The question.
+            scope: Span of ``text`` in the root document.
+            count_many: Batch token counter.
+            part_tokens: The run's part limit; ``None``: the graph's.
+
+        Returns:
+            True if the document is within the part limit and the one-call prompt fits the input window.
+        """
+        limit = min(self.input_window, part_tokens or self.part_tokens)
         if sum(unit.tokens for unit in split_units(text, limit, count_many)) > limit:
             return False
         prompt = self.one_call_messages(text, question, 0, scope)
