@@ -55,8 +55,28 @@ class Span:
 CountMany = Callable[[Sequence[str]], list[int]]
 
 
-def _cuts(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[int]:
-    return [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
+def _next_cut(text: str, position: int, end: int, pattern: re.Pattern[str]) -> int:
+    """The end of the first boundary found from ``position`` on, or ``end`` if none lies before it."""
+    found = pattern.search(text, position, end)
+    return end if found is None else min(found.end(), end)
+
+
+def _run_end(text: str, start: int, end: int, pattern: re.Pattern[str], target: float) -> tuple[int, bool]:
+    """Where a run of spans that begins at ``start`` ends, and whether it holds more than one span.
+
+    The run takes spans up to the first boundary past ``target`` characters, found with
+    one search from there: looking at every boundary on the way (every line of a long
+    paragraph) cost more than a tenth of a tokenizer pass over the text. A run that
+    would overshoot its target twice over ends at the last boundary before the target.
+    """
+    first = _next_cut(text, start, end, pattern)
+    if first >= end or first - start >= target:
+        return first, False
+    last = _next_cut(text, start + int(target), end, pattern)
+    if last - start > 2 * target:
+        aim = start + int(target)
+        last = max((m.end() for m in pattern.finditer(text, first, aim) if m.end() <= aim), default=first)
+    return last, last > first
 
 
 def _cut_inside_words(text: str, start: int, end: int, limit: int, count_many: CountMany) -> list[Span]:
@@ -149,37 +169,33 @@ def _split(
         last = units[-1]
         units[-1] = Span(last.start, last.end, last.tokens, end_level)
         return units
-    bounds = [start, *_cuts(text, start, end, _BOUNDARIES[level]), end]
+    pattern = _BOUNDARIES[level]
     units: list[Span] = []
-    first = 0
-    spans = len(bounds) - 1
-    while first < spans:
+    position = start
+    while position < end:
         # Neighbouring spans (short lines of verse, short paragraphs) are counted as one
         # run, as long as the characters per token seen so far say the run fits: tens
         # of thousands of tiny units would cost more to count and to hold than the text.
-        runs: list[tuple[int, int]] = []
-        while first < spans and len(runs) < _RUNS_PER_BATCH:
-            target = limit * seen[0] / seen[1] * _MERGE_FILL if seen[1] else 0
-            last = first
-            while last + 1 < spans and bounds[last + 2] - bounds[first] <= target:
-                last += 1
-            runs.append((first, last))
-            first = last + 1
+        runs: list[tuple[int, int, bool]] = []
+        target = limit * seen[0] / seen[1] * _MERGE_FILL if seen[1] else 0
+        while position < end and len(runs) < _RUNS_PER_BATCH:
+            run_end, several = _run_end(text, position, end, pattern, target)
+            runs.append((position, run_end, several))
+            position = run_end
         # A span longer than the rate seen so far allows is cut without being counted
         # first: counting it would most likely tokenize its text twice, for nothing.
         most_chars = min(limit * _UNCOUNTED_SPAN_CHARS_PER_TOKEN, limit * seen[0] / seen[1] if seen[1] else math.inf)
-        countable = [r for r in runs if bounds[r[1] + 1] - bounds[r[0]] <= most_chars]
-        counts = dict(zip(countable, count_many([text[bounds[a] : bounds[b + 1]] for a, b in countable]), strict=True))
-        for run in runs:
-            a, b = bounds[run[0]], bounds[run[1] + 1]
-            boundary = level if run[1] < spans - 1 else end_level
-            tokens = counts.get(run)
+        countable = [(a, b) for a, b, _ in runs if b - a <= most_chars]
+        counts = dict(zip(countable, count_many([text[a:b] for a, b in countable]), strict=True))
+        for a, b, several in runs:
+            boundary = level if b < end else end_level
+            tokens = counts.get((a, b))
             if tokens is not None:
                 seen[0] += b - a
                 seen[1] += tokens
             if tokens is not None and tokens <= limit:
                 units.append(Span(a, b, tokens, boundary))
-            elif run[0] < run[1]:
+            elif several:
                 # The run was too dense after all: its spans go one by one.
                 units.extend(_split(text, a, b, level, limit, count_many, boundary, [0, 0]))
             else:

@@ -140,3 +140,27 @@ def test_levels_needed() -> None:
 
 def test_empty_text_has_no_parts() -> None:
     assert plan_parts("", part_tokens=100, fanout=4, count_many=COUNTER.count_many).parts == []
+
+
+def test_runs_of_lines_of_any_length_tile_fit_and_are_counted_about_once() -> None:
+    # Lines from 4 to 1,200 characters in one paragraph: runs are merged by a target in
+    # characters, found with one search past it, so a long line right after the target
+    # must not make a run that is counted, found too large, and counted again piece by piece.
+    rng = random.Random(7)
+    words = ["tide", "harbour", "lantern", "Whitby", "rope", "gull", "keel"]
+    sizes = rng.choices([1, 2, 5, 40, 150], weights=[40, 40, 10, 7, 3], k=4000)
+    lines = [" ".join(rng.choice(words) for _ in range(size)) for size in sizes]
+    text = "\n".join(lines)
+    counted: list[int] = []
+
+    def count_many(texts: list[str]) -> list[int]:
+        counted.extend(len(t) for t in texts)
+        return COUNTER.count_many(texts)
+
+    units = split_units(text, 400, count_many)
+    assert_tiles(text, units)
+    assert all(u.tokens <= 400 for u in units)
+    assert all(COUNTER.count(text[u.start : u.end]) == u.tokens for u in units)
+    assert sum(counted) < 1.3 * len(text)
+    # Short lines are counted together, not one call's worth of text each.
+    assert len(counted) < len(lines) / 3
