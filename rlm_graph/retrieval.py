@@ -24,7 +24,6 @@ Two retrievers ship:
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
+from rlm_graph.bm25 import K1, B, idf, saturation
 from rlm_graph.steps import Steps, run_steps
 
 __all__ = ["BM25Retriever", "PartIndex", "Retriever", "VectorStoreRetriever", "check_retriever", "default_retriever"]
@@ -107,15 +107,14 @@ class _BM25Index:
         ids = [self._vocabulary[word] for word in self._retriever.tokenize(question) if word in self._vocabulary]
         if not ids:
             return list(range(self._count))
-        k1, b = self._retriever.k1, self._retriever.b
-        norms = k1 * (1 - b + b * self._lengths / (self._lengths.mean() or 1.0))
+        average = self._lengths.mean() or 1.0
         scores = np.zeros(self._count)
         for word in ids:
             found = self._words == word
             parts, frequencies = self._parts[found], self._counts[found].astype(np.float64)
-            idf = math.log(1 + (self._count - len(parts) + 0.5) / (len(parts) + 0.5))
+            weights = saturation(frequencies, self._lengths[parts], average, self._retriever.k1, self._retriever.b)
             # A word has one entry per part, so each part is added to once.
-            scores[parts] += idf * frequencies / (frequencies + norms[parts])
+            scores[parts] += idf(self._count, len(parts)) * weights
         # Stable: equal scores keep document order, so a question with no matching
         # words reads the document from the start.
         return np.argsort(-scores, kind="stable").tolist()
@@ -139,7 +138,7 @@ class BM25Retriever:
         ImportError: If ``bm25s`` is not installed, saying how to install it.
     """
 
-    def __init__(self, *, k1: float = 1.5, b: float = 0.75, stopwords: Sequence[str] | None = None) -> None:
+    def __init__(self, *, k1: float = K1, b: float = B, stopwords: Sequence[str] | None = None) -> None:
         try:
             from bm25s.stopwords import STOPWORDS_EN_PLUS
         except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from rlm_graph.bm25 import idf, saturation
+
 __all__ = ["rank_sentences", "split_sentences"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -98,8 +100,6 @@ _STOPWORDS = frozenset(
         "text",
     ]
 )
-_K1 = 1.5
-_B = 0.75
 
 
 def _stem(word: str) -> str:
@@ -164,9 +164,7 @@ def rank_sentences(question: str, sentences: Sequence[str], limit: int, *, min_s
         length = sum(doc.values())
         score = 0.0
         for term in matched:
-            idf = math.log((len(docs) - frequency[term] + 0.5) / (frequency[term] + 0.5) + 1)
-            tf = doc[term]
-            score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * length / average))
+            score += idf(len(docs), frequency[term]) * saturation(doc[term], length, average)
         scored.append((score, index))
     scored.sort(key=lambda pair: (-pair[0], pair[1]))
     return [index for _, index in scored[:limit]]
