@@ -3,6 +3,7 @@
     .venv/bin/python bench/overhead.py           # 1M tokens, 5 interleaved runs each
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
     .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
+    .venv/bin/python bench/overhead.py --planning  # the planner alone: tokenizer and our Python
     .venv/bin/python bench/overhead.py --busy-loop --tokens 100000
     .venv/bin/python bench/overhead.py --busy-loop --focused --runs 2
     .venv/bin/python bench/overhead.py --navigate --runs 3
@@ -16,6 +17,10 @@ run, so that both see the same machine. ``bench/run.py`` prints one run of each.
 ahead off, so the phases do not overlap), with the window widened so that the same
 leaves are read under fan-outs of 6, 13 and 30: the time after ``split`` falls with
 the number of nested invocations, which gives the cost of one.
+
+``--planning`` times ``plan_leaves`` outside the graph, once with the tokenizer and
+once with a counter that costs nothing (len / 4), which leaves the splitter's own Python,
+and prints how many texts the tokenizer was given.
 
 ``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
 the loop busy with Python work in short slices (as a chat server's other requests
@@ -42,6 +47,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +58,7 @@ from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
 from rlm_graph.estimate import settings_of
-from rlm_graph.leaves import group_leaves
+from rlm_graph.leaves import group_leaves, plan_leaves
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import plant_needles
 from tests.navigator_fakes import ScriptedNavigator, call, calls
@@ -148,6 +154,34 @@ async def parts(tokens: int, runs: int) -> None:
         )
 
 
+async def planning(tokens: int, runs: int) -> None:
+    """The planner alone (see the module docstring)."""
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
+    counter = TiktokenCounter()
+    counted: list[int] = []
+
+    def tokenizer(texts: Sequence[str]) -> list[int]:
+        counted.append(len(texts))
+        return counter.count_many(texts)
+
+    def free(texts: Sequence[str]) -> list[int]:
+        return [len(t) // 4 for t in texts]
+
+    rows: dict[str, list[float]] = {"tokenizer": [], "free counter": []}
+    for _ in range(runs):
+        for label, count_many in (("tokenizer", tokenizer), ("free counter", free)):
+            floor = floor_seconds(text)
+            started = time.perf_counter()
+            plan_leaves(text, part_tokens=part_tokens, count_many=count_many)
+            rows[label].append((time.perf_counter() - started) / floor)
+    leaves = len(plan_leaves(text, part_tokens=part_tokens, count_many=counter.count_many))
+    print(f"plan_leaves, about {tokens:,} tokens, {leaves} leaves, {runs} runs each (x the floor)")
+    for label, ratios in rows.items():
+        print(f"  {label:<12} median {statistics.median(ratios):.3f}x  ({min(ratios):.3f}x to {max(ratios):.3f}x)")
+    print(f"  texts given to the tokenizer: {sum(counted) // runs:,} a plan, in {len(counted) // runs} calls")
+
+
 async def _busy(stop: asyncio.Event, work: int, waits: list[float]) -> None:
     """Python work in slices of ``sum(range(work))``, giving the loop back after each one."""
     last = time.perf_counter()
@@ -241,6 +275,7 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
+    parser.add_argument("--planning", action="store_true", help="the planner alone, with and without the tokenizer")
     parser.add_argument("--busy-loop", action="store_true", help="run beside a busy coroutine on the same loop")
     parser.add_argument("--navigate", action="store_true", help="navigate mode: how long the loop is held")
     parser.add_argument("--focused", action="store_true", help="with --busy-loop: focused mode (builds an index)")
@@ -250,6 +285,6 @@ if __name__ == "__main__":
         gc.collect()
         gc.freeze()
     beside = functools.partial(busy_loop, mode="focused" if arguments.focused else "full")
-    modes = {"parts": parts, "busy_loop": beside, "navigate": navigate_waits}
+    modes = {"parts": parts, "planning": planning, "busy_loop": beside, "navigate": navigate_waits}
     mode = next((run for flag, run in modes.items() if getattr(arguments, flag)), main)
     asyncio.run(mode(arguments.tokens, arguments.runs))
