@@ -19,12 +19,13 @@ __all__ = ["PendingReads"]
 
 
 class PendingReads:
-    """The run's reading calls made ahead, by key, and the threads that make them in sync runs."""
+    """The run's reading calls made ahead, by key, and the threads (sync runs) or tasks (async) that make them."""
 
     def __init__(self) -> None:
         self._calls: dict[Hashable, asyncio.Future[Any] | concurrent.futures.Future[Any]] = {}
         self._lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def executor(self, workers: int) -> concurrent.futures.ThreadPoolExecutor:
@@ -64,6 +65,19 @@ class PendingReads:
         _cancel(call)
         return False
 
+    def hold_worker(self, worker: asyncio.Task[Any]) -> None:
+        """Keep a task that makes calls ahead in an async run, so that the run's end stops it.
+
+        Args:
+            worker: The task; a run already released cancels it instead.
+        """
+        with self._lock:
+            if not self._closed:
+                self._workers.add(worker)
+                worker.add_done_callback(self._workers.discard)
+                return
+        _cancel(worker)
+
     def take(self, key: Hashable) -> asyncio.Future[Any] | concurrent.futures.Future[Any] | None:
         """The call started ahead under ``key``, handed over once (a retry makes its own call).
 
@@ -81,8 +95,9 @@ class PendingReads:
         with self._lock:
             self._closed = True
             calls, self._calls = list(self._calls.values()), {}
+            workers, self._workers = list(self._workers), set()
             executor, self._executor = self._executor, None
-        for call in calls:
+        for call in [*calls, *workers]:
             _cancel(call)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -182,6 +182,43 @@ async def test_every_leaf_is_read_once_and_ahead(long_document: tuple[str, list[
     assert all(fact in out["answer"] for fact in facts)
 
 
+async def test_an_async_run_keeps_no_more_reads_ahead_under_way_than_its_concurrency(
+    long_document: tuple[str, list[str]],
+) -> None:
+    # Each read planned ahead is a future until one of max_concurrency workers takes it: a
+    # task per planned leaf held its coroutines, contexts and run managers all at once.
+    text, facts = long_document
+    model = LoggingReader(window=4096, reserved_output=512, delay=0.02)
+    graph = create_rlm_graph(model, cache=False, max_output_tokens=512, max_concurrency=2)
+    kinds = Kinds()
+    most_tasks, planning = 0, True
+
+    async def watch() -> None:
+        nonlocal most_tasks
+        while planning:
+            # LangChain hands each callback event to a task of its own: those are not counted.
+            tasks = [t for t in asyncio.all_tasks() if "handle_event" not in t.get_coro().__qualname__]
+            most_tasks = max(most_tasks, len(tasks))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    inputs, config = {"document": text, "question": QUESTION}, {"callbacks": [kinds]}
+    async for kind, payload in graph.astream(inputs, config, stream_mode=["custom", "values"]):
+        if kind == "custom" and (payload.get("stage"), payload.get("status")) == ("split", "done"):
+            planning = False
+        if kind == "values":
+            out = payload
+    planning = False
+    await watcher
+    # Many more reads than the run's concurrency were made ahead, yet while planning the loop
+    # held only LangGraph's and LangChain's tasks for the run and its two calls under way
+    # (at most five), this test's two and the two workers (a task per planned read: 84).
+    assert kinds.kinds.get("read_ahead", 0) > 10
+    assert most_tasks <= 5 + 2 + 2
+    assert all(fact in out["answer"] for fact in facts)
+    assert out["errors"] == []
+
+
 def test_the_plan_is_the_same_with_or_without_reading_ahead(long_document: tuple[str, list[str]]) -> None:
     text, _ = long_document
     leaves = []
