@@ -58,7 +58,7 @@ CountMany = Callable[[Sequence[str]], list[int]]
 def _next_cut(text: str, position: int, end: int, pattern: re.Pattern[str]) -> int:
     """The end of the first boundary found from ``position`` on, or ``end`` if none lies before it."""
     found = pattern.search(text, position, end)
-    return end if found is None else min(found.end(), end)
+    return end if found is None else found.end()
 
 
 def _run_end(text: str, start: int, end: int, pattern: re.Pattern[str], target: float) -> tuple[int, bool]:
@@ -72,10 +72,11 @@ def _run_end(text: str, start: int, end: int, pattern: re.Pattern[str], target: 
     first = _next_cut(text, start, end, pattern)
     if first >= end or first - start >= target:
         return first, False
-    last = _next_cut(text, start + int(target), end, pattern)
+    aim = start + int(target)
+    last = _next_cut(text, aim, end, pattern)
     if last - start > 2 * target:
-        aim = start + int(target)
-        last = max((m.end() for m in pattern.finditer(text, first, aim) if m.end() <= aim), default=first)
+        # Searched only up to ``aim``, so every boundary found ends at or before it.
+        last = max((m.end() for m in pattern.finditer(text, first, aim)), default=first)
     return last, last > first
 
 
