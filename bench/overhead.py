@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py --runs 8 --tokens 100000
     .venv/bin/python bench/overhead.py --parts   # planning, nesting and reading apart
     .venv/bin/python bench/overhead.py --planning  # the planner alone: tokenizer and our Python
+    .venv/bin/python bench/overhead.py --nesting   # one nested invocation: ours against LangGraph's floor
     .venv/bin/python bench/overhead.py --busy-loop --tokens 100000
     .venv/bin/python bench/overhead.py --busy-loop --focused --runs 2
     .venv/bin/python bench/overhead.py --navigate --runs 3
@@ -21,6 +22,11 @@ the number of nested invocations, which gives the cost of one.
 ``--planning`` times ``plan_leaves`` outside the graph, once with the tokenizer and
 once with a counter that costs nothing (len / 4), which leaves the splitter's own Python,
 and prints how many texts the tokenizer was given.
+
+``--nesting`` prints what one of our nested invocations costs (from ``--parts``' runs at
+fan-outs 6 and 30: the difference in time after ``split`` over the difference in nested
+invocations) beside one invocation of a graph of the same shape whose nodes do nothing
+(``bench/baselines/minimal_nesting.py``), invoked the same way: LangGraph's own floor.
 
 ``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
 the loop busy with Python work in short slices (as a chat server's other requests
@@ -53,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.baselines import map_reduce
+from bench.baselines import map_reduce, minimal_nesting
 from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
@@ -133,6 +139,7 @@ async def phases(text: str, part_tokens: int, max_fanout: int) -> dict:
         "planning": planned / floor,
         "after": (wall - planned) / floor,
         "nested": _nested_invocations(reads, max_fanout),
+        "floor": floor,
     }
 
 
@@ -152,6 +159,23 @@ async def parts(tokens: int, runs: int) -> None:
             f"  max_fanout {fanout:>2}: {measured[0]['nested']:>2} nested invocations, "
             f"planning {planning:.2f}x, after split {after:.2f}x"
         )
+
+
+async def nesting(tokens: int, runs: int) -> None:
+    """One nested invocation of ours against LangGraph's floor (see the module docstring)."""
+    text, _, _ = plant_needles(document_of(tokens), 60)
+    part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
+    ours: list[float] = []
+    for _ in range(runs):
+        deep = await phases(text, part_tokens, 6)
+        shallow = await phases(text, part_tokens, 30)
+        extra = deep["after"] * deep["floor"] - shallow["after"] * shallow["floor"]
+        ours.append(extra / (deep["nested"] - shallow["nested"]))
+    outer = minimal_nesting.timed_from_a_node(fanout=6, invocations=50)
+    floor_runs = [(await outer.ainvoke({}))["seconds"] for _ in range(runs)]
+    print(f"one nested invocation, about {tokens:,} tokens, {runs} runs each (median, milliseconds)")
+    print(f"  ours, with its reads and synthesis call:     {statistics.median(ours) * 1000:.2f} ms")
+    print(f"  LangGraph, same shape, nodes doing nothing:  {statistics.median(floor_runs) * 1000:.2f} ms")
 
 
 async def planning(tokens: int, runs: int) -> None:
@@ -276,6 +300,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="time planning, nesting and reading apart")
     parser.add_argument("--planning", action="store_true", help="the planner alone, with and without the tokenizer")
+    parser.add_argument("--nesting", action="store_true", help="one nested invocation: ours and LangGraph's floor")
     parser.add_argument("--busy-loop", action="store_true", help="run beside a busy coroutine on the same loop")
     parser.add_argument("--navigate", action="store_true", help="navigate mode: how long the loop is held")
     parser.add_argument("--focused", action="store_true", help="with --busy-loop: focused mode (builds an index)")
@@ -285,6 +310,6 @@ if __name__ == "__main__":
         gc.collect()
         gc.freeze()
     beside = functools.partial(busy_loop, mode="focused" if arguments.focused else "full")
-    modes = {"parts": parts, "planning": planning, "busy_loop": beside, "navigate": navigate_waits}
+    modes = {"parts": parts, "planning": planning, "nesting": nesting, "busy_loop": beside, "navigate": navigate_waits}
     mode = next((run for flag, run in modes.items() if getattr(arguments, flag)), main)
     asyncio.run(mode(arguments.tokens, arguments.runs))
