@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Send
+from langgraph.types import Command, Send
 
 
 class State(TypedDict, total=False):
@@ -29,6 +29,15 @@ async def _step(state: State) -> dict[str, Any]:
     return {"step": state.get("step", 0) + 1}
 
 
+def _fan_out(fanout: int):
+    async def split(state: State) -> Command:
+        # Sends returned by the node, as ``split`` does: a plain function given as an
+        # edge would run in the loop's executor, a thread hop per invocation.
+        return Command(goto=[Send("read", {"step": index}) for index in range(fanout)])
+
+    return split
+
+
 async def _read(state: State) -> dict[str, Any]:
     return {"found": [state["step"]]}
 
@@ -37,12 +46,11 @@ def inner_graph(fanout: int) -> CompiledStateGraph:
     """``check`` -> ``split`` -> ``fanout`` x ``read`` (``Send``) -> ``synthesize``, each doing nothing."""
     builder = StateGraph(State)
     builder.add_node("check", _step)
-    builder.add_node("split", _step)
+    builder.add_node("split", _fan_out(fanout), destinations=("read",))
     builder.add_node("read", _read)
     builder.add_node("synthesize", _step)
     builder.add_edge(START, "check")
     builder.add_edge("check", "split")
-    builder.add_conditional_edges("split", lambda state: [Send("read", {"step": i}) for i in range(fanout)], ["read"])
     builder.add_edge("read", "synthesize")
     builder.add_edge("synthesize", END)
     return builder.compile()
