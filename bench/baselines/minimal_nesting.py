@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
@@ -29,7 +30,9 @@ async def _step(state: State) -> dict[str, Any]:
     return {"step": state.get("step", 0) + 1}
 
 
-def _fan_out(fanout: int):
+def _fan_out(fanout: int) -> Callable[[State], Awaitable[Command]]:
+    """A ``split`` node that sends ``fanout`` reads."""
+
     async def split(state: State) -> Command:
         # Sends returned by the node, as ``split`` does: a plain function given as an
         # edge would run in the loop's executor, a thread hop per invocation.
