@@ -25,8 +25,10 @@ and prints how many texts the tokenizer was given.
 
 ``--nesting`` prints what one of our nested invocations costs (from ``--parts``' runs at
 fan-outs 6 and 30: the difference in time after ``split`` over the difference in nested
-invocations) beside one invocation of a graph of the same shape whose nodes do nothing
-(``bench/baselines/minimal_nesting.py``), invoked the same way: LangGraph's own floor.
+invocations, medians of each) beside one invocation of a graph of the same shape whose
+nodes do nothing (``bench/baselines/minimal_nesting.py``), invoked the same way: LangGraph's
+own floor. Both are timed with the garbage collector paused, which otherwise falls in some
+runs and not others and swamps a difference of milliseconds.
 
 ``--busy-loop`` runs ours beside another coroutine on the same event loop that keeps
 the loop busy with Python work in short slices (as a chat server's other requests
@@ -53,8 +55,9 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,6 +73,7 @@ from tests.fakes import plant_needles
 from tests.navigator_fakes import ScriptedNavigator, call, calls
 
 CONCURRENCY = 8
+T = TypeVar("T")
 
 
 async def overhead(text: str, doc_tokens: int) -> dict:
@@ -165,17 +169,31 @@ async def nesting(tokens: int, runs: int) -> None:
     """One nested invocation of ours against LangGraph's floor (see the module docstring)."""
     text, _, _ = plant_needles(document_of(tokens), 60)
     part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
-    ours: list[float] = []
-    for _ in range(runs):
-        deep = await phases(text, part_tokens, 6)
-        shallow = await phases(text, part_tokens, 30)
-        extra = deep["after"] * deep["floor"] - shallow["after"] * shallow["floor"]
-        ours.append(extra / (deep["nested"] - shallow["nested"]))
+    after: dict[int, list[float]] = {6: [], 30: []}
+    nested: dict[int, int] = {}
     outer = minimal_nesting.timed_from_a_node(fanout=6, invocations=50)
-    floor_runs = [(await outer.ainvoke({}))["seconds"] for _ in range(runs)]
-    print(f"one nested invocation, about {tokens:,} tokens, {runs} runs each (median, milliseconds)")
-    print(f"  ours, with its synthesis call:               {statistics.median(ours) * 1000:.2f} ms")
+    floor_runs: list[float] = []
+    for _ in range(runs):
+        for fanout, seconds in after.items():
+            measured = await _without_collections(phases(text, part_tokens, fanout))
+            seconds.append(measured["after"] * measured["floor"])
+            nested[fanout] = measured["nested"]
+        floor_runs.append((await _without_collections(outer.ainvoke({})))["seconds"])
+    # Medians first: a difference of single runs swings with whatever else the machine did.
+    ours = (statistics.median(after[6]) - statistics.median(after[30])) / (nested[6] - nested[30])
+    print(f"one nested invocation, about {tokens:,} tokens, {runs} runs each, collector paused (milliseconds)")
+    print(f"  ours, with its synthesis call:               {ours * 1000:.2f} ms")
     print(f"  LangGraph, same shape, nodes doing nothing:  {statistics.median(floor_runs) * 1000:.2f} ms")
+
+
+async def _without_collections(run: Awaitable[T]) -> T:
+    """Await ``run`` with the garbage collector paused (after a collection), so that none falls inside."""
+    gc.collect()
+    gc.disable()
+    try:
+        return await run
+    finally:
+        gc.enable()
 
 
 async def planning(tokens: int, runs: int) -> None:
