@@ -182,7 +182,7 @@ async def nesting(tokens: int, runs: int) -> None:
     # Medians first: a difference of single runs swings with whatever else the machine did.
     ours = (statistics.median(after[6]) - statistics.median(after[30])) / (nested[6] - nested[30])
     print(f"one nested invocation, about {tokens:,} tokens, {runs} runs each, collector paused (milliseconds)")
-    print(f"  ours, with its synthesis call:               {ours * 1000:.2f} ms")
+    print(f"  ours, with its task above and its synthesis:  {ours * 1000:.2f} ms")
     print(f"  LangGraph, same shape, nodes doing nothing:  {statistics.median(floor_runs) * 1000:.2f} ms")
 
 
