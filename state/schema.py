@@ -33,10 +33,14 @@ class PartError(TypedDict):
     start: int
     end: int
     error: str
-    kind: NotRequired[Literal["failed", "skipped", "truncated"]]
+    kind: NotRequired[Literal["failed", "skipped", "truncated", "unparsed"]]
     """``"failed"`` (also when absent): the span could not be read. ``"skipped"``: not read,
     to stay within the budget (``on_budget="partial"``). ``"truncated"``: read, but its finding
-    was shortened to fit a synthesis call. The final answer's note is built from these."""
+    was shortened to fit a synthesis call. ``"unparsed"``: the model replied, twice, in a form
+    that could not be read (the reply's start is in ``reply``). The final answer's note is built
+    from these."""
+    reply: NotRequired[str]
+    """``"unparsed"`` only: the first 200 characters of the reply that could not be read."""
 
 
 class ModelUsage(TypedDict, total=False):
@@ -93,6 +97,9 @@ class Usage(TypedDict, total=False):
     """Parts (at any depth) whose reading came entirely from the reply cache."""
     unsupported_quotes: int
     """Quotes given by readers that could not be found in the part they read (not citations)."""
+    unparsed_replies: int
+    """Model replies that could not be read in the expected form, even after one corrective
+    retry (each also an ``errors`` entry of kind ``"unparsed"``)."""
     chars_read: int
     """Navigate mode: characters of the document a reader (``ask``, ``ask_all``) or the root
     model (``peek``) read; the answer says so when it is not all of the text."""
