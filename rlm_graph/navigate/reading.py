@@ -28,7 +28,7 @@ from rlm_graph.nodes.sends import leaf_read_call, part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
 from rlm_graph.quotes import split_quotes
 from rlm_graph.settings import Settings
-from rlm_graph.splitter import Span, drop_blank
+from rlm_graph.splitter import Span, drop_blank, has_text
 from rlm_graph.state import Usage, merge_usage
 from rlm_graph.steps import Steps
 from rlm_graph.window import NEVER_FITS_CHARS_PER_TOKEN, SEAM_SLACK
@@ -65,11 +65,13 @@ class Outcome:
     errors: list[dict[str, Any]] = field(default_factory=list)
     budget: str | None = None
     """Why the budget refused the job's call, if it did."""
+    blank: bool = False
+    """The span holds only whitespace: there was nothing to read (no call was made)."""
 
 
 @dataclass
 class SpanJob:
-    """One read: either a single model call or a nested invocation of the graph."""
+    """One read: a single model call, a nested invocation of the graph, or neither for a blank span."""
 
     start: int
     end: int
@@ -148,15 +150,28 @@ def span_job(
     """
     part = settings.budget_for(question, run.part_tokens)["part_tokens"]
     text = nav.text[start:end]
+    if not has_text(nav.text, start, end):
+        # Whitespace only (page layout, padding): no call, and the root model is told so.
+        return SpanJob(start, end)
     if len(text) <= part * NEVER_FITS_CHARS_PER_TOKEN and (tokens := settings.counter.count(text)) <= part:
         return SpanJob(start, end, call=_leaf_read(settings, run, question, Span(start, end, tokens)))
     planned = yield from plan_leaves_in_steps(text, part_tokens=part, count_many=nav.count_many)
     leaves = [Span(leaf.start + start, leaf.end + start, leaf.tokens, leaf.level) for leaf in drop_blank(text, planned)]
+    if not leaves:
+        return SpanJob(start, end)
     return whole_job(settings, run, question, leaves)
 
 
 def whole_job(settings: Settings, run: Level, question: str, leaves: list[Span]) -> SpanJob:
-    """Read ``leaves`` with the full strategy: the graph invoked on them at depth + 1."""
+    """Read ``leaves`` with the full strategy: the graph invoked on them at depth + 1.
+
+    Raises:
+        ValueError: If there are no leaves (only blank text), or they need a nested level and
+            ``max_depth`` forbids it.
+    """
+    if not leaves:
+        msg = "there is nothing to read: the text holds only blank lines"
+        raise ValueError(msg)
     if len(leaves) == 1:
         leaf = leaves[0]
         return SpanJob(leaf.start, leaf.end, call=_leaf_read(settings, run, question, leaf))
@@ -179,6 +194,8 @@ def _from_output(job: SpanJob, output: dict[str, Any]) -> Outcome:
 
 def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallSteps:
     """One job as call steps: a read, or the graph invoked on the span; a failure becomes the job's outcome."""
+    if job.call is None and job.nested is None:
+        return Outcome(job.start, job.end, blank=True)
     try:
         if job.call is not None:
             (result,) = yield [job.call]
@@ -247,7 +264,9 @@ def answers_text(outcomes: list[Outcome], describe: Callable[[str], str]) -> str
     """One line block per span: its offsets and its answer (or why it has none)."""
     blocks = []
     for outcome in outcomes:
-        if outcome.budget:
+        if outcome.blank:
+            body = f"nothing to read in characters {outcome.start}-{outcome.end}: the span holds only blank text"
+        elif outcome.budget:
             body = f"not read: {outcome.budget}"
         elif outcome.text is None:
             body = "could not be read: " + "; ".join(error["error"] for error in outcome.errors)
