@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections import Counter
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 from rlm_graph import create_rlm_graph
+from rlm_graph.navigate.aggregate import UnparsedReplyError, parse_reply
 from tests.fakes import PerfectReader
 from tests.navigator_fakes import ScriptedNavigator, call, calls, tool_results
 from tests.test_navigate import needle_document
@@ -60,3 +65,112 @@ async def test_ask_on_blank_spans_says_there_is_nothing_to_read(use_async: bool)
     assert "NEEDLE-0042 is QUASAR" in result  # the other span is read as usual
     assert out["answer"].startswith("NEEDLE-0042 is QUASAR")
     assert not out["errors"]
+
+
+# ask_all: count and tally replies are read strictly (r22).
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [("12", 12), ("1,204", 1204), (" 7.\n", 7), ("`3`", 3), ("**4**", 4), ("NONE", 0), ("0", 0)],
+)
+def test_a_count_reply_that_is_one_integer_is_read(reply: str, value: int) -> None:
+    assert parse_reply("count", reply) == value
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["Chapter 12 has 5.", "There are 1,204.", "several", "five", "3 or 4", "-2", "12\n5", "", "about 40"],
+)
+def test_a_count_reply_that_is_not_one_integer_is_unparsed(reply: str) -> None:
+    with pytest.raises(UnparsedReplyError, match="one integer"):
+        parse_reply("count", reply)
+
+
+def test_tally_lines_are_read_strictly() -> None:
+    assert parse_reply("tally", "a: 2\n- b: 1\n`c`: 3\n* \"d e\": 4.") == {"a": 2, "b": 1, "c": 3, "d e": 4}
+    assert parse_reply("tally", "```\na: 2\na: 1\n```") == {"a": 3}
+    assert parse_reply("tally", "NONE") == {}
+    assert parse_reply("tally", "time: 10:30: 2") == {"time: 10:30": 2}
+    for reply in ("K0001: 3 times", "a: 2\nnoise line", "Here are the counts:\na: 2", "a - 3", "a: -1", ""):
+        with pytest.raises(UnparsedReplyError, match="`key: number`"):
+            parse_reply("tally", reply)
+
+
+def test_list_replies_are_read_per_line() -> None:
+    assert parse_reply("list", "- Alice\n- Bob") == ["Alice", "Bob"]
+    assert parse_reply("list", "1. Bob\n2) Carol\nNONE") == ["Bob", "Carol"]
+    assert parse_reply("list", "NONE") == []
+    with pytest.raises(UnparsedReplyError):
+        parse_reply("list", "  \n")
+
+
+RECORD = re.compile(r"\bSALE (\w+)\b")
+
+
+class WordyReader(PerfectReader):
+    """Counts exactly, and words its replies the way chat models often do (r22)."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        part = re.search(r"<document_part[^>]*>\n(.*)\n</document_part>", prompt, re.DOTALL).group(1)
+        found = RECORD.findall(part)
+        if "`key: number`" in prompt:
+            reply = "\n".join(f"{key}: {n} times" for key, n in Counter(found).items()) or "NONE"
+        else:
+            chapter = re.search(r"Chapter (\d+)", part)
+            reply = f"Chapter {chapter.group(1)} has {len(found)}." if chapter else str(len(found))
+        self._prompts.append(prompt)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+
+def sales_document() -> tuple[str, Counter[str]]:
+    lines, truth = [], Counter()
+    for chapter in range(1, 7):
+        lines.append(f"Chapter {chapter + 10}\n")
+        for i in range(60):
+            key = f"K{(i * 7 + chapter) % 5:04d}"
+            truth[key] += 1
+            lines.append(f"Entry {chapter}-{i}: SALE {key} recorded." + ("\n" if i % 20 == 19 else ""))
+    return "\n".join(lines), truth
+
+
+def _ask_all_result(reader: Any, output: str, use_async: bool = False) -> tuple[str, dict[str, Any]]:
+    document, _ = sales_document()
+    navigator = ScriptedNavigator(
+        reader=reader,
+        script=[calls(call("ask_all", question="How many sales per key?", output=output)), _final("done")],
+    )
+    graph = _graph(navigator, max_output_tokens=512)
+    out = asyncio.run(graph.ainvoke({"document": document, "question": "How many sales?"})) if use_async else (
+        graph.invoke({"document": document, "question": "How many sales?"})
+    )
+    return tool_results(navigator.root_prompts[-1])[-1], out
+
+
+@pytest.mark.parametrize("output", ["count", "tally"])
+def test_ask_all_never_sums_a_reply_it_could_not_read(output: str) -> None:
+    reader = WordyReader(window=8192)
+    result, out = _ask_all_result(reader, output)
+    parts = len(set(reader.prompts))
+    unparsed = [e for e in out["errors"] if e.get("kind") == "unparsed"]
+    # "Chapter 12 has 5." is never 12; "K0001: 3 times" never vanishes into "0 in all".
+    chaptered = [e for e in unparsed if e["reply"].startswith("Chapter")] if output == "count" else unparsed
+    assert chaptered, out["errors"]
+    assert out["usage"]["unparsed_replies"] == len(unparsed)
+    for error in unparsed:
+        assert error["start"] < error["end"]
+        assert error["error"]
+        assert len(error["reply"]) <= 200
+    head = result.splitlines()[0]
+    assert head.startswith(f"Incomplete: {len(unparsed)} of {parts} parts could not be read"), result
+    spans = ", ".join(f"{e['start']}-{e['end']}" for e in unparsed[:5])
+    assert spans in result
+    document, truth = sales_document()
+    left_out = sum(len(RECORD.findall(document[e["start"] : e["end"]])) for e in unparsed)
+    if output == "tally":
+        assert "in all" not in result  # no part's tally could be read: nothing is summed
+    else:
+        # Exact over the parts that could be read, and only those.
+        assert parts > len(unparsed)
+        assert result.splitlines()[-1] == f"total: {sum(truth.values()) - left_out}"

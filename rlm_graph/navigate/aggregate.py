@@ -12,7 +12,7 @@ from typing import Literal
 
 from rlm_graph.tokens import TokenCounter
 
-__all__ = ["AGGREGATE_INSTRUCTIONS", "Output", "merge", "parse_reply", "render"]
+__all__ = ["AGGREGATE_INSTRUCTIONS", "EXPECTED", "Output", "UnparsedReplyError", "merge", "parse_reply", "render"]
 
 Output = Literal["text", "count", "tally", "list"]
 OUTPUTS: tuple[str, ...] = ("text", "count", "tally", "list")
@@ -30,18 +30,51 @@ AGGREGATE_INSTRUCTIONS: dict[str, str] = {
 }
 """What each reader is told to reply, by ``output``."""
 
-_INTEGER = re.compile(r"-?\d[\d,_]*")
-_TALLY_LINE = re.compile(r"^\s*(?:[-*•]\s*)?[`\"']?(?P<key>.+?)[`\"']?\s*[:=]\s*(?P<value>-?\d[\d,_]*)\s*\.?\s*$")
+# What a reply may wrap its value in (Markdown emphasis, code, quotes): formatting, not content.
+_WRAP = "`*\"'"
+_INTEGER = re.compile(rf"^[{_WRAP}\s]*(?P<value>\d{{1,3}}(?:,\d{{3}})+|\d+)[{_WRAP}\s]*\.?[{_WRAP}\s]*$")
+_TALLY_LINE = re.compile(
+    rf"^(?:[-*•]\s+)?[{_WRAP}]*(?P<key>.*?\S)[{_WRAP}]*\s*:\s*[{_WRAP}]*(?P<value>\d{{1,3}}(?:,\d{{3}})+|\d+)"
+    rf"[{_WRAP}]*\.?$"
+)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _NONE = re.compile(r"^\W*none\W*$", re.IGNORECASE)
+_FENCE = re.compile(r"^```\w*$")
+
+EXPECTED: dict[str, str] = {
+    "count": "one integer and nothing else, such as 12 (or 0)",
+    "tally": "one `key: number` line per key, such as `apple: 3`, and nothing else (or NONE)",
+    "list": "one item per line (or NONE)",
+}
+"""The form each reply must take, as the corrective message and the errors name it."""
+
+
+class UnparsedReplyError(ValueError):
+    """A reader's reply is not in the form its ``output`` asks for; nothing of it is counted."""
+
+    def __init__(self, output: str, problem: str) -> None:
+        self.output = output
+        self.problem = problem
+        super().__init__(f"{problem}; expected {EXPECTED[output]}")
 
 
 def _integer(text: str) -> int:
-    return int(text.replace(",", "").replace("_", ""))
+    return int(text.replace(",", ""))
+
+
+def _lines(reply: str) -> list[str]:
+    # Code fences around the whole reply are formatting, as are blank lines.
+    return [line.strip() for line in reply.strip().splitlines() if line.strip() and not _FENCE.match(line.strip())]
 
 
 def parse_reply(output: str, reply: str) -> int | dict[str, int] | list[str]:
-    """Parse one reader's reply.
+    """Read one reader's reply strictly: what it says in the asked form, or an error, never a guess.
+
+    A count is one integer (``"Chapter 12 has 5."`` holds two numbers and is not read as
+    either); a tally is ``key: number`` lines only (a line such as ``"K0001: 3 times"``
+    makes the whole reply unreadable, since dropping it would undercount); ``NONE`` is
+    zero, an empty tally or an empty list. Markdown emphasis, code marks, quotes,
+    bullets and a final period around a value are formatting and are ignored.
 
     Args:
         output: ``"count"``, ``"tally"`` or ``"list"``.
@@ -51,25 +84,26 @@ def parse_reply(output: str, reply: str) -> int | dict[str, int] | list[str]:
         An integer, a tally or a list of items.
 
     Raises:
-        ValueError: If a count reply holds no integer.
+        UnparsedReplyError: If the reply is not in that form (its message says what was wrong and the form).
     """
-    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
-    if output == "count":
-        if lines and _NONE.match(lines[0]):
-            return 0
-        found = _INTEGER.search(reply)
-        if found is None:
-            msg = f"the reader's reply holds no number: {reply[:80]!r}"
-            raise ValueError(msg)
-        return _integer(found.group(0))
+    lines = _lines(reply)
+    if not lines:
+        raise UnparsedReplyError(output, "the reply is empty")
     if len(lines) == 1 and _NONE.match(lines[0]):
-        return {} if output == "tally" else []
+        return 0 if output == "count" else {} if output == "tally" else []
+    if output == "count":
+        found = _INTEGER.match(lines[0]) if len(lines) == 1 else None
+        if found is None:
+            raise UnparsedReplyError(output, f"the reply is not one integer: {reply.strip()[:80]!r}")
+        return _integer(found.group("value"))
     if output == "tally":
         tally: dict[str, int] = {}
         for line in lines:
-            if (found := _TALLY_LINE.match(line)) is not None:
-                key = found.group("key").strip()
-                tally[key] = tally.get(key, 0) + _integer(found.group("value"))
+            found = _TALLY_LINE.match(line)
+            if found is None:
+                raise UnparsedReplyError(output, f"the line {line[:80]!r} is not `key: number`")
+            key = found.group("key").strip()
+            tally[key] = tally.get(key, 0) + _integer(found.group("value"))
         return tally
     return [_BULLET.sub("", line) for line in lines if not _NONE.match(line)]
 

@@ -22,7 +22,7 @@ from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
 from rlm_graph.errors import BudgetExceededError, describe_error
 from rlm_graph.leaves import plan_leaves_in_steps
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
-from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_reply
+from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, UnparsedReplyError, merge, parse_reply
 from rlm_graph.navigate.document import NavDocument
 from rlm_graph.nodes.sends import leaf_read_call, part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
@@ -67,6 +67,8 @@ class Outcome:
     """Why the budget refused the job's call, if it did."""
     blank: bool = False
     """The span holds only whitespace: there was nothing to read (no call was made)."""
+    value: int | dict[str, int] | list[str] | None = None
+    """An aggregation read's reply, parsed (``None`` when it could not be read)."""
 
 
 @dataclass
@@ -77,6 +79,8 @@ class SpanJob:
     end: int
     call: ModelCall | None = None
     nested: tuple[dict[str, Any], dict[str, Any]] | None = None
+    output: str = "text"
+    """``count``, ``tally`` or ``list``: the call's reply is read in that form (:func:`parse_reply`)."""
 
 
 def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
@@ -117,7 +121,7 @@ def leaf_jobs(settings: Settings, run: Level, question: str, leaves: list[Span],
             kind="aggregate",
             span=(leaf.start, leaf.end),
         )
-        return SpanJob(leaf.start, leaf.end, call=call)
+        return SpanJob(leaf.start, leaf.end, call=call, output=output)
 
     return [job(leaf) for leaf in leaves]
 
@@ -188,6 +192,12 @@ def _failed(job: SpanJob, error: BaseException) -> Outcome:
     return Outcome(job.start, job.end, errors=[{"start": job.start, "end": job.end, "error": reason, "kind": "failed"}])
 
 
+def _unparsed(job: SpanJob, reply: str, usage: Usage, error: UnparsedReplyError) -> Outcome:
+    """An aggregation reply that could not be read: reported, never counted."""
+    entry = {"start": job.start, "end": job.end, "error": str(error), "kind": "unparsed", "reply": reply[:200]}
+    return Outcome(job.start, job.end, usage=merge_usage(usage, {"unparsed_replies": 1}), errors=[entry])
+
+
 def _from_output(job: SpanJob, output: dict[str, Any]) -> Outcome:
     return Outcome(job.start, job.end, output["answer"], output.get("usage") or {}, list(output.get("errors") or []))
 
@@ -199,6 +209,12 @@ def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallS
     try:
         if job.call is not None:
             (result,) = yield [job.call]
+            if job.output != "text":
+                try:
+                    value = parse_reply(job.output, result.text)
+                except UnparsedReplyError as error:
+                    return _unparsed(job, result.text, result.usage, error)
+                return Outcome(job.start, job.end, result.text, result.usage, value=value)
             # The root model gets the report; the reading prompt's QUOTE lines would only repeat it.
             report, _, formatted = split_quotes(result.text)
             return Outcome(job.start, job.end, report if formatted and report else result.text, result.usage)
@@ -278,17 +294,9 @@ def answers_text(outcomes: list[Outcome], describe: Callable[[str], str]) -> str
     return "\n\n".join(blocks)
 
 
-def aggregate(output: str, outcomes: list[Outcome]) -> tuple[Any, list[dict[str, Any]]]:
-    """Parse and merge aggregation replies in document order; unparseable replies become errors."""
-    parsed, errors = [], []
-    for outcome in outcomes:
-        if outcome.text is None:
-            continue
-        try:
-            parsed.append(parse_reply(output, outcome.text))
-        except ValueError as exc:
-            errors.append({"start": outcome.start, "end": outcome.end, "error": str(exc), "kind": "failed"})
-    return merge(output, parsed), errors
+def aggregate(output: str, outcomes: list[Outcome]) -> Any:
+    """Merge the parsed aggregation replies in document order (unread ones are left out, and reported)."""
+    return merge(output, [outcome.value for outcome in outcomes if outcome.value is not None])
 
 
 def total_usage(outcomes: list[Outcome]) -> Usage:
