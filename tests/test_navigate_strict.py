@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
 from rlm_graph.navigate.aggregate import UnparsedReplyError, parse_reply
-from tests.fakes import PerfectReader
-from tests.navigator_fakes import ScriptedNavigator, call, calls, tool_results
+from rlm_graph.prompts import NO_ANSWER_MESSAGE, NO_RELEVANT_INFORMATION
+from tests.fakes import NEEDLE, PerfectReader
+from tests.navigator_fakes import ScriptedNavigator, TallyReader, call, calls, spans_in, tool_results
+from tests.openai_server import ChatServer
 from tests.test_navigate import needle_document
 
 
@@ -174,3 +179,192 @@ def test_ask_all_never_sums_a_reply_it_could_not_read(output: str) -> None:
         # Exact over the parts that could be read, and only those.
         assert parts > len(unparsed)
         assert result.splitlines()[-1] == f"total: {sum(truth.values()) - left_out}"
+
+
+# The root model's protocol: tool calls, not text (the "seen with a real local model" bullet).
+
+
+def _grep_then_ask(messages: list[BaseMessage]) -> dict[str, Any]:
+    start, end = spans_in(tool_results(messages)[-1])[0]
+    return call("ask", question="What is NEEDLE-0042?", spans=[[start - 300, end + 300]])
+
+
+def _final_call(messages: list[BaseMessage]) -> dict[str, Any]:
+    result = tool_results(messages)[-1]
+    return call("final", answer="; ".join(NEEDLE.findall(result)), citations=spans_in(result))
+
+
+def _as_text(form: str, tool_call: dict[str, Any]) -> str:
+    """A tool call written in the reply's text, as local models do."""
+    plain = {"name": tool_call["name"], "arguments": tool_call["args"]}
+    if form == "json":
+        return json.dumps(plain)
+    if form == "fenced":
+        return "```json\n" + json.dumps(plain, indent=2) + "\n```"
+    if form == "qwen":  # Qwen2.5's chat template
+        return "<tool_call>\n" + json.dumps(plain) + "\n</tool_call>"
+    if form == "openai":  # OpenAI's shape, arguments as a JSON string
+        function = {"name": plain["name"], "arguments": json.dumps(plain["arguments"])}
+        return json.dumps({"type": "function", "function": function})
+    return json.dumps([{"name": plain["name"], "parameters": plain["arguments"]}])  # a list, "parameters"
+
+
+@pytest.mark.parametrize("form", ["json", "fenced", "qwen", "openai", "list"])
+async def test_a_tool_call_written_as_text_is_taken_as_that_call(form: str) -> None:
+    document, position = needle_document()
+    texts: list[str] = []
+
+    def written(make: Callable[[list[BaseMessage]], dict[str, Any]]) -> Callable[[list[BaseMessage]], AIMessage]:
+        def step(messages: list[BaseMessage]) -> AIMessage:
+            texts.append(_as_text(form, make(messages)))
+            return AIMessage(texts[-1])
+
+        return step
+
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            written(lambda _m: call("grep", pattern=r"NEEDLE-\d+")),
+            written(_grep_then_ask),
+            written(_final_call),
+        ],
+    )
+    out = await _run(_graph(navigator), {"document": document, "question": "What is NEEDLE-0042?"}, form == "list")
+    assert out["answer"].split("\n\n")[0] == "NEEDLE-0042 is QUASAR"
+    assert all(text not in out["answer"] for text in texts)
+    assert any(c["start"] <= position < c["end"] for c in out["citations"])
+    assert len(navigator.root_prompts) == 3  # each reply was read as its call: no retry was needed
+    assert out["usage"]["root_replies_repaired"] == 3
+    assert not out["errors"]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_reply_without_a_tool_call_is_retried_with_a_reminder(use_async: bool) -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            lambda _m: AIMessage("Let me look for NEEDLE-0042 in the document first."),
+            calls(call("grep", pattern=r"NEEDLE-\d+")),
+            lambda m: AIMessage("", tool_calls=[_grep_then_ask(m)]),
+            lambda _m: AIMessage("NEEDLE-0042 is QUASAR."),  # the answer as prose, not through final
+            lambda m: AIMessage("", tool_calls=[_final_call(m)]),
+        ],
+    )
+    out = await _run(_graph(navigator), {"document": document, "question": "What is NEEDLE-0042?"}, use_async)
+    assert out["answer"].split("\n\n")[0] == "NEEDLE-0042 is QUASAR"
+    prompts = navigator.root_prompts
+    assert len(prompts) == 5
+    for retried in (prompts[1], prompts[4]):
+        assert isinstance(retried[-2], AIMessage)  # the reply, then the reminder
+        assert "no tool call" in retried[-1].text
+        assert "final(answer, citations)" in retried[-1].text
+    assert out["usage"]["root_replies_repaired"] == 2
+    assert out["usage"]["llm_calls"] == 6  # five root calls and one read
+    assert not out["errors"]
+
+
+def _refused_twice(out: dict[str, Any], reply: str) -> None:
+    assert NO_RELEVANT_INFORMATION not in out["answer"]
+    assert reply not in out["answer"]
+    assert "replied without calling a tool, twice" in out["answer"]
+    (error,) = [e for e in out["errors"] if e.get("kind") == "unparsed"]
+    assert error["reply"] == reply[:200]
+    assert "no tool call" in error["error"]
+    assert out["usage"]["unparsed_replies"] == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        NO_RELEVANT_INFORMATION,
+        "The answer is probably Geneva.",
+        'I will call {"name": "grep", "arguments": {"pattern": "Geneva"}} now.',  # prose around: ambiguous
+        '{"name": "lookup", "arguments": {"query": "Geneva"}}',  # no such tool
+    ],
+)
+def test_a_model_that_never_calls_a_tool_is_never_shown_as_the_answer(reply: str) -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(reader=PerfectReader(window=8192), script=[], fallback=reply)
+    out = _graph(navigator).invoke({"document": document, "question": "Where was he born?"})
+    _refused_twice(out, reply)
+    assert len(navigator.root_prompts) == 2
+    assert "search, grep, peek, ask, ask_all, final" in navigator.root_prompts[1][-1].text
+
+
+async def test_a_model_served_without_tool_calls_over_http_gets_an_honest_answer() -> None:
+    # The local server answers every call like a reader, ignoring the tools it is sent
+    # (a model served without tool calling): NO_RELEVANT_INFORMATION to the root prompt.
+    document, _ = needle_document()
+    with ChatServer(window=8192) as server:
+        model = ChatOpenAI(model="qwen-local", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        graph = create_rlm_graph(model, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+        out = await graph.ainvoke({"document": document, "question": "What is NEEDLE-0042?"})
+    _refused_twice(out, NO_RELEVANT_INFORMATION)
+    assert len(server.requests) == 2
+    assert "The navigator read none of the document's text" in out["answer"]
+
+
+@pytest.mark.parametrize("read_all", [True, False])
+def test_final_with_the_marker_is_never_the_answer(read_all: bool) -> None:
+    document, _ = needle_document()
+    first = (
+        call("ask_all", question="How many SALE records?", output="count")
+        if read_all
+        else call("grep", pattern="SALE")
+    )
+    navigator = ScriptedNavigator(
+        reader=TallyReader(window=8192), script=[calls(first), _final(NO_RELEVANT_INFORMATION)]
+    )
+    graph = _graph(navigator)
+    out = graph.invoke({"document": document, "question": "What is sold?"})
+    assert NO_RELEVANT_INFORMATION not in out["answer"]
+    if read_all:
+        assert out["answer"] == NO_ANSWER_MESSAGE
+    else:
+        assert out["answer"].startswith("Nothing relevant to the question was found in the parts that were read.")
+        assert "The navigator read none of the document's text" in out["answer"]
+
+
+# Spans written as strings or objects.
+
+
+def test_spans_written_as_text_or_objects_are_read() -> None:
+    document, _ = needle_document()
+    needle = document.index("NEEDLE-0042")
+    a, b = needle - 300, needle + 300
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            calls(
+                call("ask", question="What is NEEDLE-0042?", spans=[f"characters {a}-{b}"]),
+                call("ask", question="What is NEEDLE-0042?", spans=[{"start": a, "end": b}]),
+                call("ask", question="What is NEEDLE-0042?", spans=f"{a}-{b}"),
+                call("ask", question="What is NEEDLE-0042?", spans=[a, b]),
+                call("ask", question="What is NEEDLE-0042?", spans=[[str(a), str(b)]]),
+                call("peek", start=str(a), end=str(b)),
+            ),
+            _final("NEEDLE-0042 is QUASAR"),
+        ],
+    )
+    out = _graph(navigator).invoke({"document": document, "question": "What is NEEDLE-0042?"})
+    results = tool_results(navigator.root_prompts[-1])
+    assert len(results) == 6
+    for result in results[:5]:
+        assert result == f"[{a}-{b}] NEEDLE-0042 is QUASAR", result
+    assert results[5].startswith(f"[characters {a}-{b}]")
+    assert out["answer"].startswith("NEEDLE-0042 is QUASAR")
+
+
+@pytest.mark.parametrize("spans", [["chapter three"], [[1, 2, 3]], "everything", [{"from": 1, "to": 5}], [[True, 5]]])
+def test_spans_that_cannot_be_read_are_refused_with_the_form_to_use(spans: Any) -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[calls(call("ask", question="What is NEEDLE-0042?", spans=spans)), _final("unknown")],
+    )
+    out = _graph(navigator).invoke({"document": document, "question": "What is NEEDLE-0042?"})
+    (result,) = tool_results(navigator.root_prompts[-1])
+    assert "[start, end]" in result
+    assert "[0, 9741]" in result or "characters 0-9741" in result
+    assert out["answer"].startswith("unknown")

@@ -51,6 +51,8 @@ NAVIGATE_MESSAGES: Mapping[str, str] = {
     "navigate.tool_done": "{tool} done: {calls} model calls, {tokens} input tokens",
     "navigate.done": "Answer ready after {step} steps",
     "navigate.stopping": "Stopping the search ({reason}); asking for the final answer",
+    "navigate.calls_from_text": "The model wrote {calls} tool call(s) as text; reading them as calls",
+    "navigate.reminded": "The model replied without a tool call; reminding it once",
     # Notes the answer carries (localizable like the other answer.* notes).
     "answer.navigate_stopped": (
         "The search stopped before the model finished ({reason}), so the answer is based on what it had found."
@@ -70,6 +72,10 @@ NAVIGATE_MESSAGES: Mapping[str, str] = {
     ),
     "answer.navigate_reason_steps": "max_steps={max_steps} reached",
     "answer.navigate_reason_budget": "budget exhausted: {detail}",
+    "answer.navigate_reason_no_tool_call": (
+        "the model replied without calling a tool, twice, so its reply is not shown as an answer; a model served "
+        'without tool calling cannot navigate, and mode="full" reads the document without tools'
+    ),
 }
 """Progress and answer-note templates of the navigate mode, overridable through ``progress_messages``."""
 
