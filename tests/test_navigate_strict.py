@@ -157,12 +157,15 @@ def _ask_all_result(reader: Any, output: str, use_async: bool = False) -> tuple[
 def test_ask_all_never_sums_a_reply_it_could_not_read(output: str) -> None:
     reader = WordyReader(window=8192)
     result, out = _ask_all_result(reader, output)
-    parts = len(set(reader.prompts))
+    firsts = [prompt for prompt in reader.prompts if "could not be read" not in prompt]
+    parts = len(firsts)
     unparsed = [e for e in out["errors"] if e.get("kind") == "unparsed"]
     # "Chapter 12 has 5." is never 12; "K0001: 3 times" never vanishes into "0 in all".
     chaptered = [e for e in unparsed if e["reply"].startswith("Chapter")] if output == "count" else unparsed
     assert chaptered, out["errors"]
     assert out["usage"]["unparsed_replies"] == len(unparsed)
+    # Each was asked once more, with what was wrong and the form expected, before it was given up.
+    assert len(reader.prompts) - parts == len(unparsed)
     for error in unparsed:
         assert error["start"] < error["end"]
         assert error["error"]
@@ -179,6 +182,37 @@ def test_ask_all_never_sums_a_reply_it_could_not_read(output: str) -> None:
         # Exact over the parts that could be read, and only those.
         assert parts > len(unparsed)
         assert result.splitlines()[-1] == f"total: {sum(truth.values()) - left_out}"
+
+
+class CorrectedReader(WordyReader):
+    """Words its first reply like WordyReader, and follows the corrective message that comes after it."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        if "could not be read" not in messages[-1].text:
+            return super()._answer(messages)
+        prompt = "\n".join(m.text for m in messages)
+        self._prompts.append(prompt)
+        found = RECORD.findall(re.search(r"<document_part[^>]*>\n(.*)\n</document_part>", prompt, re.DOTALL).group(1))
+        tally = "\n".join(f"{key}: {n}" for key, n in Counter(found).items())
+        reply = str(len(found)) if "one integer" in messages[-1].text else tally
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+
+@pytest.mark.parametrize("output", ["count", "tally"])
+@pytest.mark.parametrize("use_async", [False, True])
+def test_ask_all_corrects_a_reply_once_and_stays_exact(output: str, use_async: bool) -> None:
+    reader = CorrectedReader(window=8192)
+    result, out = _ask_all_result(reader, output, use_async)
+    _, truth = sales_document()
+    corrected = [prompt for prompt in reader.prompts if "could not be read" in prompt]
+    assert corrected  # some replies were worded, and asked again
+    assert not out["errors"]
+    assert out["usage"].get("unparsed_replies", 0) == 0
+    if output == "count":
+        assert result == f"total: {sum(truth.values())}"
+    else:
+        assert result.splitlines()[0] == f"{len(truth)} distinct keys, {sum(truth.values())} in all, largest first:"
+        assert {line.split(": ")[0]: int(line.split(": ")[1]) for line in result.splitlines()[1:]} == truth
 
 
 # The root model's protocol: tool calls, not text (the "seen with a real local model" bullet).

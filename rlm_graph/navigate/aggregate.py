@@ -7,12 +7,23 @@ synthesis must hold all keys at once); summing and merging in code is exact at a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
+from rlm_graph.replies import ReplyForm, Unreadable
 from rlm_graph.tokens import TokenCounter
 
-__all__ = ["AGGREGATE_INSTRUCTIONS", "EXPECTED", "Output", "UnparsedReplyError", "merge", "parse_reply", "render"]
+__all__ = [
+    "AGGREGATE_INSTRUCTIONS",
+    "EXPECTED",
+    "REPLY_FORMS",
+    "STRUCTURED_INSTRUCTIONS",
+    "Output",
+    "UnparsedReplyError",
+    "merge",
+    "parse_reply",
+    "render",
+]
 
 Output = Literal["text", "count", "tally", "list"]
 OUTPUTS: tuple[str, ...] = ("text", "count", "tally", "list")
@@ -28,7 +39,20 @@ AGGREGATE_INSTRUCTIONS: dict[str, str] = {
         "every time. Reply NONE if this part has none. No other words."
     ),
 }
-"""What each reader is told to reply, by ``output``."""
+"""What each reader is told to reply, by ``output`` (text replies)."""
+
+STRUCTURED_INSTRUCTIONS: dict[str, str] = {
+    "count": "Give the count for this part alone as `count` (0 if there is none).",
+    "tally": (
+        "Give one entry per key in `counts`, each with its `key` and its `count` in this part alone "
+        "(an empty list if nothing in this part counts)."
+    ),
+    "list": (
+        "Give the items in `items`, in the order they appear in this part, each written the same way every time "
+        "(an empty list if this part has none)."
+    ),
+}
+"""What each reader is told when its reply follows the JSON schema of :data:`REPLY_FORMS`."""
 
 # What a reply may wrap its value in (Markdown emphasis, code, quotes): formatting, not content.
 _WRAP = "`*\"'"
@@ -106,6 +130,65 @@ def parse_reply(output: str, reply: str) -> int | dict[str, int] | list[str]:
             tally[key] = tally.get(key, 0) + _integer(found.group("value"))
         return tally
     return [_BULLET.sub("", line) for line in lines if not _NONE.match(line)]
+
+
+def _read_text(output: str) -> Callable[[str], int | dict[str, int] | list[str] | Unreadable]:
+    def read(text: str) -> int | dict[str, int] | list[str] | Unreadable:
+        try:
+            return parse_reply(output, text)
+        except UnparsedReplyError as error:
+            return Unreadable(error.problem)
+
+    return read
+
+
+def _count_json(data: dict[str, Any]) -> int | Unreadable:
+    count = data["count"]
+    return count if count >= 0 else Unreadable(f"the count {count} is negative")
+
+
+def _tally_json(data: dict[str, Any]) -> dict[str, int] | Unreadable:
+    tally: dict[str, int] = {}
+    for entry in data["counts"]:
+        key, count = entry["key"].strip(), entry["count"]
+        if not key or count < 0:
+            return Unreadable(f"the entry {entry!r} has an empty key or a negative count")
+        tally[key] = tally.get(key, 0) + count
+    return tally
+
+
+def _list_json(data: dict[str, Any]) -> list[str]:
+    return [item.strip() for item in data["items"] if item.strip()]
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+REPLY_FORMS: dict[str, ReplyForm[Any]] = {
+    "count": ReplyForm(
+        "count", _read_text("count"), EXPECTED["count"], _object({"count": {"type": "integer"}}), _count_json
+    ),
+    "tally": ReplyForm(
+        "tally",
+        _read_text("tally"),
+        EXPECTED["tally"],
+        _object(
+            {"counts": {"type": "array", "items": _object({"key": {"type": "string"}, "count": {"type": "integer"}})}}
+        ),
+        _tally_json,
+    ),
+    "list": ReplyForm(
+        "list",
+        _read_text("list"),
+        EXPECTED["list"],
+        _object({"items": {"type": "array", "items": {"type": "string"}}}),
+        _list_json,
+    ),
+}
+"""How an ``ask_all`` reader's reply is read, by ``output``: strictly as text (:func:`parse_reply`), or as
+the JSON object of its schema (``{"count": int}``, ``{"counts": [{"key": str, "count": int}]}``,
+``{"items": [str]}``) when the run's replies are structured (:mod:`rlm_graph.replies`)."""
 
 
 def merge(output: str, parsed: Sequence[int | dict[str, int] | list[str]]) -> int | dict[str, int] | list[str]:

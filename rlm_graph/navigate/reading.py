@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
 from rlm_graph.errors import BudgetExceededError, describe_error
 from rlm_graph.leaves import plan_leaves_in_steps
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
-from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, UnparsedReplyError, merge, parse_reply
+from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, REPLY_FORMS, STRUCTURED_INSTRUCTIONS, merge
 from rlm_graph.navigate.document import NavDocument
 from rlm_graph.nodes.sends import leaf_read_call, part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
 from rlm_graph.quotes import split_quotes
+from rlm_graph.replies import ask
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span, drop_blank, has_text
 from rlm_graph.state import Usage, merge_usage
@@ -80,7 +82,9 @@ class SpanJob:
     call: ModelCall | None = None
     nested: tuple[dict[str, Any], dict[str, Any]] | None = None
     output: str = "text"
-    """``count``, ``tally`` or ``list``: the call's reply is read in that form (:func:`parse_reply`)."""
+    """``count``, ``tally`` or ``list``: the call's reply is read in that form (:data:`REPLY_FORMS`)."""
+    build: Callable[[bool], ModelCall] | None = None
+    """An aggregation read's call for a reply format (``True``: structured)."""
 
 
 def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
@@ -88,40 +92,54 @@ def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> Mod
 
 
 def leaf_jobs(settings: Settings, run: Level, question: str, leaves: list[Span], output: str) -> list[SpanJob]:
-    """One aggregation read per leaf (``output`` count, tally or list)."""
-    # The prompt around the text is the same for every leaf: counted once (offsets at their widest).
-    overhead = settings.counter.count_messages(
-        build_messages(
-            settings.system_prompt,
-            AGGREGATE_PROMPT,
-            question=question,
-            text="",
-            start=10**12,
-            end=10**12,
-            instruction=AGGREGATE_INSTRUCTIONS[output],
-        )
-    )
+    """One aggregation read per leaf (``output`` count, tally or list).
 
-    def job(leaf: Span) -> SpanJob:
-        def messages() -> list[BaseMessage]:
-            return build_messages(
+    Each job's call is built for the reply format the run uses when it is sent: the
+    instruction names the JSON fields for a structured reply, the text form otherwise.
+    """
+    instructions = {False: AGGREGATE_INSTRUCTIONS[output], True: STRUCTURED_INSTRUCTIONS[output]}
+    schema = json.dumps(REPLY_FORMS[output].schema)
+    # The prompt around the text is the same for every leaf: counted once per format (offsets at
+    # their widest); a structured call also sends its schema.
+    overhead = {
+        structured: settings.counter.count_messages(
+            build_messages(
                 settings.system_prompt,
                 AGGREGATE_PROMPT,
                 question=question,
-                text=part_text(run, "", leaf.start, leaf.end),
-                start=leaf.start,
-                end=leaf.end,
-                instruction=AGGREGATE_INSTRUCTIONS[output],
+                text="",
+                start=10**12,
+                end=10**12,
+                instruction=instruction,
+            )
+        )
+        + (settings.counter.count(schema) if structured else 0)
+        for structured, instruction in instructions.items()
+    }
+
+    def job(leaf: Span) -> SpanJob:
+        def call(structured: bool) -> ModelCall:
+            def messages() -> list[BaseMessage]:
+                return build_messages(
+                    settings.system_prompt,
+                    AGGREGATE_PROMPT,
+                    question=question,
+                    text=part_text(run, "", leaf.start, leaf.end),
+                    start=leaf.start,
+                    end=leaf.end,
+                    instruction=instructions[structured],
+                )
+
+            return ModelCall(
+                messages,
+                overhead[structured] + leaf.tokens + SEAM_SLACK,
+                name=f"{output} {leaf.start}-{leaf.end}",
+                kind="aggregate",
+                span=(leaf.start, leaf.end),
             )
 
-        call = ModelCall(
-            messages,
-            overhead + leaf.tokens + SEAM_SLACK,
-            name=f"{output} {leaf.start}-{leaf.end}",
-            kind="aggregate",
-            span=(leaf.start, leaf.end),
-        )
-        return SpanJob(leaf.start, leaf.end, call=call, output=output)
+        # The larger of the two prompts: what the budget checks before any call is sent.
+        return SpanJob(leaf.start, leaf.end, call=call(overhead[True] > overhead[False]), output=output, build=call)
 
     return [job(leaf) for leaf in leaves]
 
@@ -192,12 +210,6 @@ def _failed(job: SpanJob, error: BaseException) -> Outcome:
     return Outcome(job.start, job.end, errors=[{"start": job.start, "end": job.end, "error": reason, "kind": "failed"}])
 
 
-def _unparsed(job: SpanJob, reply: str, usage: Usage, error: UnparsedReplyError) -> Outcome:
-    """An aggregation reply that could not be read: reported, never counted."""
-    entry = {"start": job.start, "end": job.end, "error": str(error), "kind": "unparsed", "reply": reply[:200]}
-    return Outcome(job.start, job.end, usage=merge_usage(usage, {"unparsed_replies": 1}), errors=[entry])
-
-
 def _from_output(job: SpanJob, output: dict[str, Any]) -> Outcome:
     return Outcome(job.start, job.end, output["answer"], output.get("usage") or {}, list(output.get("errors") or []))
 
@@ -207,14 +219,15 @@ def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallS
     if job.call is None and job.nested is None:
         return Outcome(job.start, job.end, blank=True)
     try:
+        if job.build is not None:
+            # Read strictly, with one corrective retry; a reply still unreadable is reported, never counted.
+            reply = yield from ask(run, job.build, REPLY_FORMS[job.output])
+            if reply.unparsed:
+                what = f"the {job.output} of characters {job.start}-{job.end}"
+                return Outcome(job.start, job.end, usage=reply.usage, errors=[reply.error(job.start, job.end, what)])
+            return Outcome(job.start, job.end, reply.text, reply.usage, value=reply.value)
         if job.call is not None:
             (result,) = yield [job.call]
-            if job.output != "text":
-                try:
-                    value = parse_reply(job.output, result.text)
-                except UnparsedReplyError as error:
-                    return _unparsed(job, result.text, result.usage, error)
-                return Outcome(job.start, job.end, result.text, result.usage, value=value)
             # The root model gets the report; the reading prompt's QUOTE lines would only repeat it.
             report, _, formatted = split_quotes(result.text)
             return Outcome(job.start, job.end, report if formatted and report else result.text, result.usage)
