@@ -402,3 +402,14 @@ def test_spans_that_cannot_be_read_are_refused_with_the_form_to_use(spans: Any) 
     assert "[start, end]" in result
     assert "[0, 9741]" in result or "characters 0-9741" in result
     assert out["answer"].startswith("unknown")
+
+
+def test_citations_written_as_text_or_objects_are_read() -> None:
+    document, _ = needle_document()
+    cited = ["characters 10-20", {"start": 30, "end": 40}, "nonsense", [True, 3], [50, 10**9]]
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[lambda _m: AIMessage("", tool_calls=[call("final", answer="done", citations=cited)])],
+    )
+    out = _graph(navigator).invoke({"document": document, "question": "q"})
+    assert out["citations"] == [{"start": 10, "end": 20}, {"start": 30, "end": 40}, {"start": 50, "end": len(document)}]

@@ -8,6 +8,7 @@ budget runs out, the model is asked once more, without tool rounds left, for its
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
@@ -28,6 +29,7 @@ from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.protocol import REMINDER, calls_in_text, repaired
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
+from rlm_graph.navigate.toolset import read_spans
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.prompts import is_no_relevant
@@ -282,13 +284,23 @@ class _Root:
 
 
 def _citations(value: Any, length: int) -> list[dict[str, int]]:
-    """Valid ``[start, end]`` pairs within the document; anything else is dropped."""
+    """The ranges ``final`` cites, in any form a span may be written (:func:`read_spans`), within the document.
+
+    A range in no readable form is dropped: the answer stands without it.
+    """
+    try:
+        pairs = read_spans(value)
+    except ValueError:
+        # One unreadable range: keep the others.
+        pairs = []
+        for item in value if isinstance(value, list) else []:
+            with contextlib.suppress(ValueError):
+                pairs.extend(read_spans([item]))
     found = []
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
-            start, end = max(0, item[0]), min(length, item[1])
-            if start < end:
-                found.append({"start": start, "end": end})
+    for first, last in pairs:
+        start, end = max(0, first), min(length, last)
+        if start < end:
+            found.append({"start": start, "end": end})
     return found
 
 
