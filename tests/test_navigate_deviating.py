@@ -7,15 +7,29 @@ wrong total.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
-from tests.navigator_fakes import RECORD, DeviatingCounter, ScriptedNavigator, TallyReader, call, calls, tool_results
+from tests.fakes import NEEDLE
+from tests.navigator_fakes import (
+    RECORD,
+    DeviatingCounter,
+    ScriptedNavigator,
+    TallyReader,
+    call,
+    calls,
+    spans_in,
+    tool_results,
+)
+from tests.openai_server import ChatServer
+from tests.test_navigate import needle_document
 
 DEVIATIONS = ["words", "sentence", "times", "preamble", "cut"]
 FORMATS = ["text", "structured"]
@@ -119,3 +133,61 @@ def test_a_reader_that_follows_the_correction_gives_the_exact_result(
     assert not out["errors"]
     assert reader.corrections  # corrected, not guessed
     assert re.match(r"(total: 360|5 distinct keys, 360 in all)", result)
+
+
+# The root model: tool calls written as text, over HTTP, as a local model served them.
+
+
+def _needle_navigator(written: str) -> Any:
+    """A root model behind the local server that writes every tool call as JSON text (Qwen's tags or bare)."""
+
+    def reply(messages: list[dict[str, Any]]) -> str:
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if not results:
+            wanted = {"name": "grep", "arguments": {"pattern": "NEEDLE-\\d+"}}
+        elif len(results) == 1:
+            start, end = spans_in(results[0])[0]
+            # As the local model wrote them: a span as text.
+            span = f"characters {start - 200}-{end + 200}"
+            wanted = {"name": "ask", "arguments": {"question": "What is NEEDLE-0042?", "spans": [span]}}
+        else:
+            answer = "; ".join(NEEDLE.findall(results[-1]))
+            wanted = {"name": "final", "arguments": {"answer": answer, "citations": spans_in(results[-1])}}
+        text = json.dumps(wanted)
+        return f"<tool_call>\n{text}\n</tool_call>" if written == "qwen" else text
+
+    return reply
+
+
+@pytest.mark.parametrize("written", ["qwen", "bare"])
+async def test_tool_calls_written_as_text_over_http_are_followed(written: str) -> None:
+    document, position = needle_document()
+    with ChatServer(window=8192, tool_script=_needle_navigator(written)) as server:
+        model = ChatOpenAI(model="qwen2.5-coder", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        graph = create_rlm_graph(model, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+        out = await graph.ainvoke({"document": document, "question": "What is NEEDLE-0042?"})
+    assert out["answer"].split("\n\n")[0] == "NEEDLE-0042 is QUASAR"
+    assert "tool_call" not in out["answer"]
+    assert '"name"' not in out["answer"]
+    assert any(c["start"] <= position < c["end"] for c in out["citations"])
+    assert out["usage"]["root_replies_repaired"] == 3
+    assert [r.kind for r in server.requests] == ["direct", "direct", "read", "direct"]  # no retries were needed
+
+
+def test_a_tool_call_cut_off_by_max_tokens_is_asked_again() -> None:
+    document, _ = needle_document()
+    cut = '{"name": "grep", "arguments": {"pattern": "NEEDLE'
+    navigator = ScriptedNavigator(
+        reader=TallyReader(window=8192),
+        script=[
+            lambda _m: AIMessage(cut, response_metadata={"finish_reason": "length"}),
+            calls(call("grep", pattern=r"NEEDLE-\d+")),
+            lambda m: AIMessage("", tool_calls=[call("final", answer="found", citations=spans_in(tool_results(m)[0]))]),
+        ],
+    )
+    graph = create_rlm_graph(navigator, context_window=8192, part_tokens=2048, cache=False, mode="navigate")
+    out = graph.invoke({"document": document, "question": "What is NEEDLE-0042?"})
+    assert out["answer"].startswith("found")
+    assert cut not in out["answer"]
+    assert "no tool call" in navigator.root_prompts[1][-1].text
+    assert out["usage"]["root_replies_repaired"] == 1
