@@ -55,8 +55,9 @@ class ScriptedNavigator(Cl100kWindow, BaseChatModel):
 
     With ``structured``, its profile says it gives structured replies, and a call sent with a
     JSON schema (``with_structured_output(method="json_schema")``, as ``ChatOpenAI`` sends
-    ``response_format``) goes to the reader's ``structured_reply(messages, name)``: the reply
-    is the JSON text in ``content``, as the real API gives it.
+    ``response_format``) goes to the reader's ``structured_reply(messages, name)`` when it has
+    one, else to the reader with the ``response_format`` (``tests.deviating_readers``): the
+    reply is the JSON text in ``content``, as the real API gives it.
     """
 
     reader: BaseChatModel
@@ -125,8 +126,8 @@ class ScriptedNavigator(Cl100kWindow, BaseChatModel):
     ) -> ChatResult:
         if kw.get("tools"):
             return self._root(messages)
-        if (schema := kw.get("response_format")) is not None:
-            return self.reader.structured_reply(messages, schema["json_schema"]["name"])  # type: ignore[attr-defined]
+        if (schema := kw.get("response_format")) is not None and hasattr(self.reader, "structured_reply"):
+            return self.reader.structured_reply(messages, schema["json_schema"]["name"])
         return self.reader._generate(messages, stop=stop, **kw)
 
     async def _agenerate(
@@ -134,8 +135,8 @@ class ScriptedNavigator(Cl100kWindow, BaseChatModel):
     ) -> ChatResult:
         if kw.get("tools"):
             return self._root(messages)
-        if (schema := kw.get("response_format")) is not None:
-            return self.reader.structured_reply(messages, schema["json_schema"]["name"])  # type: ignore[attr-defined]
+        if (schema := kw.get("response_format")) is not None and hasattr(self.reader, "structured_reply"):
+            return self.reader.structured_reply(messages, schema["json_schema"]["name"])
         return await self.reader._agenerate(messages, stop=stop, **kw)
 
 

@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
+from tests.deviating_readers import DEVIATING_READERS
 from tests.fakes import NEEDLE
 from tests.navigator_fakes import (
     RECORD,
@@ -87,7 +88,8 @@ def _check_honest(result: str, out: dict[str, Any], document: str, output: str) 
         assert lines[0].startswith(f"Incomplete: {len(unparsed)} of "), result
         assert "Incomplete" in out["answer"]
         # The answer's own note says it too, whatever the root model wrote.
-        assert "The navigator read" in out["answer"].split("\n\n")[-1]
+        assert "could not be read, even when asked again" in out["answer"].split("\n\n")[-1]
+        assert "The navigator read" not in out["answer"]  # read, and reported as unreadable: not "unread"
         lines = lines[1:]
         if not lines:
             assert not read  # nothing could be read: no number is given at all
@@ -191,3 +193,55 @@ def test_a_tool_call_cut_off_by_max_tokens_is_asked_again() -> None:
     assert cut not in out["answer"]
     assert "no tool call" in navigator.root_prompts[1][-1].text
     assert out["usage"]["root_replies_repaired"] == 1
+
+
+# The readers of ask: the deviating readers of tests/deviating_readers.py, in both reply formats.
+
+
+def _ask_around_the_needle(messages: list[BaseMessage]) -> AIMessage:
+    start, end = spans_in(tool_results(messages)[-1])[0]
+    # The needle's neighbourhood, and two spans that hold nothing about it.
+    spans = [[start - 300, end + 300], [1_000, 3_000], [100_000, 102_000]]
+    return AIMessage("", tool_calls=[call("ask", question="What is NEEDLE-0042?", spans=spans)])
+
+
+def _final_from_readings(messages: list[BaseMessage]) -> AIMessage:
+    result = tool_results(messages)[-1]
+    answer = "; ".join(sorted(set(NEEDLE.findall(result)))) or "The document does not say."
+    return AIMessage("", tool_calls=[call("final", answer=answer, citations=spans_in(result)[:1])])
+
+
+@pytest.mark.parametrize("reply_format", FORMATS)
+@pytest.mark.parametrize("obeys", [False, True])
+@pytest.mark.parametrize("reader_type", DEVIATING_READERS, ids=lambda t: t.__name__)
+def test_ask_with_deviating_readers_answers_right_or_says_what_it_could_not_read(
+    reader_type: type, obeys: bool, reply_format: str
+) -> None:
+    document, _ = needle_document()
+    reader = reader_type(window=8192, obeys_corrections=obeys, max_tokens=512)
+    navigator = ScriptedNavigator(
+        reader=reader,
+        structured=True,
+        script=[calls(call("grep", pattern=r"NEEDLE-\d+")), _ask_around_the_needle, _final_from_readings],
+    )
+    graph = create_rlm_graph(
+        navigator, context_window=8192, part_tokens=2048, cache=False, mode="navigate", reply_format=reply_format
+    )
+    out = graph.invoke({"document": document, "question": "What is NEEDLE-0042?"})
+    result = tool_results(navigator.root_prompts[-1])[-1]
+    assert '"relevant"' not in result  # the root model gets readings, never a reader's raw JSON
+    answer = out["answer"].split("\n\n")[0]
+    unparsed = [e for e in out["errors"] if e.get("kind") == "unparsed"]
+    assert out["usage"].get("unparsed_replies", 0) == len(unparsed)
+    for error in unparsed:
+        assert f"[{error['start']}-{error['end']}] could not be read" in result
+    if unparsed:
+        assert "could not be read, even when asked again" in out["answer"]
+    else:
+        assert answer == "NEEDLE-0042 is QUASAR", result
+    if obeys:
+        assert answer == "NEEDLE-0042 is QUASAR", result
+        assert not unparsed
+    # Never a confident wrong answer: no other code, and no "does not say" without a note.
+    assert set(NEEDLE.findall(out["answer"])) <= {"NEEDLE-0042 is QUASAR"}
+    assert answer != "The document does not say." or unparsed

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from rlm_graph.replies import ReplyForm, Unreadable
+from rlm_graph.reply_schemas import COUNT_SCHEMA, LIST_SCHEMA, TALLY_SCHEMA
 from rlm_graph.tokens import TokenCounter
 
 __all__ = [
@@ -161,28 +162,22 @@ def _list_json(data: dict[str, Any]) -> list[str]:
     return [item.strip() for item in data["items"] if item.strip()]
 
 
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
 REPLY_FORMS: dict[str, ReplyForm[Any]] = {
     "count": ReplyForm(
-        "count", _read_text("count"), EXPECTED["count"], _object({"count": {"type": "integer"}}), _count_json
+        "count", _read_text("count"), EXPECTED["count"], COUNT_SCHEMA, _count_json
     ),
     "tally": ReplyForm(
         "tally",
         _read_text("tally"),
         EXPECTED["tally"],
-        _object(
-            {"counts": {"type": "array", "items": _object({"key": {"type": "string"}, "count": {"type": "integer"}})}}
-        ),
+        TALLY_SCHEMA,
         _tally_json,
     ),
     "list": ReplyForm(
         "list",
         _read_text("list"),
         EXPECTED["list"],
-        _object({"items": {"type": "array", "items": {"type": "string"}}}),
+        LIST_SCHEMA,
         _list_json,
     ),
 }

@@ -25,13 +25,15 @@ from rlm_graph.leaves import plan_leaves_in_steps
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, REPLY_FORMS, STRUCTURED_INSTRUCTIONS, merge
 from rlm_graph.navigate.document import NavDocument
-from rlm_graph.nodes.sends import leaf_read_call, part_text
+from rlm_graph.nodes.sends import leaf_read_call, part_payload, part_text, read_call
 from rlm_graph.prompts import build_messages, is_no_relevant
 from rlm_graph.quotes import split_quotes
 from rlm_graph.replies import ask
+from rlm_graph.reply_forms import reading_form
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span, drop_blank, has_text
 from rlm_graph.state import Usage, merge_usage
+from rlm_graph.state.schema import PlannedPart
 from rlm_graph.steps import Steps
 from rlm_graph.window import NEVER_FITS_CHARS_PER_TOKEN, SEAM_SLACK
 
@@ -82,13 +84,22 @@ class SpanJob:
     call: ModelCall | None = None
     nested: tuple[dict[str, Any], dict[str, Any]] | None = None
     output: str = "text"
-    """``count``, ``tally`` or ``list``: the call's reply is read in that form (:data:`REPLY_FORMS`)."""
+    """``text`` (a reading, read in :func:`rlm_graph.reply_forms.reading_form`), or ``count``, ``tally``
+    or ``list`` (read in that form, :data:`REPLY_FORMS`)."""
     build: Callable[[bool], ModelCall] | None = None
-    """An aggregation read's call for a reply format (``True``: structured)."""
+    """The single call for a reply format (``True``: structured); ``call`` is the one the budget checks."""
 
 
-def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> ModelCall:
-    return leaf_read_call(settings, run, question, leaf, f"read {leaf.start}-{leaf.end}")
+def _leaf_read(settings: Settings, run: Level, question: str, leaf: Span) -> SpanJob:
+    """A read of one leaf: the call ``process_chunk`` makes for it, in either reply format."""
+    name = f"read {leaf.start}-{leaf.end}"
+    part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
+    task = part_payload(question, run, part, [leaf], 0, 1, (leaf.start, leaf.end), None)
+
+    def build(structured: bool) -> ModelCall:
+        return read_call(settings, run, task, name, structured=structured)
+
+    return SpanJob(leaf.start, leaf.end, call=leaf_read_call(settings, run, question, leaf, name), build=build)
 
 
 def leaf_jobs(settings: Settings, run: Level, question: str, leaves: list[Span], output: str) -> list[SpanJob]:
@@ -176,7 +187,7 @@ def span_job(
         # Whitespace only (page layout, padding): no call, and the root model is told so.
         return SpanJob(start, end)
     if len(text) <= part * NEVER_FITS_CHARS_PER_TOKEN and (tokens := settings.counter.count(text)) <= part:
-        return SpanJob(start, end, call=_leaf_read(settings, run, question, Span(start, end, tokens)))
+        return _leaf_read(settings, run, question, Span(start, end, tokens))
     planned = yield from plan_leaves_in_steps(text, part_tokens=part, count_many=nav.count_many)
     leaves = [Span(leaf.start + start, leaf.end + start, leaf.tokens, leaf.level) for leaf in drop_blank(text, planned)]
     if not leaves:
@@ -195,8 +206,7 @@ def whole_job(settings: Settings, run: Level, question: str, leaves: list[Span])
         msg = "there is nothing to read: the text holds only blank lines"
         raise ValueError(msg)
     if len(leaves) == 1:
-        leaf = leaves[0]
-        return SpanJob(leaf.start, leaf.end, call=_leaf_read(settings, run, question, leaf))
+        return _leaf_read(settings, run, question, leaves[0])
     if run.depth + 1 > run.max_depth:
         msg = f"reading characters {leaves[0].start}-{leaves[-1].end} needs a nested level, but max_depth is 0"
         raise ValueError(msg)
@@ -220,17 +230,17 @@ def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallS
         return Outcome(job.start, job.end, blank=True)
     try:
         if job.build is not None:
-            # Read strictly, with one corrective retry; a reply still unreadable is reported, never counted.
-            reply = yield from ask(run, job.build, REPLY_FORMS[job.output])
+            # Read strictly, with one corrective retry; a reply still unreadable is reported, never guessed.
+            form = REPLY_FORMS.get(job.output) or reading_form(run.settings.large_model is not None)
+            reply = yield from ask(run, job.build, form)
             if reply.unparsed:
-                what = f"the {job.output} of characters {job.start}-{job.end}"
-                return Outcome(job.start, job.end, usage=reply.usage, errors=[reply.error(job.start, job.end, what)])
-            return Outcome(job.start, job.end, reply.text, reply.usage, value=reply.value)
-        if job.call is not None:
-            (result,) = yield [job.call]
-            # The root model gets the report; the reading prompt's QUOTE lines would only repeat it.
-            report, _, formatted = split_quotes(result.text)
-            return Outcome(job.start, job.end, report if formatted and report else result.text, result.usage)
+                what = f"the {'reading' if job.output == 'text' else job.output} of characters {job.start}-{job.end}"
+                return Outcome(job.start, job.end, usage=reply.usage, errors=reply.errors(job.start, job.end, what))
+            if job.output != "text":
+                return Outcome(job.start, job.end, reply.text, reply.usage, value=reply.value)
+            # The root model gets the report; the reading's QUOTE lines would only repeat it.
+            report, _, formatted = split_quotes(reply.value.text)
+            return Outcome(job.start, job.end, report if formatted and report else reply.value.text, reply.usage)
         payload, config = job.nested  # type: ignore[misc]
         return _from_output(job, (yield RunnableCall(graph(), payload, config, {"context": run.context})))
     except GraphBubbleUp:

@@ -332,7 +332,14 @@ class Navigation:
 
 
 def _read_spans(outcomes: list[reading.Outcome], errors: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """The text the readers read: spans with an answer, less what failed, was skipped or went unparsed in them."""
-    answered = [(outcome.start, outcome.end) for outcome in outcomes if outcome.text is not None]
-    lost = [(e["start"], e["end"]) for e in errors if e.get("kind", "failed") in ("failed", "skipped", "unparsed")]
+    """The text the readers read: spans with an answer, less what failed or was skipped inside them.
+
+    A span whose reply could not be read was read, and is reported as such (``answer.unparsed``).
+    """
+    answered = [
+        (outcome.start, outcome.end)
+        for outcome in outcomes
+        if outcome.text is not None or any(e.get("kind") == "unparsed" for e in outcome.errors)
+    ]
+    lost = [(e["start"], e["end"]) for e in errors if e.get("kind", "failed") in ("failed", "skipped")]
     return subtract_spans(answered, lost)
