@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_openai import ChatOpenAI
 
 from rlm_graph import create_rlm_graph
-from tests.deviating_readers import DEVIATING_READERS
+from tests.deviating_readers import DEVIATING_READERS, ToolCallsAsText
 from tests.fakes import NEEDLE
 from tests.navigator_fakes import (
     RECORD,
@@ -245,3 +245,30 @@ def test_ask_with_deviating_readers_answers_right_or_says_what_it_could_not_read
     # Never a confident wrong answer: no other code, and no "does not say" without a note.
     assert set(NEEDLE.findall(out["answer"])) <= {"NEEDLE-0042 is QUASAR"}
     assert answer != "The document does not say." or unparsed
+
+
+@pytest.mark.parametrize("reply_format", FORMATS)
+def test_a_model_writing_every_tool_call_as_text_navigates(reply_format: str) -> None:
+    # tests.deviating_readers.ToolCallsAsText: the root model's calls come as JSON in content
+    # ({"name", "args"}), its readings as a perfect reader's, in either reply format.
+    document, position = needle_document()
+
+    def script(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+        results = tool_results(messages)
+        if not results:
+            return [{"name": "grep", "args": {"pattern": r"NEEDLE-\d+"}}]
+        if len(results) == 1:
+            start, end = spans_in(results[0])[0]
+            return [{"name": "ask", "args": {"question": "What is NEEDLE-0042?", "spans": [[start - 300, end + 300]]}}]
+        answer = "; ".join(sorted(set(NEEDLE.findall(results[-1]))))
+        return [{"name": "final", "args": {"answer": answer, "citations": spans_in(results[-1])}}]
+
+    model = ToolCallsAsText(window=8192, script=script)
+    graph = create_rlm_graph(
+        model, context_window=8192, part_tokens=2048, cache=False, mode="navigate", reply_format=reply_format
+    )
+    out = graph.invoke({"document": document, "question": "What is NEEDLE-0042?"})
+    assert out["answer"].split("\n\n")[0] == "NEEDLE-0042 is QUASAR"
+    assert any(c["start"] <= position < c["end"] for c in out["citations"])
+    assert out["usage"]["root_replies_repaired"] == 3
+    assert not out["errors"]
