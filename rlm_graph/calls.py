@@ -75,6 +75,9 @@ class ModelCall:
     ``response_format`` (:mod:`rlm_graph.replies` sets it); ``None``: a text reply."""
     corrective: bool = False
     """A corrective follow-up after a reply that could not be read (:func:`rlm_graph.replies.ask`)."""
+    max_tokens: int | None = None
+    """The reply's cap for this call when it differs from ``max_output_tokens`` (a corrective
+    follow-up's prompt is longer than planned: its extra tokens come out of the reply's room)."""
 
 
 class StructuredRepliesRefused(RLMError):
@@ -206,8 +209,8 @@ def _model(level: Level, call: ModelCall, role: str) -> Runnable:
     """The runnable a call is sent to: the role's model, capped at the reply budget, maybe with a schema."""
     settings = level.settings
     if call.schema is None:
-        return settings.capped_model(role)
-    return settings.structured_model(role, call.schema)
+        return settings.capped_model(role, call.max_tokens)
+    return settings.structured_model(role, call.schema, call.max_tokens)
 
 
 def _refused(level: Level, call: ModelCall, error: Exception) -> Exception:
