@@ -104,7 +104,7 @@ class Settings(CallWindow):
         capped = self.capped_model(role, max_tokens)
         base = capped if isinstance(capped, BaseChatModel) else self.model_for(role)
         json_schema = {"title": schema["name"], **dict(schema["schema"])}  # type: ignore[arg-type]
-        model = base.with_structured_output(json_schema, method="json_schema", include_raw=True)
+        model = base.with_structured_output(json_schema, method="json_schema", include_raw=True, strict=True)
         if max_tokens is None:
             self._sent_models[key] = model
         return model
