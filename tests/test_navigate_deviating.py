@@ -272,3 +272,50 @@ def test_a_model_writing_every_tool_call_as_text_navigates(reply_format: str) ->
     assert any(c["start"] <= position < c["end"] for c in out["citations"])
     assert out["usage"]["root_replies_repaired"] == 3
     assert not out["errors"]
+
+
+# ask_all over HTTP with ChatOpenAI: structured replies where the server takes them, text where it refuses.
+
+
+@pytest.mark.parametrize("server_takes_schemas", [True, False])
+async def test_ask_all_count_over_http_in_either_reply_format(server_takes_schemas: bool) -> None:
+    entries = [f"ENTRY-{n:04d} was recorded on the ledger today." for n in range(400)]
+    document = "\n\n".join("\n".join(entries[i : i + 10]) for i in range(0, 400, 10))
+    seen: list[str] = []
+
+    def root(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if not results:
+            return [{"name": "ask_all", "args": {"question": "How many ledger entries?", "output": "count"}}]
+        seen.append(results[-1])
+        return [{"name": "final", "args": {"answer": results[-1].splitlines()[0], "citations": []}}]
+
+    facts = re.compile(r"ENTRY-\d{4}")
+    refuses = not server_takes_schemas
+    with ChatServer(window=8192, facts=facts, tool_script=root, reject_response_format=refuses) as server:
+        model = ChatOpenAI(model="local-model", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        graph = create_rlm_graph(
+            model, context_window=8192, part_tokens=2048, cache=False, mode="navigate", max_output_tokens=512
+        )
+        out = await graph.ainvoke({"document": document, "question": "How many ledger entries are there?"})
+    reads = [r for r in server.requests if r.kind == "read"]
+    if server_takes_schemas:
+        # {"count": n} per part, summed in code: exact.
+        assert all(r.response_format is not None for r in reads)
+        assert seen[0] == "total: 400"
+        assert out["answer"] == "total: 400"
+        assert not out["errors"]
+    else:
+        # Refused (a 400 to the reads already in flight), then text for the rest of the run; the
+        # server's text replies list the entries instead of counting them, so no part is summed
+        # and every one is reported.
+        with_schema = [r for r in reads if r.response_format is not None]
+        assert 1 <= len(with_schema) <= 8  # at most max_concurrency were sent before the first refusal
+        assert all(r.outcome.startswith("400") or "400" in r.outcome for r in with_schema), with_schema
+        assert seen[0].startswith("Incomplete: ")
+        assert "total:" not in seen[0]
+        unparsed = [e for e in out["errors"] if e.get("kind") == "unparsed"]
+        assert unparsed
+        assert all(e["reply"].startswith("ENTRY-") for e in unparsed)
+        assert "could not be read, even when asked again" in out["answer"]
+        assert not [e for e in out["errors"] if e.get("kind", "failed") == "failed"]  # the 400 failed no part
