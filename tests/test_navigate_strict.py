@@ -413,3 +413,47 @@ def test_citations_written_as_text_or_objects_are_read() -> None:
     )
     out = _graph(navigator).invoke({"document": document, "question": "q"})
     assert out["citations"] == [{"start": 10, "end": 20}, {"start": 30, "end": 40}, {"start": 50, "end": len(document)}]
+
+
+BAD_CALLS = [
+    ("search", {"query": 123}),
+    ("search", {"query": "a"}),
+    ("search", {"query": "creature", "k": 0}),
+    ("search", {"query": "creature", "k": "many"}),
+    ("grep", {"pattern": ""}),
+    ("grep", {"pattern": "x", "max_hits": -3}),
+    ("grep", {}),
+    ("peek", {"start": 10, "end": 10}),
+    ("peek", {"start": 1e30, "end": 2e30}),
+    ("peek", {"start": None, "end": 5}),
+    ("ask", {"question": "x"}),
+    ("ask", {"question": "", "spans": [[0, 10]]}),
+    ("ask", {"question": "x", "spans": []}),
+    ("ask", {"question": "x", "spans": [[0, 10]] * 17}),
+    ("ask", {"question": "x", "spans": [[[0, 10]]]}),
+    ("ask", {"question": "x", "spans": [[0, "inf"]]}),
+    ("ask", {"question": "x", "spans": [[10, 5]]}),
+    ("ask", {"question": "x", "spans": [[0, 10**12]]}),
+    ("ask", {"question": None, "spans": [[0, 10]]}),
+    ("ask", {"question": "x", "spans": None}),
+    ("ask_all", {"question": "x", "output": "median"}),
+    ("ask_all", {"question": "   "}),
+    ("ask_all", {}),
+    ("final_answer", {"answer": "x"}),
+]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_no_tool_argument_ends_the_run(use_async: bool) -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[calls(*(call(name, **args) for name, args in BAD_CALLS)), _final("done")],
+    )
+    out = await _run(_graph(navigator), {"document": document, "question": "q"}, use_async)
+    results = tool_results(navigator.root_prompts[-1])
+    assert len(results) == len(BAD_CALLS)
+    # Every call came back to the model as a message it can act on.
+    assert all(result.strip() for result in results)
+    assert out["answer"].startswith("done")
+    assert not [e for e in out["errors"] if e.get("kind", "failed") == "failed"]
