@@ -106,8 +106,11 @@ def test_list_replies_are_read_per_line() -> None:
     assert parse_reply("list", "- Alice\n- Bob") == ["Alice", "Bob"]
     assert parse_reply("list", "1. Bob\n2) Carol\nNONE") == ["Bob", "Carol"]
     assert parse_reply("list", "NONE") == []
-    with pytest.raises(UnparsedReplyError):
-        parse_reply("list", "  \n")
+    assert parse_reply("list", "Note: the ledger\n- Time: 10:30") == ["Note: the ledger", "Time: 10:30"]
+    # A line that introduces the items is not one of them: the reply is asked again, not guessed.
+    for reply in ("  \n", "Here are the items I found:\n- Alice\n- Bob", "Items:\nAlice"):
+        with pytest.raises(UnparsedReplyError):
+            parse_reply("list", reply)
 
 
 RECORD = re.compile(r"\bSALE (\w+)\b")

@@ -69,7 +69,7 @@ _FENCE = re.compile(r"^```\w*$")
 EXPECTED: dict[str, str] = {
     "count": "one integer and nothing else, such as 12 (or 0)",
     "tally": "one `key: number` line per key, such as `apple: 3`, and nothing else (or NONE)",
-    "list": "one item per line (or NONE)",
+    "list": "one item per line and nothing else (or NONE)",
 }
 """The form each reply must take, as the corrective message and the errors name it."""
 
@@ -97,7 +97,8 @@ def parse_reply(output: str, reply: str) -> int | dict[str, int] | list[str]:
 
     A count is one integer (``"Chapter 12 has 5."`` holds two numbers and is not read as
     either); a tally is ``key: number`` lines only (a line such as ``"K0001: 3 times"``
-    makes the whole reply unreadable, since dropping it would undercount); ``NONE`` is
+    makes the whole reply unreadable, since dropping it would undercount); a list is one
+    item per line, and a line that ends with a colon introduces items rather than being one; ``NONE`` is
     zero, an empty tally or an empty list. Markdown emphasis, code marks, quotes,
     bullets and a final period around a value are formatting and are ignored.
 
@@ -130,7 +131,11 @@ def parse_reply(output: str, reply: str) -> int | dict[str, int] | list[str]:
             key = found.group("key").strip()
             tally[key] = tally.get(key, 0) + _integer(found.group("value"))
         return tally
-    return [_BULLET.sub("", line) for line in lines if not _NONE.match(line)]
+    items = [_BULLET.sub("", line) for line in lines if not _NONE.match(line)]
+    if (intro := next((item for item in items if item.endswith(":")), None)) is not None:
+        # "Here are the items I found:" introduces the items; it is not one of them.
+        raise UnparsedReplyError(output, f"the line {intro[:80]!r} introduces the items instead of being one")
+    return items
 
 
 def _read_text(output: str) -> Callable[[str], int | dict[str, int] | list[str] | Unreadable]:
