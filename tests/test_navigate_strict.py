@@ -298,6 +298,8 @@ async def test_a_reply_without_a_tool_call_is_retried_with_a_reminder(use_async:
         assert "final(answer, citations)" in retried[-1].text
     assert out["usage"]["root_replies_repaired"] == 2
     assert out["usage"]["llm_calls"] == 6  # five root calls and one read
+    # The system prompt said so from the start.
+    assert "never written as text; your answer goes in final" in prompts[0][0].text
     assert not out["errors"]
 
 
