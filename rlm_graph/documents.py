@@ -130,7 +130,10 @@ def detect_format(data: bytes, mime_type: str | None = None, filename: str | Non
     return kind
 
 
-_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "head"})
+# Elements whose content a browser does not show as text. <head> is not one of them: its end tag
+# (and <body>'s start tag) may be left out, as minifiers do, and the head then ends where the first
+# content starts. Its only text-bearing child, <title>, is kept; the others are empty or listed here.
+_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "math", "iframe"})
 _BLOCKS = frozenset(
     {"address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt", "fieldset"}
     | {"figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main"}
@@ -139,7 +142,13 @@ _BLOCKS = frozenset(
 
 
 class _TextParser(HTMLParser):
-    """Collects visible text: blocks become paragraphs, runs of spaces one space (except in ``<pre>``)."""
+    """Collects visible text: blocks become paragraphs, runs of spaces one space (except in ``<pre>``).
+
+    The standard library's tokenizer is enough here, with no tree: the text comes out in
+    document order, and every block start and end is a paragraph break whether or not the
+    page wrote its (optional) end tags, which is what a browser's implied end tags amount to
+    for text.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -147,7 +156,6 @@ class _TextParser(HTMLParser):
         self.line: list[str | None] = []
         self.skipping = 0
         self.pre = 0
-        self.in_title = False
 
     def flush(self) -> None:
         # ``None`` marks a <br>: a line break in the paragraph; other whitespace collapses (except in <pre>).
@@ -161,10 +169,10 @@ class _TextParser(HTMLParser):
         self.line = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self.in_title = True  # inside <head>, which is otherwise skipped
-        elif tag in _SKIPPED:
+        if tag in _SKIPPED:
             self.skipping += 1
+        elif self.skipping:
+            return  # markup inside what is not shown (an icon's <title>, a <noscript> fallback)
         elif tag == "br":
             self.line.append(None)
         elif tag in {"td", "th"}:
@@ -175,17 +183,14 @@ class _TextParser(HTMLParser):
             self.line.extend(["- "] if tag == "li" else [])
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self.in_title = False
-            self.flush()
-        elif tag in _SKIPPED:
+        if tag in _SKIPPED:
             self.skipping = max(0, self.skipping - 1)
-        elif tag in _BLOCKS:
+        elif not self.skipping and tag in _BLOCKS:
             self.flush()
             self.pre -= tag == "pre" and self.pre > 0
 
     def handle_data(self, data: str) -> None:
-        if self.in_title or not self.skipping:
+        if not self.skipping:
             self.line.append(data)
 
 

@@ -20,6 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from rlm_graph import DocumentChatState, create_document_node
 from rlm_graph.chat_messages import read_message, split_message
 from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
+from rlm_graph.file_input import read_document
 from tests.fakes import PerfectReader
 from tests.helpers import LoopTurns
 
@@ -192,6 +193,34 @@ def test_html_gives_visible_text() -> None:
     latin = '<html><head><meta charset="windows-1252"></head><body><p>caf\xe9</p></body></html>'
     assert extract_text(latin.encode("cp1252"), filename="page.html").text == "café"
     assert html_to_text("<p>a</p><script>b</script><p>c</p>") == "a\n\nc"
+
+
+# A page as html-minifier writes it with removeOptionalTags: no </head>, <body>, </p>, </li>, </td>,
+# </tr> or </html>, unquoted attributes, no whitespace between tags, and an inline SVG icon with a <title>.
+MINIFIED_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Quarterly report</title>"
+    "<link rel=stylesheet href=s.css><script>var t='<p>SCRIPT-ONLY'</script><h1>Results</h1>"
+    "<p>Revenue rose 12% to EUR 4.1 million.<p>The CEO, Dana Reyes, steps down in June."
+    "<ul><li>North<li>South</ul><table><tr><th>Region<th>Sales<tr><td>North<td>41</table>"
+    "<dl><dt>Term<dd>five years</dl><a href=/x><svg viewBox='0 0 8 8'><title>ICON-ONLY</title></svg>Next</a>"
+)
+
+
+def test_html_without_optional_tags_keeps_its_body() -> None:
+    # HTML lets a page leave out </head> and <body> (minifiers do): the head ends where the body's
+    # content starts, so what follows the <title> is the page's text, not part of a skipped head.
+    text = extract_text(MINIFIED_PAGE.encode(), filename="report.html").text
+    assert text == (
+        "Quarterly report\n\nResults\n\nRevenue rose 12% to EUR 4.1 million.\n\n"
+        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\n\nNorth | 41\n\n"
+        "Term\n\nfive years\n\nNext"
+    )
+    # The CLI and the web page read files through read_document: the same text.
+    assert read_document(MINIFIED_PAGE.encode(), "utf-8", "report.html").text == text
+    # Text written straight after the head's elements is the body's first paragraph.
+    assert html_to_text("<html><head><title>T</title><meta name=x>Loose words<p>More") == "T\n\nLoose words\n\nMore"
+    # A <title> inside an icon (or anything else that is not shown) is not the page's title.
+    assert html_to_text("<p>a<svg><title>icon</title></svg>b</p>") == "ab"
 
 
 def test_markdown_and_text_are_kept_as_they_are() -> None:
