@@ -236,25 +236,110 @@ def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> Steps[Extracted
     return ExtractedDocument("\n\n".join(texts), "pdf", pages)
 
 
+_WORD = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# Text Word does not show: deleted or moved-away revisions, field codes (their result is shown),
+# and the copy of a drawing kept for readers that cannot draw it (mc:Fallback).
+_DOCX_HIDDEN = frozenset(
+    {f"{_WORD}{name}" for name in ("del", "moveFrom", "delText", "instrText", "rPr", "pPr", "sdtPr")} | {_FALLBACK}
+)
+_DOCX_CHARACTERS = {f"{_WORD}tab": "\t", f"{_WORD}br": "\n", f"{_WORD}cr": "\n", f"{_WORD}noBreakHyphen": "-"}
+
+
+def _docx_inline(element: Any, pieces: list[str], boxes: list[str]) -> None:
+    """A paragraph's shown text into ``pieces``; the text of its text boxes into ``boxes``."""
+    for child in element:
+        tag = child.tag
+        if tag == f"{_WORD}t":
+            pieces.append(child.text or "")
+        elif tag in _DOCX_CHARACTERS:
+            pieces.append(_DOCX_CHARACTERS[tag])
+        elif tag == f"{_WORD}txbxContent":
+            boxes.extend(_docx_blocks(child, nested=False))
+        elif tag not in _DOCX_HIDDEN and isinstance(tag, str):
+            # Runs, tracked insertions (w:ins, w:moveTo), content controls (w:sdt), hyperlinks,
+            # fields, smart tags: containers whose text Word shows in the sentence.
+            _docx_inline(child, pieces, boxes)
+
+
+def _docx_table(table: Any) -> str:
+    """A table as one paragraph: a line per row, `` | `` between cells; a table in a cell, rows split by ``; ``.
+
+    A cell merged down over several rows repeats its text in each (a row reads on its own, as
+    python-docx's ``row.cells`` gives it); a cell merged across columns is written once.
+    """
+    lines = []
+    above: dict[int, str] = {}  # text by grid column in the row above, for vertically merged cells
+    for row in table.iter(f"{_WORD}tr"):
+        if _enclosing_table(row) is not table:
+            continue  # a row of a table nested in one of this table's cells
+        cells, column, current = [], 0, {}
+        for cell in _cells_of(row):
+            merge = cell.find(f"{_WORD}tcPr/{_WORD}vMerge")
+            if merge is not None and merge.get(f"{_WORD}val", "continue") == "continue":
+                text = above.get(column, "")
+            else:
+                text = " ".join(" ".join(_docx_blocks(cell, nested=True)).split())
+            cells.append(text)
+            current[column] = text
+            span = cell.find(f"{_WORD}tcPr/{_WORD}gridSpan")
+            column += int(span.get(f"{_WORD}val", "1")) if span is not None else 1
+        above = current
+        line = " | ".join(cells).rstrip(" |")
+        lines.extend([line] if line else [])
+    return "\n".join(lines)
+
+
+def _enclosing_table(element: Any) -> Any:
+    parent = element.getparent()
+    while parent is not None and parent.tag != f"{_WORD}tbl":
+        parent = parent.getparent()
+    return parent
+
+
+def _cells_of(row: Any) -> list[Any]:
+    """A row's cells, also those wrapped in content controls or custom XML (not those of nested tables)."""
+    return [cell for cell in row.iter(f"{_WORD}tc") if _enclosing_row(cell) is row]
+
+
+def _enclosing_row(element: Any) -> Any:
+    parent = element.getparent()
+    while parent is not None and parent.tag != f"{_WORD}tr":
+        parent = parent.getparent()
+    return parent
+
+
+def _docx_blocks(container: Any, *, nested: bool) -> list[str]:
+    """The paragraphs and tables of a body, cell, text box or content control, in order, as text blocks."""
+    blocks: list[str] = []
+    for child in container:
+        if child.tag == f"{_WORD}p":
+            pieces: list[str] = []
+            boxes: list[str] = []
+            _docx_inline(child, pieces, boxes)
+            text = "".join(pieces).strip()
+            blocks.extend([text] if text else [])
+            blocks.extend(boxes)
+        elif child.tag == f"{_WORD}tbl":
+            table = _docx_table(child)
+            # In a cell, a nested table's rows run on inside the cell's text.
+            blocks.extend([table.replace("\n", "; ") if nested else table] if table else [])
+        elif isinstance(child.tag, str) and child.tag not in _DOCX_HIDDEN:
+            # Block-level content controls (w:sdt > w:sdtContent), custom XML and tracked
+            # insertions of whole paragraphs hold paragraphs and tables of their own.
+            blocks.extend(_docx_blocks(child, nested=nested))
+    return blocks
+
+
 def _docx(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocument:
     try:
         import docx
-        from docx.table import Table
     except ImportError:
         raise _message(messages, "missing_extra", "docx", package="python-docx") from None
     try:
-        document = docx.Document(io.BytesIO(data))
-        blocks: list[str] = []
-        # Paragraphs and tables in the order they appear in the body.
-        for item in document.iter_inner_content():
-            if isinstance(item, Table):
-                grid = [[" ".join(cell.text.split()) for cell in row.cells] for row in item.rows]
-                # Merged cells repeat their text in each grid cell: keep it once. A table is one paragraph.
-                rows = (" | ".join(c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]) for cells in grid)
-                table = "\n".join(row for row in rows if row.strip(" |"))
-                blocks.extend([table] if table else [])
-            elif item.text.strip():
-                blocks.append(item.text.strip())
+        # python-docx opens the package; the body is walked as XML, because its objects skip text
+        # that Word shows: tables nested in cells, content controls and tracked insertions.
+        blocks = _docx_blocks(docx.Document(io.BytesIO(data)).element.body, nested=False)
     except Exception as exc:  # python-docx and lxml raise many kinds of error
         raise _message(messages, "damaged", "docx", name=name, detail=str(exc) or type(exc).__name__) from exc
     if not blocks:

@@ -175,6 +175,90 @@ def test_docx_paragraphs_and_tables_in_order(frankenstein: str) -> None:
     assert detect_format(make_docx("x"), None, None) == "docx"
 
 
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+MC = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+
+
+def _xml(text: str):
+    from docx.oxml import parse_xml
+
+    return parse_xml(text)
+
+
+def _run(text: str, tag: str = "t") -> str:
+    return f'<w:r><w:{tag} xml:space="preserve">{text}</w:{tag}></w:r>'
+
+
+def make_edited_docx() -> bytes:
+    """A contract as Word saves it after a review: nested tables, content controls, tracked changes, a text box."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Supply agreement between Acme and Beta.")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "Prices"
+    nested = table.cell(0, 1).add_table(rows=2, cols=2)  # a table inside a cell
+    for (row, col), text in {(0, 0): "Item", (0, 1): "Unit price", (1, 0): "Bolt", (1, 1): "EUR 41.50"}.items():
+        nested.cell(row, col).text = text
+    table.cell(1, 0).text = "Delivery"
+    cell = table.cell(1, 1)._tc  # a content control around a cell's paragraph
+    cell.remove(cell.p_lst[0])
+    cell.append(_xml(f"<w:sdt {W}><w:sdtContent><w:p>{_run('Within 30 days')}</w:p></w:sdtContent></w:sdt>"))
+    body = document.element.body
+    # A block-level content control, what form templates are made of.
+    body.insert(len(body) - 1, _xml(f"<w:sdt {W}><w:sdtContent><w:p>{_run('Contract number: 77-A-2031')}</w:p>"
+                                    "</w:sdtContent></w:sdt>"))  # fmt: skip
+    # Tracked changes: an insertion is shown, a deletion is not; a moved sentence shows once, where it went.
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}>{_run('Term: ')}<w:del w:id='1' w:author='Legal'>{_run('three years', 'delText')}</w:del>"
+        f"<w:ins w:id='2' w:author='Legal'>{_run('five years')}</w:ins>{_run('.')}</w:p>"
+    ))  # fmt: skip
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}><w:moveFrom w:id='3' w:author='Legal'>{_run('Notices go to Berlin.')}</w:moveFrom></w:p>"
+    ))  # fmt: skip
+    # An inline content control and a hyperlink inside a sentence, and a text box Word writes twice
+    # (the drawing, then a fallback for old readers).
+    body.insert(len(body) - 1, _xml(
+        f'<w:p {W} {MC} xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        f"{_run('Signed by ')}<w:sdt><w:sdtContent>{_run('Dana Reyes')}</w:sdtContent></w:sdt>"
+        f"<w:hyperlink r:id='rId99'>{_run(' (see register)')}</w:hyperlink>{_run('.')}"
+        f"<w:r><mc:AlternateContent><mc:Choice Requires='wps'><w:drawing><w:txbxContent><w:p>{_run('Seal: 5512')}"
+        f"</w:p></w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p>"
+        f"{_run('Seal: 5512')}</w:p></w:txbxContent></w:pict></mc:Fallback></mc:AlternateContent></w:r></w:p>"
+    ))  # fmt: skip
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}><w:moveTo w:id='4' w:author='Legal'>{_run('Notices go to Berlin.')}</w:moveTo></w:p>"
+    ))  # fmt: skip
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_docx_reads_what_word_shows_nested_tables_content_controls_and_tracked_changes() -> None:
+    text = extract_text(make_edited_docx(), filename="agreement.docx").text
+    assert text == (
+        "Supply agreement between Acme and Beta.\n\n"
+        "Prices | Item | Unit price; Bolt | EUR 41.50\nDelivery | Within 30 days\n\n"
+        "Contract number: 77-A-2031\n\nTerm: five years.\n\n"
+        "Signed by Dana Reyes (see register).\n\nSeal: 5512\n\nNotices go to Berlin."
+    )
+
+
+def test_docx_merged_cells_read_once_across_and_on_every_row_down() -> None:
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 2)).text = "Schedule A"
+    table.cell(1, 0).merge(table.cell(2, 0)).text = "Bolts"
+    table.cell(1, 1).text, table.cell(1, 2).text = "M6", "EUR 0.20"
+    table.cell(2, 1).text, table.cell(2, 2).text = "M8", "EUR 0.35"
+    buffer = io.BytesIO()
+    document.save(buffer)
+    text = extract_text(buffer.getvalue(), filename="schedule.docx").text
+    assert text == "Schedule A\nBolts | M6 | EUR 0.20\nBolts | M8 | EUR 0.35"
+
+
 def test_html_gives_visible_text() -> None:
     document = extract_text(HTML_PAGE.encode(), mime_type="text/html")
     assert document.format == "html"
