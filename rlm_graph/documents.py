@@ -12,7 +12,7 @@ import io
 import re
 import zipfile
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from itertools import accumulate
@@ -22,7 +22,7 @@ from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
     "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
-    "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
+    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
 ]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
@@ -75,29 +75,67 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Source:
+    """One file's characters in a text joined from several files: ``text[start:end]``."""
+
+    start: int
+    end: int
+    name: str
+
+
+def _containing(spans: Sequence[Page] | Sequence[Source] | None, offset: int) -> Any:
+    """The span holding character ``offset`` (starts sorted, spans apart), or ``None`` between or outside them."""
+    index = bisect_right([span.start for span in spans or ()], offset) - 1
+    # Each span is checked against its own end: text between two spans (another file joined
+    # between two PDFs, the blank line between pages) is in neither.
+    return spans[index] if spans and index >= 0 and offset < spans[index].end else None
+
+
+@dataclass(frozen=True)
 class ExtractedDocument:
-    """A document's text, which citation offsets refer to, and where its pages lie in it."""
+    """A document's text, which citation offsets refer to, and where its pages (and files) lie in it."""
 
     text: str
     format: DocumentFormat
     pages: tuple[Page, ...] | None = None
-    """PDF pages in order (numbered from 1); ``None`` for formats without pages."""
+    """PDF pages in order, numbered from 1 within their file; ``None`` for formats without pages."""
+    name: str | None = None
+    """The file's name, when known."""
+    sources: tuple[Source, ...] | None = None
+    """Where each file lies, when the text joins several (attachments of one message); else ``None``."""
 
     def page_at(self, offset: int) -> int | None:
-        """The number of the page holding character ``offset`` (``None`` without pages)."""
-        index = bisect_right([page.start for page in self.pages or ()], offset) - 1
-        # Before the first page, or past the last one (text joined after a PDF), is on no page.
-        if not self.pages or index < 0 or (index == len(self.pages) - 1 and offset > self.pages[-1].end):
-            return None
-        return self.pages[index].number
+        """The number of the page holding character ``offset`` (``None`` when it is on no page)."""
+        page = _containing(self.pages, offset)
+        return None if page is None else page.number
+
+    def source_at(self, offset: int) -> str | None:
+        """The name of the file holding character ``offset`` (``None`` for a text of one file)."""
+        source = _containing(self.sources, offset)
+        return None if source is None else source.name
 
     def cite(self, citation: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``citation`` (``start``/``end`` offsets) with ``page`` and ``last_page`` if it is on pages."""
-        first = self.page_at(citation["start"])
-        last = self.page_at(max(citation["start"], citation["end"] - 1))
-        if first is None or last is None:
-            return dict(citation)
-        return {**citation, "page": first, "last_page": last}
+        """A copy of ``citation`` (``start``/``end`` offsets) that says where it lies.
+
+        With several files joined, ``file`` names the file of its first character (and
+        ``last_file`` that of its last, when another). On a PDF's pages, ``page`` and
+        ``last_page`` number them within that PDF; a citation that leaves the PDF has none.
+        """
+        start, end = citation["start"], citation["end"]
+        span = self.text[start:end]
+        # Whitespace at the ends (the blank line between two pages or files) does not move a citation.
+        first = start + len(span) - len(span.lstrip())
+        last = max(first, start + len(span.rstrip()) - 1)
+        cited = dict(citation)
+        first_file, last_file = self.source_at(first), self.source_at(last)
+        if first_file is not None:
+            cited["file"] = first_file
+            if last_file is not None and last_file != first_file:
+                cited["last_file"] = last_file
+        first_page, last_page = self.page_at(first), self.page_at(last)
+        if first_page is not None and last_page is not None and first_file == last_file:
+            cited |= {"page": first_page, "last_page": last_page}
+        return cited
 
 
 def detect_format(data: bytes, mime_type: str | None = None, filename: str | None = None) -> DocumentFormat | None:

@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from rlm_graph import DocumentChatState, create_document_node
+from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
 from rlm_graph.chat_messages import read_message, split_message
 from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
 from rlm_graph.file_input import read_document
@@ -34,8 +34,8 @@ def _latin(text: str) -> str:
     return text.encode("latin-1", errors="replace").decode("latin-1")
 
 
-def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE) -> bytes:
-    """A PDF with a text layer, ``pages`` pages of prose; the fact alone on a line of ``fact_page``."""
+def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE, fact: str = FACT) -> bytes:
+    """A PDF with a text layer, ``pages`` pages of prose; ``fact`` alone on a line of ``fact_page``."""
     from fpdf import FPDF
 
     pdf = FPDF()
@@ -49,7 +49,7 @@ def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE) 
         pdf.add_page()
         paragraph(prose[number * size : number * size + size // 2])
         if number == fact_page:
-            paragraph(f"{FACT}.")  # its own line: a wrapped line would split the fact
+            paragraph(f"{fact}.")  # its own line: a wrapped line would split the fact
         paragraph(prose[number * size + size // 2 : (number + 1) * size])
     return bytes(pdf.output())
 
@@ -391,6 +391,60 @@ async def test_docx_and_html_attachments_are_read(frankenstein: str) -> None:
     assert FACT in state["messages"][-1].text
     assert "SCRIPT-ONLY" not in state["document"]
     assert "<p>" not in state["document"]
+
+
+def file_block(data: bytes, mime_type: str, filename: str) -> dict:
+    return {"type": "file", "base64": base64.b64encode(data).decode(), "mime_type": mime_type, "filename": filename}
+
+
+async def test_several_attachments_of_mixed_kinds_cite_their_file_and_its_own_pages(frankenstein: str) -> None:
+    # A PDF, a text file, another PDF, an HTML page and a Word file in one message: each citation
+    # names its file, and a page number only on a PDF's page, counted within that PDF.
+    facts = {
+        "minutes.pdf": ("NEEDLE-0101 is MINUTES", 2),
+        "notes.txt": ("NEEDLE-0102 is QUASAR", None),
+        "annex.pdf": ("NEEDLE-0103 is ANNEXED", 1),
+        "page.html": ("NEEDLE-0104 is WEBBED", None),
+        "memo.docx": ("NEEDLE-0105 is WORDED", None),
+    }
+    import docx
+
+    memo = docx.Document()
+    memo.add_paragraph(f"{facts['memo.docx'][0]}.")
+    memo_bytes = io.BytesIO()
+    memo.save(memo_bytes)
+    blocks = [
+        {"type": "text", "text": "List every NEEDLE code."},
+        file_block(make_pdf(frankenstein, 3, 2, facts["minutes.pdf"][0]), "application/pdf", "minutes.pdf"),
+        file_block(f"Typed up afterwards.\n\n{facts['notes.txt'][0]}.\n".encode(), "text/plain", "notes.txt"),
+        file_block(make_pdf(frankenstein[9000:], 2, 1, facts["annex.pdf"][0]), "application/pdf", "annex.pdf"),
+        file_block(f"<h1>Page</h1><p>{facts['page.html'][0]}.".encode(), "text/html", "page.html"),
+        file_block(memo_bytes.getvalue(), DOCX_MIME_TYPE, "memo.docx"),
+    ]
+    model = PerfectReader()
+    app = chat_app(model, InMemorySaver(), graph=create_rlm_graph(model, part_tokens=1024, cache=False))
+    config = {"configurable": {"thread_id": "mixed"}}
+
+    def check(state: dict) -> None:
+        citations = state["messages"][-1].additional_kwargs["citations"]
+        for name, (fact, page) in facts.items():
+            assert fact in state["messages"][-1].text
+            holding = [c for c in citations if fact in state["document"][c["start"] : c["end"]]]
+            assert holding, (name, citations)
+            holding.sort(key=lambda c: c["end"] - c["start"])
+            assert holding[0]["file"] == name
+            if page is None:
+                assert "page" not in holding[0], holding[0]
+            else:
+                assert holding[0].get("page") == holding[0].get("last_page") == page, holding
+
+    state = await app.ainvoke({"messages": [HumanMessage(blocks)]}, config)
+    check(state)
+    # The stored message says where each file lies in the joined text, so a follow-up cites the same way.
+    summary = state["messages"][-2].additional_kwargs["rlm_document"]
+    assert [name for _, _, name in summary["files"]] == list(facts)
+    state = await app.ainvoke({"messages": [HumanMessage("List every NEEDLE code again.")]}, config)
+    check(state)
 
 
 async def test_scanned_pdf_attachment_gets_a_clear_reply() -> None:
