@@ -15,7 +15,9 @@ from langgraph.types import RetryPolicy
 from rlm_graph import ExtractiveChatModel
 from rlm_graph.cli import main
 from rlm_graph.evaluation import TASK_NAMES, EvaluationCancelled, build_task, evaluate, score_answer
-from rlm_graph.evaluation.scoring import score_count, score_label
+from rlm_graph.evaluation.report import text_table
+from rlm_graph.evaluation.scoring import answer_line, score_count, score_label
+from rlm_graph.evaluation.summary import shorten, summarize
 from tests.openai_server import ChatServer, Faults
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,6 +65,73 @@ def test_count_and_label_scoring() -> None:
     assert score_label("Quarry (9 entries), then meadow (4).", "quarry", labels) == 1.0
     assert score_label("Meadow, followed by quarry.", "quarry", labels) == 0.0
     assert score_answer("label", "none of them", ["quarry"], labels) == 0.0
+
+
+def test_the_answer_line_is_scored_and_the_working_before_it_is_not() -> None:
+    # Systems are asked to end with "ANSWER: ..."; only that line is scored, wherever the graph's notes put it.
+    listed = "1. Ledger entry QHRXW\n2. Ledger entry BRAHG\n3. Ledger entry GRMZD\n"
+    assert answer_line(f"The entries are:\n{listed}\nANSWER: 9") == "9"
+    assert score_answer("count", f"The entries are:\n{listed}\nANSWER: 9", ["9"], ["9"]) == 1.0
+    assert score_answer("count", f"{listed}**Answer:** nine\n\nRead 8 of 41 parts.", ["9"], ["9"]) == 1.0
+    tally = "granary: 8, harbour: 4, meadow: 9"
+    assert score_answer("label", f"Counting ({tally}).\nANSWER: meadow", ["meadow"], ["granary", "meadow"]) == 1.0
+    # Values named in the reasoning but not in the answer line are not the answer's.
+    reasoning = "4829137 is for amber-falcon, 1111111 for amber-heron.\nANSWER: 4829137"
+    assert score_answer("values", reasoning, ["4829137"], ["4829137", "1111111"]) == 1.0
+    # The last answer line counts: a model that corrects itself is scored on its correction.
+    assert score_answer("count", "ANSWER: 8\nOn reflection, one more.\nANSWER: 9", ["9"], ["9"]) == 1.0
+    assert answer_line("There are 9 entries.") is None
+
+
+def test_without_an_answer_line_list_numbers_tallies_and_notes_are_not_the_answer() -> None:
+    # r34: a count after its list of entries, a label after the tally it was chosen from.
+    count = build_task("count", 32 * 1024, seed=0)
+    entries = [re.search(r"entry (\w+)", f.text).group(1) for f in count.facts if f.gold]
+    label = re.search(r"label (\w+)\?", count.question).group(1)
+    listed = "\n".join(f"{i}. Ledger entry {e}" for i, e in enumerate(entries, 1))
+    answer = f"The entries with {label} are:\n{listed}\n\nIn total, {len(entries)} ledger entries carry it."
+    assert score_answer(count.kind, answer, count.gold, count.known) == 1.0
+    labels = ["granary", "harbour", "meadow", "quarry"]
+    reasoned = "Counting per label (granary: 8, harbour: 4, meadow: 9, quarry: 5), the most is meadow."
+    assert score_answer("label", reasoned, ["meadow"], labels) == 1.0
+    # r27: navigate's note about what it read is not part of the answer; its offsets are not values.
+    from rlm_graph.navigate import NAVIGATE_MESSAGES
+
+    note = NAVIGATE_MESSAGES["answer.navigate_read_part"].format(
+        share="<1%", spans="810311-810359, 1142612-1142661, 1523471-1523521"
+    )
+    gold = ["4058069", "3661659", "3203594"]
+    answer = f"violet-falcon: 4058069; violet-bittern: 3661659; amber-falcon: 3203594\n\n{note}"
+    assert score_answer("values", answer, gold, gold) == 1.0
+
+
+def test_failed_cells_count_as_wrong_and_show_as_failed() -> None:
+    # r35: 1 right answer of 4 tasks is 25%, not the 100% of the one that ran.
+    def cell(task: str, status: str, score: float | None = None) -> dict:
+        reason = "IndexError: list index out of range" if status == "failed" else None
+        return {"system": "m", "mode": "navigate", "length": 32768, "task": task, "part_tokens": None,
+                "seed": 0, "status": status, "score": score, "reason": reason, "llm_calls": 3}  # fmt: skip
+
+    records = [cell("single", "ok", 1.0), cell("multikey", "failed"), cell("count", "failed"), cell("most", "failed")]
+    rows, _ = summarize(records)
+    assert rows[0].accuracy(32768) == pytest.approx(0.25)
+    assert rows[0].questions(32768) == 4
+    table = text_table(records)
+    assert "25% (3 failed)" in table
+    # A cell that did not run (the budget was spent) is neither right nor wrong.
+    rows, _ = summarize([cell("single", "ok", 1.0), cell("count", "skipped")])
+    assert rows[0].accuracy(32768) == 1.0
+    assert rows[0].questions(32768) == 1
+
+
+def test_long_reasons_are_shortened_at_a_word() -> None:
+    reason = "ValueError: " + " ".join(f"word{i}" for i in range(200))
+    short = shorten(reason, 120)
+    assert len(short) <= 120
+    assert short.endswith("…")
+    assert reason.startswith(short[:-1])
+    assert reason[len(short) - 1] == " "  # cut before a space, not inside a word
+    assert shorten("short", 120) == "short"
 
 
 # --- generators ----------------------------------------------------------------------------------
