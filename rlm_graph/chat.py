@@ -145,7 +145,10 @@ def create_document_node(
     turns too); usage is summed
     under ``usage_key``. With ``stream_mode="messages"`` the answer streams token by
     token as ``AIMessageChunk`` s with that message's id, which join to its text
-    (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). Without a document the node replies with
+    (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). If the call writing the
+    answer fails midway and is retried, the stored answer is the retry's, and an ``answer.restarted``
+    custom event (:class:`rlm_graph.state.AnswerRestartedEvent`) tells the UI to drop the chunks it
+    showed before the new ones arrive. Without a document the node replies with
     ``missing_document_message``.
 
     The parent state must have ``messages``, ``document_key`` and ``usage_key``;

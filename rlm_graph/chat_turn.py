@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
+from langgraph.config import get_stream_writer
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER, TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 
@@ -306,17 +307,25 @@ class DocumentTurn:
 
     def invoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (sync)."""
-        stream = AnswerStream(_message_id(), ensure_config())
+        stream = AnswerStream(_message_id(), ensure_config(), _stream_writer())
         with answer_stream(stream):
             update = drive(None, self._steps(state, graph, stream.message_id))
         return _closed(update, stream)
 
     async def ainvoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (async)."""
-        stream = AnswerStream(_message_id(), ensure_config())
+        stream = AnswerStream(_message_id(), ensure_config(), _stream_writer())
         with answer_stream(stream):
             update = await adrive(None, self._steps(state, graph, stream.message_id))
         return _closed(update, stream)
+
+
+def _stream_writer() -> Callable[[Any], None] | None:
+    """The chat node's custom stream writer: its events reach the caller without ``subgraphs=True``."""
+    try:
+        return get_stream_writer()
+    except RuntimeError:  # run outside a graph: nobody listens
+        return None
 
 
 def _closed(update: dict[str, Any], stream: AnswerStream) -> dict[str, Any]:
