@@ -4,7 +4,7 @@ from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-Stage = Literal["check", "split", "analysis", "synthesis", "direct", "navigate", "history"]
+Stage = Literal["check", "split", "analysis", "synthesis", "direct", "navigate", "history", "rewrite"]
 Status = Literal["started", "processing", "done", "failed", "cached"]
 
 

@@ -1,0 +1,170 @@
+"""The follow-up rewrite's reply, read strictly (issue 27, rule 1), and its call through the chat model.
+
+The chat node asks its model to rewrite a follow-up as one standalone question. Models
+wrap what they were asked for: a preamble ("Here is the standalone question:"), a label
+("**Rewritten question:**"), quotes, a code fence, a Markdown heading or quote mark. Those
+are removed by rule; what is left must be one line, or the reply is unreadable and
+:func:`rlm_graph.replies.ask` asks once more with a correction. A reply unreadable twice is
+*unparsed*: the chat node answers the user's own words and says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
+
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
+from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
+from rlm_graph.state import Usage
+
+__all__ = ["REWRITE_FORM", "ask_rewrite", "read_standalone"]
+
+# A label before the question on its line: "Standalone question: ...", "**Rewritten question:** ...".
+_LABEL = re.compile(
+    r"^[*_]*(?:here is |here's )?(?:the |a |your )?(?:standalone |rewritten |reformulated |rephrased )?"
+    r"(?:question|rewrite|rewritten|standalone)[*_]*\s*:[*_]*\s*",
+    re.IGNORECASE,
+)
+_PREAMBLE_CHARS = 100
+_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+_LINE_MARK = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)")
+_QUOTES = (('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("«", "»"), ("„", "“"), ("`", "`"))
+_EMPHASIS = ("***", "**", "__", "*", "_")
+
+
+def _unwrap(line: str) -> str:
+    """Remove Markdown marks, emphasis and quotes around one line, repeatedly (``> **"..."**``)."""
+    while True:
+        before = line
+        line = _LINE_MARK.sub("", line.strip()).strip()
+        line = _LABEL.sub("", line).strip()
+        for mark in _EMPHASIS:
+            if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark):
+                line = line[len(mark) : -len(mark)].strip()
+                break
+        for opening, closing in _QUOTES:
+            if len(line) > 2 and line.startswith(opening) and line.endswith(closing):
+                line = line[1:-1].strip()
+                break
+        if line == before:
+            return line
+
+
+def _is_preamble(line: str) -> bool:
+    """Whether a line only introduces what follows ("Here is the standalone question:", "**Rewritten:**")."""
+    bare = line.strip().strip("*_#> ").strip()
+    return bare.endswith(":") and "?" not in bare and len(bare) <= _PREAMBLE_CHARS
+
+
+def read_standalone(reply: str) -> str | Unreadable:
+    """Read a follow-up rewrite: the one question it holds, or why it holds no single question.
+
+    Args:
+        reply: The model's reply to the rewrite prompt.
+
+    Returns:
+        The standalone question, or :class:`rlm_graph.replies.Unreadable`.
+    """
+    text = reply.strip()
+    if fenced := _FENCE.match(text):
+        text = fenced.group(1).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Lines that only introduce the question ("Here is the standalone question:") are dropped.
+    while len(lines) > 1 and _is_preamble(lines[0]):
+        lines = lines[1:]
+    if not lines:
+        return Unreadable("the reply is empty")
+    if len(lines) > 1:
+        return Unreadable(f"the reply has {len(lines)} lines, not one question")
+    question = _unwrap(lines[0])
+    if not question or question.endswith(":"):
+        return Unreadable("the reply introduces a question but does not give it")
+    return question
+
+
+REWRITE_FORM: ReplyForm[str] = ReplyForm(
+    "rewrite",
+    read_standalone,
+    "the standalone question alone, on one line, with no introduction, quotes or formatting",
+)
+"""How the rewrite's reply is read (text only: the chat model is not assumed to take a schema)."""
+
+
+@dataclass(frozen=True)
+class _RewriteBudget:
+    """What :func:`rlm_graph.replies.ask` asks of a level: may a corrective retry be sent?
+
+    The rewrite is the chat model's call, outside any analysis run's budget; its retry is
+    sent only if its prompt (the original plus the correction) still fits the window.
+    """
+
+    window: int | None
+
+    @property
+    def resources(self) -> _RewriteBudget:
+        return self
+
+    def allow_unplanned(self, input_tokens: int) -> bool:
+        return self.window is None or input_tokens <= self.window
+
+
+def _usage(reply: Any) -> Usage:
+    metadata = getattr(reply, "usage_metadata", None) or {}
+    return {
+        "llm_calls": 1,
+        "input_tokens": metadata.get("input_tokens", 0),
+        "output_tokens": metadata.get("output_tokens", 0),
+        "total_tokens": metadata.get("total_tokens", 0),
+    }
+
+
+def _through(model: Callable[[ModelCall], Runnable], steps: Generator[list[ModelCall], Any, Any]) -> CallSteps:
+    """Run ``steps`` (which yield batches of :class:`ModelCall`) with each call sent to a plain chat model.
+
+    The chat node's driver has no analysis level to book model calls on, so each call
+    goes out as a :class:`RunnableCall` of the chat model and its reply comes back as a
+    :class:`CallResult`.
+    """
+    try:
+        request = next(steps)
+        while True:
+            results = []
+            for call in request:
+                messages = call.messages() if callable(call.messages) else call.messages
+                reply = yield RunnableCall(model(call), messages)
+                results.append(CallResult(reply.text, _usage(reply)))
+            request = steps.send(results)
+    except StopIteration as finished:
+        return finished.value
+
+
+def ask_rewrite(
+    model: Callable[[ModelCall], Runnable],
+    messages: list[BaseMessage],
+    prompt_tokens: int,
+    *,
+    window: int | None,
+    count_tokens: Callable[[list], int],
+) -> CallSteps:
+    """Ask for the standalone question, read strictly, corrected once (as :data:`CallSteps`).
+
+    Args:
+        model: Gives the runnable for a call (the chat model, named and tagged for that call).
+        messages: The rewrite prompt.
+        prompt_tokens: Its size in tokens.
+        window: Most prompt tokens a call may use (``None``: unknown); bounds the corrective retry.
+        count_tokens: Counts the tokens of messages, as the window was planned.
+
+    Returns:
+        The :class:`rlm_graph.replies.Reply`: the question, or unparsed.
+    """
+    call = ModelCall(messages, prompt_tokens, name="rewrite follow-up", kind="rewrite")
+    reply: Reply[str] = yield from _through(
+        model, ask(_RewriteBudget(window), call, REWRITE_FORM, count_tokens=count_tokens)
+    )
+    return reply
