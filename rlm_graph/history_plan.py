@@ -175,7 +175,10 @@ class HistoryPlanner:
             return HistoryPlan(messages=[], reply=reply), None
         allowance = self.input_budget - fixed - sizes[latest]
         if sum(sizes[latest + 1 :]) > allowance:
-            turns, sizes = self._cut_this_turn(turns, sizes, latest, allowance)
+            # Cut to leave the digest's room too (older turns may still be asked about), unless
+            # that would leave this turn less than half of what is left.
+            room = max(allowance - self.digest_tokens, allowance // 2)
+            turns, sizes = self._cut_this_turn(turns, sizes, latest, room)
         tail = sum(sizes[latest:])
         # The digest's room is always reserved, so the recent turns do not shift when it appears.
         room = min(self.recent_tokens, self.input_budget - fixed - self.digest_tokens)

@@ -300,3 +300,17 @@ def test_a_large_earlier_ai_message_is_not_blamed_on_the_user():
     assert sent[-1].text.startswith("And costs?")
     chat.invoke(sent)
     assert chat.overflows == 0
+
+
+def test_a_cut_tool_result_leaves_room_for_the_digest_of_older_turns(thread):
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    asked = HumanMessage("And what was NEEDLE-0007 again?", id="q")
+    messages = [*thread, asked, AIMessage("", id="a", tool_calls=[FETCH]), ToolMessage(PAGE, tool_call_id="c1", id="t")]
+    sent = hook.invoke({"messages": messages})["llm_input_messages"]
+    latest = next(m for m in sent if m.id == "q")
+    assert DIGEST in latest.text  # the older turns were still read...
+    assert fact(7) in latest.text
+    assert "[Cut to fit the model's window" in sent[-1].text  # ...and the tool result cut around the digest's room
+    chat.invoke(sent)
+    assert chat.overflows == 0
