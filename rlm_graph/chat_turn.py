@@ -55,9 +55,6 @@ def _input_window(model: BaseChatModel, settings: Settings | None, counter: Toke
     return window - safety_margin(counter, window) - output - SEAM_SLACK
 
 
-REWRITE_RUN_NAME = "rewrite follow-up"
-"""Run name of the follow-up rewrite call (tagged ``nostream``: it is not the assistant's answer);
-its corrective retry is ``"rewrite follow-up (corrected)"``."""
 ANALYSIS_RUN_NAME = "rlm"
 """Run name of the analysis graph's invocation in a chat turn."""
 

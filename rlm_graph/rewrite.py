@@ -22,7 +22,11 @@ from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
 from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.state import Usage
 
-__all__ = ["REWRITE_FORM", "ask_rewrite", "read_standalone"]
+__all__ = ["REWRITE_FORM", "REWRITE_RUN_NAME", "ask_rewrite", "read_standalone"]
+
+REWRITE_RUN_NAME = "rewrite follow-up"
+"""Run name of the follow-up rewrite call (tagged ``nostream``: it is not the assistant's answer);
+its corrective retry is ``"rewrite follow-up (corrected)"``."""
 
 # A label before the question on its line: "Standalone question: ...", "**Rewritten question:** ...".
 _LABEL = re.compile(
@@ -163,7 +167,7 @@ def ask_rewrite(
     Returns:
         The :class:`rlm_graph.replies.Reply`: the question, or unparsed.
     """
-    call = ModelCall(messages, prompt_tokens, name="rewrite follow-up", kind="rewrite")
+    call = ModelCall(messages, prompt_tokens, name=REWRITE_RUN_NAME, kind="rewrite")
     reply: Reply[str] = yield from _through(
         model, ask(_RewriteBudget(window), call, REWRITE_FORM, count_tokens=count_tokens)
     )
