@@ -90,6 +90,17 @@ class CallResult:
 
     text: str
     usage: Usage
+    cut: bool = False
+    """The reply stopped at its ``max_tokens`` (``finish_reason`` ``"length"``): it is not the whole
+    reply, so :mod:`rlm_graph.replies` does not read it, and it is never cached."""
+
+
+_CUT_REASONS = frozenset({"length", "max_tokens", "MAX_TOKENS"})
+
+
+def _was_cut(reply: BaseMessage) -> bool:
+    metadata = getattr(reply, "response_metadata", None) or {}
+    return (metadata.get("finish_reason") or metadata.get("stop_reason")) in _CUT_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +266,8 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         if (refused := _refused(level, call, error)) is not error:
             raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
-    if settings.replies is not None and key is not None:
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    if settings.replies is not None and key is not None and not result.cut:
         settings.replies.put(key, result.text)
     return result
 
@@ -282,8 +293,8 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         if (refused := _refused(level, call, error)) is not error:
             raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
-    if settings.replies is not None and key is not None:
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    if settings.replies is not None and key is not None and not result.cut:
         await settings.replies.aput(key, result.text)
     return result
 

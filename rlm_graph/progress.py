@@ -26,6 +26,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.cached": "Part {index} of {total} came from the cache",
     "analysis.failed": "Part {index} of {total} could not be read: {error}",
     "analysis.unsupported_quotes": "Part {index} of {total}: {count} quote(s) could not be found in the part",
+    "analysis.unparsed": "Part {index} of {total}: the model's reply could not be read, even when asked again",
     "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
     "analysis.more": "Reading {count} more parts, most relevant first",
     "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not read",
@@ -51,6 +52,14 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "answer.skipped": (
         "{count} part(s) of the document were not read, to stay within the budget (characters {spans}, "
         "{share} of the text), so the answer does not cover them."
+    ),
+    "answer.unparsed": (
+        "The model's replies about {count} part(s) of the document could not be read, even when asked "
+        "again (characters {spans}, {share} of the text), so the answer does not cover them."
+    ),
+    "answer.all_nothing_but_index": (
+        "Every part read was reported as holding nothing relevant, yet a search of the text finds the "
+        "question's terms in it (characters {spans}): the reading may have missed them."
     ),
     "answer.truncated": (
         "{count} finding(s) were too long to combine and were shortened (from characters {spans}), "

@@ -12,7 +12,15 @@ from langchain_core.runnables import Runnable
 from rlm_graph.cache import ReplyCache
 from rlm_graph.model_identity import model_identity
 from rlm_graph.options import FocusOptions
-from rlm_graph.prompts import add_cache_markers, caches_automatically
+from rlm_graph.prompts import (
+    CONFIDENCE_INSTRUCTION,
+    NO_RELEVANT_INFORMATION,
+    READ_REPLY_STRUCTURED,
+    READ_REPLY_TEXT,
+    STRUCTURED_CONFIDENCE_INSTRUCTION,
+    add_cache_markers,
+    caches_automatically,
+)
 from rlm_graph.window import CallWindow
 
 __all__ = ["Settings"]
@@ -52,6 +60,18 @@ class Settings(CallWindow):
     reply_format: str = "auto"
     """``"auto"``, ``"structured"`` or ``"text"``: how replies are asked for (:mod:`rlm_graph.replies`)."""
     _sent_models: dict[tuple[str, str], Runnable] = field(default_factory=dict, repr=False, compare=False)
+
+    def read_template(self, structured: bool) -> str:
+        """The reading template for a reply format: a relay run's confidence request fits the format."""
+        if structured and self.large_model is not None:
+            return self.read_part_prompt.removesuffix(CONFIDENCE_INSTRUCTION) + STRUCTURED_CONFIDENCE_INSTRUCTION
+        return self.read_part_prompt
+
+    @staticmethod
+    def read_instructions(structured: bool) -> dict[str, str]:
+        """The ``reply_instructions`` field of the reading template, for a reply format."""
+        text = READ_REPLY_STRUCTURED if structured else READ_REPLY_TEXT
+        return {"reply_instructions": text.format(no_relevant=NO_RELEVANT_INFORMATION)}
 
     def capped_model(self, role: str) -> Runnable:
         """A role's model with its reply capped at ``max_output_tokens`` where the model takes ``max_tokens``.
