@@ -8,14 +8,14 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langgraph.config import get_stream_writer
-from langgraph.constants import CONFIG_KEY_CHECKPOINTER, TAG_NOSTREAM
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.answer_stream import AnswerStream, answer_stream
-from rlm_graph.calls import CallSteps, ModelCall, RunnableCall, adrive, drive
+from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.chat_messages import (
     DEFAULT_QUESTION,
     combine_documents,
@@ -32,7 +32,7 @@ from rlm_graph.estimate import settings_of
 from rlm_graph.options import default_output_tokens
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES, format_message
 from rlm_graph.replies import Reply
-from rlm_graph.rewrite import ask_rewrite
+from rlm_graph.rewrite import RewriteCalls, ask_rewrite
 from rlm_graph.settings import Settings
 from rlm_graph.state import PartError, ProgressEvent, Usage, merge_usage
 from rlm_graph.steps import Steps
@@ -106,6 +106,9 @@ class DocumentTurn:
         # Count with the analysis graph's counter, so both sides agree on what fits.
         self.counter = self.settings.counter if self.settings is not None else counter_for_model(model)
         self.condense_window = _input_window(model, self.settings, self.counter)
+        # The rewrite asks for the analysis graph's reply format (a JSON schema where the model takes one).
+        reply_format = self.settings.reply_format if self.settings is not None else "auto"
+        self.rewrite_calls = RewriteCalls(model, reply_format, self.condense_window)
 
     def _too_long(self, question: str, usage: Usage | None = None) -> dict[str, Any]:
         reply = self.question_too_long_message.format(tokens=self.counter.count(question))
@@ -247,15 +250,8 @@ class DocumentTurn:
 
     def _rewrite(self, messages: list[BaseMessage]) -> CallSteps:
         """Ask the chat model for the standalone question: read strictly, corrected once (rule 1)."""
-
-        def runnable(call: ModelCall) -> Runnable:
-            # Not the assistant's answer: tagged nostream, so chat UIs never show it.
-            return self.model.with_config(tags=[TAG_NOSTREAM], run_name=call.name, metadata={"rlm_kind": "rewrite"})
-
         count = self.counter.count_messages
-        reply: Reply[str] = yield from ask_rewrite(
-            runnable, messages, count(messages), window=self.condense_window, count_tokens=count
-        )
+        reply: Reply[str] = yield from ask_rewrite(self.rewrite_calls, messages, count(messages), count_tokens=count)
         return reply
 
     def _fits_analysis(self, question: str) -> bool:

@@ -15,14 +15,18 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
+from langgraph.constants import TAG_NOSTREAM
 
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, StructuredRepliesRefused, _was_cut
+from rlm_graph.errors import is_context_overflow, is_transient_error, status_code
 from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
+from rlm_graph.reply_schemas import REWRITE_SCHEMA
 from rlm_graph.state import Usage
 
-__all__ = ["REWRITE_FORM", "REWRITE_RUN_NAME", "ask_rewrite", "read_standalone"]
+__all__ = ["REWRITE_FORM", "REWRITE_RUN_NAME", "RewriteCalls", "ask_rewrite", "read_standalone"]
 
 REWRITE_RUN_NAME = "rewrite follow-up"
 """Run name of the follow-up rewrite call (tagged ``nostream``: it is not the assistant's answer);
@@ -91,30 +95,69 @@ def read_standalone(reply: str) -> str | Unreadable:
     return question
 
 
+def _read_json(data: dict[str, Any]) -> str | Unreadable:
+    # The schema guarantees the key, not what the model put in it: read it under the same rules.
+    return read_standalone(data["question"])
+
+
 REWRITE_FORM: ReplyForm[str] = ReplyForm(
     "rewrite",
     read_standalone,
     "the standalone question alone, on one line, with no introduction, quotes or formatting",
+    schema=REWRITE_SCHEMA,
+    parse_json=_read_json,
 )
-"""How the rewrite's reply is read (text only: the chat model is not assumed to take a schema)."""
+"""How the rewrite's reply is read: ``{"question": str}`` where the model takes a JSON schema, else text."""
 
 
-@dataclass(frozen=True)
-class _RewriteBudget:
-    """What :func:`rlm_graph.replies.ask` asks of a level: may a corrective retry be sent?
+@dataclass
+class RewriteCalls:
+    """What :func:`rlm_graph.replies.ask` needs of a level, for the chat model's rewrite call.
 
-    The rewrite is the chat model's call, outside any analysis run's budget; its retry is
-    sent only if its prompt (the original plus the correction) still fits the window.
+    The rewrite is made outside any analysis run: its corrective retry is sent only if
+    its prompt still fits ``window``, and a model that refuses a JSON schema under
+    ``reply_format="auto"`` is asked for text from then on (``structured_refused`` is
+    kept for the node's life: a server that refused a schema will not take one later).
     """
 
-    window: int | None
+    model: BaseChatModel
+    reply_format: str = "auto"
+    """``"auto"``, ``"structured"`` or ``"text"``, as the analysis graph's ``reply_format``."""
+    window: int | None = None
+    structured_refused: bool = False
+    context: None = None
 
     @property
-    def resources(self) -> _RewriteBudget:
+    def settings(self) -> RewriteCalls:
+        return self
+
+    @property
+    def resources(self) -> RewriteCalls:
         return self
 
     def allow_unplanned(self, input_tokens: int) -> bool:
+        """Whether a corrective retry of ``input_tokens`` prompt tokens may be sent."""
         return self.window is None or input_tokens <= self.window
+
+    def refused(self, call: ModelCall, error: Exception) -> Exception:
+        """``error``, or :class:`StructuredRepliesRefused` if it refuses the call's schema under ``auto``."""
+        if call.schema is None or self.reply_format != "auto" or is_context_overflow(error):
+            return error
+        if is_transient_error(error):
+            return error
+        if not isinstance(error, NotImplementedError) and status_code(error) not in (400, 422):
+            return error
+        self.structured_refused = True
+        msg = f"the chat model refused structured replies, so its rewrites are read as text: {error}"
+        return StructuredRepliesRefused(msg)
+
+    def runnable(self, call: ModelCall) -> Runnable:
+        """The chat model as this call is sent: tagged ``nostream`` (it is not the answer), maybe with a schema."""
+        model: Runnable = self.model
+        if call.schema is not None:
+            schema = {"title": call.schema["name"], **dict(call.schema["schema"])}
+            model = self.model.with_structured_output(schema, method="json_schema", include_raw=True)
+        return model.with_config(tags=[TAG_NOSTREAM], run_name=call.name, metadata={"rlm_kind": "rewrite"})
 
 
 def _usage(reply: Any) -> Usage:
@@ -127,48 +170,52 @@ def _usage(reply: Any) -> Usage:
     }
 
 
-def _through(model: Callable[[ModelCall], Runnable], steps: Generator[list[ModelCall], Any, Any]) -> CallSteps:
-    """Run ``steps`` (which yield batches of :class:`ModelCall`) with each call sent to a plain chat model.
+def _through(calls: RewriteCalls, steps: Generator[list[ModelCall], Any, Any]) -> CallSteps:
+    """Run ``steps`` (which yield batches of :class:`ModelCall`) with each call sent to the chat model.
 
     The chat node's driver has no analysis level to book model calls on, so each call
     goes out as a :class:`RunnableCall` of the chat model and its reply comes back as a
-    :class:`CallResult`.
+    :class:`CallResult`; a refused schema is thrown back in, where ``ask`` asks again as text.
     """
     try:
         request = next(steps)
         while True:
-            results = []
+            results: list[CallResult] = []
+            refusal: Exception | None = None
             for call in request:
                 messages = call.messages() if callable(call.messages) else call.messages
-                reply = yield RunnableCall(model(call), messages)
-                results.append(CallResult(reply.text, _usage(reply)))
-            request = steps.send(results)
+                try:
+                    reply = yield RunnableCall(calls.runnable(call), messages)
+                except Exception as error:
+                    if (refusal := calls.refused(call, error)) is error:
+                        raise
+                    break
+                # with_structured_output(include_raw=True) gives {"raw", "parsed", ...}: the raw reply is read.
+                message = reply["raw"] if isinstance(reply, dict) else reply
+                results.append(CallResult(message.text, _usage(message), cut=_was_cut(message)))
+            request = steps.throw(refusal) if refusal is not None else steps.send(results)
     except StopIteration as finished:
         return finished.value
 
 
 def ask_rewrite(
-    model: Callable[[ModelCall], Runnable],
+    calls: RewriteCalls,
     messages: list[BaseMessage],
     prompt_tokens: int,
     *,
-    window: int | None,
     count_tokens: Callable[[list], int],
 ) -> CallSteps:
     """Ask for the standalone question, read strictly, corrected once (as :data:`CallSteps`).
 
     Args:
-        model: Gives the runnable for a call (the chat model, named and tagged for that call).
+        calls: The chat model and how its rewrite calls are made.
         messages: The rewrite prompt.
         prompt_tokens: Its size in tokens.
-        window: Most prompt tokens a call may use (``None``: unknown); bounds the corrective retry.
         count_tokens: Counts the tokens of messages, as the window was planned.
 
     Returns:
         The :class:`rlm_graph.replies.Reply`: the question, or unparsed.
     """
     call = ModelCall(messages, prompt_tokens, name=REWRITE_RUN_NAME, kind="rewrite")
-    reply: Reply[str] = yield from _through(
-        model, ask(_RewriteBudget(window), call, REWRITE_FORM, count_tokens=count_tokens)
-    )
+    reply: Reply[str] = yield from _through(calls, ask(calls, call, REWRITE_FORM, count_tokens=count_tokens))
     return reply

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
@@ -18,6 +19,7 @@ from rlm_graph.replies import Unreadable
 from rlm_graph.rewrite import read_standalone
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
+from tests.openai_server import ChatServer, Request, default_structured_reply
 
 QUESTION = "List every NEEDLE code."
 
@@ -447,3 +449,38 @@ async def test_a_rewrite_unreadable_twice_falls_back_to_the_users_words_and_says
     assert event["status"] == "failed"
     assert "as you wrote it" in event["message"]
     assert "as you wrote it" in message.text
+
+
+def _rewrite_requests(server: ChatServer) -> list[Request]:
+    return [r for r in server.requests if r.kind == "rewrite"]
+
+
+@pytest.mark.parametrize("reject", [False, True], ids=["structured", "server refuses schemas"])
+async def test_the_rewrite_asks_for_a_structured_reply_over_http(reject: bool) -> None:
+    # Issue 27 §2: where the model takes a JSON schema, the rewrite is {"question": str}; a server
+    # that refuses schemas (a 400) gets text for the rest of the node's life, asked for once.
+    def reply(name: str, facts: list[str], schema: dict, label: str = "") -> dict:
+        if name == "rewrite":
+            return {"question": f"**Standalone question:** {STANDALONE}"}  # read under the same rules
+        return default_structured_reply(name, facts, schema, label)
+
+    with ChatServer(window=8192, structured_reply=reply, reject_response_format=reject) as server:
+        model = ChatOpenAI(model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        builder = StateGraph(DocumentChatState)
+        builder.add_node("analyse", create_document_node(model, create_rlm_graph(model, context_window=8192)))
+        builder.add_edge(START, "analyse")
+        app = builder.compile(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": "http"}}
+        await app.ainvoke({"messages": [HumanMessage("Who proposed first?")], "document": _refusal_document()}, config)
+        for follow_up in ("And where did she refuse him?", "And when?"):
+            state = await app.ainvoke({"messages": [HumanMessage(follow_up)]}, config)
+        rewrites = [(r.response_format is not None, r.outcome) for r in _rewrite_requests(server)]
+    message = state["messages"][-1]
+    if reject:
+        # The first rewrite's schema was refused, that call asked again as text; the next turn asks text at once.
+        assert rewrites == [(True, "400"), (False, "200"), (False, "200")]
+    else:
+        assert rewrites == [(True, "200"), (True, "200")]
+        assert message.additional_kwargs["rlm_question"] == STANDALONE
+        assert "NEEDLE-0001 is HUNSFORD" in message.text
+    assert not state["rlm_usage"].get("unparsed_replies")
