@@ -10,7 +10,10 @@ and an :class:`AnswerStream` owned by the chat node reports the cleaned text as
 ``AIMessageChunk`` s of one chat-model run named ``answer``, with the id of the
 ``AIMessage`` the chat node stores. The chat node then sends the rest (notes of
 what was not read) and the citations as a last chunk, so the chunks a UI joins
-are the stored message: same id, same text.
+are the stored message: same id, same text. When a call that streamed part of
+the answer fails and another call writes it (the node's retry), an
+``answer.restarted`` custom event tells the UI to drop what it showed; the
+chunks after it join to the stored message.
 """
 
 from __future__ import annotations
