@@ -38,10 +38,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "synthesis.done": "Answer ready",
     "direct.started": "Answering from the whole text",
     "direct.done": "Answer ready",
-    "rewrite.unparsed": (
-        "Could not read the rewritten follow-up ({error}), even after asking again; "
-        "answering the question as you wrote it"
-    ),
+    "rewrite.unparsed": "Could not read the rewritten follow-up ({error}); answering the question as you wrote it",
     # Notes the final answer carries when the document was not read in full (rlm_graph.coverage).
     # An empty template drops its note.
     "answer.not_found_in_read": "Nothing relevant to the question was found in the parts that were read.",
