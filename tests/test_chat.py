@@ -484,3 +484,23 @@ async def test_the_rewrite_asks_for_a_structured_reply_over_http(reject: bool) -
         assert message.additional_kwargs["rlm_question"] == STANDALONE
         assert "NEEDLE-0001 is HUNSFORD" in message.text
     assert not state["rlm_usage"].get("unparsed_replies")
+
+
+async def test_a_rewrite_correction_that_would_not_fit_the_window_is_not_sent(frankenstein: str) -> None:
+    # The rewrite prompt is filled with history up to the window; the correction (the bad reply's
+    # start and an instruction) would push it over, so the reply is reported unparsed at once.
+    two_lines = "List every NEEDLE code.\nThis replaces 'they' with the NEEDLE codes. " + "Word " * 60
+    model, app = small_chat(2048, 256, standalone=two_lines)
+    config = {"configurable": {"thread_id": "tight"}}
+    await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": frankenstein[:30_000]}, config)
+    chatter = []
+    for n in range(8):
+        chatter += [HumanMessage(f"question {n}?"), AIMessage(f"answer {n} " + "the long answer goes on " * 60)]
+    await app.aupdate_state(config, {"messages": chatter})
+    state = await app.ainvoke({"messages": [HumanMessage("and what do they stand for?")]}, config)
+    message = state["messages"][-1]
+    assert len([p for p in model.prompts if "<follow_up>" in p]) == 1
+    assert not any("could not be read" in p for p in model.prompts)  # no corrective retry was sent
+    assert model.overflows == 0
+    assert message.additional_kwargs["rlm_question"] == "and what do they stand for?"
+    assert message.response_metadata["rlm_usage"]["unparsed_replies"] == 1
