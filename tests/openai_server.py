@@ -294,6 +294,8 @@ class ChatServer:
                 prompt = "\n".join(_content_text(m.get("content")) for m in body["messages"])
                 part = _PART.search(prompt)
                 kind = "read" if part else ("synthesis" if '<finding id="' in prompt else "direct")
+                if "<follow_up>" in prompt:
+                    kind = "rewrite"  # the chat node's follow-up rewrite (create_document_node)
                 with server._lock:
                     record = Request(
                         number=len(server.log) + 1,
