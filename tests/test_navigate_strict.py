@@ -462,3 +462,20 @@ async def test_no_tool_argument_ends_the_run(use_async: bool) -> None:
     assert all(result.strip() for result in results)
     assert out["answer"].startswith("done")
     assert not [e for e in out["errors"] if e.get("kind", "failed") == "failed"]
+
+
+def test_the_progress_stream_says_when_a_reply_was_repaired() -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[
+            lambda _m: AIMessage('{"name": "grep", "arguments": {"pattern": "NEEDLE-0042"}}'),
+            lambda _m: AIMessage("I found it."),
+            _final("NEEDLE-0042 is QUASAR"),
+        ],
+    )
+    chunks = _graph(navigator).stream({"document": document, "question": "q"}, stream_mode="custom")
+    messages = [chunk["message"] for chunk in chunks if chunk.get("stage") == "navigate"]
+    assert "The model wrote 1 tool call(s) as text; reading them as calls" in messages
+    assert "The model replied without a tool call; reminding it once" in messages
+    assert messages[-1] == "Answer ready after 2 steps"
