@@ -2,7 +2,9 @@
 
 The root model sees the question, the document's size and an outline, never the document.
 It answers with tool calls; ``navigate_tools`` (LangGraph's ``ToolNode``) runs them and comes
-back here. ``final`` (or a reply without tool calls) ends the run. When ``max_steps`` or the
+back here. ``final`` ends the run. A reply without tool calls is never the answer: calls it
+wrote as text are read as calls (:mod:`rlm_graph.navigate.protocol`), otherwise it is reminded
+once, and a second such reply ends the run with that reported. When ``max_steps`` or the
 budget runs out, the model is asked once more, without tool rounds left, for its final answer.
 """
 
