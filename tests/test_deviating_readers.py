@@ -127,7 +127,7 @@ async def test_a_reader_that_follows_the_correction_is_read_in_full(
     reader: type[DeviatingReader], reply_format: str
 ) -> None:
     model = reader(obeys_corrections=True)
-    task = TASKS["multi"]
+    task = TASKS["needle"]
     graph = create_rlm_graph(model, cache=False)
     out = await graph.ainvoke(
         {"document": task.document, "question": task.question}, context=RLMContext(reply_format=reply_format)
