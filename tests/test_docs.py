@@ -197,6 +197,16 @@ def test_the_readme_stays_short() -> None:
     )
 
 
+def test_the_readmes_links_lead_to_files() -> None:
+    # The README is not part of the site, so the strict build does not check its links.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links to no page of docs/"
+    broken = [target for target in local if not (ROOT / target).exists()]
+    assert not broken, f"README.md links to missing files: {broken}"
+
+
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     if mkdocs is None:
