@@ -207,6 +207,15 @@ def test_the_readmes_links_lead_to_files() -> None:
     assert not broken, f"README.md links to missing files: {broken}"
 
 
+def test_the_api_reference_covers_every_export() -> None:
+    import rlm_graph
+
+    directives = "\n".join(page.read_text(encoding="utf-8") for page in (ROOT / "docs" / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: (?:\S+\.)?(\w+)$", directives, flags=re.M))
+    missing = sorted(set(rlm_graph.__all__) - documented)
+    assert not missing, f"add these exports of rlm_graph to a page of docs/reference/: {missing}"
+
+
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     if mkdocs is None:
