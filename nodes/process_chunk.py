@@ -20,7 +20,7 @@ from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import is_no_relevant
-from rlm_graph.quotes import quote_citations
+from rlm_graph.quotes import quote_steps
 from rlm_graph.settings import Settings
 
 
@@ -136,12 +136,15 @@ def _finish(
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
-def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> tuple[str, list[Any], int]:
-    """The reading's report and its citations: its located quotes, else the whole part."""
+def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> CallSteps:
+    """The reading's finding and its citations: its located quotes, else the whole part.
+
+    Steps: locating pauses after each tolerant search, so an async run's loop turns meanwhile.
+    """
     part_citation = {"start": task["start"], "end": task["end"]}
     if is_no_relevant(reply):
         return reply, [part_citation], 0
-    quoted = quote_citations(reply, read_text(run, task), task["start"], task["end"])
+    quoted = yield from quote_steps(reply, read_text(run, task), task["start"], task["end"])
     if quoted.unsupported:
         _part_event(
             run,
@@ -153,12 +156,14 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
             count=len(quoted.unsupported),
             quotes=quoted.unsupported,
         )
-    # No locatable quote: the part itself is the citation, so no finding loses its source.
-    return quoted.text, quoted.citations or [part_citation], len(quoted.unsupported)
+    # No locatable quote: the part itself is the citation, so no finding loses its source,
+    # unless the part says otherwise than the reader's quote (another number, a "not").
+    fallback = [] if quoted.contradicted else [part_citation]
+    return quoted.text, quoted.citations or fallback, len(quoted.unsupported)
 
 
-def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
-    text, citations, unsupported = _quoted(run, task, progress, result.text)
+def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> CallSteps:
+    text, citations, unsupported = yield from _quoted(run, task, progress, result.text)
     # A reading that made no call at all (its reply, and any escalation's, came from
     # the reply cache) is a cached part.
     cached = not result.usage.get("llm_calls") and bool(result.usage.get("cached_calls"))
@@ -178,7 +183,7 @@ def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: 
     if task["fits"]:
         _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
         result = yield from relay.read(run, read_call(settings, run, task), _on_escalate(run, task, progress))
-        return _from_read(run, task, progress, result)
+        return (yield from _from_read(run, task, progress, result))
     payload, config = _nested_request(run, task, progress)
     with _nested_failure(task):
         output = yield RunnableCall(graph(), payload, config, {"context": run.context})
