@@ -39,8 +39,8 @@ _INLINE = re.compile(r"\"([^\"\n]{8,}?)\"|\u201c([^\u201c\u201d\n]{8,}?)\u201d")
 _QUOTE_MARKS = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e"
 _MAX_QUOTE_LINES = 40
 """Most lines a quotation that opens on a ``QUOTE:`` line may run over before it closes."""
-# Where a quote leaves text out, or goes on at another line: it is found piece by piece.
-_PIECE_BREAK = re.compile(r"\s*(?:\.\.\.|\u2026|\[(?:\.\.\.|\u2026)\])\s*|\s*\n\s*")
+# Where a quote leaves text out: it is found piece by piece (and so at line breaks, see _pieces).
+_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026|\[(?:\.\.\.|\u2026)\])\s*")
 _UNIFORM = str.maketrans(
     {
         "\u201c": '"',
@@ -70,7 +70,8 @@ _END_CHARS = 300
 _NEAR = 500
 """Most characters between the end of one piece of a quote and the start of the next."""
 _FIRST_TRIES = 16
-"""Places of a quote's first piece tried before giving up on the pieces after it."""
+"""Places of a quote's first piece from which the pieces after it are searched tolerantly
+(from every place, they are searched as written)."""
 _NOTE_CHARS = 200
 """Most characters of an unsupported quote passed on to the synthesis."""
 _UNSUPPORTED_NOTE = "(quoted by the reader, not found in the part)"
@@ -404,8 +405,19 @@ def _tolerant(piece: str, part: _Part, lo: int, hi: int) -> Steps[_Span | None]:
     return (start, stop) if _agrees(piece, part.text[start:stop]) else _DISAGREES
 
 
-def _pieces(quote: str) -> list[str]:
-    return [piece.strip() for piece in _PIECE_BREAK.split(quote.strip()) if piece.strip()]
+def _pieces(quote: str, part: _Part) -> list[str]:
+    """A quote's pieces: the stretches between its ellipses, each cut at its line breaks.
+
+    A stretch that stands in the part as written stays whole: its reader only wrapped
+    its lines elsewhere than the part.
+    """
+    pieces: list[str] = []
+    for stretch in _ELLIPSIS.split(quote.strip()):
+        if "\n" in stretch.strip() and _first_as_written(stretch.strip(), part, 0, len(part.text)) is None:
+            pieces.extend(line.strip() for line in stretch.splitlines())
+        else:
+            pieces.append(stretch.strip())
+    return [piece for piece in pieces if piece]
 
 
 def _merged(text: str, spans: list[_Span]) -> list[_Span]:
@@ -419,36 +431,72 @@ def _merged(text: str, spans: list[_Span]) -> list[_Span]:
     return merged
 
 
+def _next_range(text: str, previous: _Span, piece: str) -> tuple[int, int]:
+    """Where the piece after ``previous`` may stand: from its end, starting at most :data:`_NEAR` later."""
+    return previous[1], min(len(text), previous[1] + _NEAR + int(1.25 * len(piece)) + 16)
+
+
+def _follow_as_written(pieces: list[str], first: _Span, part: _Part) -> list[_Span] | None:
+    spans = [first]
+    for piece in pieces[1:]:
+        lo, hi = _next_range(part.text, spans[-1], piece)
+        span = _first_as_written(piece, part, lo, hi)
+        if span is None or span[0] - lo > _NEAR:
+            return None
+        spans.append(span)
+    return spans
+
+
+def _follow(pieces: list[str], first: _Span, part: _Part) -> Steps[tuple[list[_Span] | None, bool]]:
+    spans = [first]
+    for piece in pieces[1:]:
+        lo, hi = _next_range(part.text, spans[-1], piece)
+        span = _first_as_written(piece, part, lo, hi)
+        if span is None:
+            span = yield from _tolerant(piece, part, lo, hi)
+        if span is None or span == _DISAGREES or span[0] - lo > _NEAR:
+            return None, span == _DISAGREES
+        spans.append(span)
+    return spans, False
+
+
 def _locate(quote: str, part: _Part) -> Steps[tuple[list[_Span] | None, bool]]:
     """Find a quote's pieces in order, each near the one before; pause after each tolerant search.
 
     Returns:
         The pieces' spans (or ``None``), and whether a passage the quote landed on says otherwise.
     """
-    pieces = _pieces(quote)
+    pieces = _pieces(quote, part)
     if not pieces:
         return None, False
     text = part.text
+    # Every place of the first piece, with the rest as written (cheap: exact searches in
+    # short ranges); then a few places, with the rest found tolerantly.
+    firsts: list[_Span] = []
+    best: list[_Span] | None = None
+    for first in _as_written(pieces[0], part, 0, len(text)):
+        if best is not None and first[0] >= best[1][0]:
+            break
+        if (spans := _follow_as_written(pieces, first, part)) is not None:
+            if len(spans) == 1:
+                return spans, False
+            # A later place of the first piece before the second is closer to it: the
+            # quote's own words are more likely one passage than a stretch of the part.
+            best = spans
+        elif best is None and len(firsts) < _FIRST_TRIES:
+            firsts.append(first)
+    if best is not None:
+        return _merged(text, best), False
     contradicted = False
-    firsts = [span for _, span in zip(range(_FIRST_TRIES), _as_written(pieces[0], part, 0, len(text)), strict=False)]
     if not firsts:
         span = yield from _tolerant(pieces[0], part, 0, len(text))
         contradicted = span == _DISAGREES
         firsts = [span] if span is not None and not contradicted else []
     for first in firsts:
-        spans = [first]
-        for piece in pieces[1:]:
-            lo = spans[-1][1]
-            hi = min(len(text), lo + _NEAR + int(1.25 * len(piece)) + 16)
-            span = _first_as_written(piece, part, lo, hi)
-            if span is None:
-                span = yield from _tolerant(piece, part, lo, hi)
-                contradicted = contradicted or span == _DISAGREES
-            if span is None or span == _DISAGREES or span[0] - lo > _NEAR:
-                break
-            spans.append(span)
-        else:
-            return _merged(text, spans), False
+        found, otherwise = yield from _follow(pieces, first, part)
+        if found is not None:
+            return _merged(text, found), False
+        contradicted = contradicted or otherwise
     return None, contradicted
 
 

@@ -429,3 +429,24 @@ async def test_an_async_run_gives_the_loop_back_between_quote_searches(monkeypat
     assert len(turns_at_search) == 4
     # Another coroutine ran between any two searches.
     assert all(later > earlier for earlier, later in itertools.pairwise(turns_at_search))
+
+
+def test_a_common_first_piece_is_tried_wherever_it_stands() -> None:
+    said = " ".join(f"He said {n} words to the crowd that day." for n in range(40))
+    part = f"{said} He said yes and left the room at once."
+    spans = locate_quote("He said ... left the room at once", part)
+    assert spans is not None
+    assert [part[s:e] for s, e in spans] == ["He said", "left the room at once"]
+    assert spans[0][0] == part.index("He said yes")
+
+
+def test_a_quote_wrapped_at_other_lines_than_the_part_is_one_passage() -> None:
+    # The reader wraps the passage where the part does not: its first line alone ("and")
+    # stands in many places, the whole stands in one.
+    part = "and " * 200 + "Then he turned,\nand he vanished at once into the dark. " + "and " * 50
+    spans = locate_quote("Then he turned, and\nhe vanished at once into the dark.", part)
+    assert spans is not None
+    assert [part[s:e] for s, e in spans] == ["Then he turned,\nand he vanished at once into the dark."]
+    spans = locate_quote("and\nhe vanished at once into the dark.", part)
+    assert spans is not None
+    assert [part[s:e] for s, e in spans] == ["and he vanished at once into the dark."]
