@@ -37,6 +37,10 @@ _QUOTE_LINE = re.compile(r"^[ \t>*_`\-]*quote[ \t*_`]*:[ \t*_`]*(?P<quote>.+?)[ 
 # Passages inside double quotation marks (straight or curly) in free text.
 _INLINE = re.compile(r"\"([^\"\n]{8,}?)\"|\u201c([^\u201c\u201d\n]{8,}?)\u201d")
 _QUOTE_MARKS = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e"
+_OPENING_MARKS = "\"\u201c\u00ab\u201e"
+"""Double quotation marks that open a quote: one left open runs on to the line that closes it
+(an apostrophe may open a word such as 'Tis)."""
+_CLOSING_MARKS = "\"\u201d\u00bb\u201c"
 _MAX_QUOTE_LINES = 40
 """Most lines a quotation that opens on a ``QUOTE:`` line may run over before it closes."""
 # Where a quote leaves text out: it is found piece by piece (and so at line breaks, see _pieces).
@@ -141,7 +145,7 @@ class QuotedReading:
 
 
 def _opening_unclosed(quote: str) -> bool:
-    return quote[:1] in _QUOTE_MARKS and max(quote.rfind(mark) for mark in _QUOTE_MARKS) <= 0
+    return quote[:1] in _OPENING_MARKS and max(quote.rfind(mark) for mark in _QUOTE_MARKS) <= 0
 
 
 def split_quotes(reply: str) -> tuple[str, list[str], bool]:
@@ -173,12 +177,12 @@ def split_quotes(reply: str) -> tuple[str, list[str], bool]:
             for last in range(index, min(len(lines), index + _MAX_QUOTE_LINES)):
                 if _QUOTE_LINE.match(lines[last]):
                     break
-                if lines[last].rstrip(" \t*_`")[-1:] in _QUOTE_MARKS:
+                if any(mark in lines[last] for mark in _CLOSING_MARKS):
                     quote = "\n".join([quote, *(line.strip() for line in lines[index : last + 1])])
                     quote = quote.rstrip(" \t*_`")
                     index = last + 1
                     break
-            else:
+            if _opening_unclosed(quote):
                 # Never closed: the opening mark is not part of the quote.
                 quote = quote[1:].strip()
         closing = max(quote.rfind(mark) for mark in _QUOTE_MARKS) if quote[:1] in _QUOTE_MARKS else -1
@@ -188,8 +192,6 @@ def split_quotes(reply: str) -> tuple[str, list[str], bool]:
             quote = quote[1:closing].strip()
             if rest:
                 kept.append(rest)
-        elif quote[:1] in _QUOTE_MARKS:
-            quote = quote[1:].strip()
         if quote:
             quotes.append(quote)
     report = "\n".join(kept).strip()

@@ -368,6 +368,12 @@ def test_a_multi_line_quote_is_found_line_by_line() -> None:
     assert (report, quotes, formatted) == ("A poem.\nThat is all.", ["Roses are red,\nsugar is sweet,"], True)
     reading = quote_citations(reply, part, 0, len(part))
     assert [c["quote"] for c in reading.citations] == ["Roses are red,", "sugar is sweet,"]
+    # What follows the closing mark is the reader's; a quotation never closed loses its mark.
+    reply = 'R.\nQUOTE: \u201ca b\nc d\u201d (p. 2)\nQUOTE: "e f'
+    assert split_quotes(reply) == ("R.\n(p. 2)", ["a b\nc d", "e f"], True)
+    # An apostrophe opens no quotation that runs on: the next line stays the reader's.
+    reply = "QUOTE: 'Tis the season to be jolly\nThe part calls it \"the season\""
+    assert split_quotes(reply) == ('The part calls it "the season"', ["'Tis the season to be jolly"], True)
 
 
 def _recording_alignments(monkeypatch: pytest.MonkeyPatch, record: Callable[[str], None]) -> None:
