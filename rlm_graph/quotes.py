@@ -76,10 +76,6 @@ _NEAR = 500
 _FIRST_TRIES = 16
 """Places of a quote's first piece from which the pieces after it are searched tolerantly
 (from every place, they are searched as written)."""
-_NOTE_CHARS = 200
-"""Most characters of an unsupported quote passed on to the synthesis."""
-_UNSUPPORTED_NOTE = "(quoted by the reader, not found in the part)"
-_CONTRADICTED_NOTE = "(quoted by the reader, but the part's numbers, units or negations differ)"
 
 # A number: digits grouped by thousands separators (a comma, point, apostrophe or space
 # before three digits), an optional decimal mark, a currency sign before it, and the word
@@ -134,7 +130,7 @@ class QuotedReading:
 
     text: str
     """What the synthesis reads: the report, then each located passage it does not already
-    say (as the part has it) and each unsupported quote, marked as such."""
+    say (as the part has it), then a note of how many quotes are not in the part."""
     citations: list[Citation] = field(default_factory=list)
     """One citation per located passage, in the part's order, duplicates merged."""
     unsupported: list[str] = field(default_factory=list)
@@ -529,9 +525,16 @@ def _words(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
 
 
-def _clipped(quote: str) -> str:
-    quote = " ".join(quote.split())
-    return quote if len(quote) <= _NOTE_CHARS else quote[: _NOTE_CHARS - 1].rstrip() + "\u2026"
+def _unsupported_note(unsupported: int, contradicted: int) -> str:
+    """What the synthesis is told of quotes that are not in the part (never their words)."""
+    verb = "is" if unsupported == 1 else "are"
+    if not contradicted:
+        reason = "unverified"
+    elif unsupported == 1:
+        reason = "its numbers, units or negations differ"
+    else:
+        reason = f"{contradicted} differ in numbers, units or negations"
+    return f"({unsupported} of the reader's quotes {verb} not in the part as written: {reason})"
 
 
 def cite_quotes(report: str, quotes: list[str], part_text: str, part_start: int, part_end: int) -> Steps[QuotedReading]:
@@ -552,11 +555,11 @@ def cite_quotes(report: str, quotes: list[str], part_text: str, part_start: int,
 
     Returns:
         The finding (the report, then each located passage the report does not already
-        say, in the part's words, then each quote that is not in the part, clipped and
-        marked), one citation per located passage (``start``/``end``, ``quote`` its text,
-        ``part`` the part's range), the quotes that were not found, and those of them
-        the part contradicts. No located quote: no citations (the caller cites the whole
-        part, unless the part contradicts a quote).
+        say, in the part's words, then a note of how many quotes are not in the part,
+        never their words: they are unverified), one citation per located passage
+        (``start``/``end``, ``quote`` its text, ``part`` the part's range), the quotes
+        that were not found, and those of them the part contradicts. No located quote: no
+        citations (the caller cites the whole part, unless the part contradicts a quote).
     """
     part = _Part(part_text)
     report = report.strip()
@@ -571,16 +574,15 @@ def cite_quotes(report: str, quotes: list[str], part_text: str, part_start: int,
             unsupported.append(quote)
             if otherwise:
                 contradicted.append(quote)
-            note = _CONTRADICTED_NOTE if otherwise else _UNSUPPORTED_NOTE
-            passage, line = _clipped(quote), f'"{_clipped(quote)}" {note}'
-        else:
-            spans.update(dict.fromkeys(located))
-            passage = " \u2026 ".join(" ".join(part_text[start:end].split()) for start, end in located)
-            line = f'"{passage}"'
+            continue
+        spans.update(dict.fromkeys(located))
+        passage = " \u2026 ".join(" ".join(part_text[start:end].split()) for start, end in located)
         # Passed on once: a report that already says the quote word for word needs no copy.
         if _words(quote) not in said and _words(passage) not in said:
-            lines.append(line)
+            lines.append(f'"{passage}"')
             said += _words(passage)
+    if unsupported:
+        lines.append(_unsupported_note(len(unsupported), len(contradicted)))
     citations: list[Citation] = [
         {
             "start": part_start + start,

@@ -277,17 +277,22 @@ def test_the_finding_holds_the_report_and_the_passages_it_does_not_already_say()
     assert reading.text == "NEEDLE-0001 is ZEBRA; NEEDLE-0002 is YAK"
 
 
-def test_an_unsupported_quote_reaches_the_finding_marked_and_clipped() -> None:
+def test_an_unsupported_quote_does_not_reach_the_finding_but_a_note_does() -> None:
+    # Not in the part: what it says is unverified, so the synthesis gets no fact from it
+    # (a reader that quotes NEEDLE-0001 for NEEDLE-0000 would put a code the document does
+    # not hold in the answer), only the word that the reading quoted what is not there.
     part = "The estate is entailed. Mr. Bennet had two thousand a year."
-    invented = "The moon is made of green cheese, said the captain. " * 20
-    reading = quote_citations(f'The part says:\nQUOTE: "{invented.strip()}"', part, 0, len(part))
-    assert reading.unsupported == [invented.strip()]
-    assert reading.contradicted == []  # not in the part at all: nothing there says otherwise
-    report, passage = reading.text.split("\n")
-    assert report == "The part says:"
-    assert passage.startswith('"The moon is made of green cheese')
-    assert passage.endswith("(quoted by the reader, not found in the part)")
-    assert len(passage) < 300
+    invented = "The moon is made of green cheese, said the captain."
+    reply = f'The part says the estate is entailed.\nQUOTE: "{invented}"\nQUOTE: "Mr. Bennet had 3,000 a year."'
+    reading = quote_citations(reply, part, 0, len(part))
+    assert reading.unsupported == [invented, "Mr. Bennet had 3,000 a year."]
+    assert reading.contradicted == []  # neither is close to a passage of the part
+    assert reading.text == (
+        "The part says the estate is entailed.\n(2 of the reader's quotes are not in the part as written: unverified)"
+    )
+    assert "green cheese" not in reading.text
+    reading = quote_citations(f'QUOTE: "{invented}"', part, 0, len(part))
+    assert reading.text == "(1 of the reader's quotes is not in the part as written: unverified)"
 
 
 def test_separated_report_and_quotes_are_located_the_same_way() -> None:
@@ -325,9 +330,12 @@ def test_graph_never_cites_the_sentence_a_quote_contradicts() -> None:
     # Neither the sentences nor the parts that contradict the readers are cited for them.
     cited = [doc[c["start"] : c["end"]] for c in out["citations"]]
     assert [c for c in cited if "1,804" in c or "not guilty" in c] == []
-    # The synthesis is told that the reader's quotes are not what the part says.
+    # The synthesis is told that each reader's quote is not what its part says, and never
+    # gets the misquoted words from it.
     (synthesis,) = model.calls("synth")
-    assert synthesis.count("(quoted by the reader, but the part's numbers, units or negations differ)") == 2
+    note = "(1 of the reader's quotes is not in the part as written: its numbers, units or negations differ)"
+    assert synthesis.count(note) == 2
+    assert "1,204 units." not in synthesis
 
 
 def test_an_ellipsis_quote_cites_its_pieces_and_not_what_it_leaves_out() -> None:
