@@ -11,8 +11,9 @@ an ellipsis or line breaks is found piece by piece, each piece after the one bef
 near it, and each piece is cited on its own. A quote that cannot be found is not a
 citation: it is counted, as a cheap check against readers inventing text.
 
-What the reader quoted reaches the synthesis: the finding is the reader's report, then
-the located passages it does not already say, as they stand in the part.
+What the reader quoted from the part reaches the synthesis: the finding is the reader's
+report, then the located passages it does not already say, as they stand in the part.
+An unsupported quote's words do not (they are unverified); a note says how many there were.
 """
 
 from __future__ import annotations
