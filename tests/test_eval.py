@@ -444,13 +444,14 @@ def test_a_refused_run_leaves_no_folder_and_lengths_have_a_minimum(tmp_path: Pat
     assert not out.exists()
 
 
-def test_cli_eval_help_states_the_minimum_length(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_eval_help_states_the_minimum_length(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "at least 1k" in help_text
-    assert main(["eval", "--offline", "--lengths", "500", "--yes", "--out", "unused"]) == 2
+    assert main(["eval", "--offline", "--lengths", "500", "--yes", "--out", str(tmp_path / "unused")]) == 2
     assert "at least 1K tokens (1024), got 500" in capsys.readouterr().err
+    assert not (tmp_path / "unused").exists()
 
 
 def test_chart_names_the_model_and_the_questions_behind_each_point() -> None:
