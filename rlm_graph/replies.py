@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -46,6 +46,7 @@ __all__ = [
     "ReplyForm",
     "Unreadable",
     "ask",
+    "ask_each",
     "correction_message",
     "reply_format",
     "supports_structured",
@@ -92,6 +93,11 @@ class ReplyForm(Generic[T]):
         """Whether this form can be asked for as a JSON schema."""
         return self.schema is not None and self.parse_json is not None
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        """``{"name", "schema"}``: what a structured call carries (:attr:`rlm_graph.calls.ModelCall.schema`)."""
+        return {"name": self.name, "schema": self.schema}
+
     def read(self, text: str, structured: bool) -> T | Unreadable:
         """Read one reply in the given format."""
         if not structured:
@@ -126,6 +132,9 @@ class Reply(Generic[T]):
     """Whether a corrective follow-up was sent."""
     structured: bool = False
     """Whether the reply that was read is a structured (JSON) reply."""
+    side: Reply[Any] | None = None
+    """Another call's unparsed reply made for the same value, whose loss did not cost it (a relay
+    escalation that could not be read: the small model's reading stands)."""
 
     @property
     def unparsed(self) -> bool:
@@ -134,8 +143,14 @@ class Reply(Generic[T]):
 
     @property
     def usage(self) -> Usage:
-        """``cost``, plus ``unparsed_replies: 1`` when the reply could not be read."""
-        return merge_usage(self.cost, {"unparsed_replies": 1}) if self.unparsed else self.cost
+        """``cost``, plus ``unparsed_replies`` for this reply and its ``side`` when they could not be read."""
+        unparsed = int(self.unparsed) + int(self.side is not None and self.side.unparsed)
+        return merge_usage(self.cost, {"unparsed_replies": unparsed}) if unparsed else self.cost
+
+    def errors(self, start: int, end: int, what: str = "the model's reply") -> list[PartError]:
+        """The ``errors`` entries of this reply and its ``side`` that could not be read (see :meth:`error`)."""
+        replies = [self, self.side] if self.side is not None else [self]
+        return [reply.error(start, end, what) for reply in replies if reply.unparsed]
 
     @property
     def result(self) -> CallResult:
@@ -220,23 +235,34 @@ def correction_message(problem: str, expected: str) -> str:
     )
 
 
-def _corrected(call: ModelCall, reply: str, problem: str, expected: str, count: Callable[[list], int]) -> ModelCall:
-    """The original prompt, the start of the bad reply, and the correction."""
+def _corrected(level: Any, call: ModelCall, reply: str, problem: str, expected: str, count: Callable) -> ModelCall:
+    """The original prompt, the start of the bad reply, and the correction.
+
+    The plan made the original prompt fit the window beside a reply of ``max_output_tokens``;
+    the follow-up's tokens come out of that reply room (sent as a smaller ``max_tokens``), so
+    the corrected call fits the window too.
+    """
     echo = reply if len(reply) <= _ECHO_CHARS else reply[:_ECHO_CHARS] + " [...]"
     follow_up = [AIMessage(echo), HumanMessage(correction_message(problem, expected))]
     original = call.messages
+    extra = count(follow_up)
 
     def messages() -> list:
         base = original() if callable(original) else original
         return [*base, *follow_up]
 
+    reply_room = (call.max_tokens or level.settings.max_output_tokens) - extra
     return dataclasses.replace(
         call,
         messages=messages,
-        prompt_tokens=call.prompt_tokens + count(follow_up),
+        prompt_tokens=call.prompt_tokens + extra,
         name=f"{call.name} (corrected)",
         corrective=True,
+        max_tokens=max(reply_room, _LEAST_REPLY_TOKENS),
     )
+
+
+_LEAST_REPLY_TOKENS = 16
 
 
 def ask(
@@ -266,39 +292,85 @@ def ask(
     Returns:
         The :class:`Reply`: its ``value``, or ``unparsed`` with the problem.
     """
+    (reply,) = yield from ask_each(level, [call], form, count_tokens=count_tokens)
+    return reply
+
+
+def ask_each(
+    level: Any,
+    calls: Sequence[ModelCall | Callable[[bool], ModelCall]],
+    form: ReplyForm[T],
+    *,
+    count_tokens: Callable[[list], int] | None = None,
+) -> Generator[list[ModelCall], Any, list[Reply[T]]]:
+    """:func:`ask` for several calls at once: one batch of calls, then one batch of corrections.
+
+    The calls run in parallel under an async driver (one ``asyncio.gather`` per batch).
+
+    Args:
+        level: The :class:`rlm_graph.level.Level` that makes the calls.
+        calls: The calls (or functions that build them for a format).
+        form: How every reply is read.
+        count_tokens: Counts the tokens of the follow-up messages; the graph's counter by default.
+
+    Yields:
+        The batches of calls to make.
+
+    Returns:
+        One :class:`Reply` per call, in order.
+    """
+    if not calls:
+        return []
     count = count_tokens or level.settings.counter.count_messages
     structured = form.structured and reply_format(level) == "structured"
-    request = _build(call, form, structured)
+    requests = [_build(call, form, structured) for call in calls]
     try:
-        (first,) = yield [request]
+        firsts: list[CallResult] = yield requests
     except StructuredRepliesRefused:
-        # The model refused the schema (auto): the run is text from now on; ask this call again as text.
+        # The model refused the schema (auto): the run is text from now on; ask these calls again as text.
         structured = False
-        request = _build(call, form, structured)
-        (first,) = yield [request]
-    value = form.read(first.text, structured)
-    if not isinstance(value, Unreadable):
-        return Reply(value, first.text, first.usage, first_reply=first.text, structured=structured)
-    retry = _corrected(request, first.text, value.problem, form.expected_form(structured), count)
-    if not level.resources.allow_unplanned(retry.prompt_tokens):
-        return Reply(None, first.text, first.usage, value.problem, first.text, structured=structured)
-    (second,) = yield [retry]
-    usage = merge_usage(first.usage, second.usage)
-    again = form.read(second.text, structured)
-    if isinstance(again, Unreadable):
-        return Reply(None, second.text, usage, again.problem, first.text, retried=True, structured=structured)
-    return Reply(again, second.text, usage, first_reply=first.text, retried=True, structured=structured)
+        requests = [_build(call, form, structured) for call in calls]
+        firsts = yield requests
+    values = [_read(form, first, structured) for first in firsts]
+    replies: list[Reply[T] | None] = [
+        None if isinstance(value, Unreadable) else Reply(value, first.text, first.usage, first_reply=first.text,
+                                                         structured=structured)
+        for value, first in zip(values, firsts, strict=True)
+    ]
+    retries: list[tuple[int, ModelCall]] = []
+    for index, (value, first) in enumerate(zip(values, firsts, strict=True)):
+        if not isinstance(value, Unreadable):
+            continue
+        retry = _corrected(level, requests[index], first.text, value.problem, form.expected_form(structured), count)
+        if level.resources.allow_unplanned(retry.prompt_tokens):
+            retries.append((index, retry))
+        else:
+            replies[index] = Reply(None, first.text, first.usage, value.problem, first.text, structured=structured)
+    if retries:
+        seconds: list[CallResult] = yield [retry for _, retry in retries]
+        for (index, _), second in zip(retries, seconds, strict=True):
+            first = firsts[index]
+            usage = merge_usage(first.usage, second.usage)
+            again = _read(form, second, structured)
+            problem = again.problem if isinstance(again, Unreadable) else None
+            value = None if isinstance(again, Unreadable) else again
+            replies[index] = Reply(value, second.text, usage, problem, first.text, retried=True, structured=structured)
+    return [reply for reply in replies if reply is not None]
+
+
+_CUT = "it was cut off at the reply's token limit, so it is not the whole reply: write a shorter one"
+
+
+def _read(form: ReplyForm[T], result: CallResult, structured: bool) -> T | Unreadable:
+    # A reply stopped by max_tokens may have lost its end (facts, quotes, the COMPLETE line): not read.
+    return Unreadable(_CUT) if result.cut else form.read(result.text, structured)
 
 
 def _build(call: ModelCall | Callable[[bool], ModelCall], form: ReplyForm[Any], structured: bool) -> ModelCall:
     built = call(structured) if callable(call) and not isinstance(call, ModelCall) else call
     if structured and form.schema is not None:
-        return dataclasses.replace(built, schema=_schema_spec(form))
+        return dataclasses.replace(built, schema=form.spec)
     return built
-
-
-def _schema_spec(form: ReplyForm[Any]) -> dict[str, Any]:
-    return {"name": form.name, "schema": dict(form.schema or {})}
 
 
 _JSON_TYPES: Mapping[str, tuple[type, ...]] = {
