@@ -172,6 +172,7 @@ class Systems:
                 an ``ANSWER:`` line in its form. ``None``: the default prompts (navigate,
                 which is asked through the question, and the planner of the estimate).
         """
+        kind = None if mode == "navigate" else kind
         key = f"{mode}:{kind}"
         if key not in self._graphs:
             options: dict[str, Any] = {"retry_policy": self.retry_policy} if self.retry_policy is not None else {}
@@ -179,7 +180,7 @@ class Systems:
                 options["large_model"] = self.large_model
             if self.prices:
                 options["prices"] = self.prices
-            if kind is not None and mode != "navigate":
+            if kind is not None:
                 request = answer_request(kind)
                 # In focused reading the synthesis may also be asked for a last COMPLETE line.
                 options["synthesize_prompt"] = (
