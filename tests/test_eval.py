@@ -467,11 +467,14 @@ def test_chart_names_the_model_and_the_questions_behind_each_point() -> None:
     accuracy_axes = figure.axes[0]
     assert "qwen2.5-7b" in accuracy_axes.get_title()
     # Each point says how many questions its accuracy is the mean of...
-    assert sorted(text.get_text() for text in accuracy_axes.texts) == ["n=1", "n=2"]
-    # ...or the axis says it once, when every point holds as many.
+    assert sorted(text.get_text() for text in accuracy_axes.texts) == ["n=1", "n=2, 1 failed"]
+    # ...or the axis says it once, when every point holds as many (failures are still named at their point).
     accuracy_axes = build_figure(records[:1] + records[2:], costs=False).axes[0]
     assert len(accuracy_axes.texts) == 0
     assert accuracy_axes.get_xlabel().endswith("each point: 1 question")
+    accuracy_axes = build_figure([*records, cell(16384, "count", "failed")], costs=False).axes[0]
+    assert [text.get_text() for text in accuracy_axes.texts] == ["1 failed", "1 failed"]
+    assert accuracy_axes.get_xlabel().endswith("each point: 2 questions")
 
 
 def test_cli_eval_without_a_terminal_needs_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

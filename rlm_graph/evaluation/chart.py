@@ -48,7 +48,8 @@ def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
 
     The accuracy panel's title names the model, and the chart says how many questions
     each point's accuracy is the mean of (failed runs included, as 0): once under the
-    axis when every point holds as many, else as ``n=...`` beside each point.
+    axis when every point holds as many, else as ``n=...`` beside each point; a point
+    with failed runs says ``... failed`` beside it.
 
     Args:
         records: Cell records.
@@ -73,11 +74,15 @@ def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
         xs, ys = [x for x, _, _ in points], [y for _, y, _ in points]
         (line,) = accuracy_axes.plot(xs, ys, marker="o", label=row.label)
         colors[row.label] = line.get_color()  # a system keeps its colour in the cost panel
-        for x, y, count in points if uniform is None else ():
-            accuracy_axes.annotate(
-                f"n={count}", (x, y), xytext=(4, 4), textcoords="offset points", fontsize="x-small",
-                color=line.get_color(),
-            )  # fmt: skip
+        for x, y, count in points:
+            # Failed runs count as 0 in the point; the label says how many there were.
+            failed = row.failed_at.get(lengths[x], 0)
+            labels = ([] if uniform is not None else [f"n={count}"]) + ([f"{failed} failed"] if failed else [])
+            if labels:
+                accuracy_axes.annotate(
+                    ", ".join(labels), (x, y), xytext=(4, 4), textcoords="offset points", fontsize="x-small",
+                    color=line.get_color(),
+                )  # fmt: skip
         # Hollow markers where the model alone saw only the start of the document.
         cut = [(x, y) for x, y in zip(xs, ys, strict=True) if lengths[x] in row.truncated]
         if cut:
