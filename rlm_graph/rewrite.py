@@ -51,13 +51,16 @@ def _unwrap(line: str) -> str:
         before = line
         line = _LINE_MARK.sub("", line.strip()).strip()
         line = _LABEL.sub("", line).strip()
+        # Only marks around the whole line: '"Pride" or "Prejudice"' keeps its quotes.
         for mark in _EMPHASIS:
-            if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark):
-                line = line[len(mark) : -len(mark)].strip()
+            inner = line[len(mark) : -len(mark)]
+            if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark) and mark not in inner:
+                line = inner.strip()
                 break
         for opening, closing in _QUOTES:
-            if len(line) > 2 and line.startswith(opening) and line.endswith(closing):
-                line = line[1:-1].strip()
+            inner = line[1:-1]
+            if len(line) > 2 and line.startswith(opening) and line.endswith(closing) and closing not in inner:
+                line = inner.strip()
                 break
         if line == before:
             return line

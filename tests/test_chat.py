@@ -402,6 +402,14 @@ def test_rewrite_wrappers_are_removed_by_rule(reply: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "question", ['"Pride" and "Prejudice": which came first?', "Is **bold** or *italic* used in chapter 3?"]
+)
+def test_marks_inside_the_question_are_kept(question: str) -> None:
+    assert read_standalone(question) == question
+    assert read_standalone(f"Rewritten question:\n{question}") == question
+
+
+@pytest.mark.parametrize(
     "reply",
     [
         "",
