@@ -38,7 +38,7 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
         reply = yield from ask(run, call, reading_form(settings.large_model is not None))
         reply_text = NO_RELEVANT_INFORMATION if reply.value is None else reply.value.text
         usage = reply.usage
-        errors = reply.errors(scope[0], scope[1], f"the reading of characters {scope[0]}-{scope[1]}")
+        errors = reply.errors(scope[0], scope[1], f"the model's reading of characters {scope[0]}-{scope[1]}")
     answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1]}])
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
     run.finish(progress, merge_usage(state.get("usage"), usage))

@@ -160,7 +160,8 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
 
 
 def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Reply[Reading]) -> dict[str, Any]:
-    errors = reply.errors(task["start"], task["end"], f"the reading of characters {task['start']}-{task['end']}")
+    start, end = task["start"], task["end"]
+    errors = reply.errors(start, end, f"the model's reading of characters {start}-{end}")
     if reply.value is None:
         # Read twice and understood neither time: no finding, never a guess either way. The
         # errors entry and the answer's note say so (rlm_graph.coverage).

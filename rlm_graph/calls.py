@@ -75,6 +75,9 @@ class ModelCall:
     ``response_format`` (:mod:`rlm_graph.replies` sets it); ``None``: a text reply."""
     corrective: bool = False
     """A corrective follow-up after a reply that could not be read (:func:`rlm_graph.replies.ask`)."""
+    max_tokens: int | None = None
+    """The reply's cap for this call when it differs from ``max_output_tokens`` (a corrective
+    follow-up's prompt is longer than planned: its extra tokens come out of the reply's room)."""
 
 
 class StructuredRepliesRefused(RLMError):
@@ -205,9 +208,10 @@ def _taken_ahead(level: Level, call: ModelCall) -> Any:
 def _model(level: Level, call: ModelCall, role: str) -> Runnable:
     """The runnable a call is sent to: the role's model, capped at the reply budget, maybe with a schema."""
     settings = level.settings
+    _not_refused(level, call)
     if call.schema is None:
-        return settings.capped_model(role)
-    return settings.structured_model(role, call.schema)
+        return settings.capped_model(role, call.max_tokens)
+    return settings.structured_model(role, call.schema, call.max_tokens)
 
 
 def _refused(level: Level, call: ModelCall, error: Exception) -> Exception:
@@ -230,7 +234,15 @@ def _raw(reply: Any) -> BaseMessage:
     return reply["raw"] if isinstance(reply, dict) else reply
 
 
+def _not_refused(level: Level, call: ModelCall) -> None:
+    if call.schema is not None and level.resources.structured_refused:
+        # A call built before the model refused schemas (read ahead, or waiting for a slot): not sent.
+        msg = "the model refused structured replies earlier in this run"
+        raise StructuredRepliesRefused(msg)
+
+
 def _book(level: Level, call: ModelCall) -> None:
+    _not_refused(level, call)
     # Only calls actually made are booked: a cache hit spends no budget.
     level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
 

@@ -136,8 +136,9 @@ def create_document_node(
     (``attachment_placeholder`` as a text block, and
     ``additional_kwargs["rlm_attachments"]`` with each document's sha256 and
     length; ``additional_kwargs["rlm_document"]`` describes the joined text: its
-    sha256, length, format and a PDF's page ranges), so a thread holds the document once, not in
-    every checkpoint.
+    sha256, length, format, a PDF's page ranges and, for several attachments,
+    each file's range), so a thread holds the document once, not in every
+    checkpoint.
 
     A follow-up question is first rewritten as a standalone question from recent
     history: the most recent turns that fit both ``history_tokens`` and the
@@ -156,8 +157,9 @@ def create_document_node(
     The answer is appended as an ``AIMessage`` holding the analysis answer as is
     (notes about unread parts included), whose ``additional_kwargs["citations"]``
     and ``response_metadata["citations"]`` hold the cited spans (offsets into
-    ``document_key``; for a PDF also ``page`` and ``last_page``, on follow-up
-    turns too); usage is summed
+    ``document_key``; for a PDF also ``page`` and ``last_page``, numbered within
+    that PDF; with several attachments also ``file``, the attachment's file name;
+    on follow-up turns too); usage is summed
     under ``usage_key``. With ``stream_mode="messages"`` the answer streams token by
     token as ``AIMessageChunk`` s with that message's id, which join to its text
     (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). If the call writing the

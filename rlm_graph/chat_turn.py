@@ -212,6 +212,8 @@ class DocumentTurn:
         summary["format"] = document.format
         if document.pages:
             summary["pages"] = [[page.start, page.end, page.number] for page in document.pages]
+        if document.sources:
+            summary["files"] = [[source.start, source.end, source.name] for source in document.sources]
         return HumanMessage(
             content,
             id=message.id,

@@ -235,23 +235,34 @@ def correction_message(problem: str, expected: str) -> str:
     )
 
 
-def _corrected(call: ModelCall, reply: str, problem: str, expected: str, count: Callable[[list], int]) -> ModelCall:
-    """The original prompt, the start of the bad reply, and the correction."""
+def _corrected(level: Any, call: ModelCall, reply: str, problem: str, expected: str, count: Callable) -> ModelCall:
+    """The original prompt, the start of the bad reply, and the correction.
+
+    The plan made the original prompt fit the window beside a reply of ``max_output_tokens``;
+    the follow-up's tokens come out of that reply room (sent as a smaller ``max_tokens``), so
+    the corrected call fits the window too.
+    """
     echo = reply if len(reply) <= _ECHO_CHARS else reply[:_ECHO_CHARS] + " [...]"
     follow_up = [AIMessage(echo), HumanMessage(correction_message(problem, expected))]
     original = call.messages
+    extra = count(follow_up)
 
     def messages() -> list:
         base = original() if callable(original) else original
         return [*base, *follow_up]
 
+    reply_room = (call.max_tokens or level.settings.max_output_tokens) - extra
     return dataclasses.replace(
         call,
         messages=messages,
-        prompt_tokens=call.prompt_tokens + count(follow_up),
+        prompt_tokens=call.prompt_tokens + extra,
         name=f"{call.name} (corrected)",
         corrective=True,
+        max_tokens=max(reply_room, _LEAST_REPLY_TOKENS),
     )
+
+
+_LEAST_REPLY_TOKENS = 16
 
 
 def ask(
@@ -330,7 +341,7 @@ def ask_each(
     for index, (value, first) in enumerate(zip(values, firsts, strict=True)):
         if not isinstance(value, Unreadable):
             continue
-        retry = _corrected(requests[index], first.text, value.problem, form.expected_form(structured), count)
+        retry = _corrected(level, requests[index], first.text, value.problem, form.expected_form(structured), count)
         if level.resources.allow_unplanned(retry.prompt_tokens):
             retries.append((index, retry))
         else:

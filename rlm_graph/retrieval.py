@@ -319,13 +319,13 @@ def term_spans(question: str, text: str, offset: int = 0) -> list[tuple[int, int
     rarest = min(terms, key=lowered.count)
     spans: list[tuple[int, int]] = []
     start = 0
-    for end in [*(m.start() for m in _PARAGRAPH_BREAK.finditer(text)), len(text)]:
+    for end, after in [*((m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text)), (len(text), len(text))]:
         paragraph = lowered[start:end]
         if rarest in paragraph and terms <= set(tokenize(paragraph)):
             spans.append((offset + start, offset + end))
             if len(spans) == _MOST_TERM_SPANS:
                 break
-        start = end
+        start = after
     return spans
 
 

@@ -73,30 +73,39 @@ class Settings(CallWindow):
         text = READ_REPLY_STRUCTURED if structured else READ_REPLY_TEXT
         return {"reply_instructions": text.format(no_relevant=NO_RELEVANT_INFORMATION)}
 
-    def capped_model(self, role: str) -> Runnable:
+    def capped_model(self, role: str, max_tokens: int | None = None) -> Runnable:
         """A role's model with its reply capped at ``max_output_tokens`` where the model takes ``max_tokens``.
 
         The plan reserves ``max_output_tokens`` of the window for every reply; sending it as
         the call's ``max_tokens`` holds a rambling reader to that reservation. A smaller cap
         the user set on the model is kept. Models without a ``max_tokens`` field are sent as they are.
+
+        Args:
+            role: ``"model"`` or ``"large_model"``.
+            max_tokens: A smaller cap for one call (a corrective retry, whose longer prompt takes
+                its room from the reply's); ``None``: ``max_output_tokens``.
         """
+        if max_tokens is not None:
+            return _capped(self.model_for(role), max_tokens)
         key = (role, "")
         if (model := self._sent_models.get(key)) is None:
             model = self._sent_models[key] = _capped(self.model_for(role), self.max_output_tokens)
         return model
 
-    def structured_model(self, role: str, schema: Mapping[str, object]) -> Runnable:
+    def structured_model(self, role: str, schema: Mapping[str, object], max_tokens: int | None = None) -> Runnable:
         """A role's capped model asked for replies that follow ``schema`` (``{"name", "schema"}``).
 
         LangChain's own ``with_structured_output(method="json_schema", include_raw=True)``:
         the raw message is read strictly by :mod:`rlm_graph.replies`, with its usage.
         """
         key = (role, str(schema.get("name")))
-        if (model := self._sent_models.get(key)) is None:
-            capped = self.capped_model(role)
-            base = capped if isinstance(capped, BaseChatModel) else self.model_for(role)
-            json_schema = {"title": schema["name"], **dict(schema["schema"])}  # type: ignore[arg-type]
-            model = base.with_structured_output(json_schema, method="json_schema", include_raw=True)
+        if max_tokens is None and (model := self._sent_models.get(key)) is not None:
+            return model
+        capped = self.capped_model(role, max_tokens)
+        base = capped if isinstance(capped, BaseChatModel) else self.model_for(role)
+        json_schema = {"title": schema["name"], **dict(schema["schema"])}  # type: ignore[arg-type]
+        model = base.with_structured_output(json_schema, method="json_schema", include_raw=True, strict=True)
+        if max_tokens is None:
             self._sent_models[key] = model
         return model
 

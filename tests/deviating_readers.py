@@ -80,6 +80,10 @@ class DeviatingReader(PerfectReader):
     max_tokens: int | None = None
     """Set by the graph from ``max_output_tokens`` (a real chat model's field of that name)."""
 
+    def reserved(self) -> int:
+        # As a server checks a request: the prompt plus the reply's max_tokens must fit the window.
+        return self.max_tokens if self.max_tokens is not None else self.reserved_output
+
     def _resolve_model_profile(self) -> dict[str, Any]:
         return {"max_input_tokens": self.window, "structured_output": True}
 

@@ -43,6 +43,7 @@ def level(reply_format: str = "text", *, budget: bool = True, structured_model: 
         settings=SimpleNamespace(
             counter=TiktokenCounter(exact=True),
             reply_format=reply_format,
+            max_output_tokens=256,
             model=SimpleNamespace(profile=profile),
         ),
         resources=SimpleNamespace(allow_unplanned=lambda tokens: budget, structured_refused=False),
@@ -97,7 +98,10 @@ def test_an_unreadable_reply_is_corrected_once_then_read() -> None:
         "the reply is not one whole number", "one whole number, digits only"
     )
     assert sent[1].corrective
-    assert sent[1].prompt_tokens > CALL.prompt_tokens
+    extra = sent[1].prompt_tokens - CALL.prompt_tokens
+    assert extra > 0
+    # The follow-up's tokens come out of the reply's room, so the corrected call fits the window too.
+    assert sent[1].max_tokens == 256 - extra
     assert reply.usage["llm_calls"] == 2
 
 
