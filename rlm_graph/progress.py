@@ -38,6 +38,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "synthesis.done": "Answer ready",
     "direct.started": "Answering from the whole text",
     "direct.done": "Answer ready",
+    "rewrite.unparsed": "Could not read the rewritten follow-up ({error}); answering the question as you wrote it",
     # Notes the final answer carries when the document was not read in full (rlm_graph.coverage).
     # An empty template drops its note.
     "answer.not_found_in_read": "Nothing relevant to the question was found in the parts that were read.",
@@ -70,7 +71,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
-``split.index`` ``seconds``, ``split.reading_ahead`` ``parts`` (leaves planned so far, with
+``split.index`` ``seconds``, ``rewrite.unparsed`` (the chat node's follow-up rewrite) ``error``,
+``split.reading_ahead`` ``parts`` (leaves planned so far, with
 ``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
 ``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
 and ``skipped``. Unknown fields are left as written.

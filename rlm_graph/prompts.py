@@ -270,11 +270,28 @@ def strip_citation_markers(answer: str, valid: range) -> str:
     Returns:
         The answer without the markers.
     """
+    return drop_citation_markers(answer, valid).strip()
+
+
+def drop_citation_markers(text: str, valid: range) -> str:
+    """:func:`strip_citation_markers` without the final ``strip()``, for text cleaned piece by piece.
+
+    Cleaning two pieces gives the same as cleaning their join when no ``[`` of the first
+    piece is closed in the second and the first piece does not end in whitespace (a
+    marker takes one space before it).
+
+    Args:
+        text: Text that may hold markers.
+        valid: The finding numbers that were offered.
+
+    Returns:
+        The text without the markers.
+    """
 
     def replace(match: re.Match[str]) -> str:
         return "" if all(n in valid for n in _marker_numbers(match)) else match.group(0)
 
-    return _CITATION_MARKER.sub(replace, answer).strip()
+    return _CITATION_MARKER.sub(replace, text)
 
 
 _TEMPLATE_FIELDS = {
