@@ -7,6 +7,7 @@ read. Never a confident wrong answer: no NEEDLE code the document does not hold,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -200,3 +201,21 @@ def test_relay_reads_the_confidence_in_both_formats(reply_format: str) -> None:
     # The confidence request is worded for the format: a JSON field, or a last line.
     asks_for_line = ["CONFIDENCE: high, CONFIDENCE: medium or CONFIDENCE: low" in prompt for prompt in reads]
     assert all(asks_for_line) if reply_format == "text" else not any(asks_for_line)
+
+
+def test_tool_calls_written_as_text_come_back_as_content() -> None:
+    """For navigate's tests: the reader writes its tool call as JSON in content, with no tool_calls."""
+    from langchain_core.tools import tool
+
+    from tests.deviating_readers import ToolCallsAsText
+
+    @tool
+    def grep(pattern: str) -> str:
+        """Find a pattern."""
+        return pattern
+
+    reply = ToolCallsAsText(script=lambda messages: [{"name": "grep", "args": {"pattern": "NEEDLE"}}]).bind_tools(
+        [grep]
+    ).invoke("Find the needles.")
+    assert reply.tool_calls == []
+    assert json.loads(reply.content) == {"name": "grep", "args": {"pattern": "NEEDLE"}}
