@@ -122,6 +122,7 @@ def namespace(server: ChatServer, pride: str, monkeypatch: pytest.MonkeyPatch) -
         "create_rlm_graph": create_rlm_graph,
         "text": pride,
         "q": question,
+        "question": question,
         "payload": {"document": pride, "question": question},
         "model": model,
         "graph": create_rlm_graph(model),
