@@ -296,7 +296,7 @@ def test_html_without_optional_tags_keeps_its_body() -> None:
     text = extract_text(MINIFIED_PAGE.encode(), filename="report.html").text
     assert text == (
         "Quarterly report\n\nResults\n\nRevenue rose 12% to EUR 4.1 million.\n\n"
-        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\n\nNorth | 41\n\n"
+        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\nNorth | 41\n\n"
         "Term\n\nfive years\n\nNext"
     )
     # The CLI and the web page read files through read_document: the same text.
@@ -305,6 +305,35 @@ def test_html_without_optional_tags_keeps_its_body() -> None:
     assert html_to_text("<html><head><title>T</title><meta name=x>Loose words<p>More") == "T\n\nLoose words\n\nMore"
     # A <title> inside an icon (or anything else that is not shown) is not the page's title.
     assert html_to_text("<p>a<svg><title>icon</title></svg>b</p>") == "ab"
+
+
+def test_html_tables_and_lists_keep_their_shape_around_block_content() -> None:
+    # Word, Google Docs and CMS exports wrap cell and item text in <p> and <div>, and indent their markup:
+    # a row stays one line of `cell | cell`, a table one paragraph (as a DOCX table), an item one bullet.
+    exported = """<table>
+      <tr>
+        <td><p>Region</p></td>
+        <td><p>Sales</p></td>
+      </tr>
+      <tr>
+        <td><p>North</p><p>(incl. islands)</p></td>
+        <td><div>41</div></td>
+      </tr>
+    </table>
+    <ul><li><p>first point</p></li><li><div>second<br>point</div></li></ul>"""
+    assert html_to_text(exported) == (
+        "Region | Sales\nNorth (incl. islands) | 41\n\n- first point\n\n- second\npoint"
+    )
+    # A table in a cell runs on inside it, its rows split by "; " (as in a DOCX).
+    nested = (
+        "<table><tr><td>Prices</td><td><table><tr><td>Item</td><td>Unit price</td></tr>"
+        "<tr><td>Bolt</td><td>EUR 41.50</td></tr></table></td></tr><tr><td>Term</td><td>5 years</td></tr></table>"
+    )
+    assert html_to_text(f"<p>Before</p>{nested}<p>After</p>") == (
+        "Before\n\nPrices | Item | Unit price; Bolt | EUR 41.50\nTerm | 5 years\n\nAfter"
+    )
+    # A drop-down's options are not the page's text.
+    assert html_to_text("<p>Country: <select><option>Austria<option>Belgium</select></p>") == "Country:"
 
 
 def test_markdown_and_text_are_kept_as_they_are() -> None:
