@@ -127,13 +127,14 @@ class ExtractedDocument:
         first = start + len(span) - len(span.lstrip())
         last = max(first, start + len(span.rstrip()) - 1)
         cited = dict(citation)
-        first_file, last_file = self.source_at(first), self.source_at(last)
+        first_file, last_file = _containing(self.sources, first), _containing(self.sources, last)
         if first_file is not None:
-            cited["file"] = first_file
-            if last_file is not None and last_file != first_file:
-                cited["last_file"] = last_file
+            cited["file"] = first_file.name
+            if last_file is not None and last_file is not first_file:
+                cited["last_file"] = last_file.name
         first_page, last_page = self.page_at(first), self.page_at(last)
-        if first_page is not None and last_page is not None and first_file == last_file:
+        # Page numbers restart in each file: a span across two files has no page range.
+        if first_page is not None and last_page is not None and first_file is last_file:
             cited |= {"page": first_page, "last_page": last_page}
         return cited
 

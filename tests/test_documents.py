@@ -18,8 +18,16 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
-from rlm_graph.chat_messages import read_message, split_message
-from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
+from rlm_graph.chat_messages import combine_documents, read_message, split_message
+from rlm_graph.documents import (
+    DOCX_MIME_TYPE,
+    DocumentError,
+    ExtractedDocument,
+    Page,
+    detect_format,
+    extract_text,
+    html_to_text,
+)
 from rlm_graph.file_input import read_document
 from tests.fakes import PerfectReader
 from tests.helpers import LoopTurns
@@ -420,6 +428,30 @@ async def test_docx_and_html_attachments_are_read(frankenstein: str) -> None:
     assert FACT in state["messages"][-1].text
     assert "SCRIPT-ONLY" not in state["document"]
     assert "<p>" not in state["document"]
+
+
+def test_citations_of_joined_files_name_the_file_and_its_own_pages() -> None:
+    minutes = ExtractedDocument("p1 text\n\np2 text", "pdf", (Page(0, 7, 1), Page(9, 16, 2)), name="scan.pdf")
+    notes = ExtractedDocument("a note", "text", name="notes.txt")
+    annex = ExtractedDocument("q1 text", "pdf", (Page(0, 7, 1),), name="scan.pdf")  # same name, other file
+    joined = combine_documents([minutes, notes, annex])
+
+    def cite(start: int, end: int) -> dict:
+        cited = joined.cite({"start": start, "end": end})
+        return {key: value for key, value in cited.items() if key not in {"start", "end"}}
+
+    def span(text: str) -> tuple[int, int]:
+        return joined.text.index(text), joined.text.index(text) + len(text)
+
+    assert cite(*span("p2 text")) == {"file": "scan.pdf", "page": 2, "last_page": 2}
+    assert cite(*span("a note")) == {"file": "notes.txt"}  # between two PDFs, on no page
+    assert cite(*span("q1 text")) == {"file": "scan.pdf", "page": 1, "last_page": 1}
+    assert cite(*span("\n\np2 text\n\n")) == {"file": "scan.pdf", "page": 2, "last_page": 2}  # blank ends
+    assert cite(*span("p1 text\n\np2")) == {"file": "scan.pdf", "page": 1, "last_page": 2}
+    # Across files, pages restart: no page range, and both files are named (one name, two files).
+    assert cite(span("p2")[0], span("q1")[1]) == {"file": "scan.pdf", "last_file": "scan.pdf"}
+    # One file: no file name, pages as before.
+    assert minutes.cite({"start": 9, "end": 16}) == {"start": 9, "end": 16, "page": 2, "last_page": 2}
 
 
 def file_block(data: bytes, mime_type: str, filename: str) -> dict:
