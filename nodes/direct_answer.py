@@ -9,6 +9,7 @@ from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.state import RLMState, merge_usage
 
 from rlm_graph.calls import CallSteps, ModelCall
+from rlm_graph.citations import part_citation
 from rlm_graph.level import Level
 from rlm_graph.prompts import neutralize_tags
 from rlm_graph.settings import Settings
@@ -24,7 +25,10 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     count = settings.counter.count_messages(messages)
     call = ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope, streams=run.depth == 0)
     (result,) = yield [call]
-    answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1]}])
+    answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1], "kind": "part"}])
+    if citations:
+        # The whole text is the source; its sentence nearest the answer shows where to look.
+        citations = [part_citation(document, scope[0], scope[1], result.text)]
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
     run.finish(progress, merge_usage(state.get("usage"), result.usage))
     return {"answer": answer, "citations": citations, "usage": result.usage}

@@ -16,6 +16,7 @@ from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_
 
 from rlm_graph import relay
 from rlm_graph.calls import CallResult, CallSteps, RunnableCall
+from rlm_graph.citations import part_citation
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
 from rlm_graph.progress import ProgressWriter
@@ -138,10 +139,10 @@ def _finish(
 
 def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> tuple[str, list[Any], int]:
     """The reading's report and its citations: its located quotes, else the whole part."""
-    part_citation = {"start": task["start"], "end": task["end"]}
     if is_no_relevant(reply):
-        return reply, [part_citation], 0
-    quoted = quote_citations(reply, read_text(run, task), task["start"], task["end"])
+        return reply, [{"start": task["start"], "end": task["end"], "kind": "part"}], 0
+    text = read_text(run, task)
+    quoted = quote_citations(reply, text, task["start"], task["end"])
     if quoted.unsupported:
         _part_event(
             run,
@@ -153,8 +154,11 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
             count=len(quoted.unsupported),
             quotes=quoted.unsupported,
         )
-    # No locatable quote: the part itself is the citation, so no finding loses its source.
-    return quoted.text, quoted.citations or [part_citation], len(quoted.unsupported)
+    if quoted.citations:
+        return quoted.text, quoted.citations, len(quoted.unsupported)
+    # No locatable quote: the part itself is the citation, so no finding loses its source;
+    # its sentence nearest the report shows a person where to look in it.
+    return quoted.text, [part_citation(text, task["start"], task["end"], quoted.text)], len(quoted.unsupported)
 
 
 def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:

@@ -211,7 +211,7 @@ def quote_citations(reply: str, part_text: str, part_start: int, part_end: int) 
 
     Returns:
         The report without its quote lines, one citation per located quote
-        (``start``/``end`` of the passage, ``quote`` its text, ``part`` the part's range),
+        (``kind`` ``"quote"``, ``start``/``end`` of the passage, ``quote`` its text, ``part`` the part's range),
         and the quotes that were not found. No located quote: no citations (the caller
         cites the whole part).
     """
@@ -229,6 +229,7 @@ def quote_citations(reply: str, part_text: str, part_start: int, part_end: int) 
         {
             "start": part_start + start,
             "end": part_start + end,
+            "kind": "quote",
             "quote": part_text[start:end],
             "part": {"start": part_start, "end": part_end},
         }
