@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rlm_graph.file_input import read_file
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network and a root user (see the machine notes in the README).
@@ -125,8 +127,8 @@ def test_page_answers_with_progress_and_clickable_citations(web_server: str, tmp
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     upload = ROOT / "examples" / "pride_and_prejudice.txt"
-    # Offsets refer to the file exactly as uploaded (no newline translation).
-    served = upload.read_bytes().decode("utf-8")
+    # Offsets refer to the file as every surface reads it (no byte-order mark, LF line ends).
+    served = read_file(upload).text
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -240,9 +242,9 @@ def test_uploaded_pdf_shows_its_text_and_page_numbered_citations(
         end = int(buttons.nth(index).get_attribute("data-end"))
         if FACT in extracted[start:end]:
             label = buttons.nth(index).inner_text()
-            assert re.search(r"pages? \d+", label), label
-            first, _, last = label.split(",")[0].split()[-1].partition("-")
-            assert int(first) <= FACT_PAGE <= int(last or first)
+            pages = re.search(r"pages? (\d+)(?:-(\d+))?, characters", label)
+            assert pages, label
+            assert int(pages[1]) <= FACT_PAGE <= int(pages[2] or pages[1])
             buttons.nth(index).click()
             assert page.eval_on_selector("#highlight", "el => el.textContent") == extracted[start:end]
             break
@@ -440,7 +442,7 @@ def test_conversation_errors_are_json_or_failure_events(client) -> None:
 def test_citation_highlights_the_quoted_sentence_not_the_part(web_server: str, browser_page) -> None:
     """A citation lands on the quoted passage: the highlight is that sentence, not pages of text."""
     page = _open_with_the_novel(browser_page, web_server)
-    served = (ROOT / "examples" / "pride_and_prejudice.txt").read_bytes().decode("utf-8")
+    served = read_file(ROOT / "examples" / "pride_and_prejudice.txt").text
     question = "How much a year was Mr. Bennet's estate worth?"
     cited, highlighted = _ask_and_click_the_fact(page, served, question, "two thousand a year")
     assert highlighted == cited
