@@ -484,3 +484,84 @@ def test_both_pages_share_one_script_for_requests_and_errors(client) -> None:
         assert page.index('<script src="/common.js"></script>') < page.index("<script>\n")
         assert "async function request(" not in page
         assert "function showError(" not in page
+
+
+def test_part_level_citation_highlights_its_sentence_strongly_and_its_part_faintly(browser_page) -> None:
+    """A reader that quotes nothing: each citation is a whole part. The page says "part", marks
+    the part faintly and its nearest sentence strongly, scrolls to the sentence, and the answer
+    shows [n] after the sentence that uses citation n."""
+    pytest.importorskip("uvicorn")
+    from examples.web.app import create_app
+    from rlm_graph import create_rlm_graph
+    from tests.test_citations import UnquotingReader, two_fact_document
+
+    document, facts = two_fact_document()
+    graph = create_rlm_graph(UnquotingReader(window=2048, reserved_output=256), max_output_tokens=256, cache=False)
+    page = browser_page
+    for url in _serve(create_app(graph)):
+        page.goto(url)
+        page.fill("#document", document)
+        page.fill("#question", "What are NEEDLE-0001 and NEEDLE-0002?")
+        page.click("#ask")
+        page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+        assert page.inner_text("#answer") == f"{facts[0]}.[1]\n{facts[1]}.[2]"
+        page.click(".ref[data-citation='2']")
+        button = page.locator(".citation[data-number='2']")
+        assert button.get_attribute("data-kind") == "part"
+        label = button.inner_text()
+        assert re.search(r"^\[2\] part, characters \d+-\d+ \([\d,]+ characters\), nearest sentence: ", label), label
+        assert label.endswith(f"nearest sentence: {facts[1]}.")
+        start, end = int(button.get_attribute("data-start")), int(button.get_attribute("data-end"))
+        assert page.eval_on_selector("#part-highlight", "el => el.textContent") == document[start:end]
+        assert page.eval_on_selector("#highlight", "el => el.textContent") == f"{facts[1]}."
+        assert page.eval_on_selector("#highlight", "el => el.parentElement.id") == "part-highlight"
+        # Strong inside faint: two different backgrounds.
+        colours = [
+            page.eval_on_selector(selector, "el => getComputedStyle(el).backgroundColor")
+            for selector in ("#part-highlight", "#highlight")
+        ]
+        assert colours[0] != colours[1]
+        # Scrolled to the sentence (not to the middle of the part).
+        assert page.eval_on_selector(
+            "#highlight",
+            """el => { const r = el.getBoundingClientRect();
+                       const v = document.getElementById('right').getBoundingClientRect();
+                       return r.top >= v.top && r.bottom <= v.bottom; }""",
+        )
+        # The answer's sentence using citation 2 is marked with it.
+        assert page.locator("#answer .cited.active").all_inner_texts() == [f"{facts[1]}."]
+        assert page.errors_seen == []
+
+
+def test_uploaded_bom_crlf_file_is_cited_where_the_cli_cites_it(web_server: str, browser_page, tmp_path: Path) -> None:
+    """One offsets rule: the page, the server and the CLI read a BOM + CRLF file as the same text."""
+    from tests.test_cli import run_cli
+
+    lines = [f"Line {i} of a report written on a Windows machine about ordinary things." for i in range(150)]
+    lines[120] = "The vault combination is 4-8-15-16-23-42."
+    path = tmp_path / "windows.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8"))
+    expected = read_file(path).text
+    assert expected == "\n".join(lines)
+    page = browser_page
+    page.goto(web_server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-document=ready]")
+    assert page.evaluate("documentText") == expected
+    page.fill("#question", "What is the vault combination?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+    shown = page.locator(".citation").first
+    names = ("data-start", "data-end", "data-sentence-start", "data-sentence-end")
+    on_page = [shown.get_attribute(name) for name in names]
+    result = run_cli("ask", str(path), "What is the vault combination?", "--json")
+    assert result.returncode == 0, result.stderr
+    cited = json.loads(result.stdout)["citations"][0]
+    start, end = cited.get("sentence", cited)["start"], cited.get("sentence", cited)["end"]
+    assert expected[start:end] == "The vault combination is 4-8-15-16-23-42."
+    assert [int(v) for v in on_page if v is not None] == [
+        cited["start"], cited["end"], *([start, end] if "sentence" in cited else [])
+    ]
+    shown.click()
+    assert page.eval_on_selector("#highlight", "el => el.textContent") == expected[start:end]
+    assert page.errors_seen == []
