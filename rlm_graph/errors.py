@@ -91,7 +91,8 @@ class DepthLimitError(RLMError):
         self.max_depth = max_depth
 
 
-def _status_code(error: BaseException) -> int | None:
+def status_code(error: BaseException) -> int | None:
+    """The HTTP status of a provider error (its own or its response's), if it has one."""
     for source in (error, getattr(error, "response", None)):
         code = getattr(source, "status_code", None)
         if isinstance(code, int):
@@ -135,7 +136,7 @@ def is_transient_error(error: BaseException) -> bool:
         return False
     if isinstance(error, ModelError):
         return error.is_retryable
-    status = _status_code(error)
+    status = status_code(error)
     if status is not None:
         # A failure on a 2xx means the body was unreadable (a cut or garbled reply).
         return status in _TRANSIENT_STATUS or 200 <= status < 300

@@ -26,6 +26,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.cached": "Part {index} of {total} came from the cache",
     "analysis.failed": "Part {index} of {total} could not be read: {error}",
     "analysis.unsupported_quotes": "Part {index} of {total}: {count} quote(s) could not be found in the part",
+    "analysis.unparsed": "Part {index} of {total}: the model's reply could not be read, even when asked again",
     "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
     "analysis.more": "Reading {count} more parts, most relevant first",
     "analysis.focused": "Read the {done} most relevant of {parts} parts; the other {skipped} were not read",
@@ -37,6 +38,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "synthesis.done": "Answer ready",
     "direct.started": "Answering from the whole text",
     "direct.done": "Answer ready",
+    "rewrite.unparsed": "Could not read the rewritten follow-up ({error}); answering the question as you wrote it",
     # Notes the final answer carries when the document was not read in full (rlm_graph.coverage).
     # An empty template drops its note.
     "answer.not_found_in_read": "Nothing relevant to the question was found in the parts that were read.",
@@ -47,6 +49,14 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "answer.skipped": (
         "{count} part(s) of the document were not read, to stay within the budget (characters {spans}, "
         "{share} of the text), so the answer does not cover them."
+    ),
+    "answer.unparsed": (
+        "The model's replies about {count} part(s) of the document could not be read, even when asked "
+        "again (characters {spans}, {share} of the text), so the answer does not cover them."
+    ),
+    "answer.all_nothing_but_index": (
+        "Every part read was reported as holding nothing relevant, yet a search of the text finds the "
+        "question's terms in it (characters {spans}): the reading may have missed them."
     ),
     "answer.truncated": (
         "{count} finding(s) were too long to combine and were shortened (from characters {spans}), "
@@ -61,7 +71,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
-``split.index`` ``seconds``, ``split.reading_ahead`` ``parts`` (leaves planned so far, with
+``split.index`` ``seconds``, ``rewrite.unparsed`` (the chat node's follow-up rewrite) ``error``,
+``split.reading_ahead`` ``parts`` (leaves planned so far, with
 ``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
 ``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
 and ``skipped``. Unknown fields are left as written.

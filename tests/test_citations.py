@@ -23,7 +23,7 @@ from rlm_graph.documents import normalize_text
 from rlm_graph.file_input import read_document, read_file
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, link_citation_markers, strip_citation_markers
 from tests.fakes import NEEDLE, PerfectReader, filler
-from tests.openai_server import ChatServer
+from tests.openai_server import ChatServer, default_structured_reply
 from tests.test_cli import EXAMPLE, QUESTION, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ def test_cli_shows_a_part_level_citation_as_a_part_with_its_nearest_sentence(tmp
     path = tmp_path / "long.txt"
     document = "\n\n".join(paragraphs)
     path.write_text(document, encoding="utf-8")
-    with ChatServer(window=4096) as server:
+    with ChatServer(window=4096, structured_reply=quoting_nothing) as server:
         result = run_cli(
             "ask", str(path), "What is NEEDLE-0042?", "--context-window", "4096", OPENAI_BASE_URL=server.base_url
         )
@@ -252,6 +252,12 @@ def test_cli_shows_a_part_level_citation_as_a_part_with_its_nearest_sentence(tmp
     assert end - start == size > 1000
     assert document[first:last] == "NEEDLE-0042 is VAULTCODE."
     assert '"NEEDLE-0042' not in result.stdout  # never shown as a quote
+
+
+def quoting_nothing(name: str, facts: list[str], schema: dict[str, Any], label: str = "") -> dict[str, Any]:
+    """The local server's structured reply, with no supporting quotes (so the part is cited)."""
+    reply = default_structured_reply(name, facts, schema, label)
+    return {**reply, "quotes": []} if "quotes" in reply else reply
 
 
 def _json_citations(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
