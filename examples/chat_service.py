@@ -3,7 +3,7 @@
 Offline it runs on the bundled extractive model; with OPENAI_API_KEY (or
 OPENAI_BASE_URL, and RLM_MODEL for the model name) it uses ChatOpenAI.
 RLM_MODE=navigate lets a tool-calling model explore long documents with tools
-(see the README's Navigate section); the default reads every part.
+(see docs/navigate.md); the default reads every part.
 
     python examples/chat_service.py examples/pride_and_prejudice.txt \
         "How much a year was Mr. Bennet's estate worth?" "Who inherits it?" "thanks!"
