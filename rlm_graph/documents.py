@@ -22,7 +22,7 @@ from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
     "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
-    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
+    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text", "normalize_text",
 ]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
@@ -49,6 +49,26 @@ _EXTENSIONS |= dict.fromkeys((".txt", ".text", ".csv", ".tsv", ".json", ".xml", 
 _MIME_TYPES: dict[str, DocumentFormat] = {"application/pdf": "pdf", DOCX_MIME_TYPE: "docx", "text/html": "html"}
 _MIME_TYPES |= {"application/xhtml+xml": "html", "text/markdown": "markdown", "text/x-markdown": "markdown"}
 _MIME_TYPES |= dict.fromkeys(("application/json", "application/xml", "application/csv"), "text")
+
+
+def normalize_text(text: str) -> str:
+    r"""A decoded text as citation offsets count it: leading byte-order mark removed, line ends made ``\n``.
+
+    The one rule of every surface (the CLI, the examples, the web page, chat attachments,
+    the evaluation): offsets are code points of the text as decoded, without a leading
+    U+FEFF, with each CRLF and each lone CR read as one LF. It is what Python's
+    ``open(path, encoding="utf-8-sig").read()`` gives, and what a browser's text box holds
+    when the same text is pasted, so a file and its paste are cited alike. Line and column
+    numbers are not changed by it.
+
+    Args:
+        text: Text as decoded from a file's bytes.
+
+    Returns:
+        The text the graph reads and citations refer to.
+    """
+    text = text.removeprefix("\ufeff")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 class DocumentError(ValueError):
@@ -500,6 +520,7 @@ def extract_text_in_steps(
         text = data if isinstance(data, str) else data.decode(declared.group(1).decode() if declared else encoding)
     except (UnicodeDecodeError, LookupError):
         raise _message(templates, "encoding", kind, name=name, encoding=encoding) from None
+    text = normalize_text(text)
     if kind != "html":
         return ExtractedDocument(text, kind)
     visible = html_to_text(text)

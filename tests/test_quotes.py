@@ -14,6 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from rlm_graph import create_rlm_graph
 from rlm_graph import quotes as quotes_module
+from rlm_graph.file_input import read_file
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from rlm_graph.quotes import cite_quotes, locate_quote, quote_citations, split_quotes
 from rlm_graph.sentences import split_sentences
@@ -151,7 +152,8 @@ def test_cli_prints_the_quotes_under_the_answer() -> None:
     result = run_cli("ask", str(EXAMPLE), CLI_QUESTION, "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    document = EXAMPLE.read_bytes().decode("utf-8")
+    # Offsets count the text as every surface reads the file (byte-order mark removed, LF line ends).
+    document = read_file(EXAMPLE).text
     quoted = [c for c in payload["citations"] if "quote" in c]
     assert quoted
     assert all(document[c["start"] : c["end"]] == c["quote"] for c in quoted)
