@@ -25,6 +25,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
 from rlm_graph.call_usage import model_usage
+from rlm_graph.citations import part_citation
 from rlm_graph.coverage import Coverage, subtract_spans
 from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
@@ -35,7 +36,7 @@ from rlm_graph.navigate.toolset import read_spans
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.prompts import is_no_relevant
-from rlm_graph.state import RLMState, Usage, merge_usage, reset
+from rlm_graph.state import Citation, RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
 from rlm_graph.steps import Steps, arun_steps, run_steps
 from rlm_graph.timeouts import ainvoke_within, invoke_within
@@ -182,7 +183,7 @@ class _Root:
             return Command(update=update, goto="navigate_tools")
         if final is not None:
             answer = str(final["args"].get("answer") or "").strip()
-            citations = _citations(final["args"].get("citations"), len(run.resources.text or state["document"]))
+            citations = _citations(final["args"].get("citations"), run.resources.text or state["document"], answer)
         else:
             answer = (reply.text if reply is not None else "").strip()
             citations = []
@@ -285,10 +286,12 @@ class _Root:
         }
 
 
-def _citations(value: Any, length: int) -> list[dict[str, int]]:
-    """The ranges ``final`` cites, in any form a span may be written (:func:`read_spans`), within the document.
+def _citations(value: Any, text: str, answer: str) -> list[Citation]:
+    """The ranges ``final`` cites, in any form a span may be written (:func:`read_spans`), as part-level citations.
 
-    A range in no readable form is dropped: the answer stands without it.
+    The model names ranges, not quotes: each is shown as a part, with its sentence nearest the
+    answer. A range outside the document is clipped; one in no readable form is dropped, and
+    the answer stands without it.
     """
     try:
         pairs = read_spans(value)
@@ -300,9 +303,9 @@ def _citations(value: Any, length: int) -> list[dict[str, int]]:
                 pairs.extend(read_spans([item]))
     found = []
     for first, last in pairs:
-        start, end = max(0, first), min(length, last)
+        start, end = max(0, first), min(len(text), last)
         if start < end:
-            found.append({"start": start, "end": end})
+            found.append(part_citation(text[start:end], start, end, answer))
     return found
 
 
