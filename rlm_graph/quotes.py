@@ -558,7 +558,7 @@ def cite_quotes(report: str, quotes: list[str], part_text: str, part_start: int,
         The finding (the report, then each located passage the report does not already
         say, in the part's words, then a note of how many quotes are not in the part,
         never their words: they are unverified), one citation per located passage
-        (``start``/``end``, ``quote`` its text, ``part`` the part's range), the quotes
+        (``kind`` ``"quote"``, ``start``/``end``, ``quote`` its text, ``part`` the part's range), the quotes
         that were not found, and those of them the part contradicts. No located quote: no
         citations (the caller cites the whole part, unless the part contradicts a quote).
     """
@@ -588,6 +588,7 @@ def cite_quotes(report: str, quotes: list[str], part_text: str, part_start: int,
         {
             "start": part_start + start,
             "end": part_start + end,
+            "kind": "quote",
             "quote": part_text[start:end],
             "part": {"start": part_start, "end": part_end},
         }

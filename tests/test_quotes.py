@@ -14,6 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from rlm_graph import create_rlm_graph
 from rlm_graph import quotes as quotes_module
+from rlm_graph.file_input import read_file
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
 from rlm_graph.quotes import cite_quotes, locate_quote, quote_citations, split_quotes
 from rlm_graph.sentences import split_sentences
@@ -21,6 +22,7 @@ from rlm_graph.steps import run_steps
 from tests.fakes import NEEDLE, PerfectReader, filler, part_text, plant_needles
 from tests.fakes import ScriptedReader as FakesScriptedReader
 from tests.helpers import LoopTurns, collect
+from tests.navigator_fakes import ScriptedNavigator, call, calls, tool_results
 from tests.test_cli import EXAMPLE, run_cli
 from tests.test_cli import QUESTION as CLI_QUESTION
 
@@ -150,7 +152,8 @@ def test_cli_prints_the_quotes_under_the_answer() -> None:
     result = run_cli("ask", str(EXAMPLE), CLI_QUESTION, "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    document = EXAMPLE.read_bytes().decode("utf-8")
+    # Offsets count the text as every surface reads the file (byte-order mark removed, LF line ends).
+    document = read_file(EXAMPLE).text
     quoted = [c for c in payload["citations"] if "quote" in c]
     assert quoted
     assert all(document[c["start"] : c["end"]] == c["quote"] for c in quoted)
@@ -464,3 +467,28 @@ def test_a_quote_wrapped_at_other_lines_than_the_part_is_one_passage() -> None:
     spans = locate_quote("and\nhe vanished at once into the dark.", part)
     assert spans is not None
     assert [part[s:e] for s, e in spans] == ["and he vanished at once into the dark."]
+
+
+def test_navigate_ask_passes_on_a_fact_the_reader_states_only_in_its_quote() -> None:
+    # The root model reads an ask's reading as the synthesis does: report and quoted passages.
+    launch = "The launch of the probe is set for 14 March 2031 from Kourou."
+    doc = filler(80, 1) + f"\n\n{launch}\n\n" + filler(80, 2)
+    at = doc.index(launch)
+
+    def reply(prompt: str, kind: str) -> str:
+        if "14 March 2031" in prompt:
+            return f'The part states when the probe launches:\nQUOTE: "{launch}"'
+        return NO_RELEVANT_INFORMATION
+
+    navigator = ScriptedNavigator(
+        reader=FakesScriptedReader(reply=reply, window=8192, reserved_output=512),
+        script=[
+            calls(call("ask", question="When does the probe launch?", spans=[[at - 2000, at + 2000]])),
+            calls(call("final", answer="See the reading.", citations=[])),
+        ],
+    )
+    graph = create_rlm_graph(navigator, context_window=8192, cache=False, mode="navigate")
+    graph.invoke({"document": doc, "question": "When does the probe launch?"})
+    (result,) = tool_results(navigator.root_prompts[-1])
+    assert "The part states when the probe launches:" in result
+    assert "14 March 2031" in result

@@ -21,6 +21,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
 from rlm_graph.call_usage import model_usage
+from rlm_graph.citations import part_citation
 from rlm_graph.coverage import Coverage, subtract_spans
 from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
@@ -28,7 +29,7 @@ from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
-from rlm_graph.state import RLMState, Usage, merge_usage, reset
+from rlm_graph.state import Citation, RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
 from rlm_graph.steps import arun_steps
 from rlm_graph.timeouts import ainvoke_within, invoke_within
@@ -174,7 +175,7 @@ class _Root:
             return Command(update=update, goto="navigate_tools")
         if final is not None:
             answer = str(final["args"].get("answer") or "").strip()
-            citations = _citations(final["args"].get("citations"), len(run.resources.text or state["document"]))
+            citations = _citations(final["args"].get("citations"), run.resources.text or state["document"], answer)
         else:
             answer = (reply.text if reply is not None else "").strip()
             citations = []
@@ -220,14 +221,17 @@ class _Root:
         }
 
 
-def _citations(value: Any, length: int) -> list[dict[str, int]]:
-    """Valid ``[start, end]`` pairs within the document; anything else is dropped."""
+def _citations(value: Any, text: str, answer: str) -> list[Citation]:
+    """Valid ``[start, end]`` pairs within the document, as part-level citations; anything else is dropped.
+
+    The model names ranges, not quotes: each is shown as a part, with its sentence nearest the answer.
+    """
     found = []
     for item in value if isinstance(value, list) else []:
         if isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
-            start, end = max(0, item[0]), min(length, item[1])
+            start, end = max(0, item[0]), min(len(text), item[1])
             if start < end:
-                found.append({"start": start, "end": end})
+                found.append(part_citation(text[start:end], start, end, answer))
     return found
 
 

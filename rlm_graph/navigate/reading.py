@@ -26,7 +26,7 @@ from rlm_graph.navigate.aggregate import AGGREGATE_INSTRUCTIONS, merge, parse_re
 from rlm_graph.navigate.document import NavDocument
 from rlm_graph.nodes.sends import leaf_read_call, part_text
 from rlm_graph.prompts import build_messages, is_no_relevant
-from rlm_graph.quotes import split_quotes
+from rlm_graph.quotes import quote_steps
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span, drop_blank
 from rlm_graph.state import Usage, merge_usage
@@ -182,9 +182,12 @@ def _job_steps(run: Level, job: SpanJob, graph: Callable[[], Runnable]) -> CallS
     try:
         if job.call is not None:
             (result,) = yield [job.call]
-            # The root model gets the report; the reading prompt's QUOTE lines would only repeat it.
-            report, _, formatted = split_quotes(result.text)
-            return Outcome(job.start, job.end, report if formatted and report else result.text, result.usage)
+            if is_no_relevant(result.text):
+                return Outcome(job.start, job.end, result.text, result.usage)
+            # The root model reads what a synthesis would: the report and the passages it
+            # quotes from the span (a fact may stand only in a quote), each once.
+            quoted = yield from quote_steps(result.text, part_text(run, "", job.start, job.end), job.start, job.end)
+            return Outcome(job.start, job.end, quoted.text or result.text, result.usage)
         payload, config = job.nested  # type: ignore[misc]
         return _from_output(job, (yield RunnableCall(graph(), payload, config, {"context": run.context})))
     except GraphBubbleUp:
