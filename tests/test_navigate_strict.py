@@ -417,7 +417,8 @@ def test_citations_written_as_text_or_objects_are_read() -> None:
         script=[lambda _m: AIMessage("", tool_calls=[call("final", answer="done", citations=cited)])],
     )
     out = _graph(navigator).invoke({"document": document, "question": "q"})
-    assert out["citations"] == [{"start": 10, "end": 20}, {"start": 30, "end": 40}, {"start": 50, "end": len(document)}]
+    found = [(c["start"], c["end"], c["kind"]) for c in out["citations"]]
+    assert found == [(10, 20, "part"), (30, 40, "part"), (50, len(document), "part")]
 
 
 BAD_CALLS = [
