@@ -24,7 +24,8 @@ call's ``response_format``) when the run's reply format is structured
 (:func:`reply_format`): then the reply is a JSON object, decoded here and handed to
 ``parse_json``. A model that refuses structured replies under ``reply_format="auto"``
 (an HTTP 400) switches the whole run to the text format, once: the refused call is
-asked again as text, and no part fails for it.
+asked again as text, and no part fails for it. A server that ignores the schema and
+answers plain text switches the run to text too, and its reply is read as text.
 """
 
 from __future__ import annotations
@@ -331,6 +332,12 @@ def ask_each(
         structured = False
         requests = [_build(level, call, form, structured, count) for call in calls]
         firsts = yield requests
+    if structured and _schema_ignored(level, firsts):
+        # The server answered plain text to a schema (it ignores response_format): under auto the
+        # run is text from now on, and these replies are read as the text they are.
+        level.resources.structured_refused = True
+        structured = False
+        requests = [_build(level, call, form, structured, count) for call in calls]
     values = [_read(form, first, structured) for first in firsts]
     replies: list[Reply[T] | None] = [
         None if isinstance(value, Unreadable) else Reply(value, first.text, first.usage, first_reply=first.text,
@@ -364,6 +371,14 @@ _CUT = "it was cut off at the reply's token limit, so it is not the whole reply:
 def _read(form: ReplyForm[T], result: CallResult, structured: bool) -> T | Unreadable:
     # A reply stopped by max_tokens may have lost its end (facts, quotes, the COMPLETE line): not read.
     return Unreadable(_CUT) if result.cut else form.read(result.text, structured)
+
+
+def _schema_ignored(level: Any, results: Sequence[CallResult]) -> bool:
+    """Whether a server that was sent a schema under ``auto`` answered plain text instead."""
+    chosen = getattr(level.context, "reply_format", None) or level.settings.reply_format
+    if chosen != "auto":
+        return False
+    return any(not result.cut and not result.text.lstrip().startswith(("{", "`")) for result in results)
 
 
 def _build(

@@ -161,3 +161,23 @@ async def test_structured_follow_up_reads_mostly_from_the_provider_cache(franken
     read_cached = sum(request.usage["prompt_tokens_details"]["cached_tokens"] for request in reads)
     # The schema and the instructions come first, then the part: the question's change is in the tail.
     assert read_cached >= 0.8 * read_input
+
+
+def test_auto_reads_text_from_a_server_that_ignores_schemas(frankenstein: str) -> None:
+    """Some OpenAI-compatible servers accept response_format and answer plain text anyway."""
+
+    def ignores(name: str, facts: list[str], schema: dict, label: str = "") -> str:
+        if not facts:
+            return "NO_RELEVANT_INFORMATION"
+        return "; ".join(facts) + "".join(f'\nQUOTE: "{fact}."' for fact in facts)
+
+    text, facts, _ = plant_needles(frankenstein[:120_000], 6)
+    with ChatServer(window=8192, structured_reply=ignores) as server:
+        graph = create_rlm_graph(chat_model(server), context_window=8192, max_concurrency=1, read_ahead=False)
+        out = graph.invoke({"document": text, "question": QUESTION})
+    assert all(fact in out["answer"] for fact in facts)
+    assert out["errors"] == []
+    # The first plain-text answer to a schema switched the run to text: no schema after it, no retry.
+    reads = [request for request in server.requests if request.kind == "read"]
+    assert [request.response_format is not None for request in reads].count(True) == 1
+    assert len(reads) == len({request.span for request in reads})
