@@ -30,7 +30,7 @@ from rlm_graph.prompts import (
     strip_citation_markers,
 )
 from rlm_graph.replies import Reply, Unreadable, ask, ask_each
-from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM
+from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM, verdict_only
 from rlm_graph.retrieval import term_spans
 from rlm_graph.sentences import rank_sentences
 from rlm_graph.settings import Settings
@@ -128,8 +128,6 @@ class _Synthesis:
         self.progress = progress
         self.usage: Usage = {}
         self.errors: list[PartError] = []
-        self.unnoted: list[PartError] = []
-        """Errors to report that leave the answer's coverage as it is (an unreadable COMPLETE line)."""
         self.overhead = settings.synthesis_overhead(question)
 
     def _call(self, items: list[_Item], instruction: str) -> ModelCall:
@@ -231,7 +229,6 @@ class _Synthesis:
             body = SYNTHESIS_FORM.parse(split_complete(reply.first_reply)[0])
             if not isinstance(body, Unreadable):
                 answer = body
-                self.unnoted = [error for error in self.errors if error.get("kind") == "unparsed"][-1:]
         if answer is None or is_no_relevant(split_complete(answer)[0]):
             return (f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no" if focused else NO_RELEVANT_INFORMATION), []
         if self.depth == 0:
@@ -286,7 +283,8 @@ def _output(
     coverage = None
     if run.depth == 0:
         # Only the final answer speaks to the user: it says what was not read or was cut.
-        errors = [*(state.get("errors") or []), *(e for e in synthesis.errors if e not in synthesis.unnoted)]
+        # An unreadable COMPLETE line alone is reported, but covers no text the answer lacks.
+        errors = [e for e in [*(state.get("errors") or []), *synthesis.errors] if not verdict_only(e)]
         coverage = focused.coverage(state.get("chars", len(state["document"])), errors)
         if found_nothing and is_no_relevant(answer):
             # Every reading said "nothing": say so if the search index finds the question's terms.
@@ -323,7 +321,11 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     synthesis = _Synthesis(settings, run, state["question"], run.depth, progress, focused.final_instruction)
     answer, citations = _short_cut(settings, run, items) or (yield from synthesis.steps(items))
     if focused.wants_more(answer):
-        return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
+        chosen = focused.next_round(progress, synthesis.usage)
+        if synthesis.errors:
+            # This round's unreadable or shortened replies are reported with the run's errors.
+            chosen.update["errors"] = synthesis.errors
+        return next_round_command(run, state, chosen)
     focused.report(progress)
     answer = split_complete(answer)[0] if state.get("focus_cap") else answer
     citations = _within(citations, len(answer))

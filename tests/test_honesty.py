@@ -339,6 +339,12 @@ def test_a_reply_without_the_complete_line_reads_on_to_the_cap_and_says_so() -> 
         f"The combination is {COMBINATION}.\n\nRead {cap} of {usage['parts_total']} parts, the most relevant; "
         f"the other {usage['parts_unread']} were not read, so the answer may be incomplete."
     )
+    # Each synthesis was asked once more for its line (issue 27 rule 1), then reported: counted and
+    # in errors, with no note of text not covered (the answer itself was read; it reads as "partly").
+    unparsed = [error for error in out["errors"] if error.get("kind") == "unparsed"]
+    assert usage["unparsed_replies"] == len(unparsed) == cap
+    assert all("COMPLETE" in error["error"] for error in unparsed)
+    assert len(model.calls("synth")) == 2 * cap
 
 
 def test_focused_nothing_found_with_a_failure_names_the_failure() -> None:
