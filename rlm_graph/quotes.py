@@ -94,6 +94,8 @@ _SIGNS = {"$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "
 _UNIT_ALIASES = {
     "%": "percent",
     "\u2030": "permille",
+    "\u00b0c": "celsius",
+    "\u00b0f": "fahrenheit",
     "pct": "percent",
     "usd": "dollar",
     "eur": "euro",

@@ -191,6 +191,7 @@ def test_the_part_is_normalized_at_most_once_and_only_when_needed(monkeypatch: p
 
 _PLANT = "In 2019 the plant produced 1,804 units."
 _VERDICT = "The jury found the defendant not guilty on all counts."
+_DEGREE = "\u00b0"
 
 
 @pytest.mark.parametrize(
@@ -203,6 +204,7 @@ _VERDICT = "The jury found the defendant not guilty on all counts."
         ("The tank holds 40 litres of water when it is full.", "The tank holds 40 gallons of water when it is full."),
         ("The firm earned 5 million dollars in profit.", "The firm earned 5 billion dollars in profit."),
         ("Revenue grew by 3.5% in the second quarter.", "Revenue grew by 3.8% in the second quarter."),
+        (f"The kettle boiled at 100 {_DEGREE}C on the stove.", f"The kettle boiled at 100 {_DEGREE}F on the stove."),
     ],
 )
 def test_a_quote_whose_numbers_negations_or_units_differ_is_unsupported(quote: str, text: str) -> None:
