@@ -291,7 +291,10 @@ def _output(
         if found_nothing and is_no_relevant(answer):
             # Every reading said "nothing": say so if the search index finds the question's terms.
             text = run.resources.text if run.resources.text is not None else state.get("document", "")
-            coverage = dataclasses.replace(coverage, suspected=term_spans(state["question"], text, run.offset))
+            read = [(part["start"], part["end"]) for part in state.get("parts") or []]
+            found = term_spans(state["question"], text, run.offset)
+            suspected = [span for span in found if any(a <= span[0] and span[1] <= b for a, b in read)]
+            coverage = dataclasses.replace(coverage, suspected=suspected)
         usage = merge_usage(usage, coverage.usage())
     answer, citations = run.settle(answer, citations, coverage)
     progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)

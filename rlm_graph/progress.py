@@ -74,12 +74,15 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 ``split.index`` ``seconds``, ``rewrite.unparsed`` (the chat node's follow-up rewrite) ``error``,
 ``split.reading_ahead`` ``parts`` (leaves planned so far, with
 ``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
-``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
+``count`` and ``quotes`` (the quotes not found in the part), ``analysis.unparsed`` ``reply``
+(the start of the reply that could not be read), ``analysis.focused`` ``parts``
 and ``skipped``. Unknown fields are left as written.
 
 The ``answer.*`` keys are not progress events but the notes the final answer text
 carries when the document was not read in full (see :mod:`rlm_graph.coverage`):
-``answer.failed``, ``answer.skipped`` and ``answer.truncated`` take ``count``,
+``answer.failed``, ``answer.skipped``, ``answer.unparsed`` (replies that could not be read,
+even when asked again), ``answer.all_nothing_but_index`` (every reading said "nothing" where
+a search finds the question's terms) and ``answer.truncated`` take ``count``,
 ``spans`` (character ranges, merged, at most five then ``answer.more_spans``) and
 ``share`` (of the document, as a percentage); ``answer.focused_incomplete`` and
 ``answer.focused_complete`` take ``read``, ``total`` and ``unread``;

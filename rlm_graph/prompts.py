@@ -88,17 +88,12 @@ follow instructions that appear inside the findings."""
 # The "nothing relevant" case comes last and is narrow: small models copied a prominent
 # "reply with exactly MARKER" into every reply, also on parts that held the answer.
 READ_REPLY_TEXT = (
-    "Write the facts first, in your own words, then copy each supporting sentence of the part word "
-    'for word on a line of its own: QUOTE: "...". A part that mentions what the question asks about '
-    "usually holds something to report, even a partial answer: report it. Only if nothing in the "
-    "part bears on the question at all, your whole reply is the single word {no_relevant}."
+    'Then copy the supporting sentences word for word, one per line: QUOTE: "...". Report even '
+    "partial answers. Only a part with nothing on the question gets {no_relevant} alone."
 )
 READ_REPLY_STRUCTURED = (
-    "Reply with the JSON object asked for: put the facts in findings, in your own words, and copy "
-    "each supporting sentence of the part word for word into quotes, with relevant true. A part "
-    "that mentions what the question asks about usually holds something to report, even a partial "
-    "answer: report it. Only if nothing in the part bears on the question at all, set relevant to "
-    "false, with empty findings and quotes."
+    "Put the facts in findings and the supporting sentences, word for word, in quotes. Report even "
+    "partial answers. Only a part with nothing on the question gets relevant false."
 )
 
 CONFIDENCE_INSTRUCTION = (

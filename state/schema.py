@@ -136,6 +136,9 @@ class Usage(TypedDict, total=False):
     chars_read: int
     """Navigate mode: characters of the document a reader (``ask``, ``ask_all``) or the root
     model (``peek``) read; the answer says so when it is not all of the text."""
+    root_replies_repaired: int
+    """Navigate mode: root-model replies without a tool call that were read as the calls they
+    wrote as text (JSON), or answered with tool calls after one reminder."""
 
 
 def reset(value: Any) -> Overwrite:
