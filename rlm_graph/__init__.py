@@ -18,7 +18,7 @@ from rlm_graph.errors import (
     is_transient_error,
 )
 from rlm_graph.estimate import CostEstimate, estimate_cost
-from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
+from rlm_graph.graph import CONNECTION_RETRY_POLICY, DEFAULT_RETRY_POLICY, create_rlm_graph
 from rlm_graph.history import create_history_hook
 from rlm_graph.index_cache import IndexCache
 from rlm_graph.models import model_from_env
@@ -28,6 +28,7 @@ from rlm_graph.retrieval import BM25Retriever, PartIndex, Retriever, VectorStore
 from rlm_graph.state import Citation, ModelUsage, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
 
 __all__ = [
+    "CONNECTION_RETRY_POLICY",
     "DEFAULT_PROGRESS_MESSAGES",
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",

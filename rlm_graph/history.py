@@ -53,8 +53,8 @@ MESSAGE_TOO_LONG_MESSAGE = (
 """Reply when the latest message alone does not fit the window; uses ``{tokens}`` and ``{limit}``."""
 HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
     "history.recent": "The recent messages are enough; not looking further back",
-    "history.started": "Looking back through {count:,} earlier messages",
-    "history.done": "Looked back through {count:,} earlier messages; cited {cited}",
+    "history.started": "Looking back through {count:,} earlier {count:message|messages}",
+    "history.done": "Looked back through {count:,} earlier {count:message|messages}; cited {cited}",
     "history.too_long": "The latest message is too long for the model's window",
 }
 """Progress templates (stage ``history``); fields ``count`` and ``cited``."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langgraph.types import RetryPolicy
 
 from rlm_graph.cache import ReplyCache
 from rlm_graph.model_identity import model_identity
@@ -48,6 +49,8 @@ class Settings(CallWindow):
     """Mark the end of each prompt's static prefix with ``cache_control`` (providers that need markers)."""
     read_ahead: bool = True
     """Start reading the first parts while ``split`` plans the rest (full mode, no budget)."""
+    retry_policies: tuple[RetryPolicy, ...] = ()
+    """The model-calling nodes' retry policies, so a node can say when it will be retried."""
 
     def identity_of(self, role: str) -> str:
         """Stable text naming the model of a role and its settings (reply cache keys).

@@ -6,6 +6,7 @@ values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
 
 from rlm_graph.state.events import ProgressEvent, Stage, Status, UsageEvent
 from rlm_graph.state.schema import (
+    USAGE_COUNTERS,
     CallLayout,
     ChunkTask,
     Citation,
@@ -19,9 +20,11 @@ from rlm_graph.state.schema import (
     Usage,
     merge_usage,
     reset,
+    zero_usage,
 )
 
 __all__ = [
+    "USAGE_COUNTERS",
     "CallLayout",
     "ChunkTask",
     "Citation",
@@ -39,4 +42,5 @@ __all__ = [
     "UsageEvent",
     "merge_usage",
     "reset",
+    "zero_usage",
 ]

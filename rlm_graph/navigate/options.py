@@ -45,11 +45,13 @@ Answer the question with the tools; end with final(answer, citations)."""
 """First message of the root model (fields ``question``, ``chars``, ``tokens``, ``outline``)."""
 
 NAVIGATE_MESSAGES: Mapping[str, str] = {
-    "navigate.started": "Exploring the document ({chars} characters) with tools",
+    "navigate.started": "Exploring the document ({chars:,} characters) with tools",
     "navigate.step": "Step {step} of {max_steps}: deciding what to look at next",
     "navigate.tool": "{tool}({arguments})",
-    "navigate.tool_done": "{tool} done: {calls} model calls, {tokens} input tokens",
-    "navigate.done": "Answer ready after {step} steps",
+    "navigate.tool_done": (
+        "{tool} done: {calls} model {calls:call|calls}, {tokens:,} input {tokens:token|tokens}"
+    ),
+    "navigate.done": "Answer ready after {step} {step:step|steps}",
     "navigate.stopping": "Stopping the search ({reason}); asking for the final answer",
     # Notes the answer carries (localizable like the other answer.* notes).
     "answer.navigate_stopped": (
