@@ -154,7 +154,7 @@ def test_progress_events_name_the_tools() -> None:
     ]
     messages = [event["message"] for event in events]
     assert any(m.startswith('grep({"pattern": "NEEDLE-0042"') for m in messages)
-    assert any(m.startswith("ask done: 1 model calls") for m in messages)
+    assert any(m.startswith("ask done: 1 model call,") for m in messages)
     assert messages[-1] == "Answer ready after 2 steps"
 
 
