@@ -258,7 +258,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress.close()
     errors = result.get("errors") or []
     if errors:
-        print(f"warning: {len(errors)} part(s) could not be read:", file=err)
+        print(f"warning: {len(errors)} {'part' if len(errors) == 1 else 'parts'} could not be read:", file=err)
         for error in errors:
             print(f"  characters {error['start']}-{error['end']}: {error['error']}", file=err)
     # A PDF's citations also name their pages (offsets mapped to the pages they fall on).

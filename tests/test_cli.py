@@ -205,7 +205,7 @@ def test_http_model_answers_and_failed_parts_go_to_stderr(tmp_path: Path) -> Non
         )
     assert result.returncode == 0, result.stderr
     assert "VAULTCODE" in result.stdout
-    assert re.search(r"^warning: 1 part\(s\) could not be read:\n  characters \d+-\d+: ", result.stderr, re.MULTILINE)
+    assert re.search(r"^warning: 1 part could not be read:\n  characters \d+-\d+: ", result.stderr, re.MULTILINE)
     assert not re.search(r"^\s*characters \d+-\d+: ", result.stdout, re.MULTILINE)
 def test_key_or_base_url_selects_chat_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
