@@ -6,11 +6,13 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 from rlm_graph.nodes.entry import node_runnable
-from rlm_graph.state import RLMState, merge_usage
+from rlm_graph.state import PartError, RLMState, merge_usage
 
 from rlm_graph.calls import CallSteps, ModelCall
 from rlm_graph.level import Level
-from rlm_graph.prompts import neutralize_tags
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION, neutralize_tags
+from rlm_graph.replies import ask
+from rlm_graph.reply_forms import reading_form
 from rlm_graph.settings import Settings
 
 
@@ -20,15 +22,28 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     progress = run.writer(scope)
     if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
         progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
-    messages = settings.one_call_messages(neutralize_tags(document), state["question"], run.depth, scope)
-    # A whole document in one call is the final answer: the large model's job under relay.
-    count = settings.counter.count_messages(messages)
-    call = ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope, streams=run.depth == 0)
-    (result,) = yield [call]
-    answer, citations = run.settle(result.text, [{"start": scope[0], "end": scope[1]}])
+    text = neutralize_tags(document)
+
+    def call(structured: bool) -> ModelCall:
+        messages = settings.one_call_messages(text, state["question"], run.depth, scope, structured=structured)
+        # A whole document in one call is the final answer: the large model's job under relay.
+        count = settings.counter.count_messages(messages)
+        return ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope, streams=run.depth == 0)
+
+    errors: list[PartError] = []
+    if run.depth == 0:
+        (result,) = yield [call(False)]
+        reply_text, usage = result.text, result.usage
+    else:
+        # Nested, the whole (sub)document is one part of a larger one: its reply is a reading.
+        reply = yield from ask(run, call, reading_form(settings.large_model is not None))
+        reply_text = NO_RELEVANT_INFORMATION if reply.value is None else reply.value.text
+        usage = reply.usage
+        errors = reply.errors(scope[0], scope[1], f"the model's reading of characters {scope[0]}-{scope[1]}")
+    answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1]}])
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
-    run.finish(progress, merge_usage(state.get("usage"), result.usage))
-    return {"answer": answer, "citations": citations, "usage": result.usage}
+    run.finish(progress, merge_usage(state.get("usage"), usage))
+    return {"answer": answer, "citations": citations, "usage": usage, "errors": errors}
 
 
 def _announce_retry(run: Level, state: RLMState, fields: dict[str, Any]) -> None:

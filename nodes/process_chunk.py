@@ -15,7 +15,7 @@ from rlm_graph.nodes.sends import read_call, read_text
 from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_usage
 
 from rlm_graph import relay
-from rlm_graph.calls import CallResult, CallSteps, RunnableCall
+from rlm_graph.calls import CallSteps, ModelCall, RunnableCall
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import (
     CONFIG_DEPTH,
@@ -27,8 +27,10 @@ from rlm_graph.level import (
     nested_run_config,
 )
 from rlm_graph.progress import ProgressWriter
-from rlm_graph.prompts import is_no_relevant
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant
 from rlm_graph.quotes import quote_citations
+from rlm_graph.replies import Reply
+from rlm_graph.reply_forms import Reading, reading_form
 from rlm_graph.settings import Settings
 
 
@@ -167,15 +169,29 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
     return quoted.text, quoted.citations or [part_citation], len(quoted.unsupported)
 
 
-def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, result: CallResult) -> dict[str, Any]:
-    text, citations, unsupported = _quoted(run, task, progress, result.text)
+def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Reply[Reading]) -> dict[str, Any]:
+    start, end = task["start"], task["end"]
+    errors = reply.errors(start, end, f"the model's reading of characters {start}-{end}")
+    if reply.value is None:
+        # Read twice and understood neither time: no finding, never a guess either way. The
+        # errors entry and the answer's note say so (rlm_graph.coverage).
+        _part_event(run, task, progress, "failed", "analysis.unparsed", finished=True, reply=reply.text[:200])
+        finding: Finding = {
+            "start": task["start"],
+            "end": task["end"],
+            "text": NO_RELEVANT_INFORMATION,
+            "citations": [],
+            "run_key": run.run_key,
+        }
+        return {"findings": [finding], "usage": reply.usage, "errors": errors}
+    text, citations, unsupported = _quoted(run, task, progress, reply.value.text)
     # A reading that made no call at all (its reply, and any escalation's, came from
     # the reply cache) is a cached part.
-    cached = not result.usage.get("llm_calls") and bool(result.usage.get("cached_calls"))
-    usage = merge_usage(result.usage, {"cached_parts": 1}) if cached else result.usage
+    cached = not reply.cost.get("llm_calls") and bool(reply.cost.get("cached_calls"))
+    usage = merge_usage(reply.usage, {"cached_parts": 1}) if cached else reply.usage
     if unsupported:
         usage = merge_usage(usage, {"unsupported_quotes": unsupported})
-    return _finish(run, task, progress, text, citations, usage, [], cached=cached)
+    return _finish(run, task, progress, text, citations, usage, errors, cached=cached)
 
 
 def _from_nested(run: Level, task: ChunkTask, progress: ProgressWriter, output: RLMOutput) -> dict[str, Any]:
@@ -183,13 +199,19 @@ def _from_nested(run: Level, task: ChunkTask, progress: ProgressWriter, output: 
     return _finish(run, task, progress, output["answer"], citations, output["usage"], list(output["errors"]))
 
 
+def _read_call(settings: Settings, run: Level, task: ChunkTask, structured: bool) -> ModelCall:
+    return read_call(settings, run, task, structured=structured)
+
+
 def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: ChunkTask) -> CallSteps:
     progress = run.writer((task["scope"][0], task["scope"][1]))
     if task["fits"]:
         if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
             _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
-        result = yield from relay.read(run, read_call(settings, run, task), _on_escalate(run, task, progress))
-        return _from_read(run, task, progress, result)
+        form = reading_form(settings.large_model is not None)
+        calls = functools.partial(_read_call, settings, run, task)
+        reply = yield from relay.read(run, calls, _on_escalate(run, task, progress), form)
+        return _from_read(run, task, progress, reply)
     payload, config = _nested_request(run, task, progress)
     with _nested_failure(task):
         output = yield RunnableCall(graph(), payload, config, {"context": run.context})

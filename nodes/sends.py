@@ -9,6 +9,7 @@ reads it back (:func:`read_text`) into the prompt.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage
@@ -21,6 +22,8 @@ from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
 from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.replies import reply_format
+from rlm_graph.reply_forms import reading_form
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
 from rlm_graph.window import SEAM_SLACK
@@ -118,7 +121,9 @@ def read_text(run: Level, task: ChunkTask) -> str:
     return neutralize_tags(text) if text is not None else _shared_slice(run, task["start"], task["end"])
 
 
-def read_call(settings: Settings, run: Level, task: ChunkTask, name: str | None = None) -> ModelCall:
+def read_call(
+    settings: Settings, run: Level, task: ChunkTask, name: str | None = None, *, structured: bool = False
+) -> ModelCall:
     """The reading call of a part that fits one call; its prompt is built once the call holds a slot.
 
     Args:
@@ -126,19 +131,22 @@ def read_call(settings: Settings, run: Level, task: ChunkTask, name: str | None 
         run: The reading level.
         task: The part.
         name: Run name for tracers; ``None``: ``read part INDEX/TOTAL``.
+        structured: Word the reply instructions for a structured (JSON) reply.
 
     Returns:
-        The call, sized from split's count of the part plus the prompt around it.
+        The call, sized from split's count of the part plus the prompt around it (the
+        framing counted is the larger of the two formats', so both fit the plan).
     """
 
     def messages() -> list[BaseMessage]:
         return build_messages(
             settings.system_prompt,
-            settings.read_part_prompt,
+            settings.read_template(structured),
             question=task["question"],
             text=read_text(run, task),
             start=task["start"],
             end=task["end"],
+            **settings.read_instructions(structured),
         )
 
     # The text's count is known from split; SEAM_SLACK covers the seam.
@@ -167,6 +175,10 @@ def leaf_read_call(settings: Settings, run: Level, question: str, leaf: Span, na
     """
     part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
     task = part_payload(question, run, part, [leaf], 0, 1, (leaf.start, leaf.end), None)
+    # Made as process_chunk's first call will be, in the run's reply format, so that it is taken.
+    if reply_format(run) == "structured":
+        form = reading_form(settings.large_model is not None)
+        return dataclasses.replace(read_call(settings, run, task, name, structured=True), schema=form.spec)
     return read_call(settings, run, task, name)
 
 

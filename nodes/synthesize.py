@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -11,9 +12,9 @@ from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.nodes.sends import next_round_command
 from rlm_graph.state import Citation, PartError, RLMState, Usage, merge_usage
 
-from rlm_graph.calls import CallResult, CallSteps, ModelCall
+from rlm_graph.calls import CallSteps, ModelCall
 from rlm_graph.errors import AllPartsFailedError
-from rlm_graph.focus import FocusRound, split_complete
+from rlm_graph.focus import COMPLETENESS_INSTRUCTION, FocusRound, split_complete
 from rlm_graph.level import Level
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import (
@@ -27,6 +28,9 @@ from rlm_graph.prompts import (
     neutralize_tags,
     strip_citation_markers,
 )
+from rlm_graph.replies import Reply, Unreadable, ask, ask_each
+from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM
+from rlm_graph.retrieval import term_spans
 from rlm_graph.settings import Settings
 
 _TRUNCATION_NOTE = " [finding truncated to fit the synthesis window]"
@@ -62,18 +66,22 @@ class _Synthesis:
     def __init__(
         self,
         settings: Settings,
+        run: Level,
         question: str,
         depth: int,
         progress: ProgressWriter,
         final_instruction: str | None = None,
     ) -> None:
         self.settings = settings
+        self.run = run
         self.final_instruction = final_instruction
         self.question = question
         self.depth = depth
         self.progress = progress
         self.usage: Usage = {}
         self.errors: list[PartError] = []
+        self.unnoted: list[PartError] = []
+        """Errors to report that leave the answer's coverage as it is (an unreadable COMPLETE line)."""
         self.overhead = settings.synthesis_overhead(question)
 
     def _call(self, items: list[_Item], instruction: str) -> ModelCall:
@@ -136,20 +144,22 @@ class _Synthesis:
                 items = [self._fit_alone(i, half) if n > half else i for i, n in zip(items, sizes, strict=True)]
                 continue
             self.progress.progress("synthesis", "processing", "synthesis.processing", done=0, total=len(merged))
-            results: list[CallResult] = yield [self._call(group, PARTIAL_INSTRUCTION) for group in merged]
-            replies = iter(results)
+            calls = [self._call(group, PARTIAL_INSTRUCTION) for group in merged]
+            replies: list[Reply[str]] = yield from ask_each(self.run, calls, SYNTHESIS_FORM)
+            answers = iter(replies)
             next_items: list[_Item] = []
             for group in groups:
                 if len(group) == 1:
                     next_items.append(group[0])
                     continue
-                result = next(replies)
-                self.usage = merge_usage(self.usage, result.usage)
-                if is_no_relevant(result.text):
+                reply = next(answers)
+                span = (group[0].span[0], group[-1].span[1])
+                self._count(reply, span)
+                if reply.value is None or is_no_relevant(reply.value):
                     continue
                 citations = _union([c for item in group for c in item.citations])
-                text = strip_citation_markers(result.text, range(1, len(group) + 1))
-                next_items.append(_Item(text, citations, (group[0].span[0], group[-1].span[1])))
+                text = strip_citation_markers(reply.value, range(1, len(group) + 1))
+                next_items.append(_Item(text, citations, span))
             self.progress.progress(
                 "synthesis", "processing", "synthesis.processing", done=len(merged), total=len(merged)
             )
@@ -159,14 +169,31 @@ class _Synthesis:
         if self.depth == 0 and self.final_instruction is None:
             # The final answer (a focused round's reply may still lead to another round): stream it.
             call = replace(call, streams=True, markers=len(items))
-        (result,) = yield [call]
-        self.usage = merge_usage(self.usage, result.usage)
-        answer = result.text
-        if is_no_relevant(answer):
-            return NO_RELEVANT_INFORMATION, []
+        focused = self.final_instruction is not None and COMPLETENESS_INSTRUCTION in self.final_instruction
+        form = FOCUSED_SYNTHESIS_FORM if focused else SYNTHESIS_FORM
+        reply = yield from ask(self.run, call, form)
+        span = (items[0].span[0], items[-1].span[1])
+        self._count(reply, span)
+        answer = reply.value
+        if answer is None and focused:
+            # Its COMPLETE line could not be read: the answer still can be, and counts as not complete
+            # (reading goes on, and the note says the answer may be incomplete), so the error is
+            # reported without a note of text not covered.
+            body = SYNTHESIS_FORM.parse(split_complete(reply.text)[0])
+            if not isinstance(body, Unreadable):
+                answer = body
+                self.unnoted = [error for error in self.errors if error.get("kind") == "unparsed"][-1:]
+        if answer is None or is_no_relevant(split_complete(answer)[0]):
+            return (f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no" if focused else NO_RELEVANT_INFORMATION), []
         valid = range(1, len(items) + 1)
         cited = [items[n - 1] for n in sorted(cited_numbers(answer)) if n in valid] or items
         return strip_citation_markers(answer, valid), _union([c for item in cited for c in item.citations])
+
+    def _count(self, reply: Reply[str], span: tuple[int, int]) -> None:
+        """Add a reply's usage, and its error when it could not be read."""
+        self.usage = merge_usage(self.usage, reply.usage)
+        what = f"the synthesis of the findings from characters {span[0]}-{span[1]}"
+        self.errors.extend(reply.errors(span[0], span[1], what))
 
 
 def _prepare(run: Level, state: RLMState) -> tuple[ProgressWriter, list[_Item]]:
@@ -203,13 +230,18 @@ def _output(
     answer: str,
     citations: list[Citation],
     focused: FocusRound,
+    found_nothing: bool = False,
 ) -> dict[str, Any]:
     usage = synthesis.usage
     coverage = None
     if run.depth == 0:
         # Only the final answer speaks to the user: it says what was not read or was cut.
-        errors = [*(state.get("errors") or []), *synthesis.errors]
+        errors = [*(state.get("errors") or []), *(e for e in synthesis.errors if e not in synthesis.unnoted)]
         coverage = focused.coverage(state.get("chars", len(state["document"])), errors)
+        if found_nothing and is_no_relevant(answer):
+            # Every reading said "nothing": say so if the search index finds the question's terms.
+            text = run.resources.text if run.resources.text is not None else state.get("document", "")
+            coverage = dataclasses.replace(coverage, suspected=term_spans(state["question"], text, run.offset))
         usage = merge_usage(usage, coverage.usage())
     answer, citations = run.settle(answer, citations, coverage)
     # "Answer ready" is said once, by the run; a nested level only combined a part's findings.
@@ -237,13 +269,13 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     focused = FocusRound(settings, state, run, bool(items))
     if focused.read_on_without_synthesis:
         return next_round_command(run, state, focused.next_round(progress, {}))
-    synthesis = _Synthesis(settings, state["question"], run.depth, progress, focused.final_instruction)
+    synthesis = _Synthesis(settings, run, state["question"], run.depth, progress, focused.final_instruction)
     answer, citations = _short_cut(settings, run, items) or (yield from synthesis.steps(items))
     if focused.wants_more(answer):
         return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
     focused.report(progress)
     answer = split_complete(answer)[0] if state.get("focus_cap") else answer
-    return _output(state, run, progress, synthesis, answer, citations, focused)
+    return _output(state, run, progress, synthesis, answer, citations, focused, found_nothing=not items)
 
 
 def _announce_retry(run: Level, state: RLMState, fields: dict[str, Any]) -> None:

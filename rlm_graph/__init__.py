@@ -25,13 +25,24 @@ from rlm_graph.models import model_from_env
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.retrieval import BM25Retriever, PartIndex, Retriever, VectorStoreRetriever
-from rlm_graph.state import Citation, ModelUsage, PartError, ProgressEvent, RLMInput, RLMOutput, Usage, UsageEvent
+from rlm_graph.state import (
+    AnswerRestartedEvent,
+    Citation,
+    ModelUsage,
+    PartError,
+    ProgressEvent,
+    RLMInput,
+    RLMOutput,
+    Usage,
+    UsageEvent,
+)
 
 __all__ = [
     "CONNECTION_RETRY_POLICY",
     "DEFAULT_PROGRESS_MESSAGES",
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",
+    "AnswerRestartedEvent",
     "BM25Retriever",
     "BoundedInMemoryCache",
     "BudgetExceededError",

@@ -10,15 +10,17 @@ and an :class:`AnswerStream` owned by the chat node reports the cleaned text as
 ``AIMessageChunk`` s of one chat-model run named ``answer``, with the id of the
 ``AIMessage`` the chat node stores. The chat node then sends the rest (notes of
 what was not read) and the citations as a last chunk, so the chunks a UI joins
-are the stored message: same id, same text.
+are the stored message: same id, same text. When a call that streamed part of
+the answer fails and another call writes it (the node's retry), an
+``answer.restarted`` custom event tells the UI to drop what it showed; the
+chunks after it join to the stored message.
 """
 
 from __future__ import annotations
 
 import contextvars
-import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -30,25 +32,36 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
-from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant, strip_citation_markers
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION, drop_citation_markers, is_no_relevant
+from rlm_graph.state import AnswerRestartedEvent
 
-__all__ = ["ANSWER_RUN_NAME", "AnswerCleaner", "AnswerStream", "answer_stream", "streaming_config"]
+__all__ = [
+    "ANSWER_RUN_NAME",
+    "RESTARTED_MESSAGE",
+    "AnswerCleaner",
+    "AnswerStream",
+    "answer_stream",
+    "streaming_config",
+]
 
 ANSWER_RUN_NAME = "answer"
 """Run name of the chat-model run whose tokens are the streamed answer."""
+RESTARTED_MESSAGE = "The answer is being written again: the model call that was writing it failed midway"
+"""``message`` of an ``answer.restarted`` event (the failure follows in brackets when known)."""
 
 _CURRENT: contextvars.ContextVar[AnswerStream | None] = contextvars.ContextVar("rlm_answer_stream", default=None)
 _DECORATION = "`*\"'."
 
 
 class AnswerCleaner:
-    """Turns a reply's raw tokens into the answer text, prefix by prefix.
+    """Turns a reply's raw tokens into the answer text, piece by piece, in time linear in its length.
 
-    :meth:`feed` returns the cleaned text known so far: it is always a prefix of
-    what ``strip_citation_markers(raw, range(1, markers + 1))`` (then ``strip()``
-    for a synthesis) gives for the whole reply, because text from an unclosed
-    ``[`` on, and trailing whitespace, are held back until more arrives. A reply
-    that is the "nothing relevant" marker yields nothing.
+    Each :meth:`feed` returns the cleaned text it settled: the pieces join to a
+    prefix of what ``strip_citation_markers(raw, range(1, markers + 1))`` gives for
+    the whole reply. Text from an unclosed ``[`` on, and trailing whitespace, are
+    held back until more arrives. Every raw character is cleaned once: settled text
+    is dropped from the cleaner, so a long answer costs no more per token than a
+    short one. A reply that is the "nothing relevant" marker yields nothing.
     """
 
     def __init__(self, markers: int, *, strip: bool) -> None:
@@ -59,48 +72,88 @@ class AnswerCleaner:
             strip: Strip leading whitespace (a synthesis answer is stripped).
         """
         self.valid = range(1, markers + 1)
-        self.strip = strip
-        self.raw = ""
+        # strip_citation_markers strips both ends, so an answer with markers loses its leading space too.
+        self.lstrip = strip or markers > 0
         self.answers: bool | None = None  # None: too early to tell a "nothing relevant" reply
-
-    def _clean(self, raw: str) -> str:
-        cleaned = strip_citation_markers(raw, self.valid) if self.valid else raw
-        return cleaned.strip() if self.strip else cleaned.rstrip()
+        self._pending: list[str] = []  # raw text not settled: trailing whitespace, or from an unclosed "[" on
+        self._open = False  # the pending text holds a "[" with no "]" after it
+        self._started = False  # something other than leading whitespace was given out
+        self._space = ""  # cleaned whitespace held back: it may end the answer
+        self._held: list[str] = []  # cleaned text kept until a "nothing relevant" reply can be told apart
 
     def feed(self, token: str) -> str:
-        """Add raw text; return the cleaned text that is settled so far."""
-        self.raw += token
-        # Text before the first "[" that has no "]" after it cannot change any more.
-        settled = self.raw
-        for match in re.finditer(r"\[", self.raw):
-            if "]" not in self.raw[match.start():]:
-                settled = self.raw[: match.start()]
-                break
-        settled = settled.rstrip()  # a marker's regex takes one space before it; trailing space may end the answer
-        cleaned = self._clean(settled)
+        """Add raw text; return the cleaned text it settles (possibly empty)."""
+        self._pending.append(token)
+        if self._open and "]" not in token:
+            return ""  # nothing before the open "[" can change until a "]" arrives
+        text = "".join(self._pending)
+        # Everything before the first "[" that no "]" follows is settled (a "]" closes every "[" before it).
+        opening = text.find("[", text.rfind("]") + 1)
+        self._open = opening >= 0
+        # Cut where a later marker cannot reach back: not inside a bracket, not after whitespace
+        # (a marker takes the space before it), so cleaning piece by piece equals cleaning the whole.
+        end = len((text[:opening] if self._open else text).rstrip())
+        self._pending = [text[end:]] if end < len(text) else []
+        if not end:
+            return ""
+        piece = drop_citation_markers(text[:end], self.valid) if self.valid else text[:end]
+        return self._release(piece)
+
+    def _release(self, piece: str) -> str:
+        if self.lstrip and not self._started:
+            piece = piece.lstrip()
+        body = self._space + piece
+        settled = body.rstrip()
+        self._space = body[len(settled) :]
+        if not settled:
+            return ""
+        self._started = True
         if self.answers is None:
-            if len(cleaned.strip().strip(_DECORATION).strip()) < len(NO_RELEVANT_INFORMATION):
+            self._held.append(settled)
+            so_far = "".join(self._held)  # short: only until the marker can be told apart
+            if len(so_far.strip().strip(_DECORATION).strip()) < len(NO_RELEVANT_INFORMATION):
                 return ""  # could still be the "nothing relevant" marker; the chat node sends it if not
-            self.answers = not is_no_relevant(cleaned)
-        return cleaned if self.answers else ""
+            self.answers = not is_no_relevant(so_far)
+            self._held = []
+            settled = so_far
+        return settled if self.answers else ""
 
 
 class AnswerStream:
-    """The chat node's streamed answer: one chat-model run whose chunks carry one message id."""
+    """The chat node's streamed answer: one chat-model run whose chunks carry one message id.
 
-    def __init__(self, message_id: str, config: RunnableConfig) -> None:
+    Only one call's text is ever the answer. When a new call starts streaming after an
+    earlier one streamed text (the earlier call failed midway and was retried, or the
+    answer came another way), the UI is told to drop what it showed: an
+    ``answer.restarted`` custom event (:class:`rlm_graph.state.AnswerRestartedEvent`)
+    goes out before the new call's first token. The stored message is always the
+    answer itself, never a failed call's fragment.
+    """
+
+    def __init__(self, message_id: str, config: RunnableConfig, write: Callable[[Any], None] | None = None) -> None:
         """Set up the stream.
 
         Args:
             message_id: Id of the ``AIMessage`` the node will store.
             config: The chat node's config (its callbacks and metadata reach LangGraph's messages stream).
+            write: The chat node's custom stream writer (``langgraph.config.get_stream_writer()``),
+                for ``answer.restarted`` events; ``None`` outside a graph run.
         """
         self.message_id = message_id
         self.config = config
-        self.streamed = ""
-        self.diverged = False
+        self.restarts = 0
+        self._write = write
+        self._pieces: list[str] = []
+        self._attempt: object | None = None
+        self._error: BaseException | None = None
         self._run: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def streamed(self) -> str:
+        """The text streamed since the last restart."""
+        with self._lock:
+            return "".join(self._pieces)
 
     def _emit(self, text: str, **fields: Any) -> None:
         if self._run is None:
@@ -113,21 +166,43 @@ class AnswerStream:
         chunk = AIMessageChunk(content=text, id=self.message_id, **fields)
         self._run.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
 
-    def offer(self, cleaned: str) -> None:
-        """Stream what ``cleaned`` (the answer so far) adds to what was streamed.
+    def _restart(self) -> None:
+        """Tell the UI that what it showed of this message is not the answer (if anything was shown)."""
+        discarded = sum(len(piece) for piece in self._pieces)
+        self._pieces = []
+        if not discarded:
+            return
+        self.restarts += 1
+        reason = f"{type(self._error).__name__}: {self._error}" if self._error is not None else None
+        event: AnswerRestartedEvent = {
+            "type": "answer.restarted",
+            "message_id": self.message_id,
+            "discarded": discarded,
+            "message": RESTARTED_MESSAGE if reason is None else f"{RESTARTED_MESSAGE} ({reason})",
+        }
+        if self._write is not None:
+            self._write(event)
 
-        A retried call starts again from nothing: its text is streamed only where
-        it goes beyond what the failed attempt already streamed.
+    def failed(self, error: BaseException) -> None:
+        """Note why the call streaming the answer failed (said in the next ``answer.restarted`` event)."""
+        with self._lock:
+            self._error = error
+
+    def offer(self, attempt: object, text: str) -> None:
+        """Stream ``text``, the next cleaned piece of the answer from the call ``attempt``.
+
+        Args:
+            attempt: Identifies the model call (one per call, retries included).
+            text: What the call's cleaner settled; may be empty (the call has started).
         """
         with self._lock:
-            if self.diverged or len(cleaned) <= len(self.streamed):
-                return
-            if not cleaned.startswith(self.streamed):
-                self.diverged = True
-                return
-            delta = cleaned[len(self.streamed) :]
-            self.streamed = cleaned
-            self._emit(delta)
+            if attempt is not self._attempt:
+                # A new call writes the answer: what an earlier call streamed is not it.
+                self._attempt = attempt
+                self._restart()
+            if text:
+                self._pieces.append(text)
+                self._emit(text)
 
     def close(self, message: AIMessage) -> AIMessage:
         """End the stream with ``message`` (the one to store): send its rest and metadata as the last chunk.
@@ -136,26 +211,28 @@ class AnswerStream:
             message: The stored answer, with this stream's id.
 
         Returns:
-            ``message``; when tokens were streamed, with the streamed text plus the rest as content.
+            ``message``, unchanged: what is stored is the answer, whatever was streamed.
         """
         with self._lock:
             if self._run is None:
                 return message  # nothing streamed: LangGraph yields the stored message whole
             text = message.text
-            rest = text[len(self.streamed) :] if text.startswith(self.streamed) else ""
+            streamed = "".join(self._pieces)
+            if text.startswith(streamed):
+                rest = text[len(streamed) :]
+            else:
+                # The answer is not what was streamed (the call failed and its part's note is the
+                # answer): the UI drops what it showed and gets the answer whole.
+                self._restart()
+                rest = text
             self._emit(
                 rest,
                 additional_kwargs=dict(message.additional_kwargs),
                 response_metadata=dict(message.response_metadata),
             )
-            if rest or text.startswith(self.streamed):
-                stored = message
-            else:
-                # The answer's text differs from what was streamed (it should not): keep what the user saw.
-                stored = message.model_copy(update={"content": self.streamed})
-            self._run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=stored)]]))
+            self._run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
             self._run = None
-            return stored
+            return message
 
 
 class _RawTokens(BaseCallbackHandler, _StreamingCallbackHandler):
@@ -168,7 +245,10 @@ class _RawTokens(BaseCallbackHandler, _StreamingCallbackHandler):
         self.cleaner = cleaner
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-        self.stream.offer(self.cleaner.feed(token))
+        self.stream.offer(self, self.cleaner.feed(token))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.stream.failed(error)
 
     def tap_output_aiter(self, run_id: UUID, output: Any) -> Any:
         return output

@@ -14,6 +14,7 @@ What a call cost is worked out in :mod:`rlm_graph.call_usage`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from langgraph.constants import TAG_NOSTREAM
 
 from rlm_graph.answer_stream import streaming_config
 from rlm_graph.call_usage import cached_usage, reply_usage
-from rlm_graph.errors import is_transient_error, retry_after_seconds
+from rlm_graph.errors import RLMError, is_context_overflow, is_transient_error, retry_after_seconds, status_code
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
 from rlm_graph.state import Usage
@@ -37,6 +38,7 @@ __all__ = [
     "CallSteps",
     "ModelCall",
     "RunnableCall",
+    "StructuredRepliesRefused",
     "adrive",
     "call_config",
     "drive",
@@ -68,6 +70,21 @@ class ModelCall:
     (:mod:`rlm_graph.answer_stream`)."""
     markers: int = 0
     """How many ``[Fn]`` markers the reply may cite (dropped from the streamed text)."""
+    schema: Mapping[str, Any] | None = None
+    """Ask for a structured reply: ``{"name", "schema"}`` of a JSON schema, sent as the call's
+    ``response_format`` (:mod:`rlm_graph.replies` sets it); ``None``: a text reply."""
+    corrective: bool = False
+    """A corrective follow-up after a reply that could not be read (:func:`rlm_graph.replies.ask`)."""
+    max_tokens: int | None = None
+    """The reply's cap for this call when it differs from ``max_output_tokens`` (a corrective
+    follow-up's prompt is longer than planned: its extra tokens come out of the reply's room)."""
+
+
+class StructuredRepliesRefused(RLMError):
+    """The model refused a JSON schema under ``reply_format="auto"``: the run falls back to text.
+
+    Thrown into the node logic, where :func:`rlm_graph.replies.ask` asks the call again as text.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,17 @@ class CallResult:
 
     text: str
     usage: Usage
+    cut: bool = False
+    """The reply stopped at its ``max_tokens`` (``finish_reason`` ``"length"``): it is not the whole
+    reply, so :mod:`rlm_graph.replies` does not read it, and it is never cached."""
+
+
+_CUT_REASONS = frozenset({"length", "max_tokens", "MAX_TOKENS"})
+
+
+def _was_cut(reply: BaseMessage) -> bool:
+    metadata = getattr(reply, "response_metadata", None) or {}
+    return (metadata.get("finish_reason") or metadata.get("stop_reason")) in _CUT_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +170,13 @@ def _retry_wait(error: BaseException) -> float | None:
 def _cache_key(settings: Settings, call: ModelCall, role: str) -> FullKey | None:
     if settings.replies is None:
         return None
+    identity = settings.identity_of(role)
+    if call.schema is not None:
+        # A structured reply is JSON, a text reply is not: the formats never share an entry.
+        identity += "\x00json_schema:" + json.dumps(call.schema, sort_keys=True, default=str)
     # Built, hashed and dropped before the call waits for a slot, so queued reads
     # still hold no copy of their text.
-    return settings.replies.key(settings.identity_of(role), _messages(call))
+    return settings.replies.key(identity, _messages(call))
 
 
 def _prepare(level: Level, call: ModelCall) -> tuple[Settings, str, FullKey | None]:
@@ -165,7 +197,7 @@ def read_ahead_key(call: ModelCall, role: str) -> tuple[object, ...] | None:
     """
     if call.kind != "read" or call.span is None:
         return None
-    return (call.span, role, call.prompt_tokens)
+    return (call.span, role, call.prompt_tokens, call.schema is not None)
 
 
 def _taken_ahead(level: Level, call: ModelCall) -> Any:
@@ -173,7 +205,44 @@ def _taken_ahead(level: Level, call: ModelCall) -> Any:
     return None if key is None else level.resources.pending_reads.take(key)
 
 
+def _model(level: Level, call: ModelCall, role: str) -> Runnable:
+    """The runnable a call is sent to: the role's model, capped at the reply budget, maybe with a schema."""
+    settings = level.settings
+    _not_refused(level, call)
+    if call.schema is None:
+        return settings.capped_model(role, call.max_tokens)
+    return settings.structured_model(role, call.schema, call.max_tokens)
+
+
+def _refused(level: Level, call: ModelCall, error: Exception) -> Exception:
+    """A schema refused under ``reply_format="auto"`` switches the run to text; any other error is itself."""
+    if call.schema is None or is_context_overflow(error) or is_transient_error(error):
+        return error
+    if not isinstance(error, NotImplementedError) and status_code(error) not in (400, 422):
+        return error
+    chosen = getattr(level.context, "reply_format", None) or level.settings.reply_format
+    if chosen != "auto":
+        return error
+    level.resources.structured_refused = True
+    msg = f"the model refused structured replies, so this run reads text replies: {error}"
+    return StructuredRepliesRefused(msg)
+
+
+def _raw(reply: Any) -> BaseMessage:
+    # with_structured_output(include_raw=True) gives {"raw", "parsed", "parsing_error"}: the reply
+    # is read from the raw message here, strictly (rlm_graph.replies), with its usage.
+    return reply["raw"] if isinstance(reply, dict) else reply
+
+
+def _not_refused(level: Level, call: ModelCall) -> None:
+    if call.schema is not None and level.resources.structured_refused:
+        # A call built before the model refused schemas (read ahead, or waiting for a slot): not sent.
+        msg = "the model refused structured replies earlier in this run"
+        raise StructuredRepliesRefused(msg)
+
+
 def _book(level: Level, call: ModelCall) -> None:
+    _not_refused(level, call)
     # Only calls actually made are booked: a cache hit spends no budget.
     level.resources.spend(call.prompt_tokens, synthesis=call.urgent)
 
@@ -200,15 +269,17 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         with level.resources.thread_slot():
             messages = settings.wire_messages(_messages(call), role)
             config = _streaming(call_config(level, call, role), call)
-            reply = invoke_within(settings.model_for(role), messages, settings.call_timeout, config)
+            reply = _raw(invoke_within(_model(level, call, role), messages, settings.call_timeout, config))
     except Exception as error:
         # Honour the server's Retry-After before LangGraph's retry policy takes over;
         # the slot is already released, so other calls go on meanwhile.
         if (wait := _retry_wait(error)) is not None:
             time.sleep(wait)
+        if (refused := _refused(level, call, error)) is not error:
+            raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
-    if settings.replies is not None and key is not None:
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    if settings.replies is not None and key is not None and not result.cut:
         settings.replies.put(key, result.text)
     return result
 
@@ -226,13 +297,16 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         async with level.resources.async_slot(priority):
             messages = settings.wire_messages(_messages(call), role)
             config = _streaming(call_config(level, call, role), call)
-            reply = await ainvoke_within(settings.model_for(role), messages, settings.call_timeout, config)
+            model = _model(level, call, role)
+            reply = _raw(await ainvoke_within(model, messages, settings.call_timeout, config))
     except Exception as error:
         if (wait := _retry_wait(error)) is not None:
             await asyncio.sleep(wait)
+        if (refused := _refused(level, call, error)) is not error:
+            raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role))
-    if settings.replies is not None and key is not None:
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    if settings.replies is not None and key is not None and not result.cut:
         await settings.replies.aput(key, result.text)
     return result
 

@@ -27,6 +27,7 @@ __all__ = [
     "CONDENSE_PROMPT",
     "MISSING_DOCUMENT_MESSAGE",
     "QUESTION_TOO_LONG_MESSAGE",
+    "REWRITE_UNPARSED_NOTE",
     "DocumentChatState",
     "create_document_node",
 ]
@@ -54,6 +55,12 @@ QUESTION_TOO_LONG_MESSAGE = (
 """Reply when the question (or its standalone rewrite) leaves no room in the model's window.
 
 May use ``{tokens}``: the question's length in tokens."""
+REWRITE_UNPARSED_NOTE = (
+    "I could not turn your follow-up into a standalone question, so I answered it as you wrote it; "
+    "if the answer misses what you meant, ask again naming what you refer to."
+)
+"""Ends the answer when the follow-up rewrite could not be read, even after one corrective retry
+(the analysis then answered the user's own words); an empty string drops it."""
 ATTACHMENT_PLACEHOLDER = "[attached document: {chars:,} characters, sha256 {sha256_prefix}]"
 """What an attachment's text is replaced with in the stored conversation.
 
@@ -114,6 +121,7 @@ def create_document_node(
     name: str = "analyse_document",
     unsupported_attachment_message: str = UNSUPPORTED_ATTACHMENT_MESSAGE,
     document_messages: Mapping[str, str] | None = None,
+    rewrite_unparsed_note: str = REWRITE_UNPARSED_NOTE,
 ) -> Runnable[dict[str, Any], dict[str, Any]]:
     """Build a chat-graph node that answers the latest human message about a document.
 
@@ -128,24 +136,36 @@ def create_document_node(
     (``attachment_placeholder`` as a text block, and
     ``additional_kwargs["rlm_attachments"]`` with each document's sha256 and
     length; ``additional_kwargs["rlm_document"]`` describes the joined text: its
-    sha256, length, format and a PDF's page ranges), so a thread holds the document once, not in
-    every checkpoint.
+    sha256, length, format, a PDF's page ranges and, for several attachments,
+    each file's range), so a thread holds the document once, not in every
+    checkpoint.
 
     A follow-up question is first rewritten as a standalone question from recent
     history: the most recent turns that fit both ``history_tokens`` and the
     model's window (counted with the analysis graph's token counter; attachments
-    are left out, so the document never enters the chat model's window). If the
+    are left out, so the document never enters the chat model's window). The reply
+    is read strictly (:mod:`rlm_graph.rewrite`): a preamble, a label, quotes or
+    Markdown around the question are removed; a reply that is still not one question
+    is asked for once more with a correction, and if the second reply cannot be read
+    either, the user's own words are answered, a ``rewrite`` progress event says so,
+    ``usage["unparsed_replies"]`` counts it, ``rlm_errors`` holds an entry of kind
+    ``"unparsed"`` (characters 0-0: it concerns no part of the document) and the answer
+    ends with ``rewrite_unparsed_note``. If the
     question alone, or its rewrite, leaves no room in the window, the node
     replies with ``question_too_long_message`` instead of failing.
 
     The answer is appended as an ``AIMessage`` holding the analysis answer as is
     (notes about unread parts included), whose ``additional_kwargs["citations"]``
     and ``response_metadata["citations"]`` hold the cited spans (offsets into
-    ``document_key``; for a PDF also ``page`` and ``last_page``, on follow-up
-    turns too); usage is summed
+    ``document_key``; for a PDF also ``page`` and ``last_page``, numbered within
+    that PDF; with several attachments also ``file``, the attachment's file name;
+    on follow-up turns too); usage is summed
     under ``usage_key``. With ``stream_mode="messages"`` the answer streams token by
     token as ``AIMessageChunk`` s with that message's id, which join to its text
-    (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). Without a document the node replies with
+    (notes and citations in the last chunk; :mod:`rlm_graph.answer_stream`). If the call writing the
+    answer fails midway and is retried, the stored answer is the retry's, and an ``answer.restarted``
+    custom event (:class:`rlm_graph.state.AnswerRestartedEvent`) tells the UI to drop the chunks it
+    showed before the new ones arrive. Without a document the node replies with
     ``missing_document_message``.
 
     The parent state must have ``messages``, ``document_key`` and ``usage_key``;
@@ -173,6 +193,8 @@ def create_document_node(
             (an image, a spreadsheet...); may use ``{kinds}``.
         document_messages: Replies for files whose text cannot be extracted, by
             reason, merged over ``rlm_graph.documents.DEFAULT_DOCUMENT_MESSAGES``.
+        rewrite_unparsed_note: Ends the answer when the follow-up rewrite could not be
+            read and the user's own words were answered (``""``: no note).
 
     Returns:
         A runnable for ``StateGraph.add_node`` (sync and async). Its functions
@@ -192,6 +214,7 @@ def create_document_node(
         durable_analysis=durable_analysis,
         unsupported_attachment_message=unsupported_attachment_message,
         document_messages=document_messages,
+        rewrite_unparsed_note=rewrite_unparsed_note,
     )
     analysis = node.graph
 

@@ -8,7 +8,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
@@ -19,6 +19,7 @@ from rlm_graph.documents import (
     DocumentError,
     ExtractedDocument,
     Page,
+    Source,
     detect_format,
     extract_text_in_steps,
     html_to_text,
@@ -99,10 +100,24 @@ def _extract(
 def _read_file_block(
     block: Mapping[str, Any], messages: Mapping[str, str]
 ) -> Steps[ExtractedDocument | DocumentError | str]:
-    """A ``file`` block's document, the reason it cannot be read, or (a string) its unsupported kind."""
+    """A ``file`` block's document (named after its file), why it cannot be read, or (a string) its unsupported kind."""
+    found = yield from _read_file_content(block, messages)
+    if isinstance(found, ExtractedDocument) and found.name is None:
+        found = replace(found, name=_file_name(block))
+    return found
+
+
+def _file_name(block: Mapping[str, Any]) -> str | None:
     nested = block.get("file") if isinstance(block.get("file"), dict) else {}
     extras = block.get("extras") if isinstance(block.get("extras"), dict) else {}
-    filename = block.get("filename") or nested.get("filename") or extras.get("filename")
+    return block.get("filename") or nested.get("filename") or extras.get("filename")
+
+
+def _read_file_content(
+    block: Mapping[str, Any], messages: Mapping[str, str]
+) -> Steps[ExtractedDocument | DocumentError | str]:
+    nested = block.get("file") if isinstance(block.get("file"), dict) else {}
+    filename = _file_name(block)
     data = block.get("base64") or block.get("data") or nested.get("file_data", "")
     mime = block.get("mime_type") or (data.split(";")[0][5:] if data.startswith("data:") else None)
     if block.get("text") is not None:
@@ -248,26 +263,39 @@ def is_attachment(block: Any) -> bool:
 
 
 def combine_documents(documents: list[ExtractedDocument]) -> ExtractedDocument:
-    """Attachments as one document (joined by blank lines), their pages moved to where they now lie."""
+    """Attachments as one document (joined by blank lines), saying where each file and its pages now lie.
+
+    Pages keep their numbers within their file, and :meth:`ExtractedDocument.cite` names
+    the file, so a citation in a text file between two PDFs carries no page, and page 1
+    of the second PDF is that PDF's page 1.
+    """
     if len(documents) == 1:
         return documents[0]
     pages: list[Page] = []
+    sources: list[Source] = []
     position = 0
-    for document in documents:
+    for number, document in enumerate(documents, 1):
         pages.extend(Page(p.start + position, p.end + position, p.number) for p in document.pages or ())
+        sources.append(Source(position, position + len(document.text), document.name or f"attachment {number}"))
         position += len(document.text) + 2
     text = "\n\n".join(document.text for document in documents)
     kinds = {document.format for document in documents}
-    return ExtractedDocument(text, kinds.pop() if len(kinds) == 1 else "text", tuple(pages) or None)
+    return ExtractedDocument(
+        text, kinds.pop() if len(kinds) == 1 else "text", tuple(pages) or None, sources=tuple(sources)
+    )
 
 
 def known_pages(messages: Sequence[AnyMessage], document: str) -> ExtractedDocument | None:
-    """The pages of ``document`` saved by the turn that attached it (a PDF), if it is still the thread's document."""
+    """Where the pages and files of ``document`` lie, saved by the turn that attached it, if it is still the thread's.
+
+    ``None`` when the turn recorded neither (one file without pages) or the document was replaced since.
+    """
     for message in reversed(messages):
         summary = message.additional_kwargs.get("rlm_document") if isinstance(message, HumanMessage) else None
-        if isinstance(summary, dict) and summary.get("pages"):
+        if isinstance(summary, dict) and (summary.get("pages") or summary.get("files")):
             if summary.get("chars") != len(document) or summary.get("sha256") != sha256_hex(document):
                 return None  # the document was replaced since (for example through state)
-            pages = tuple(Page(start, end, number) for start, end, number in summary["pages"])
-            return ExtractedDocument(document, summary.get("format", "pdf"), pages)
+            pages = tuple(Page(start, end, number) for start, end, number in summary.get("pages") or ())
+            sources = tuple(Source(start, end, name) for start, end, name in summary.get("files") or ())
+            return ExtractedDocument(document, summary.get("format", "pdf"), pages or None, sources=sources or None)
     return None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langgraph.constants import CONFIG_KEY_CHECKPOINTER, TAG_NOSTREAM
+from langgraph.config import get_stream_writer
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.answer_stream import AnswerStream, answer_stream
@@ -29,8 +30,11 @@ from rlm_graph.chat_messages import (
 from rlm_graph.documents import DEFAULT_DOCUMENT_MESSAGES, ExtractedDocument
 from rlm_graph.estimate import settings_of
 from rlm_graph.options import default_output_tokens
+from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES, format_message
+from rlm_graph.replies import Reply
+from rlm_graph.rewrite import RewriteCalls, ask_rewrite
 from rlm_graph.settings import Settings
-from rlm_graph.state import Usage, merge_usage
+from rlm_graph.state import PartError, ProgressEvent, Usage, merge_usage
 from rlm_graph.steps import Steps
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 from rlm_graph.window import SEAM_SLACK
@@ -51,8 +55,6 @@ def _input_window(model: BaseChatModel, settings: Settings | None, counter: Toke
     return window - safety_margin(counter, window) - output - SEAM_SLACK
 
 
-REWRITE_RUN_NAME = "rewrite follow-up"
-"""Run name of the follow-up rewrite call (tagged ``nostream``: it is not the assistant's answer)."""
 ANALYSIS_RUN_NAME = "rlm"
 """Run name of the analysis graph's invocation in a chat turn."""
 
@@ -82,6 +84,7 @@ class DocumentTurn:
         durable_analysis: bool,
         unsupported_attachment_message: str,
         document_messages: Mapping[str, str] | None,
+        rewrite_unparsed_note: str = "",
     ) -> None:
         self.model = model
         self.graph = graph
@@ -94,6 +97,7 @@ class DocumentTurn:
         self.attachment_placeholder = attachment_placeholder
         self.durable_analysis = durable_analysis
         self.unsupported_attachment_message = unsupported_attachment_message
+        self.rewrite_unparsed_note = rewrite_unparsed_note
         self.document_messages = {**DEFAULT_DOCUMENT_MESSAGES, **(document_messages or {})}
         try:
             self.settings: Settings | None = settings_of(graph)
@@ -102,6 +106,9 @@ class DocumentTurn:
         # Count with the analysis graph's counter, so both sides agree on what fits.
         self.counter = self.settings.counter if self.settings is not None else counter_for_model(model)
         self.condense_window = _input_window(model, self.settings, self.counter)
+        # The rewrite asks for the analysis graph's reply format (a JSON schema where the model takes one).
+        reply_format = self.settings.reply_format if self.settings is not None else "auto"
+        self.rewrite_calls = RewriteCalls(model, reply_format, self.condense_window)
 
     def _too_long(self, question: str, usage: Usage | None = None) -> dict[str, Any]:
         reply = self.question_too_long_message.format(tokens=self.counter.count(question))
@@ -205,6 +212,8 @@ class DocumentTurn:
         summary["format"] = document.format
         if document.pages:
             summary["pages"] = [[page.start, page.end, page.number] for page in document.pages]
+        if document.sources:
+            summary["files"] = [[source.start, source.end, source.name] for source in document.sources]
         return HumanMessage(
             content,
             id=message.id,
@@ -213,18 +222,40 @@ class DocumentTurn:
             response_metadata=message.response_metadata,
         )
 
-    def _standalone(self, plan: dict[str, Any], reply: BaseMessage | None) -> tuple[str, Usage]:
+    def _standalone(self, plan: dict[str, Any], reply: Reply[str] | None) -> tuple[str, Usage, list[PartError]]:
+        """The question the analysis answers: the rewrite, or the user's own words if it could not be read."""
         if reply is None:
-            return plan["question"], {}
-        text = reply.text.strip().strip('"').strip()
-        metadata = getattr(reply, "usage_metadata", None) or {}
-        usage: Usage = {
-            "llm_calls": 1,
-            "input_tokens": metadata.get("input_tokens", 0),
-            "output_tokens": metadata.get("output_tokens", 0),
-            "total_tokens": metadata.get("total_tokens", 0),
+            return plan["question"], {}, []
+        if not reply.unparsed:
+            return reply.value or plan["question"], reply.usage, []
+        # Never a guess: a rewrite that is not one question is not used. The user's own words are
+        # answered instead, and the progress stream, usage, errors and the answer say so.
+        self._progress(plan, "rewrite.unparsed", error=reply.problem)
+        return plan["question"], reply.usage, [reply.error(0, 0, "the standalone rewrite of the follow-up")]
+
+    def _progress(self, plan: dict[str, Any], key: str, **fields: Any) -> None:
+        if (write := _stream_writer()) is None:
+            return
+        templates = self.settings.progress_messages if self.settings is not None else DEFAULT_PROGRESS_MESSAGES
+        event: ProgressEvent = {
+            "type": "progress",
+            "stage": "rewrite",
+            "status": "failed",
+            "message": format_message(templates, key, **fields),
+            "depth": 0,
+            "done": 0,
+            "total": 0,
+            "span": None,
+            "scope": [0, len(plan["document"])],
+            "path": [],
         }
-        return (text.splitlines()[0].strip() if text else plan["question"]), usage
+        write(event)
+
+    def _rewrite(self, messages: list[BaseMessage]) -> CallSteps:
+        """Ask the chat model for the standalone question: read strictly, corrected once (rule 1)."""
+        count = self.counter.count_messages
+        reply: Reply[str] = yield from ask_rewrite(self.rewrite_calls, messages, count(messages), count_tokens=count)
+        return reply
 
     def _fits_analysis(self, question: str) -> bool:
         if self.settings is None:
@@ -265,19 +296,25 @@ class DocumentTurn:
         out: dict[str, Any],
         usage: Usage,
         answer_id: str,
+        rewrite_errors: list[PartError],
     ) -> dict[str, Any]:
         total = merge_usage(out["usage"], usage)
+        errors = [*out["errors"], *rewrite_errors]
         # The analysis answer goes to the user as is: its notes (parts that could not be
-        # read, budget stops) are part of what the user must see.
+        # read, budget stops) are part of what the user must see; so is a rewrite that
+        # could not be read (the question answered is then the user's own words).
+        answer = out["answer"]
+        if rewrite_errors:
+            answer = "\n\n".join(part for part in (answer, self.rewrite_unparsed_note) if part)
         # Offsets refer to the document's text (state[document_key], extracted for PDF, DOCX and
         # HTML); a PDF's citations also name their pages.
         extracted: ExtractedDocument | None = plan.get("extracted")
         citations = [extracted.cite(c) for c in out["citations"]] if extracted is not None else out["citations"]
         message = AIMessage(
-            out["answer"],
+            answer,
             id=answer_id,
-            additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": out["errors"]},
-            response_metadata={"citations": citations, "rlm_usage": total, "rlm_errors": out["errors"]},
+            additional_kwargs={"citations": citations, "rlm_question": question, "rlm_errors": errors},
+            response_metadata={"citations": citations, "rlm_usage": total, "rlm_errors": errors},
         )
         messages = [message] if plan.get("stored") is None else [plan["stored"], message]
         update: dict[str, Any] = {"messages": messages, self.usage_key: merge_usage(state.get(self.usage_key), total)}
@@ -285,38 +322,39 @@ class DocumentTurn:
             update[self.document_key] = plan["document"]
         return update
 
-    def _question(self, plan: dict[str, Any], reply: BaseMessage | None) -> tuple[str, Usage, bool]:
-        question, usage = self._standalone(plan, reply)
-        return question, usage, self._fits_analysis(question)
-
     def _steps(self, state: dict[str, Any], graph: CompiledStateGraph, answer_id: str) -> CallSteps:
         plan = yield from self._plan(state)
         if "reply" in plan:
             return self._reply(state, plan, plan.get("usage"))
-        rewrite = self.model.with_config(
-            tags=[TAG_NOSTREAM], run_name=REWRITE_RUN_NAME, metadata={"rlm_kind": "rewrite"}
-        )
-        reply = (yield RunnableCall(rewrite, plan["condense"])) if "condense" in plan else None
-        question, usage, fits = self._question(plan, reply)
-        if not fits:
+        reply = (yield from self._rewrite(plan["condense"])) if "condense" in plan else None
+        question, usage, errors = self._standalone(plan, reply)
+        if not self._fits_analysis(question):
             return self._reply(state, {**plan, **self._too_long(question)}, usage)
         request = {"document": plan["document"], "question": question}
         out = yield RunnableCall(graph, request, self._analysis_config())
-        return self._update(state, plan, question, out, usage, answer_id)
+        return self._update(state, plan, question, out, usage, answer_id, errors)
 
     def invoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (sync)."""
-        stream = AnswerStream(_message_id(), ensure_config())
+        stream = AnswerStream(_message_id(), ensure_config(), _stream_writer())
         with answer_stream(stream):
             update = drive(None, self._steps(state, graph, stream.message_id))
         return _closed(update, stream)
 
     async def ainvoke(self, state: dict[str, Any], graph: CompiledStateGraph) -> dict[str, Any]:
         """Run one turn with ``graph`` as the analysis graph (async)."""
-        stream = AnswerStream(_message_id(), ensure_config())
+        stream = AnswerStream(_message_id(), ensure_config(), _stream_writer())
         with answer_stream(stream):
             update = await adrive(None, self._steps(state, graph, stream.message_id))
         return _closed(update, stream)
+
+
+def _stream_writer() -> Callable[[Any], None] | None:
+    """The chat node's custom stream writer: its events reach the caller without ``subgraphs=True``."""
+    try:
+        return get_stream_writer()
+    except RuntimeError:  # run outside a graph: nobody listens
+        return None
 
 
 def _closed(update: dict[str, Any], stream: AnswerStream) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlm_graph.options import check_run_options
+from rlm_graph.options import check_reply_format, check_run_options
 
 
 @dataclass(kw_only=True)
@@ -56,6 +56,13 @@ class RLMContext:
             "smaller parts are read more reliably."
         },
     )
+    reply_format: Literal["auto", "structured", "text"] | None = field(
+        default=None,
+        metadata={
+            "description": "How replies are asked for in this run: 'structured' sends a JSON schema "
+            "(response_format), 'text' the plain-text format, 'auto' structured when the model supports it."
+        },
+    )
     progress_messages: Mapping[str, str] | None = field(
         default=None,
         metadata={
@@ -65,6 +72,8 @@ class RLMContext:
     )
 
     def __post_init__(self) -> None:
+        if self.reply_format is not None:
+            check_reply_format(self.reply_format)
         check_run_options(
             max_concurrency=self.max_concurrency,
             max_depth=self.max_depth,

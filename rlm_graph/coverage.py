@@ -10,6 +10,10 @@ What is reported, from the run's ``errors`` (by their ``kind``) and focused read
 - parts that failed after their retries (``answer.failed``);
 - parts skipped to stay within the budget (``answer.skipped``);
 - findings shortened to fit a synthesis call (``answer.truncated``);
+- replies that could not be read, even after a corrective retry (``answer.unparsed``,
+  from ``errors`` of kind ``"unparsed"``; :mod:`rlm_graph.replies`);
+- a run whose every reading said "nothing relevant" while the retrieval index finds the
+  question's terms in the text (``answer.all_nothing_but_index``, with the best-scoring spans);
 - focused reading that stopped before reading every part (``answer.focused_incomplete``
   or, when the synthesis said the answer was complete, ``answer.focused_complete``);
 - navigate mode's reading: how much of the text a reader (``ask``, ``ask_all``) or the
@@ -108,6 +112,9 @@ class Coverage:
     """Navigate mode: the spans a reader or the root model read (``None``: the run read by parts)."""
     unread: Sequence[tuple[int, int]] = ()
     """Navigate mode: the text no one read (blank stretches aside)."""
+    suspected: Sequence[tuple[int, int]] = ()
+    """Spans the retrieval index scores as holding the question's terms, when every reading said
+    "nothing relevant" (see :func:`rlm_graph.retrieval.suspected_spans`): said only with no answer."""
 
     def spans(self, kind: str) -> list[tuple[int, int]]:
         """Merged spans of the errors of one kind (an error without ``kind`` is ``"failed"``)."""
@@ -121,7 +128,13 @@ class Coverage:
     @property
     def read_in_full(self) -> bool:
         """Whether every part was read, none failed and none was skipped (truncation aside)."""
-        return not self.spans("failed") and not self.spans("skipped") and not self.parts_unread and not self.unread
+        return (
+            not self.spans("failed")
+            and not self.spans("skipped")
+            and not self.spans("unparsed")
+            and not self.parts_unread
+            and not self.unread
+        )
 
     def usage(self) -> dict[str, int]:
         """Usage counters of this coverage, for the depth-0 ``usage``."""
@@ -148,6 +161,7 @@ class Coverage:
         notes = [
             self._span_note(templates, "answer.failed", self.spans("failed")),
             self._span_note(templates, "answer.skipped", self.spans("skipped")),
+            self._span_note(templates, "answer.unparsed", self.spans("unparsed")),
         ]
         if self.parts_unread:
             key = "answer.focused_complete" if self.complete else "answer.focused_incomplete"
@@ -198,11 +212,13 @@ def settle_answer(
     """
     notes = coverage.notes(templates)
     if is_no_relevant(answer):
+        doubt = coverage._span_note(templates, "answer.all_nothing_but_index", list(coverage.suspected))
         if coverage.read_in_full:
-            # Every part was read: absence is established (a truncation note cannot change that).
-            return no_answer_message, False
+            # Every part was read: absence is established (a truncation note cannot change that),
+            # unless the search index finds the question's terms where the readers saw nothing.
+            return " ".join(part for part in (no_answer_message, doubt) if part), False
         head = _message(templates, "answer.not_found_in_read")
-        return " ".join(part for part in (head, *notes) if part), False
+        return " ".join(part for part in (head, *notes, doubt) if part), False
     if not notes:
         return answer, True
     return answer.rstrip() + "\n\n" + " ".join(notes), True

@@ -12,7 +12,7 @@ import io
 import re
 import zipfile
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from itertools import accumulate
@@ -22,7 +22,7 @@ from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
     "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
-    "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
+    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
 ]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
@@ -75,29 +75,67 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Source:
+    """One file's characters in a text joined from several files: ``text[start:end]``."""
+
+    start: int
+    end: int
+    name: str
+
+
+def _containing(spans: Sequence[Page] | Sequence[Source] | None, offset: int) -> Any:
+    """The span holding character ``offset`` (starts sorted, spans apart), or ``None`` between or outside them."""
+    index = bisect_right([span.start for span in spans or ()], offset) - 1
+    # Each span is checked against its own end: text between two spans (another file joined
+    # between two PDFs, the blank line between pages) is in neither.
+    return spans[index] if spans and index >= 0 and offset < spans[index].end else None
+
+
+@dataclass(frozen=True)
 class ExtractedDocument:
-    """A document's text, which citation offsets refer to, and where its pages lie in it."""
+    """A document's text, which citation offsets refer to, and where its pages (and files) lie in it."""
 
     text: str
     format: DocumentFormat
     pages: tuple[Page, ...] | None = None
-    """PDF pages in order (numbered from 1); ``None`` for formats without pages."""
+    """PDF pages in order, numbered from 1 within their file; ``None`` for formats without pages."""
+    name: str | None = None
+    """The file's name, when known."""
+    sources: tuple[Source, ...] | None = None
+    """Where each file lies, when the text joins several (attachments of one message); else ``None``."""
 
     def page_at(self, offset: int) -> int | None:
-        """The number of the page holding character ``offset`` (``None`` without pages)."""
-        index = bisect_right([page.start for page in self.pages or ()], offset) - 1
-        # Before the first page, or past the last one (text joined after a PDF), is on no page.
-        if not self.pages or index < 0 or (index == len(self.pages) - 1 and offset > self.pages[-1].end):
-            return None
-        return self.pages[index].number
+        """The number of the page holding character ``offset`` (``None`` when it is on no page)."""
+        page = _containing(self.pages, offset)
+        return None if page is None else page.number
+
+    def source_at(self, offset: int) -> str | None:
+        """The name of the file holding character ``offset`` (``None`` for a text of one file)."""
+        source = _containing(self.sources, offset)
+        return None if source is None else source.name
 
     def cite(self, citation: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``citation`` (``start``/``end`` offsets) with ``page`` and ``last_page`` if it is on pages."""
-        first = self.page_at(citation["start"])
-        last = self.page_at(max(citation["start"], citation["end"] - 1))
-        if first is None or last is None:
-            return dict(citation)
-        return {**citation, "page": first, "last_page": last}
+        """A copy of ``citation`` (``start``/``end`` offsets) that says where it lies.
+
+        With several files joined, ``file`` names the file of its first character (and
+        ``last_file`` that of its last, when another). On a PDF's pages, ``page`` and
+        ``last_page`` number them within that PDF; a citation that leaves the PDF has none.
+        """
+        start, end = citation["start"], citation["end"]
+        span = self.text[start:end]
+        # Whitespace at the ends (the blank line between two pages or files) does not move a citation.
+        first = start + len(span) - len(span.lstrip())
+        last = max(first, start + len(span.rstrip()) - 1)
+        cited = dict(citation)
+        first_file, last_file = self.source_at(first), self.source_at(last)
+        if first_file is not None:
+            cited["file"] = first_file
+            if last_file is not None and last_file != first_file:
+                cited["last_file"] = last_file
+        first_page, last_page = self.page_at(first), self.page_at(last)
+        if first_page is not None and last_page is not None and first_file == last_file:
+            cited |= {"page": first_page, "last_page": last_page}
+        return cited
 
 
 def detect_format(data: bytes, mime_type: str | None = None, filename: str | None = None) -> DocumentFormat | None:
@@ -130,7 +168,10 @@ def detect_format(data: bytes, mime_type: str | None = None, filename: str | Non
     return kind
 
 
-_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "head"})
+# Elements whose content a browser does not show as text. <head> is not one of them: its end tag
+# (and <body>'s start tag) may be left out, as minifiers do, and the head then ends where the first
+# content starts. Its only text-bearing child, <title>, is kept; the others are empty or listed here.
+_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "math", "iframe"})
 _BLOCKS = frozenset(
     {"address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt", "fieldset"}
     | {"figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main"}
@@ -139,7 +180,13 @@ _BLOCKS = frozenset(
 
 
 class _TextParser(HTMLParser):
-    """Collects visible text: blocks become paragraphs, runs of spaces one space (except in ``<pre>``)."""
+    """Collects visible text: blocks become paragraphs, runs of spaces one space (except in ``<pre>``).
+
+    The standard library's tokenizer is enough here, with no tree: the text comes out in
+    document order, and every block start and end is a paragraph break whether or not the
+    page wrote its (optional) end tags, which is what a browser's implied end tags amount to
+    for text.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -147,7 +194,6 @@ class _TextParser(HTMLParser):
         self.line: list[str | None] = []
         self.skipping = 0
         self.pre = 0
-        self.in_title = False
 
     def flush(self) -> None:
         # ``None`` marks a <br>: a line break in the paragraph; other whitespace collapses (except in <pre>).
@@ -161,10 +207,10 @@ class _TextParser(HTMLParser):
         self.line = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self.in_title = True  # inside <head>, which is otherwise skipped
-        elif tag in _SKIPPED:
+        if tag in _SKIPPED:
             self.skipping += 1
+        elif self.skipping:
+            return  # markup inside what is not shown (an icon's <title>, a <noscript> fallback)
         elif tag == "br":
             self.line.append(None)
         elif tag in {"td", "th"}:
@@ -175,17 +221,14 @@ class _TextParser(HTMLParser):
             self.line.extend(["- "] if tag == "li" else [])
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self.in_title = False
-            self.flush()
-        elif tag in _SKIPPED:
+        if tag in _SKIPPED:
             self.skipping = max(0, self.skipping - 1)
-        elif tag in _BLOCKS:
+        elif not self.skipping and tag in _BLOCKS:
             self.flush()
             self.pre -= tag == "pre" and self.pre > 0
 
     def handle_data(self, data: str) -> None:
-        if self.in_title or not self.skipping:
+        if not self.skipping:
             self.line.append(data)
 
 
@@ -231,25 +274,110 @@ def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> Steps[Extracted
     return ExtractedDocument("\n\n".join(texts), "pdf", pages)
 
 
+_WORD = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# Text Word does not show: deleted or moved-away revisions, field codes (their result is shown),
+# and the copy of a drawing kept for readers that cannot draw it (mc:Fallback).
+_DOCX_HIDDEN = frozenset(
+    {f"{_WORD}{name}" for name in ("del", "moveFrom", "delText", "instrText", "rPr", "pPr", "sdtPr")} | {_FALLBACK}
+)
+_DOCX_CHARACTERS = {f"{_WORD}tab": "\t", f"{_WORD}br": "\n", f"{_WORD}cr": "\n", f"{_WORD}noBreakHyphen": "-"}
+
+
+def _docx_inline(element: Any, pieces: list[str], boxes: list[str]) -> None:
+    """A paragraph's shown text into ``pieces``; the text of its text boxes into ``boxes``."""
+    for child in element:
+        tag = child.tag
+        if tag == f"{_WORD}t":
+            pieces.append(child.text or "")
+        elif tag in _DOCX_CHARACTERS:
+            pieces.append(_DOCX_CHARACTERS[tag])
+        elif tag == f"{_WORD}txbxContent":
+            boxes.extend(_docx_blocks(child, nested=False))
+        elif tag not in _DOCX_HIDDEN and isinstance(tag, str):
+            # Runs, tracked insertions (w:ins, w:moveTo), content controls (w:sdt), hyperlinks,
+            # fields, smart tags: containers whose text Word shows in the sentence.
+            _docx_inline(child, pieces, boxes)
+
+
+def _docx_table(table: Any) -> str:
+    """A table as one paragraph: a line per row, `` | `` between cells; a table in a cell, rows split by ``; ``.
+
+    A cell merged down over several rows repeats its text in each (a row reads on its own, as
+    python-docx's ``row.cells`` gives it); a cell merged across columns is written once.
+    """
+    lines = []
+    above: dict[int, str] = {}  # text by grid column in the row above, for vertically merged cells
+    for row in table.iter(f"{_WORD}tr"):
+        if _enclosing_table(row) is not table:
+            continue  # a row of a table nested in one of this table's cells
+        cells, column, current = [], 0, {}
+        for cell in _cells_of(row):
+            merge = cell.find(f"{_WORD}tcPr/{_WORD}vMerge")
+            if merge is not None and merge.get(f"{_WORD}val", "continue") == "continue":
+                text = above.get(column, "")
+            else:
+                text = " ".join(" ".join(_docx_blocks(cell, nested=True)).split())
+            cells.append(text)
+            current[column] = text
+            span = cell.find(f"{_WORD}tcPr/{_WORD}gridSpan")
+            column += int(span.get(f"{_WORD}val", "1")) if span is not None else 1
+        above = current
+        line = " | ".join(cells).rstrip(" |")
+        lines.extend([line] if line else [])
+    return "\n".join(lines)
+
+
+def _enclosing_table(element: Any) -> Any:
+    parent = element.getparent()
+    while parent is not None and parent.tag != f"{_WORD}tbl":
+        parent = parent.getparent()
+    return parent
+
+
+def _cells_of(row: Any) -> list[Any]:
+    """A row's cells, also those wrapped in content controls or custom XML (not those of nested tables)."""
+    return [cell for cell in row.iter(f"{_WORD}tc") if _enclosing_row(cell) is row]
+
+
+def _enclosing_row(element: Any) -> Any:
+    parent = element.getparent()
+    while parent is not None and parent.tag != f"{_WORD}tr":
+        parent = parent.getparent()
+    return parent
+
+
+def _docx_blocks(container: Any, *, nested: bool) -> list[str]:
+    """The paragraphs and tables of a body, cell, text box or content control, in order, as text blocks."""
+    blocks: list[str] = []
+    for child in container:
+        if child.tag == f"{_WORD}p":
+            pieces: list[str] = []
+            boxes: list[str] = []
+            _docx_inline(child, pieces, boxes)
+            text = "".join(pieces).strip()
+            blocks.extend([text] if text else [])
+            blocks.extend(boxes)
+        elif child.tag == f"{_WORD}tbl":
+            table = _docx_table(child)
+            # In a cell, a nested table's rows run on inside the cell's text.
+            blocks.extend([table.replace("\n", "; ") if nested else table] if table else [])
+        elif isinstance(child.tag, str) and child.tag not in _DOCX_HIDDEN:
+            # Block-level content controls (w:sdt > w:sdtContent), custom XML and tracked
+            # insertions of whole paragraphs hold paragraphs and tables of their own.
+            blocks.extend(_docx_blocks(child, nested=nested))
+    return blocks
+
+
 def _docx(data: bytes, name: str, messages: Mapping[str, str]) -> ExtractedDocument:
     try:
         import docx
-        from docx.table import Table
     except ImportError:
         raise _message(messages, "missing_extra", "docx", package="python-docx") from None
     try:
-        document = docx.Document(io.BytesIO(data))
-        blocks: list[str] = []
-        # Paragraphs and tables in the order they appear in the body.
-        for item in document.iter_inner_content():
-            if isinstance(item, Table):
-                grid = [[" ".join(cell.text.split()) for cell in row.cells] for row in item.rows]
-                # Merged cells repeat their text in each grid cell: keep it once. A table is one paragraph.
-                rows = (" | ".join(c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]) for cells in grid)
-                table = "\n".join(row for row in rows if row.strip(" |"))
-                blocks.extend([table] if table else [])
-            elif item.text.strip():
-                blocks.append(item.text.strip())
+        # python-docx opens the package; the body is walked as XML, because its objects skip text
+        # that Word shows: tables nested in cells, content controls and tracked insertions.
+        blocks = _docx_blocks(docx.Document(io.BytesIO(data)).element.body, nested=False)
     except Exception as exc:  # python-docx and lxml raise many kinds of error
         raise _message(messages, "damaged", "docx", name=name, detail=str(exc) or type(exc).__name__) from exc
     if not blocks:

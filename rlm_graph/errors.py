@@ -93,7 +93,8 @@ class DepthLimitError(RLMError):
         self.max_depth = max_depth
 
 
-def _status_code(error: BaseException) -> int | None:
+def status_code(error: BaseException) -> int | None:
+    """The HTTP status of a provider error (its own or its response's), if it has one."""
     for source in (error, getattr(error, "response", None)):
         code = getattr(source, "status_code", None)
         if isinstance(code, int):
@@ -137,7 +138,7 @@ def is_transient_error(error: BaseException) -> bool:
         return False
     if isinstance(error, ModelError):
         return error.is_retryable
-    status = _status_code(error)
+    status = status_code(error)
     if status is not None:
         # A failure on a 2xx means the body was unreadable (a cut or garbled reply).
         return status in _TRANSIENT_STATUS or 200 <= status < 300
@@ -194,7 +195,7 @@ def retry_reason(error: BaseException) -> str:
         return "host not found"
     if is_unreachable(error):
         return "cannot connect"
-    status = _status_code(error)
+    status = status_code(error)
     if status is not None:
         return f"HTTP {status}"
     if any(isinstance(cause, (TimeoutError, asyncio.TimeoutError)) for cause in causes):

@@ -40,6 +40,7 @@ from rlm_graph.options import (
     FocusOptions,
     check_build_options,
     check_relay_options,
+    check_reply_format,
     check_run_options,
     output_budget,
     planned_window,
@@ -139,6 +140,7 @@ def create_rlm_graph(
     max_steps: int = DEFAULT_MAX_STEPS,
     prompt_cache_markers: bool = False,
     read_ahead: bool = True,
+    reply_format: Literal["auto", "structured", "text"] = "auto",
 ) -> CompiledStateGraph[RLMState, RLMContext, RLMInput, RLMOutput]:
     """Build the document-analysis graph.
 
@@ -259,6 +261,18 @@ def create_rlm_graph(
             ahead show in traces under ``split``, named ``read ahead START-END``
             with ``rlm_kind="read_ahead"``; ``False`` plans first and keeps
             every read under its part.
+        reply_format: How the model is asked to reply. ``"structured"`` sends a
+            JSON schema with each reading (and focused synthesis) call, as
+            ``response_format`` (``with_structured_output(method="json_schema")``);
+            ``"text"`` asks for the plain-text format (a ``NO_RELEVANT_INFORMATION``
+            marker, ``QUOTE:`` lines); ``"auto"`` (the default) is structured when
+            the model supports it (its LangChain profile, or ``ChatOpenAI``) and
+            falls back to text for the rest of a run if the server refuses a
+            schema. Either way a reply is read strictly: one that cannot be read
+            is asked again once with a correction, then counted in
+            ``usage["unparsed_replies"]`` and reported (``errors`` of kind
+            ``"unparsed"``, and the answer's note). Per run:
+            ``RLMContext(reply_format=...)``.
 
     Returns:
         The compiled graph, ready to invoke or to add as a node of a parent graph.
@@ -284,6 +298,7 @@ def create_rlm_graph(
         part_tokens=part_tokens,
     )
     check_max_steps(max_steps)
+    check_reply_format(reply_format)
     if retriever is not None:
         check_retriever(retriever)
     elif mode in ("focused", "auto"):
@@ -347,6 +362,7 @@ def create_rlm_graph(
         prompt_cache_markers=prompt_cache_markers,
         read_ahead=read_ahead,
         retry_policies=_policies(retry_policy),
+        reply_format=reply_format,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.
     largest_part = settings.budget_for("?")["part_tokens"]

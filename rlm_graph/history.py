@@ -26,6 +26,7 @@ from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.tokens import TokenCounter
 
 __all__ = [
+    "CUT_NOTE",
     "DIGEST_TEMPLATE",
     "HISTORY_PROGRESS_MESSAGES",
     "HISTORY_QUESTION",
@@ -51,11 +52,19 @@ MESSAGE_TOO_LONG_MESSAGE = (
     "Please shorten it, or split it into several messages."
 )
 """Reply when the latest message alone does not fit the window; uses ``{tokens}`` and ``{limit}``."""
+CUT_NOTE = (
+    "[Cut to fit the model's window: this {kind} is about {tokens:,} tokens; only its first {shown:,} are shown.]"
+)
+"""Ends a message of the current turn (a tool result, the agent's own text) that was cut to fit the
+window; uses ``{kind}`` (``"tool result"`` or ``"message"``), ``{tokens}`` and ``{shown}``."""
 HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
     "history.recent": "The recent messages are enough; not looking further back",
     "history.started": "Looking back through {count:,} earlier {count:message|messages}",
     "history.done": "Looked back through {count:,} earlier {count:message|messages}; cited {cited}",
     "history.too_long": "The latest message is too long for the model's window",
+    "history.cut": (
+        "Cut {count:,} {count:message|messages} of this turn (tool results, the agent's own text) to fit the window"
+    ),
 }
 """Progress templates (stage ``history``); fields ``count`` and ``cited``."""
 
@@ -74,6 +83,7 @@ def create_history_hook(
     history_question: str = HISTORY_QUESTION,
     digest_template: str = DIGEST_TEMPLATE,
     too_long_message: str = MESSAGE_TOO_LONG_MESSAGE,
+    cut_note: str = CUT_NOTE,
     progress_messages: Mapping[str, str] | None = None,
     name: str = "history",
 ) -> Runnable[dict[str, Any], dict[str, Any]]:
@@ -99,9 +109,12 @@ def create_history_hook(
     Its answer, cut to ``digest_tokens`` and naming the message ids it comes from, is
     appended to the latest user message of the model's input, after the stable recent
     turns. Nothing is deleted from state and the digest is never stored as a message.
-    Progress events have stage ``history``. If the latest message alone does not fit the
-    window, the model is asked to relay ``too_long_message`` (the middleware gives it
-    without a model call).
+    Progress events have stage ``history``. If the latest user message alone does not fit
+    the window, the model is asked to relay ``too_long_message`` (the middleware gives it
+    without a model call). Only that message can be too long: when what follows it in
+    the current turn (the agent's tool calls and tool results) does not fit, the largest
+    of those messages are cut to one size, each ending with ``cut_note``, so the model
+    answers from the start of a long tool result and knows it saw only part of it.
 
     Args:
         model: The chat model whose window is planned for; also reads the older turns unless
@@ -123,6 +136,8 @@ def create_history_hook(
         history_question: Question for the analysis graph; uses ``{message}``.
         digest_template: How the digest is shown; uses ``{count}``, ``{answer}``, ``{sources}``.
         too_long_message: Reply for an oversized latest message; uses ``{tokens}``, ``{limit}``.
+        cut_note: Ends a message of the current turn that was cut to fit; uses ``{kind}``,
+            ``{tokens}`` and ``{shown}``.
         progress_messages: Templates overriding :data:`HISTORY_PROGRESS_MESSAGES`.
         name: Name of the runnable.
 
@@ -146,6 +161,7 @@ def create_history_hook(
         history_question=history_question,
         digest_template=digest_template,
         too_long_message=too_long_message,
+        cut_note=cut_note,
         progress_messages=progress_messages,
     )
 

@@ -32,6 +32,7 @@ __all__ = ["HistoryPlan", "HistoryPlanner"]
 _TOKENS_PER_MESSAGE = 4  # what a chat format adds per message, roughly; only used inside budgets with slack
 _MARGIN = 0.2  # share of the question an older turn must cover beyond the best recent turn
 _MIN_DIGEST_TOKENS = 64  # below this a digest could not say anything useful
+_NOTE_SLACK = 8  # the note's figures may grow by a few tokens once filled in, and seams may merge differently
 
 
 @dataclass
@@ -81,6 +82,7 @@ class HistoryPlanner:
         history_question: str,
         digest_template: str,
         too_long_message: str,
+        cut_note: str,
         progress_messages: Mapping[str, str] | None,
     ) -> None:
         profile = getattr(model, "profile", None) or {}
@@ -106,6 +108,7 @@ class HistoryPlanner:
         self.history_question = history_question
         self.digest_template = digest_template
         self.too_long_message = too_long_message
+        self.cut_note = cut_note
         self.templates = dict(progress_messages or {})
         self.retriever = BM25Retriever()
 
@@ -164,11 +167,19 @@ class HistoryPlanner:
         latest = humans[-1]
         sizes = self._tokens(turns)
         fixed = sum(self._tokens([*system, *head])) + _TOKENS_PER_MESSAGE * 3
-        tail = sum(sizes[latest:])
-        if fixed + tail > self.input_budget:
+        # Only the user's own message can be too long. What follows it in this turn (the agent's
+        # tool calls and their results) is the agent's doing: it is cut to fit, never blamed on the user.
+        if fixed + sizes[latest] > self.input_budget:
             self._progress("failed", "history.too_long")
             reply = self.too_long_message.format(tokens=sizes[latest], limit=max(0, self.input_budget - fixed))
             return HistoryPlan(messages=[], reply=reply), None
+        allowance = self.input_budget - fixed - sizes[latest]
+        if sum(sizes[latest + 1 :]) > allowance:
+            # Cut to leave the digest's room too (older turns may still be asked about), unless
+            # that would leave this turn less than half of what is left.
+            room = max(allowance - self.digest_tokens, allowance // 2)
+            turns, sizes = self._cut_this_turn(turns, sizes, latest, room)
+        tail = sum(sizes[latest:])
         # The digest's room is always reserved, so the recent turns do not shift when it appears.
         room = min(self.recent_tokens, self.input_budget - fixed - self.digest_tokens)
         start = self._start(turns, sizes, latest, max(room, tail))
@@ -186,6 +197,43 @@ class HistoryPlanner:
         transcript, spans = self._transcript(older)
         self._progress("running", "history.started", count=len(older))
         return plan, (transcript, spans, question, latest - start + len(head), digest_room)
+
+    def _cut_this_turn(
+        self, turns: list[BaseMessage], sizes: list[int], latest: int, allowance: int
+    ) -> tuple[list[BaseMessage], list[int]]:
+        """Cut this turn's largest messages (after the user's) to one size, so the turn fits ``allowance``.
+
+        The cap is the largest size at which the messages, each kept whole or cut to
+        the cap, fit together: small results stay whole and the large ones share the
+        rest alike. Each cut message keeps its start (and its ids, so tool calls stay
+        paired with their results) and ends with :attr:`cut_note`, so the model knows
+        it sees only part and can say so.
+        """
+        after = sizes[latest + 1 :]
+        cap, left = 0, allowance
+        for rank, size in enumerate(sorted(after)):
+            if size * (len(after) - rank) > left:
+                cap = left // (len(after) - rank)
+                break
+            left -= size
+        turns, sizes = list(turns), list(sizes)
+        cut = 0
+        for index in range(latest + 1, len(turns)):
+            message = turns[index]
+            if sizes[index] <= cap:
+                continue
+            kind = "tool result" if isinstance(message, ToolMessage) else "message"
+            note = self.cut_note.format(kind=kind, tokens=sizes[index] - _TOKENS_PER_MESSAGE, shown=0)
+            room = max(0, cap - _TOKENS_PER_MESSAGE - self.counter.count(note) - _NOTE_SLACK)
+            shown = self._truncate(message.text, room)
+            note = self.cut_note.format(
+                kind=kind, tokens=sizes[index] - _TOKENS_PER_MESSAGE, shown=self.counter.count(shown)
+            )
+            turns[index] = message.model_copy(update={"content": f"{shown}\n\n{note}"})
+            sizes[index] = self._tokens([turns[index]])[0]
+            cut += 1
+        self._progress("done", "history.cut", count=cut)
+        return turns, sizes
 
     def _older_relevant(self, turns: Sequence[BaseMessage], start: int, question: str) -> bool:
         """Whether the question is about older turns, from word statistics alone (no model call).

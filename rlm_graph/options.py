@@ -19,12 +19,14 @@ __all__ = [
     "DEFAULT_PART_TOKENS",
     "MIN_PART_TOKENS",
     "MODES",
+    "REPLY_FORMATS",
     "FocusOptions",
     "Mode",
     "check_build_options",
     "check_focus_options",
     "check_part_tokens",
     "check_relay_options",
+    "check_reply_format",
     "check_run_options",
     "output_budget",
     "overridden",
@@ -49,6 +51,27 @@ that range and still needs few calls: a 1M-token document is about 62 reads.
 
 Mode = Literal["full", "focused", "auto", "navigate"]
 MODES: tuple[str, ...] = ("full", "focused", "auto", "navigate")
+
+
+REPLY_FORMATS: tuple[str, ...] = ("auto", "structured", "text")
+
+
+def check_reply_format(value: Any) -> str:
+    """Validate a ``reply_format`` option (:mod:`rlm_graph.replies`).
+
+    Args:
+        value: The value given.
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: If it is not ``"auto"``, ``"structured"`` or ``"text"``.
+    """
+    if value not in REPLY_FORMATS:
+        msg = f"reply_format must be one of {list(REPLY_FORMATS)}, got {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 def wants_navigate(mode: object, depth: int) -> bool:

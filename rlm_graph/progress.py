@@ -29,6 +29,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "analysis.unsupported_quotes": (
         "Part {index} of {total}: {count} {count:quote|quotes} could not be found in the part"
     ),
+    "analysis.unparsed": "Part {index} of {total}: the model's reply could not be read, even when asked again",
     "analysis.escalated": "Part {index} of {total} was unclear to the small model; the large model reads it again",
     "analysis.more": "Reading {count} more {count:part|parts}, most relevant first",
     "analysis.focused": (
@@ -49,6 +50,7 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "retry.part": "Retrying part {index} of {total} in {seconds} s: {reason}, attempt {attempt} of {attempts}",
     "retry.answer": "Retrying the answer in {seconds} s: {reason}, attempt {attempt} of {attempts}",
     "retry.synthesis": "Retrying the synthesis in {seconds} s: {reason}, attempt {attempt} of {attempts}",
+    "rewrite.unparsed": "Could not read the rewritten follow-up ({error}); answering the question as you wrote it",
     # Notes the final answer carries when the document was not read in full (rlm_graph.coverage).
     # An empty template drops its note.
     "answer.not_found_in_read": "Nothing relevant to the question was found in the parts that were read.",
@@ -59,6 +61,14 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
     "answer.skipped": (
         "{count} {count:part|parts} of the document {count:was|were} not read, to stay within the budget "
         "(characters {spans}, {share} of the text), so the answer does not cover {count:it|them}."
+    ),
+    "answer.unparsed": (
+        "The model's replies about {count} {count:part|parts} of the document could not be read, even when "
+        "asked again (characters {spans}, {share} of the text), so the answer does not cover {count:it|them}."
+    ),
+    "answer.all_nothing_but_index": (
+        "Every part read was reported as holding nothing relevant, yet a search of the text finds the "
+        "question's terms in it (characters {spans}): the reading may have missed them."
     ),
     "answer.truncated": (
         "{count} {count:finding was|findings were} too long to combine and {count:was|were} shortened "
@@ -75,7 +85,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 }
 """Message templates by key. Fields: ``depth``, ``done``, ``total``, ``index``,
 ``start``, ``end``, ``chars``, ``error``; ``split.mode`` also ``mode`` and ``reason``,
-``split.index`` ``seconds``, ``split.reading_ahead`` ``parts`` (leaves planned so far, with
+``split.index`` ``seconds``, ``rewrite.unparsed`` (the chat node's follow-up rewrite) ``error``,
+``split.reading_ahead`` ``parts`` (leaves planned so far, with
 ``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
 ``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
 and ``skipped``; ``progress.parent`` ``index`` and ``total`` (of the part a nested level

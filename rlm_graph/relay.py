@@ -7,7 +7,8 @@ to work with plain-text models, so the reading prompt asks for a last line such 
 and only when a ``large_model`` is set: without relay nothing is removed from a
 reading, and a ``Confidence: 95%`` quoted from the document is content. A reply
 without the line counts as confident (a model that ignores the request never
-escalates, it does not fail).
+escalates, it does not fail); a line in our format whose value cannot be read is
+asked again (:mod:`rlm_graph.replies`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ import re
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
-from rlm_graph.calls import CallResult, ModelCall
-from rlm_graph.errors import BudgetExceededError, EmptyReplyError
+from rlm_graph.calls import ModelCall
+from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
+from rlm_graph.prompts import CONFIDENCE_INSTRUCTION
+from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.state import merge_usage
 
-CONFIDENCE_INSTRUCTION = (
-    "\n\nFinally, on a line of its own at the very end, rate how sure you are: write exactly "
-    "CONFIDENCE: high, CONFIDENCE: medium or CONFIDENCE: low. Write low if the part is unclear "
-    "to you or you cannot tell whether it answers the question."
-)
-"""Appended to the reading prompt when a ``large_model`` is set."""
+__all__ = ["CONFIDENCE_INSTRUCTION", "LEVELS", "read", "split_confidence"]
 
-_LEVELS: Mapping[str, float] = {"high": 0.9, "medium": 0.6, "low": 0.3}
+
+
+LEVELS: Mapping[str, float] = {"high": 0.9, "medium": 0.6, "low": 0.3}
+"""Confidence by stated level."""
 # Our own marker only, as the reply's last non-empty line: CONFIDENCE: high|medium|low, with
 # whatever Markdown decoration a model adds around it (**Confidence:** High). "Confidence level:
 # 95%" or a marker anywhere else is content (a quote from the document), never parsed.
@@ -37,42 +38,37 @@ _MARKER = re.compile(
     r"^[ \t>*_`#\-]*confidence[ \t*_`]*:[ \t*_`\"']*(?P<value>high|medium|low)[ \t*_`\"'.!]*$",
     re.IGNORECASE,
 )
+# Our marker as the instruction spells it (capitals, a colon) with a value that is none of
+# ours ("CONFIDENCE: 80%", "CONFIDENCE: very sure"): the model meant to rate, and it cannot be read.
+_OUR_MARKER_UNREADABLE = re.compile(r"^[ \t>*_`#\-]*CONFIDENCE[ \t*_`]*:")
 
 
-def split_confidence(text: str) -> tuple[str, float | None]:
+def split_confidence(text: str) -> tuple[str, float | None] | Unreadable:
     """Separate a reading from the confidence line that ``CONFIDENCE_INSTRUCTION`` asks for.
 
     Only the reply's last non-empty line is looked at, and only our own format
     counts: ``CONFIDENCE: high``, ``medium`` or ``low`` (any case, Markdown
     decoration around it allowed). Any other line, such as ``Confidence level: 95%``
-    quoted from the document, stays in the reading.
+    quoted from the document, stays in the reading. A last line that is our marker
+    in capitals with another value (``CONFIDENCE: 80%``) cannot be read: it is
+    neither a rating nor content.
 
     Args:
         text: The reader's reply.
 
     Returns:
         The reply without the marker line (stripped), and the confidence between 0
-        and 1 (high 0.9, medium 0.6, low 0.3), or ``None`` when the last line is not a marker.
+        and 1 (high 0.9, medium 0.6, low 0.3), or ``None`` when the last line is not a
+        marker; :class:`rlm_graph.replies.Unreadable` for an unreadable marker.
     """
     stripped = text.rstrip()
     head, _, last = stripped.rpartition("\n")
     marker = _MARKER.match(last.strip())
     if marker is None:
+        if _OUR_MARKER_UNREADABLE.match(last.strip()):
+            return Unreadable("its CONFIDENCE line says neither high, medium nor low")
         return text.strip(), None
-    return head.strip(), _LEVELS[marker.group("value").lower()]
-
-
-def _needs_help(run: Level, small: CallResult) -> tuple[CallResult, bool]:
-    if run.settings.large_model is None:
-        # No relay: the prompt asked for no confidence line, so nothing in the reply is one.
-        return small, False
-    text, confidence = split_confidence(small.text)
-    escalate = confidence is not None and confidence < run.settings.escalate_below
-    if not text and not escalate:
-        # The reply held only the marker: no reading at all, so retry it like an empty reply.
-        msg = "the model replied with a confidence line only"
-        raise EmptyReplyError(msg)
-    return CallResult(text=text, usage=small.usage), escalate
+    return head.strip(), LEVELS[marker.group("value").lower()]
 
 
 def _budget_allows(run: Level, call: ModelCall) -> bool:
@@ -81,40 +77,53 @@ def _budget_allows(run: Level, call: ModelCall) -> bool:
     return run.resources.allow_unplanned(call.prompt_tokens)
 
 
-def _escalated(small: CallResult, large: CallResult) -> CallResult:
-    text, _ = split_confidence(large.text)
-    if not text:
-        msg = "the large model replied with a confidence line only"
-        raise EmptyReplyError(msg)
-    return CallResult(text=text, usage=merge_usage(merge_usage(small.usage, large.usage), {"escalated_parts": 1}))
-
-
-def read(run: Level, call: ModelCall, on_escalate: Callable[[], None]) -> Generator[list[ModelCall], Any, CallResult]:
+def read(
+    run: Level,
+    call: Callable[[bool], ModelCall],
+    on_escalate: Callable[[], None],
+    form: ReplyForm[Any],
+) -> Generator[list[ModelCall], Any, Reply[Any]]:
     """Read one part with the small model, escalating to the large one when unsure.
 
-    Both calls are booked against the run's budgets. An escalation is extra to the
-    plan that ``split`` checked, so it is made only while the plan plus escalations
-    stay within budget; otherwise (or if the booking refuses it) the small model's
-    reading is kept rather than losing the part.
+    Both calls are booked against the run's budgets and read strictly under ``form``
+    (:func:`rlm_graph.replies.ask`). An escalation is extra to the plan that ``split``
+    checked, so it is made only while the plan plus escalations stay within budget;
+    otherwise (or if the booking refuses it, or the large model's reply cannot be read)
+    the small model's reading is kept rather than losing the part.
 
     Args:
         run: The level.
-        call: The reading prompt.
+        call: Builds the reading call for a format (``True``: structured).
         on_escalate: Called just before the large model is asked (progress event).
+        form: The reading's form (:func:`rlm_graph.reply_forms.reading_form`).
 
     Yields:
         The small model's call, then maybe the large model's (see :data:`rlm_graph.calls.CallSteps`).
 
     Returns:
-        The reading without its confidence marker, with the usage of both calls.
+        The small model's reading, or the large model's with the usage of both. When the
+        large model's reply could not be read, the small model's reading comes back with
+        that reply as its ``side`` (counted and reported by the caller).
     """
-    (first,) = yield [call]
-    small, escalate = _needs_help(run, first)
-    if not escalate or not _budget_allows(run, call):
+    small = yield from ask(run, call, form)
+    if run.settings.large_model is None or small.unparsed:
+        return small
+    confidence = small.value.confidence
+    escalate = confidence is not None and confidence < run.settings.escalate_below
+    if not escalate or not _budget_allows(run, call(False)):
         return small
     on_escalate()
+
+    def escalated(structured: bool) -> ModelCall:
+        first = call(structured)
+        return dataclasses.replace(first, large=True, name=f"{first.name} (escalated)", kind="escalate")
+
     try:
-        (large,) = yield [dataclasses.replace(call, large=True, name=f"{call.name} (escalated)", kind="escalate")]
+        large = yield from ask(run, escalated, form)
     except BudgetExceededError:
         return small
-    return _escalated(small, large)
+    usage = merge_usage(merge_usage(small.cost, large.cost), {"escalated_parts": 1})
+    if large.unparsed:
+        # The small model's reading stands; the unreadable reply is still reported (its error).
+        return dataclasses.replace(small, cost=usage, side=large)
+    return dataclasses.replace(large, cost=usage)

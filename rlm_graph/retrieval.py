@@ -23,6 +23,7 @@ Two retrievers ship:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -34,7 +35,15 @@ from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 from rlm_graph.bm25 import K1, B, idf, saturation
 from rlm_graph.steps import Steps, run_steps
 
-__all__ = ["BM25Retriever", "PartIndex", "Retriever", "VectorStoreRetriever", "check_retriever", "default_retriever"]
+__all__ = [
+    "BM25Retriever",
+    "PartIndex",
+    "Retriever",
+    "VectorStoreRetriever",
+    "check_retriever",
+    "default_retriever",
+    "term_spans",
+]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words joined by "-", ".", "/" or ":" (ticket and part numbers, versions, dates).
@@ -274,3 +283,53 @@ def check_retriever(retriever: Any) -> Retriever:
         )
         raise TypeError(msg)
     return retriever
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_MOST_TERM_SPANS = 5
+
+
+def term_spans(question: str, text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Paragraphs that hold every search term of the question: where the answer may well be.
+
+    The terms are those the BM25 index scores by (:meth:`BM25Retriever.tokenize`: lower-cased
+    words without stopwords, and codes whole). A question needs two terms or more, or one
+    code, for a paragraph holding them all to mean something. Used when every reading said
+    "nothing relevant", so the answer can say the search disagrees (:mod:`rlm_graph.coverage`).
+
+    Args:
+        question: The question.
+        text: The text read.
+        offset: Where ``text`` starts in the root document.
+
+    Returns:
+        Up to five ``(start, end)`` spans, root offsets; empty without ``bm25s`` or without terms.
+    """
+    try:
+        tokenize = _term_tokenizer()
+    except ImportError:
+        return []
+    terms = set(tokenize(question))
+    if len(terms) < 2 and not any(_DIGIT.search(term) for term in terms):
+        return []
+    lowered = text.lower()
+    # Cheap first: a term missing from the whole text rules every paragraph out.
+    if any(term not in lowered for term in terms):
+        return []
+    rarest = min(terms, key=lowered.count)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for end, after in [*((m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text)), (len(text), len(text))]:
+        paragraph = lowered[start:end]
+        if rarest in paragraph and terms <= set(tokenize(paragraph)):
+            spans.append((offset + start, offset + end))
+            if len(spans) == _MOST_TERM_SPANS:
+                break
+        start = after
+    return spans
+
+
+@functools.cache
+def _term_tokenizer() -> Callable[[str], list[str]]:
+    # One stopword set for the process, made on first use.
+    return BM25Retriever().tokenize

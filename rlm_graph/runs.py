@@ -81,6 +81,8 @@ class RunResources:
         self.text: str | None = None
         """The root document, neutralized: runs without a checkpointer send offsets, not
         text, to their parts, which slice it from here when they are read."""
+        self.structured_refused = False
+        """The model refused a JSON schema under ``reply_format="auto"``: the rest of the run is text."""
         self.pending_reads = PendingReads()
         """Reading calls ``split`` started before its plan was whole (rlm_graph.read_ahead)."""
 

@@ -7,12 +7,21 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 from langgraph.types import RetryPolicy
 
 from rlm_graph.cache import ReplyCache
 from rlm_graph.model_identity import model_identity
 from rlm_graph.options import FocusOptions
-from rlm_graph.prompts import add_cache_markers, caches_automatically
+from rlm_graph.prompts import (
+    CONFIDENCE_INSTRUCTION,
+    NO_RELEVANT_INFORMATION,
+    READ_REPLY_STRUCTURED,
+    READ_REPLY_TEXT,
+    STRUCTURED_CONFIDENCE_INSTRUCTION,
+    add_cache_markers,
+    caches_automatically,
+)
 from rlm_graph.window import CallWindow
 
 __all__ = ["Settings"]
@@ -51,6 +60,57 @@ class Settings(CallWindow):
     """Start reading the first parts while ``split`` plans the rest (full mode, no budget)."""
     retry_policies: tuple[RetryPolicy, ...] = ()
     """The model-calling nodes' retry policies, so a node can say when it will be retried."""
+    reply_format: str = "auto"
+    """``"auto"``, ``"structured"`` or ``"text"``: how replies are asked for (:mod:`rlm_graph.replies`)."""
+    _sent_models: dict[tuple[str, str], Runnable] = field(default_factory=dict, repr=False, compare=False)
+
+    def read_template(self, structured: bool) -> str:
+        """The reading template for a reply format: a relay run's confidence request fits the format."""
+        if structured and self.large_model is not None:
+            return self.read_part_prompt.removesuffix(CONFIDENCE_INSTRUCTION) + STRUCTURED_CONFIDENCE_INSTRUCTION
+        return self.read_part_prompt
+
+    @staticmethod
+    def read_instructions(structured: bool) -> dict[str, str]:
+        """The ``reply_instructions`` field of the reading template, for a reply format."""
+        text = READ_REPLY_STRUCTURED if structured else READ_REPLY_TEXT
+        return {"reply_instructions": text.format(no_relevant=NO_RELEVANT_INFORMATION)}
+
+    def capped_model(self, role: str, max_tokens: int | None = None) -> Runnable:
+        """A role's model with its reply capped at ``max_output_tokens`` where the model takes ``max_tokens``.
+
+        The plan reserves ``max_output_tokens`` of the window for every reply; sending it as
+        the call's ``max_tokens`` holds a rambling reader to that reservation. A smaller cap
+        the user set on the model is kept. Models without a ``max_tokens`` field are sent as they are.
+
+        Args:
+            role: ``"model"`` or ``"large_model"``.
+            max_tokens: A smaller cap for one call (a corrective retry, whose longer prompt takes
+                its room from the reply's); ``None``: ``max_output_tokens``.
+        """
+        if max_tokens is not None:
+            return _capped(self.model_for(role), max_tokens)
+        key = (role, "")
+        if (model := self._sent_models.get(key)) is None:
+            model = self._sent_models[key] = _capped(self.model_for(role), self.max_output_tokens)
+        return model
+
+    def structured_model(self, role: str, schema: Mapping[str, object], max_tokens: int | None = None) -> Runnable:
+        """A role's capped model asked for replies that follow ``schema`` (``{"name", "schema"}``).
+
+        LangChain's own ``with_structured_output(method="json_schema", include_raw=True)``:
+        the raw message is read strictly by :mod:`rlm_graph.replies`, with its usage.
+        """
+        key = (role, str(schema.get("name")))
+        if max_tokens is None and (model := self._sent_models.get(key)) is not None:
+            return model
+        capped = self.capped_model(role, max_tokens)
+        base = capped if isinstance(capped, BaseChatModel) else self.model_for(role)
+        json_schema = {"title": schema["name"], **dict(schema["schema"])}  # type: ignore[arg-type]
+        model = base.with_structured_output(json_schema, method="json_schema", include_raw=True, strict=True)
+        if max_tokens is None:
+            self._sent_models[key] = model
+        return model
 
     def identity_of(self, role: str) -> str:
         """Stable text naming the model of a role and its settings (reply cache keys).
@@ -79,3 +139,14 @@ class Settings(CallWindow):
         if not self.prompt_cache_markers or caches_automatically(self.model_for(role)):
             return messages
         return add_cache_markers(messages)
+
+
+def _capped(model: BaseChatModel, max_output_tokens: int) -> BaseChatModel:
+    fields = getattr(type(model), "model_fields", {})
+    if "max_tokens" not in fields:
+        return model
+    current = getattr(model, "max_tokens", None)
+    if isinstance(current, int) and current <= max_output_tokens:
+        return model
+    # A copy shares the client (private attributes are copied by reference).
+    return model.model_copy(update={"max_tokens": max_output_tokens})

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from langchain_core.messages import BaseMessage
 
 from rlm_graph.options import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
-from rlm_graph.prompts import FINDING_TEMPLATE, PARTIAL_INSTRUCTION, build_messages
+from rlm_graph.prompts import (
+    FINDING_TEMPLATE,
+    NO_RELEVANT_INFORMATION,
+    PARTIAL_INSTRUCTION,
+    READ_REPLY_STRUCTURED,
+    READ_REPLY_TEXT,
+    build_messages,
+)
 from rlm_graph.splitter import split_units
 from rlm_graph.state import CallLayout
 from rlm_graph.tokens import TokenCounter
@@ -81,7 +88,9 @@ class CallWindow:
         )
         return self.counter.count_messages(messages)
 
-    def one_call_messages(self, text: str, question: str, depth: int, scope: tuple[int, int]) -> list[BaseMessage]:
+    def one_call_messages(
+        self, text: str, question: str, depth: int, scope: tuple[int, int], *, structured: bool = False
+    ) -> list[BaseMessage]:
         """The prompt that reads a whole (sub)document in one call.
 
         At depth 0 it asks for the answer; nested, the text is one part of a
@@ -92,6 +101,7 @@ class CallWindow:
             question: The question.
             depth: Nesting depth.
             scope: Span of ``text`` in the root document.
+            structured: Nested: word the reading's reply instructions for a structured reply.
 
         Returns:
             The messages.
@@ -99,8 +109,20 @@ class CallWindow:
         if depth == 0:
             return build_messages(self.system_prompt, self.direct_answer_prompt, question=question, text=text)
         return build_messages(
-            self.system_prompt, self.read_part_prompt, question=question, text=text, start=scope[0], end=scope[1]
+            self.system_prompt,
+            self.read_template(structured),
+            question=question,
+            text=text,
+            start=scope[0],
+            end=scope[1],
+            reply_instructions=(READ_REPLY_STRUCTURED if structured else READ_REPLY_TEXT).format(
+                no_relevant=NO_RELEVANT_INFORMATION
+            ),
         )
+
+    def read_template(self, structured: bool) -> str:
+        """The reading template for a reply format (:class:`rlm_graph.settings.Settings` fits relay's request)."""
+        return self.read_part_prompt
 
     def read_overhead(self, question: str) -> int:
         """Prompt tokens of a reading call without its text.
@@ -111,15 +133,21 @@ class CallWindow:
         return self._framing("read", question, self._count_read_framing)
 
     def _count_read_framing(self, question: str) -> int:
-        return self.counter.count_messages(
-            build_messages(
-                self.system_prompt,
-                self.read_part_prompt,
-                question=question,
-                text="",
-                start=_OFFSET_PLACEHOLDER,
-                end=_OFFSET_PLACEHOLDER,
+        # Either reply format's instructions: the plan holds for text and structured reads alike
+        # (a relay run's structured confidence request is shorter than the text one it replaces).
+        return max(
+            self.counter.count_messages(
+                build_messages(
+                    self.system_prompt,
+                    self.read_part_prompt,
+                    question=question,
+                    text="",
+                    start=_OFFSET_PLACEHOLDER,
+                    end=_OFFSET_PLACEHOLDER,
+                    reply_instructions=instructions.format(no_relevant=NO_RELEVANT_INFORMATION),
+                )
             )
+            for instructions in (READ_REPLY_TEXT, READ_REPLY_STRUCTURED)
         )
 
     def may_fit_one_call(self, chars: int, part_tokens: int | None = None) -> bool:

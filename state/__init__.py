@@ -4,7 +4,7 @@ Installed as ``rlm_graph.state``. Everything here is a plain ``TypedDict`` so th
 values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
 """
 
-from rlm_graph.state.events import ProgressEvent, Stage, Status, UsageEvent
+from rlm_graph.state.events import AnswerRestartedEvent, ProgressEvent, Stage, Status, UsageEvent
 from rlm_graph.state.schema import (
     USAGE_COUNTERS,
     CallLayout,
@@ -25,6 +25,7 @@ from rlm_graph.state.schema import (
 
 __all__ = [
     "USAGE_COUNTERS",
+    "AnswerRestartedEvent",
     "CallLayout",
     "ChunkTask",
     "Citation",

@@ -4,7 +4,7 @@ from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-Stage = Literal["check", "split", "analysis", "synthesis", "direct", "navigate", "history"]
+Stage = Literal["check", "split", "analysis", "synthesis", "direct", "navigate", "history", "rewrite"]
 Status = Literal["started", "processing", "done", "failed", "cached", "retrying"]
 
 
@@ -81,3 +81,21 @@ class UsageEvent(TypedDict):
     stopped_early: NotRequired[int]
     cached_input_tokens: NotRequired[int]
     chars_read: NotRequired[int]
+
+
+class AnswerRestartedEvent(TypedDict):
+    """The answer streamed so far under ``message_id`` is void: drop it and show what follows.
+
+    Written by the chat node (``create_document_node``) before the first token of a call
+    that writes the answer again (the call streaming it failed midway and was retried),
+    or before the whole answer when it is not what was streamed. The stored message
+    holds only the new text.
+    """
+
+    type: Literal["answer.restarted"]
+    message_id: str
+    """Id of the streamed ``AIMessageChunk`` s (and of the stored ``AIMessage``)."""
+    discarded: int
+    """Characters of that message the UI had been sent and must drop."""
+    message: str
+    """What happened, for a status line."""

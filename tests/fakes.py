@@ -64,6 +64,10 @@ class PerfectReader(Cl100kWindow, BaseChatModel):
     def _llm_type(self) -> str:
         return "perfect-reader"
 
+    def reserved(self) -> int:
+        """Tokens the window must hold beside the prompt for the reply."""
+        return self.reserved_output
+
     @property
     def prompts(self) -> list[str]:
         return list(self._prompts)
@@ -82,13 +86,13 @@ class PerfectReader(Cl100kWindow, BaseChatModel):
         with self._lock:
             self._prompts.append(prompt)
             number = len(self._prompts)
-            if tokens + self.reserved_output > self.window:
+            if tokens + self.reserved() > self.window:
                 self._overflows += 1
                 overflow = True
             else:
                 overflow = False
         if overflow:
-            msg = f"context_length_exceeded: {tokens} + {self.reserved_output} > {self.window}"
+            msg = f"context_length_exceeded: {tokens} + {self.reserved()} > {self.window}"
             raise ContextOverflowError(msg)
         if self.fail is not None and (error := self.fail(prompt, number)) is not None:
             raise error

@@ -8,7 +8,15 @@ at a seeded random rate, for the first N requests, or always for prompts holding
 marker. It logs every request (time, outcome, which part it read, whether the
 client hung up before the answer) so tests can assert exactly what was called.
 
-Like OpenAI's service it caches prompt prefixes: a request whose first 1,024 tokens or
+It learns ``response_format`` with ``json_schema`` as the real API does: the reply is a JSON
+string in ``content`` that follows the schema (built from the same facts: a reading's
+``relevant``/``findings``/``quotes``, a focused synthesis' ``answer``/``complete``, ...); with
+``reject_response_format=True`` it refuses any ``response_format`` with a 400, like a server
+that does not support structured replies. It records each request's ``response_format`` and
+``max_tokens`` (or ``max_completion_tokens``) in its log.
+
+Like OpenAI's service it caches prompt prefixes (the ``response_format`` schema, as the real
+service does, is part of the prefix): a request whose first 1,024 tokens or
 more repeat a prompt seen before reports them in ``prompt_tokens_details.cached_tokens``
 (a first block of 1,024 tokens, then steps of 128; a prompt under 1,024 tokens is never cached). Message content may be
 a string or a list of text blocks, which may carry Anthropic-style ``cache_control``
@@ -72,6 +80,10 @@ class Request:
     outcome: str = "pending"
     finished: float = 0.0
     client_closed: bool = False
+    response_format: dict[str, Any] | None = None
+    """The request's ``response_format``, if it had one."""
+    max_tokens: int | None = None
+    """The request's ``max_tokens`` or ``max_completion_tokens``, if it had one."""
 
 
 @dataclass
@@ -100,6 +112,35 @@ class Faults:
         return None
 
 
+def default_structured_reply(name: str, facts: list[str], schema: dict[str, Any], label: str = "") -> dict[str, Any]:
+    """A perfect reader's structured reply: each property of the schema filled from the facts.
+
+    Args:
+        name: The schema's name (``reading``, ``focused_synthesis``, ``count``, ...).
+        facts: The facts visible in the prompt.
+        schema: The JSON schema.
+        label: The server's label, written before the findings.
+
+    Returns:
+        The reply object.
+    """
+    text = label + "; ".join(facts)
+    values: dict[str, Any] = {
+        "relevant": bool(facts),
+        "findings": text,
+        "answer": text,
+        "quotes": [f"{fact}." for fact in facts],
+        "complete": "yes" if facts else "no",
+        "confidence": "high",
+        "count": len(facts),
+        "items": facts,
+        "counts": [],
+        "question": text,
+    }
+    properties = schema.get("properties") or {}
+    return {key: values.get(key, "") for key in properties}
+
+
 class ChatServer:
     def __init__(
         self,
@@ -112,6 +153,8 @@ class ChatServer:
         tool_script: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | str] | None = None,
         prompt_cache: bool = True,
         model: str | None = None,
+        reject_response_format: bool = False,
+        structured_reply: Callable[..., dict[str, Any] | str] | None = None,
     ) -> None:
         self.window = window
         self.model = model
@@ -120,6 +163,10 @@ class ChatServer:
         self.facts = facts
         """What counts as a fact: the replies list every match visible in the prompt."""
         self.prompt_cache = prompt_cache
+        self.reject_response_format = reject_response_format
+        """Refuse every ``response_format`` with a 400, as a server without structured replies does."""
+        self.structured_reply = structured_reply or default_structured_reply
+        """Builds a structured reply from (schema name, facts, schema, label): an object, or a raw string."""
         """Report repeated prompt prefixes as cached tokens (``False``: never)."""
         self._prefixes: set[str] = set()
         self.label = label
@@ -176,12 +223,15 @@ class ChatServer:
         ]
         return self._counter.count_messages(wrapped)
 
-    def _cached_tokens(self, messages: list[dict[str, Any]], prompt_tokens: int) -> int:
+    def _cached_tokens(
+        self, messages: list[dict[str, Any]], prompt_tokens: int, response_format: Any = None
+    ) -> int:
         """Tokens of the longest cacheable prefix seen before; remembers this prompt's prefixes."""
         if not self.prompt_cache:
             return 0
         encoding = self._counter._encoding
-        tokens: list[int] = []
+        # The schema comes first, as OpenAI's service puts it before the messages.
+        tokens: list[int] = encoding.encode_ordinary(json.dumps(response_format)) if response_format else []
         for message in messages:
             tokens += encoding.encode_ordinary(f"<|{message['role']}|>\n{_content_text(message['content'])}\n")
         digest = hashlib.sha256()
@@ -248,6 +298,8 @@ class ChatServer:
                 prompt = "\n".join(_content_text(m.get("content")) for m in body["messages"])
                 part = _PART.search(prompt)
                 kind = "read" if part else ("synthesis" if '<finding id="' in prompt else "direct")
+                if "<follow_up>" in prompt:
+                    kind = "rewrite"  # the chat node's follow-up rewrite (create_document_node)
                 with server._lock:
                     record = Request(
                         number=len(server.log) + 1,
@@ -258,6 +310,8 @@ class ChatServer:
                         cache_markers=sum(_markers(m["content"]) for m in body["messages"]),
                     )
                     server.log.append(record)
+                    record.response_format = body.get("response_format")
+                    record.max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
                     fault = server.faults.pick(record.number, prompt)
                 if server.delay and self._client_gone(server.delay):
                     record.client_closed = True
@@ -278,17 +332,31 @@ class ChatServer:
                     )
                     self._error(record, 400, message, "context_length_exceeded")
                     return
+                if body.get("response_format") and server.reject_response_format:
+                    message = "response_format is not supported by this server"
+                    self._error(record, 400, message, "invalid_request_error")
+                    return
                 if body.get("tools") and server.tool_script is not None:
                     self._tool_reply(record, body, prompt_tokens)
                     return
                 facts = sorted(set(server.facts.findall(prompt)))
                 reply = server.label + "; ".join(facts) if facts else NO_RELEVANT_INFORMATION
+                if (response_format := body.get("response_format")) and response_format.get("type") == "json_schema":
+                    spec = response_format["json_schema"]
+                    built = server.structured_reply(
+                        spec.get("name", ""), facts, spec.get("schema") or {}, server.label
+                    )
+                    reply = built if isinstance(built, str) else json.dumps(built)
                 completion_tokens = server._counter.count(reply)
                 usage = {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {"cached_tokens": server._cached_tokens(body["messages"], prompt_tokens)},
+                    "prompt_tokens_details": {
+                        "cached_tokens": server._cached_tokens(
+                            body["messages"], prompt_tokens, body.get("response_format")
+                        )
+                    },
                 }
                 with server._lock:
                     server.usage.append(usage)
@@ -375,7 +443,9 @@ class ChatServer:
                 }
                 for index, word in enumerate(reply.split(" ")):
                     piece = word if index == 0 else " " + word
-                    chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    # The first delta names the role, as OpenAI's does (the SDK's stream helper needs it).
+                    delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                 self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())

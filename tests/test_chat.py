@@ -4,8 +4,10 @@ import base64
 import hashlib
 import sqlite3
 
+import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
@@ -13,8 +15,11 @@ from langgraph.graph import END, START, StateGraph
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
 from rlm_graph.chat import MISSING_DOCUMENT_MESSAGE, QUESTION_TOO_LONG_MESSAGE
 from rlm_graph.chat_messages import split_message
+from rlm_graph.replies import Unreadable
+from rlm_graph.rewrite import read_standalone
 from rlm_graph.tokens import TiktokenCounter
 from tests.fakes import PerfectReader, plant_needles
+from tests.openai_server import ChatServer, Request, default_structured_reply
 
 QUESTION = "List every NEEDLE code."
 
@@ -332,3 +337,170 @@ def test_messages_written_without_ids_keep_their_ids_across_reads() -> None:
     assert len(set(first)) == 4
     app.update_state(config, {"messages": [RemoveMessage(id=first[0])]})
     assert [m.id for m in app.get_state(config).values["messages"]] == first[1:]
+
+
+# --- r29: the follow-up rewrite is read strictly (issue 27, rule 1) ---
+
+REFUSAL = "Elizabeth refused Darcy's first proposal at Hunsford parsonage."
+STANDALONE = "Where did Elizabeth refuse Darcy's first proposal?"
+
+
+class Rewriter(PerfectReader):
+    """Rewrites follow-ups with scripted replies (one per call, the last repeated); reads as a perfect reader."""
+
+    rewrites: tuple[str, ...] = ()
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        if "<follow_up>" not in prompt:
+            return super()._answer(messages)
+        with self._lock:
+            self._prompts.append(prompt)
+            made = sum("<follow_up>" in p for p in self._prompts)
+        reply = self.rewrites[min(made, len(self.rewrites)) - 1]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    def rewrite_prompts(self) -> list[str]:
+        return [p for p in self.prompts if "<follow_up>" in p]
+
+
+def _refusal_document() -> str:
+    words = ("the", "of", "and", "a", "to", "in", "is", "was", "he", "she", "it", "that", "for", "on", "with")
+    filler = "\n\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(60)) + "." for i in range(60))
+    return f"{filler}\n\nNEEDLE-0001 is HUNSFORD. {REFUSAL}\n\n{filler}"
+
+
+async def _follow_up(model: Rewriter) -> tuple[AIMessage, dict, list[dict]]:
+    app = chat_app(model)
+    history = [HumanMessage("Who proposed to Elizabeth first?"), AIMessage("Mr. Collins, then Darcy.")]
+    payload = {"messages": [*history, HumanMessage("And where did she refuse him?")], "document": _refusal_document()}
+    events: list[dict] = []
+    state: dict = {}
+    async for mode, data in app.astream(payload, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            events.append(data)
+        else:
+            state = data
+    return state["messages"][-1], state, events
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"Here is the standalone question:\n\n{STANDALONE}",
+        f'"{STANDALONE}"',
+        f"**Standalone question:** {STANDALONE}",
+        f"Rewritten question: “{STANDALONE}”",
+        f"```\n{STANDALONE}\n```",
+        f"> {STANDALONE}",
+        f"## {STANDALONE}",
+        f"  *{STANDALONE}*  ",
+    ],
+)
+def test_rewrite_wrappers_are_removed_by_rule(reply: str) -> None:
+    assert read_standalone(reply) == STANDALONE
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "Here is the standalone question:",
+        f"{STANDALONE}\nThis replaces 'she' with Elizabeth and 'him' with Darcy.",
+        f"Sure! Here are two options:\n1. {STANDALONE}\n2. Where was Darcy refused?",
+    ],
+)
+def test_a_rewrite_that_is_not_one_question_is_unreadable(reply: str) -> None:
+    assert isinstance(read_standalone(reply), Unreadable)
+
+
+async def test_a_rewrite_with_a_preamble_answers_the_rewritten_question() -> None:
+    model = Rewriter(rewrites=(f"Here is the standalone question:\n\n{STANDALONE}",))
+    message, state, _ = await _follow_up(model)
+    assert message.additional_kwargs["rlm_question"] == STANDALONE
+    assert "NEEDLE-0001 is HUNSFORD" in message.text
+    assert len(model.rewrite_prompts()) == 1
+    assert not state["rlm_usage"].get("unparsed_replies")
+
+
+async def test_an_unreadable_rewrite_is_corrected_once() -> None:
+    model = Rewriter(rewrites=(f"{STANDALONE}\nThis replaces 'she' with Elizabeth.", STANDALONE))
+    message, state, _ = await _follow_up(model)
+    _, second = model.rewrite_prompts()
+    assert "could not be read" in second  # the corrective follow-up says what was wrong
+    assert message.additional_kwargs["rlm_question"] == STANDALONE
+    assert not state["rlm_usage"].get("unparsed_replies")
+    assert not message.response_metadata["rlm_errors"]
+
+
+async def test_a_rewrite_unreadable_twice_falls_back_to_the_users_words_and_says_so() -> None:
+    rambling = "Here is the standalone question:"
+    model = Rewriter(rewrites=(rambling,))
+    message, state, events = await _follow_up(model)
+    assert len(model.rewrite_prompts()) == 2
+    assert message.additional_kwargs["rlm_question"] == "And where did she refuse him?"
+    # Counted and reported: usage, errors, the progress stream and the answer itself.
+    assert state["rlm_usage"]["unparsed_replies"] == 1
+    assert message.response_metadata["rlm_usage"]["unparsed_replies"] == 1
+    (error,) = [e for e in message.response_metadata["rlm_errors"] if e.get("kind") == "unparsed"]
+    assert error["reply"] == rambling
+    assert message.additional_kwargs["rlm_errors"] == message.response_metadata["rlm_errors"]
+    (event,) = [e for e in events if e.get("stage") == "rewrite"]
+    assert event["status"] == "failed"
+    assert "as you wrote it" in event["message"]
+    assert "as you wrote it" in message.text
+
+
+def _rewrite_requests(server: ChatServer) -> list[Request]:
+    return [r for r in server.requests if r.kind == "rewrite"]
+
+
+@pytest.mark.parametrize("reject", [False, True], ids=["structured", "server refuses schemas"])
+async def test_the_rewrite_asks_for_a_structured_reply_over_http(reject: bool) -> None:
+    # Issue 27 §2: where the model takes a JSON schema, the rewrite is {"question": str}; a server
+    # that refuses schemas (a 400) gets text for the rest of the node's life, asked for once.
+    def reply(name: str, facts: list[str], schema: dict, label: str = "") -> dict:
+        if name == "rewrite":
+            return {"question": f"**Standalone question:** {STANDALONE}"}  # read under the same rules
+        return default_structured_reply(name, facts, schema, label)
+
+    with ChatServer(window=8192, structured_reply=reply, reject_response_format=reject) as server:
+        model = ChatOpenAI(model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        builder = StateGraph(DocumentChatState)
+        builder.add_node("analyse", create_document_node(model, create_rlm_graph(model, context_window=8192)))
+        builder.add_edge(START, "analyse")
+        app = builder.compile(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": "http"}}
+        await app.ainvoke({"messages": [HumanMessage("Who proposed first?")], "document": _refusal_document()}, config)
+        for follow_up in ("And where did she refuse him?", "And when?"):
+            state = await app.ainvoke({"messages": [HumanMessage(follow_up)]}, config)
+        rewrites = [(r.response_format is not None, r.outcome) for r in _rewrite_requests(server)]
+    message = state["messages"][-1]
+    if reject:
+        # The first rewrite's schema was refused, that call asked again as text; the next turn asks text at once.
+        assert rewrites == [(True, "400"), (False, "200"), (False, "200")]
+    else:
+        assert rewrites == [(True, "200"), (True, "200")]
+        assert message.additional_kwargs["rlm_question"] == STANDALONE
+        assert "NEEDLE-0001 is HUNSFORD" in message.text
+    assert not state["rlm_usage"].get("unparsed_replies")
+
+
+async def test_a_rewrite_correction_that_would_not_fit_the_window_is_not_sent(frankenstein: str) -> None:
+    # The rewrite prompt is filled with history up to the window; the correction (the bad reply's
+    # start and an instruction) would push it over, so the reply is reported unparsed at once.
+    two_lines = "List every NEEDLE code.\nThis replaces 'they' with the NEEDLE codes. " + "Word " * 60
+    model, app = small_chat(2048, 256, standalone=two_lines)
+    config = {"configurable": {"thread_id": "tight"}}
+    await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": frankenstein[:30_000]}, config)
+    chatter = []
+    for n in range(8):
+        chatter += [HumanMessage(f"question {n}?"), AIMessage(f"answer {n} " + "the long answer goes on " * 60)]
+    await app.aupdate_state(config, {"messages": chatter})
+    state = await app.ainvoke({"messages": [HumanMessage("and what do they stand for?")]}, config)
+    message = state["messages"][-1]
+    assert len([p for p in model.prompts if "<follow_up>" in p]) == 1
+    assert not any("could not be read" in p for p in model.prompts)  # no corrective retry was sent
+    assert model.overflows == 0
+    assert message.additional_kwargs["rlm_question"] == "and what do they stand for?"
+    assert message.response_metadata["rlm_usage"]["unparsed_replies"] == 1

@@ -17,9 +17,10 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from rlm_graph import DocumentChatState, create_document_node
+from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
 from rlm_graph.chat_messages import read_message, split_message
 from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
+from rlm_graph.file_input import read_document
 from tests.fakes import PerfectReader
 from tests.helpers import LoopTurns
 
@@ -33,8 +34,8 @@ def _latin(text: str) -> str:
     return text.encode("latin-1", errors="replace").decode("latin-1")
 
 
-def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE) -> bytes:
-    """A PDF with a text layer, ``pages`` pages of prose; the fact alone on a line of ``fact_page``."""
+def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE, fact: str = FACT) -> bytes:
+    """A PDF with a text layer, ``pages`` pages of prose; ``fact`` alone on a line of ``fact_page``."""
     from fpdf import FPDF
 
     pdf = FPDF()
@@ -48,7 +49,7 @@ def make_pdf(prose: str, pages: int = PAGES, fact_page: int | None = FACT_PAGE) 
         pdf.add_page()
         paragraph(prose[number * size : number * size + size // 2])
         if number == fact_page:
-            paragraph(f"{FACT}.")  # its own line: a wrapped line would split the fact
+            paragraph(f"{fact}.")  # its own line: a wrapped line would split the fact
         paragraph(prose[number * size + size // 2 : (number + 1) * size])
     return bytes(pdf.output())
 
@@ -174,6 +175,90 @@ def test_docx_paragraphs_and_tables_in_order(frankenstein: str) -> None:
     assert detect_format(make_docx("x"), None, None) == "docx"
 
 
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+MC = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+
+
+def _xml(text: str):
+    from docx.oxml import parse_xml
+
+    return parse_xml(text)
+
+
+def _run(text: str, tag: str = "t") -> str:
+    return f'<w:r><w:{tag} xml:space="preserve">{text}</w:{tag}></w:r>'
+
+
+def make_edited_docx() -> bytes:
+    """A contract as Word saves it after a review: nested tables, content controls, tracked changes, a text box."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Supply agreement between Acme and Beta.")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "Prices"
+    nested = table.cell(0, 1).add_table(rows=2, cols=2)  # a table inside a cell
+    for (row, col), text in {(0, 0): "Item", (0, 1): "Unit price", (1, 0): "Bolt", (1, 1): "EUR 41.50"}.items():
+        nested.cell(row, col).text = text
+    table.cell(1, 0).text = "Delivery"
+    cell = table.cell(1, 1)._tc  # a content control around a cell's paragraph
+    cell.remove(cell.p_lst[0])
+    cell.append(_xml(f"<w:sdt {W}><w:sdtContent><w:p>{_run('Within 30 days')}</w:p></w:sdtContent></w:sdt>"))
+    body = document.element.body
+    # A block-level content control, what form templates are made of.
+    body.insert(len(body) - 1, _xml(f"<w:sdt {W}><w:sdtContent><w:p>{_run('Contract number: 77-A-2031')}</w:p>"
+                                    "</w:sdtContent></w:sdt>"))  # fmt: skip
+    # Tracked changes: an insertion is shown, a deletion is not; a moved sentence shows once, where it went.
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}>{_run('Term: ')}<w:del w:id='1' w:author='Legal'>{_run('three years', 'delText')}</w:del>"
+        f"<w:ins w:id='2' w:author='Legal'>{_run('five years')}</w:ins>{_run('.')}</w:p>"
+    ))  # fmt: skip
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}><w:moveFrom w:id='3' w:author='Legal'>{_run('Notices go to Berlin.')}</w:moveFrom></w:p>"
+    ))  # fmt: skip
+    # An inline content control and a hyperlink inside a sentence, and a text box Word writes twice
+    # (the drawing, then a fallback for old readers).
+    body.insert(len(body) - 1, _xml(
+        f'<w:p {W} {MC} xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        f"{_run('Signed by ')}<w:sdt><w:sdtContent>{_run('Dana Reyes')}</w:sdtContent></w:sdt>"
+        f"<w:hyperlink r:id='rId99'>{_run(' (see register)')}</w:hyperlink>{_run('.')}"
+        f"<w:r><mc:AlternateContent><mc:Choice Requires='wps'><w:drawing><w:txbxContent><w:p>{_run('Seal: 5512')}"
+        f"</w:p></w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p>"
+        f"{_run('Seal: 5512')}</w:p></w:txbxContent></w:pict></mc:Fallback></mc:AlternateContent></w:r></w:p>"
+    ))  # fmt: skip
+    body.insert(len(body) - 1, _xml(
+        f"<w:p {W}><w:moveTo w:id='4' w:author='Legal'>{_run('Notices go to Berlin.')}</w:moveTo></w:p>"
+    ))  # fmt: skip
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_docx_reads_what_word_shows_nested_tables_content_controls_and_tracked_changes() -> None:
+    text = extract_text(make_edited_docx(), filename="agreement.docx").text
+    assert text == (
+        "Supply agreement between Acme and Beta.\n\n"
+        "Prices | Item | Unit price; Bolt | EUR 41.50\nDelivery | Within 30 days\n\n"
+        "Contract number: 77-A-2031\n\nTerm: five years.\n\n"
+        "Signed by Dana Reyes (see register).\n\nSeal: 5512\n\nNotices go to Berlin."
+    )
+
+
+def test_docx_merged_cells_read_once_across_and_on_every_row_down() -> None:
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 2)).text = "Schedule A"
+    table.cell(1, 0).merge(table.cell(2, 0)).text = "Bolts"
+    table.cell(1, 1).text, table.cell(1, 2).text = "M6", "EUR 0.20"
+    table.cell(2, 1).text, table.cell(2, 2).text = "M8", "EUR 0.35"
+    buffer = io.BytesIO()
+    document.save(buffer)
+    text = extract_text(buffer.getvalue(), filename="schedule.docx").text
+    assert text == "Schedule A\nBolts | M6 | EUR 0.20\nBolts | M8 | EUR 0.35"
+
+
 def test_html_gives_visible_text() -> None:
     document = extract_text(HTML_PAGE.encode(), mime_type="text/html")
     assert document.format == "html"
@@ -192,6 +277,34 @@ def test_html_gives_visible_text() -> None:
     latin = '<html><head><meta charset="windows-1252"></head><body><p>caf\xe9</p></body></html>'
     assert extract_text(latin.encode("cp1252"), filename="page.html").text == "café"
     assert html_to_text("<p>a</p><script>b</script><p>c</p>") == "a\n\nc"
+
+
+# A page as html-minifier writes it with removeOptionalTags: no </head>, <body>, </p>, </li>, </td>,
+# </tr> or </html>, unquoted attributes, no whitespace between tags, and an inline SVG icon with a <title>.
+MINIFIED_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Quarterly report</title>"
+    "<link rel=stylesheet href=s.css><script>var t='<p>SCRIPT-ONLY'</script><h1>Results</h1>"
+    "<p>Revenue rose 12% to EUR 4.1 million.<p>The CEO, Dana Reyes, steps down in June."
+    "<ul><li>North<li>South</ul><table><tr><th>Region<th>Sales<tr><td>North<td>41</table>"
+    "<dl><dt>Term<dd>five years</dl><a href=/x><svg viewBox='0 0 8 8'><title>ICON-ONLY</title></svg>Next</a>"
+)
+
+
+def test_html_without_optional_tags_keeps_its_body() -> None:
+    # HTML lets a page leave out </head> and <body> (minifiers do): the head ends where the body's
+    # content starts, so what follows the <title> is the page's text, not part of a skipped head.
+    text = extract_text(MINIFIED_PAGE.encode(), filename="report.html").text
+    assert text == (
+        "Quarterly report\n\nResults\n\nRevenue rose 12% to EUR 4.1 million.\n\n"
+        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\n\nNorth | 41\n\n"
+        "Term\n\nfive years\n\nNext"
+    )
+    # The CLI and the web page read files through read_document: the same text.
+    assert read_document(MINIFIED_PAGE.encode(), "utf-8", "report.html").text == text
+    # Text written straight after the head's elements is the body's first paragraph.
+    assert html_to_text("<html><head><title>T</title><meta name=x>Loose words<p>More") == "T\n\nLoose words\n\nMore"
+    # A <title> inside an icon (or anything else that is not shown) is not the page's title.
+    assert html_to_text("<p>a<svg><title>icon</title></svg>b</p>") == "ab"
 
 
 def test_markdown_and_text_are_kept_as_they_are() -> None:
@@ -278,6 +391,60 @@ async def test_docx_and_html_attachments_are_read(frankenstein: str) -> None:
     assert FACT in state["messages"][-1].text
     assert "SCRIPT-ONLY" not in state["document"]
     assert "<p>" not in state["document"]
+
+
+def file_block(data: bytes, mime_type: str, filename: str) -> dict:
+    return {"type": "file", "base64": base64.b64encode(data).decode(), "mime_type": mime_type, "filename": filename}
+
+
+async def test_several_attachments_of_mixed_kinds_cite_their_file_and_its_own_pages(frankenstein: str) -> None:
+    # A PDF, a text file, another PDF, an HTML page and a Word file in one message: each citation
+    # names its file, and a page number only on a PDF's page, counted within that PDF.
+    facts = {
+        "minutes.pdf": ("NEEDLE-0101 is MINUTES", 2),
+        "notes.txt": ("NEEDLE-0102 is QUASAR", None),
+        "annex.pdf": ("NEEDLE-0103 is ANNEXED", 1),
+        "page.html": ("NEEDLE-0104 is WEBBED", None),
+        "memo.docx": ("NEEDLE-0105 is WORDED", None),
+    }
+    import docx
+
+    memo = docx.Document()
+    memo.add_paragraph(f"{facts['memo.docx'][0]}.")
+    memo_bytes = io.BytesIO()
+    memo.save(memo_bytes)
+    blocks = [
+        {"type": "text", "text": "List every NEEDLE code."},
+        file_block(make_pdf(frankenstein, 3, 2, facts["minutes.pdf"][0]), "application/pdf", "minutes.pdf"),
+        file_block(f"Typed up afterwards.\n\n{facts['notes.txt'][0]}.\n".encode(), "text/plain", "notes.txt"),
+        file_block(make_pdf(frankenstein[9000:], 2, 1, facts["annex.pdf"][0]), "application/pdf", "annex.pdf"),
+        file_block(f"<h1>Page</h1><p>{facts['page.html'][0]}.".encode(), "text/html", "page.html"),
+        file_block(memo_bytes.getvalue(), DOCX_MIME_TYPE, "memo.docx"),
+    ]
+    model = PerfectReader()
+    app = chat_app(model, InMemorySaver(), graph=create_rlm_graph(model, part_tokens=1024, cache=False))
+    config = {"configurable": {"thread_id": "mixed"}}
+
+    def check(state: dict) -> None:
+        citations = state["messages"][-1].additional_kwargs["citations"]
+        for name, (fact, page) in facts.items():
+            assert fact in state["messages"][-1].text
+            holding = [c for c in citations if fact in state["document"][c["start"] : c["end"]]]
+            assert holding, (name, citations)
+            holding.sort(key=lambda c: c["end"] - c["start"])
+            assert holding[0]["file"] == name
+            if page is None:
+                assert "page" not in holding[0], holding[0]
+            else:
+                assert holding[0].get("page") == holding[0].get("last_page") == page, holding
+
+    state = await app.ainvoke({"messages": [HumanMessage(blocks)]}, config)
+    check(state)
+    # The stored message says where each file lies in the joined text, so a follow-up cites the same way.
+    summary = state["messages"][-2].additional_kwargs["rlm_document"]
+    assert [name for _, _, name in summary["files"]] == list(facts)
+    state = await app.ainvoke({"messages": [HumanMessage("List every NEEDLE code again.")]}, config)
+    check(state)
 
 
 async def test_scanned_pdf_attachment_gets_a_clear_reply() -> None:

@@ -8,14 +8,22 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_openai import ChatOpenAI
 from langgraph.types import RetryPolicy
+from pydantic import Field
 
 from rlm_graph import ExtractiveChatModel
 from rlm_graph.cli import main
 from rlm_graph.evaluation import TASK_NAMES, EvaluationCancelled, build_task, evaluate, score_answer
-from rlm_graph.evaluation.scoring import score_count, score_label
+from rlm_graph.evaluation.report import text_table
+from rlm_graph.evaluation.scoring import answer_line, score_count, score_label
+from rlm_graph.evaluation.summary import shorten, summarize
+from tests.fakes import Cl100kWindow
 from tests.openai_server import ChatServer, Faults
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,6 +71,73 @@ def test_count_and_label_scoring() -> None:
     assert score_label("Quarry (9 entries), then meadow (4).", "quarry", labels) == 1.0
     assert score_label("Meadow, followed by quarry.", "quarry", labels) == 0.0
     assert score_answer("label", "none of them", ["quarry"], labels) == 0.0
+
+
+def test_the_answer_line_is_scored_and_the_working_before_it_is_not() -> None:
+    # Systems are asked to end with "ANSWER: ..."; only that line is scored, wherever the graph's notes put it.
+    listed = "1. Ledger entry QHRXW\n2. Ledger entry BRAHG\n3. Ledger entry GRMZD\n"
+    assert answer_line(f"The entries are:\n{listed}\nANSWER: 9") == "9"
+    assert score_answer("count", f"The entries are:\n{listed}\nANSWER: 9", ["9"], ["9"]) == 1.0
+    assert score_answer("count", f"{listed}**Answer:** nine\n\nRead 8 of 41 parts.", ["9"], ["9"]) == 1.0
+    tally = "granary: 8, harbour: 4, meadow: 9"
+    assert score_answer("label", f"Counting ({tally}).\nANSWER: meadow", ["meadow"], ["granary", "meadow"]) == 1.0
+    # Values named in the reasoning but not in the answer line are not the answer's.
+    reasoning = "4829137 is for amber-falcon, 1111111 for amber-heron.\nANSWER: 4829137"
+    assert score_answer("values", reasoning, ["4829137"], ["4829137", "1111111"]) == 1.0
+    # The last answer line counts: a model that corrects itself is scored on its correction.
+    assert score_answer("count", "ANSWER: 8\nOn reflection, one more.\nANSWER: 9", ["9"], ["9"]) == 1.0
+    assert answer_line("There are 9 entries.") is None
+
+
+def test_without_an_answer_line_list_numbers_tallies_and_notes_are_not_the_answer() -> None:
+    # r34: a count after its list of entries, a label after the tally it was chosen from.
+    count = build_task("count", 32 * 1024, seed=0)
+    entries = [re.search(r"entry (\w+)", f.text).group(1) for f in count.facts if f.gold]
+    label = re.search(r"label (\w+)\?", count.question).group(1)
+    listed = "\n".join(f"{i}. Ledger entry {e}" for i, e in enumerate(entries, 1))
+    answer = f"The entries with {label} are:\n{listed}\n\nIn total, {len(entries)} ledger entries carry it."
+    assert score_answer(count.kind, answer, count.gold, count.known) == 1.0
+    labels = ["granary", "harbour", "meadow", "quarry"]
+    reasoned = "Counting per label (granary: 8, harbour: 4, meadow: 9, quarry: 5), the most is meadow."
+    assert score_answer("label", reasoned, ["meadow"], labels) == 1.0
+    # r27: navigate's note about what it read is not part of the answer; its offsets are not values.
+    from rlm_graph.navigate import NAVIGATE_MESSAGES
+
+    note = NAVIGATE_MESSAGES["answer.navigate_read_part"].format(
+        share="<1%", spans="810311-810359, 1142612-1142661, 1523471-1523521"
+    )
+    gold = ["4058069", "3661659", "3203594"]
+    answer = f"violet-falcon: 4058069; violet-bittern: 3661659; amber-falcon: 3203594\n\n{note}"
+    assert score_answer("values", answer, gold, gold) == 1.0
+
+
+def test_failed_cells_count_as_wrong_and_show_as_failed() -> None:
+    # r35: 1 right answer of 4 tasks is 25%, not the 100% of the one that ran.
+    def cell(task: str, status: str, score: float | None = None) -> dict:
+        reason = "IndexError: list index out of range" if status == "failed" else None
+        return {"system": "m", "mode": "navigate", "length": 32768, "task": task, "part_tokens": None,
+                "seed": 0, "status": status, "score": score, "reason": reason, "llm_calls": 3}  # fmt: skip
+
+    records = [cell("single", "ok", 1.0), cell("multikey", "failed"), cell("count", "failed"), cell("most", "failed")]
+    rows, _ = summarize(records)
+    assert rows[0].accuracy(32768) == pytest.approx(0.25)
+    assert rows[0].questions(32768) == 4
+    table = text_table(records)
+    assert "25% (3 failed)" in table
+    # A cell that did not run (the budget was spent) is neither right nor wrong.
+    rows, _ = summarize([cell("single", "ok", 1.0), cell("count", "skipped")])
+    assert rows[0].accuracy(32768) == 1.0
+    assert rows[0].questions(32768) == 1
+
+
+def test_long_reasons_are_shortened_at_a_word() -> None:
+    reason = "ValueError: " + " ".join(f"word{i}" for i in range(200))
+    short = shorten(reason, 120)
+    assert len(short) <= 120
+    assert short.endswith("…")
+    assert reason.startswith(short[:-1])
+    assert reason[len(short) - 1] == " "  # cut before a space, not inside a word
+    assert shorten("short", 120) == "short"
 
 
 # --- generators ----------------------------------------------------------------------------------
@@ -137,7 +212,12 @@ def _gold_fact_pattern() -> re.Pattern[str]:
 
 
 def _model(server: ChatServer) -> ChatOpenAI:
-    return ChatOpenAI(model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0)
+    # Its own async HTTP client: langchain-openai shares one per endpoint across models, and each
+    # evaluate() runs on a new event loop, where the pooled connections of the last one cannot be used.
+    client = httpx.AsyncClient()
+    return ChatOpenAI(
+        model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0, http_async_client=client
+    )
 
 
 def _records(path: Path) -> list[dict]:
@@ -158,8 +238,8 @@ def test_end_to_end_failures_are_recorded_and_a_rerun_resumes(tmp_path: Path) ->
     }
     pattern = _gold_fact_pattern()
     faults = Faults(marker=failing_value, marker_kind="500")
-    with ChatServer(window=8192, facts=pattern, faults=faults) as server:
-        first = evaluate(_model(server), tmp_path, **options)
+    server = ChatServer(window=8192, facts=pattern, faults=faults).start()
+    first = evaluate(_model(server), tmp_path, **options)
     by_cell = {(r["mode"], r["length"], r["task"]): r for r in first}
     assert len(first) == len(LENGTHS) * len(TASKS) * 4
     # Every prompt holding the failing value got a 500: its cells failed, the others finished.
@@ -185,14 +265,20 @@ def test_end_to_end_failures_are_recorded_and_a_rerun_resumes(tmp_path: Path) ->
     assert sum(r.get("calls_started", 0) for r in first) == len(server.requests)
     assert (tmp_path / "report.md").read_text().count("| full |") == 1
 
-    with ChatServer(window=8192, facts=pattern) as healthy:
-        second = evaluate(_model(healthy), tmp_path, **options)
+    # The same server, healed (another endpoint would be another model: every cell would run again).
+    server.faults = Faults()
+    before = len(server.requests)
+    try:
+        second = evaluate(_model(server), tmp_path, **options)
+    finally:
+        server.stop()
     retried = [r for r in second if (r["mode"], r["length"], r["task"]) in failed]
     assert all(r["status"] == "ok" and r["score"] == 1.0 for r in retried)
     # Only the failed cells ran again: no finished cell repeated a call.
     ok_keys = {r["key"] for r in ok}
-    assert len(healthy.requests) == sum(r["calls_started"] for r in second if r["key"] not in ok_keys)
-    assert len(healthy.requests) >= 3
+    healed = len(server.requests) - before
+    assert healed == sum(r["calls_started"] for r in second if r["key"] not in ok_keys)
+    assert healed >= 3
     lines = Counter(r["key"] for r in _records(tmp_path / "results.jsonl"))
     assert all(lines[r["key"]] == 1 for r in ok)
     assert all(lines[r["key"]] == 2 for r in retried)
@@ -230,8 +316,8 @@ def test_declining_the_estimate_runs_nothing(tmp_path: Path) -> None:
         evaluate(
             ExtractiveChatModel(), tmp_path, lengths=[4096], tasks=["single"], confirm=decline, progress=io.StringIO()
         )
-    assert re.search(r"4 cells to run: at most about \d+ model calls, [\d,]+ input tokens", shown[0])
-    assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()
+    assert re.search(r"3 cells to run: at most about \d+ model calls, [\d,]+ input tokens", shown[0])
+    assert not (tmp_path / "results.jsonl").exists()
 
 
 def test_cli_eval_offline_writes_table_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,6 +346,112 @@ def test_cli_eval_offline_writes_table_report_and_chart(tmp_path: Path, capsys: 
     # A rerun has nothing left to do, and says so through the table alone.
     assert main([*argv, "--out", str(out), "--yes"]) == 0
     assert "cells to run" not in capsys.readouterr().err
+
+
+class AnswerLineReader(Cl100kWindow, BaseChatModel):
+    """Names a distractor value in its working, then the gold value on an ANSWER line, when asked for one."""
+
+    window: int = 8192
+    gold: str
+    distractor: str
+    prompts: list[str] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "answer-line-reader"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
+        prompt = "\n".join(m.text for m in messages)
+        self.prompts.append(prompt)
+        reply = f"{self.distractor} belongs to another key; the value asked for is {self.gold}."
+        if "`ANSWER: the number or numbers only" in prompt:
+            reply += f"\nANSWER: {self.gold}"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+
+def test_systems_are_asked_for_an_answer_line_and_answers_without_one_are_counted(tmp_path: Path) -> None:
+    task = build_task("single", 4096)
+    distractor = next(value for value in task.known if value not in task.gold)
+    model = AnswerLineReader(gold=task.gold[0], distractor=distractor)
+    options = {"lengths": [4096], "tasks": ["single"], "modes": ["direct"], "confirm": None, "chart": False}
+    (record,) = evaluate(model, tmp_path / "asked", progress=io.StringIO(), **options)
+    assert "`ANSWER: the number or numbers only, separated by commas`" in model.prompts[0]
+    # The working names a distractor; the answer line alone is scored.
+    assert (record["status"], record["answer_line"], record["score"]) == ("ok", True, 1.0)
+    # A system that ignores the request is scored on its whole answer, and the report says how many did.
+    (record,) = evaluate(ExtractiveChatModel(), tmp_path / "ignored", progress=io.StringIO(), **options)
+    assert record["answer_line"] is False
+    report = (tmp_path / "ignored" / "report.md").read_text()
+    assert "Answers without the ANSWER line, scored on their whole text (less exact):\n- direct: 1 of 1" in report
+
+
+def test_a_rerun_with_other_settings_runs_its_cells_again(tmp_path: Path) -> None:
+    options = {"lengths": [4096], "tasks": ["single"], "modes": ["direct"], "confirm": None, "chart": False}
+    first = evaluate(ExtractiveChatModel(context_window=8192), tmp_path, progress=io.StringIO(), **options)
+    again = evaluate(ExtractiveChatModel(context_window=8192), tmp_path, progress=io.StringIO(), **options)
+    assert [r["key"] for r in again] == [r["key"] for r in first]
+    assert len(_records(tmp_path / "results.jsonl")) == 1  # same settings: the finished cell is reused
+    # Another window (or endpoint, model setting, part size, version...) is another cell.
+    other = evaluate(ExtractiveChatModel(context_window=6144), tmp_path, progress=io.StringIO(), **options)
+    assert other[0]["key"] != first[0]["key"]
+    assert other[0]["settings"]["context_window"] == 6144
+    assert len(_records(tmp_path / "results.jsonl")) == 2
+    # Prices change only the cost, which is worked out again from the cell's tokens.
+    priced = evaluate(
+        ExtractiveChatModel(context_window=8192), tmp_path, progress=io.StringIO(), prices=(1.0, 2.0), **options
+    )
+    assert priced[0]["key"] == first[0]["key"]
+    assert first[0]["cost"] is None
+    tokens = priced[0]["by_model"]["model"]
+    assert priced[0]["cost"] == pytest.approx((tokens["input_tokens"] * 1.0 + tokens["output_tokens"] * 2.0) / 1e6)
+    assert len(_records(tmp_path / "results.jsonl")) == 2
+
+
+def test_default_modes_leave_out_navigate_for_a_model_without_tools(tmp_path: Path) -> None:
+    progress = io.StringIO()
+    records = evaluate(
+        ExtractiveChatModel(), tmp_path, lengths=[4096], tasks=["single"], confirm=None, chart=False, progress=progress
+    )
+    assert {r["mode"] for r in records} == {"direct", "full", "focused"}
+    said = [line for line in progress.getvalue().splitlines() if "navigate" in line]
+    assert len(said) == 1
+    assert said[0].startswith("Leaving out navigate: ExtractiveChatModel cannot call tools")
+
+
+def test_a_refused_run_leaves_no_folder_and_lengths_have_a_minimum(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    with pytest.raises(EvaluationCancelled):
+        evaluate(ExtractiveChatModel(), out, lengths=[4096], tasks=["single"], confirm=lambda _: False,
+                 progress=io.StringIO())  # fmt: skip
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"at least 1K tokens \(1024\), got 512"):
+        evaluate(ExtractiveChatModel(), out, lengths=[512, 4096], confirm=None, progress=io.StringIO())
+    assert not out.exists()
+
+
+def test_cli_eval_help_states_the_minimum_length(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "at least 1k" in help_text
+    assert main(["eval", "--offline", "--lengths", "500", "--yes", "--out", "unused"]) == 2
+    assert "at least 1K tokens (1024), got 500" in capsys.readouterr().err
+
+
+def test_chart_names_the_model_and_the_questions_behind_each_point() -> None:
+    pytest.importorskip("matplotlib")
+    from rlm_graph.evaluation.chart import build_figure
+
+    def cell(length: int, task: str, status: str, score: float | None = None) -> dict:
+        return {"system": "qwen2.5-7b", "mode": "full", "length": length, "task": task, "part_tokens": None,
+                "seed": 0, "status": status, "score": score, "llm_calls": 2}  # fmt: skip
+
+    records = [cell(4096, "single", "ok", 1.0), cell(4096, "count", "failed"), cell(16384, "single", "ok", 0.5)]
+    figure = build_figure(records, costs=False)
+    accuracy_axes = figure.axes[0]
+    assert "qwen2.5-7b" in accuracy_axes.get_title()
+    # Each point says how many questions its accuracy is the mean of.
+    assert sorted(text.get_text() for text in accuracy_axes.texts) == ["n=1", "n=2"]
 
 
 def test_cli_eval_without_a_terminal_needs_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

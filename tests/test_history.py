@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -204,3 +204,113 @@ def test_pre_model_hook_relays_the_too_long_reply_without_overflow(thread):
     assert state["messages"][-1].text.startswith("Your message is too long for me to read")
     assert chat.overflows == 0
     assert reader.prompts == []
+
+
+# r32: only the latest user message can be "too long"; this turn's tool results and AI messages are cut to fit.
+PAGE = "NEEDLE-0042 is REVENUE. " + "Revenue rose. " * 4000  # about 12,000 tokens, more than the 8K window
+FETCH = {"name": "fetch", "args": {"url": "example.com/r"}, "id": "c1", "type": "tool_call"}
+ASKED = "What does the report at example.com/r say about revenue?"
+
+
+def _fetched(*pages: str, said: str = "") -> list[BaseMessage]:
+    calls = [{**FETCH, "id": f"c{n}"} for n in range(len(pages))]
+    return [
+        HumanMessage(ASKED, id="u1"),
+        AIMessage(said, id="a1", tool_calls=calls),
+        *(ToolMessage(page, tool_call_id=f"c{n}", id=f"t{n}") for n, page in enumerate(pages)),
+    ]
+
+
+def test_a_large_tool_result_is_cut_with_a_note_not_blamed_on_the_user():
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    messages = _fetched(PAGE)
+    sent = hook.invoke({"messages": messages})["llm_input_messages"]
+    assert [m.id for m in sent] == ["u1", "a1", "t0"]
+    assert sent[0].text == ASKED
+    assert sent[1].tool_calls == messages[1].tool_calls
+    tool = sent[2]
+    assert isinstance(tool, ToolMessage)
+    assert tool.tool_call_id == "c0"
+    assert tool.text.startswith("NEEDLE-0042 is REVENUE. Revenue rose.")
+    assert len(tool.text) < len(PAGE)
+    assert "[Cut to fit the model's window: this tool result is about 12,0" in tool.text
+    assert not any("too long" in m.text for m in sent)
+    reply = chat.invoke(sent)
+    assert chat.overflows == 0
+    assert "NEEDLE-0042 is REVENUE" in reply.text
+    assert messages[2].text == PAGE  # the thread itself is not changed
+
+
+def test_several_large_results_and_a_long_ai_message_of_this_turn_share_the_window():
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    small = "NEEDLE-0007 is SMALL."
+    thinking = "Let me think about this at length. " * 1500  # about 12,000 tokens of this turn's AI text
+    messages = _fetched(PAGE, small, PAGE.replace("0042", "0043"), said=thinking)
+    sent = hook.invoke({"messages": messages})["llm_input_messages"]
+    assert [m.id for m in sent] == ["u1", "a1", "t0", "t1", "t2"]
+    assert sent[0].text == ASKED
+    assert sent[3].text == small  # a result that is small is left whole
+    cut = [sent[1], sent[2], sent[4]]
+    assert all("[Cut to fit the model's window" in m.text for m in cut)
+    sizes = [chat.get_num_tokens(m.text) for m in cut]
+    assert max(sizes) - min(sizes) < 100  # the large ones are cut to about the same size
+    chat.invoke(sent)
+    assert chat.overflows == 0
+
+
+def test_the_agent_answers_from_a_cut_tool_result():
+    pytest.importorskip("langchain")
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    from rlm_graph.history_middleware import HistoryMiddleware
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a web page."""
+        return PAGE
+
+    class ToolCaller(CitingReader):
+        def bind_tools(self, tools: Any, **kw: Any) -> ToolCaller:
+            return self
+
+        def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+            if not any(m.type == "tool" for m in messages):
+                return ChatResult(generations=[ChatGeneration(message=AIMessage("", tool_calls=[FETCH]))])
+            return super()._answer(messages)
+
+    chat = ToolCaller(window=8192)
+    middleware = HistoryMiddleware(chat, create_rlm_graph(PerfectReader(window=8192), mode="focused"))
+    agent = create_agent(chat, tools=[fetch], middleware=[middleware])
+    reply = agent.invoke({"messages": [HumanMessage(ASKED)]})["messages"][-1].text
+    assert "too long" not in reply
+    assert "NEEDLE-0042 is REVENUE" in reply
+    assert chat.overflows == 0
+
+
+def test_a_large_earlier_ai_message_is_not_blamed_on_the_user():
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    long_answer = AIMessage("NEEDLE-0009 is EARLY. " + "As I said before, revenue rose. " * 2000, id="a0")
+    messages = [HumanMessage("Summarise the report.", id="u0"), long_answer, HumanMessage("And costs?", id="u1")]
+    sent = hook.invoke({"messages": messages})["llm_input_messages"]
+    assert not any("too long" in m.text for m in sent)
+    assert sent[-1].text.startswith("And costs?")
+    chat.invoke(sent)
+    assert chat.overflows == 0
+
+
+def test_a_cut_tool_result_leaves_room_for_the_digest_of_older_turns(thread):
+    chat, reader = _readers()
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"))
+    asked = HumanMessage("And what was NEEDLE-0007 again?", id="q")
+    messages = [*thread, asked, AIMessage("", id="a", tool_calls=[FETCH]), ToolMessage(PAGE, tool_call_id="c1", id="t")]
+    sent = hook.invoke({"messages": messages})["llm_input_messages"]
+    latest = next(m for m in sent if m.id == "q")
+    assert DIGEST in latest.text  # the older turns were still read...
+    assert fact(7) in latest.text
+    assert "[Cut to fit the model's window" in sent[-1].text  # ...and the tool result cut around the digest's room
+    chat.invoke(sent)
+    assert chat.overflows == 0

@@ -32,6 +32,7 @@ from rlm_graph.prompts import (
 )
 from tests.fakes import PerfectReader, ScriptedReader, filler, part_text, plant_needles
 
+CORRECTION = "Your reply above could not be read"
 FAST_RETRY = RetryPolicy(initial_interval=0.01, max_interval=0.02, max_attempts=3, retry_on=is_transient_error)
 LAUNCH = "The launch code is ZULU-7."
 LAUNCH_QUESTION = "What is the launch code?"
@@ -235,10 +236,16 @@ def vault_document(decoys: bool) -> str:
 
 
 def test_readers_prose_does_not_stop_focused_reading() -> None:
-    """r09: every reader answers in prose; the synthesis says COMPLETE: no until it sees the answer."""
+    """r09: every reader answers in prose; the synthesis says COMPLETE: no until it sees the answer.
+
+    A prose "does not mention" is read as neither a finding nor "nothing" (issue 27 rule 1): the
+    reader is asked again in the expected form, and these readers then give the marker.
+    """
 
     def reply(prompt: str, kind: str) -> str:
         if kind == "read":
+            if CORRECTION in prompt:
+                return NO_RELEVANT_INFORMATION
             found = re.search(r"opens with ([\d-]+)", part_text(prompt))
             return f"The safe opens with {found.group(1)}." if found else "This part does not mention the combination."
         if kind == "synth":
@@ -258,6 +265,8 @@ def test_readers_prose_does_not_stop_focused_reading() -> None:
 def test_focused_complete_answer_says_the_rest_was_not_needed() -> None:
     def reply(prompt: str, kind: str) -> str:
         if kind == "read":
+            if CORRECTION in prompt:
+                return NO_RELEVANT_INFORMATION  # asked again in the expected form (issue 27 rule 1)
             found = re.search(r"opens with ([\d-]+)", part_text(prompt))
             return f"The safe opens with {found.group(1)}." if found else "This part does not mention the safe."
         if kind == "synth":

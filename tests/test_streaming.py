@@ -10,10 +10,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+from pydantic import PrivateAttr
 
-from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
-from rlm_graph.answer_stream import AnswerCleaner
-from rlm_graph.prompts import NO_RELEVANT_INFORMATION, strip_citation_markers
+from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph, is_transient_error
+from rlm_graph.answer_stream import AnswerCleaner, AnswerStream
+from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant, strip_citation_markers
 from tests.fakes import PerfectReader, plant_needles
 
 QUESTION = "List every NEEDLE code."
@@ -184,17 +186,43 @@ def test_cleaner_streams_prefixes_of_the_cleaned_answer(size: int) -> None:
     final = strip_citation_markers(raw, range(1, 4))
     assert final == "Victor fled [see note] toGeneva [F9]; then [Fx] home."
     cleaner = AnswerCleaner(3, strip=True)
-    seen = []
+    seen = ""
     for start in range(0, len(raw), size):
-        seen.append(cleaner.feed(raw[start : start + size]))
-        assert final.startswith(seen[-1])
-        assert "[F1" not in seen[-1]
-    assert seen[-1] == final
+        seen += cleaner.feed(raw[start : start + size])  # each call gives what it settled, once
+        assert final.startswith(seen)
+        assert "[F1" not in seen
+    assert seen == final
+
+
+def test_cleaner_hands_each_character_to_the_marker_search_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # r31: cleaning a streamed answer must cost time proportional to its length. The old cleaner
+    # searched the whole reply so far for markers at every token (quadratic, cubic with brackets).
+    import rlm_graph.answer_stream as answer_stream
+
+    searched: list[int] = []
+    real = answer_stream.drop_citation_markers
+
+    def counting(text: str, valid: range) -> str:
+        searched.append(len(text))
+        return real(text, valid)
+
+    monkeypatch.setattr(answer_stream, "drop_citation_markers", counting)
+    sentence = "Elizabeth refuses Darcy's proposal at Hunsford [F3][F7]; see [note 2] and [F1, F2]. "
+    raw = sentence * 400
+    cleaner = AnswerCleaner(7, strip=True)
+    streamed = "".join(cleaner.feed(raw[start : start + 4]) for start in range(0, len(raw), 4))
+    assert streamed == strip_citation_markers(raw, range(1, 8))
+    assert sum(searched) <= len(raw)
+    assert len(searched) > 100  # settled text is cleaned as it arrives, not at the end
 
 
 def test_cleaner_holds_back_a_nothing_relevant_reply() -> None:
     cleaner = AnswerCleaner(2, strip=True)
     assert [cleaner.feed(t) for t in ("**NO_RELEVANT", "_INFORMATION", "** here")] == ["", "", ""]
+    answering = AnswerCleaner(2, strip=True)
+    pieces = [answering.feed(t) for t in ("**Victor", " fled** to Geneva", " [F1].")]
+    assert pieces[0] == ""  # could still become the marker
+    assert "".join(pieces) == "**Victor fled** to Geneva."
 
 
 def test_missing_document_reply_streams_with_its_id() -> None:
@@ -311,3 +339,117 @@ def test_chat_service_router_does_not_stream(frankenstein: str) -> None:
     assert len(answer) > 1
     assert {m.id for m in answer} == {stored.id}
     assert "".join(m.text for m in answer) == stored.text
+
+
+class BreaksMidAnswer(StreamingReader):
+    """Streams word by word; the first final-answer call breaks off after a few words (a reset connection).
+
+    The retry words the answer differently, as a sampled model does: the fragment is not a prefix of it.
+    """
+
+    _broke: bool = PrivateAttr(default=False)
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        prompt = messages[-1].text
+        final = "<document_part start=" not in prompt and "<follow_up>" not in prompt
+        with self._lock:
+            breaks, self._broke = final and not self._broke, self._broke or final
+        if not breaks:
+            yield from super()._stream(messages, stop, run_manager, **kw)
+            return
+        for word in FRAGMENT.split(" "):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        raise ConnectionError("connection reset by peer")
+
+
+FRAGMENT = "The codes are, as far as I can tell, only"
+QUICK_RETRY = RetryPolicy(initial_interval=0.01, jitter=False, max_attempts=3, retry_on=is_transient_error)
+
+
+def _received(events: list[tuple[str, Any]]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The answer's chunk texts before and after the restart event, and the custom events."""
+    before: list[str] = []
+    after: list[str] = []
+    custom: list[dict[str, Any]] = []
+    for mode, data in events:
+        if mode == "custom" and data.get("type") == "answer.restarted":
+            custom.append(data)
+        elif mode == "messages" and isinstance(data[0], AIMessage):
+            (after if custom else before).append(data[0].text)
+    return before, custom, after
+
+
+@pytest.mark.parametrize("length", [3_000, 120_000], ids=["direct", "synthesis"])
+@pytest.mark.parametrize("how", ["stream", "astream", "invoke", "ainvoke"])
+async def test_a_retried_answer_replaces_the_fragment_of_the_failed_call(
+    frankenstein: str, how: str, length: int
+) -> None:
+    # r21: the answering call streams a few words, the connection drops, the node's retry
+    # policy calls again. The stored answer is the retry's; a UI is told to drop the fragment.
+    text, facts, _ = plant_needles(frankenstein[:length], 2)
+    model = BreaksMidAnswer()
+    app = chat_app(model, retry_policy=QUICK_RETRY, cache=False)
+    config = {"configurable": {"thread_id": how}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    modes = ["messages", "custom"]
+    events: list[tuple[str, Any]] = []
+    if how == "stream":
+        events = list(app.stream(payload, config, stream_mode=modes))
+    elif how == "astream":
+        events = [event async for event in app.astream(payload, config, stream_mode=modes)]
+    elif how == "invoke":
+        app.invoke(payload, config)
+    else:
+        await app.ainvoke(payload, config)
+    stored = (await app.aget_state(config)).values["messages"][-1]
+    assert all(fact in stored.text for fact in facts)
+    assert FRAGMENT.split(",")[0] not in stored.text
+    if how in ("invoke", "ainvoke"):
+        return
+    before, restarted, after = _received(events)
+    assert "".join(before).strip() == FRAGMENT  # the UI saw the fragment...
+    assert len(restarted) == 1  # ...was told once to drop it, before the retry's first token...
+    assert restarted[0]["message_id"] == stored.id
+    assert restarted[0]["discarded"] == len("".join(before))
+    assert "ConnectionError" in restarted[0]["message"]
+    assert "".join(after) == stored.text  # ...and the chunks after the event are the stored answer
+
+
+def test_an_answer_unlike_what_was_streamed_is_stored_and_the_ui_told() -> None:
+    # The answering call streamed a fragment and then failed for good: the answer stored is
+    # the one the node gives (its note), never the fragment.
+    written: list[dict[str, Any]] = []
+    stream = AnswerStream("answer-1", {}, written.append)
+    stream.offer("call 1", "The launch is")
+    stored = stream.close(AIMessage("Part 1 of 1 could not be read.", id="answer-1"))
+    assert stored.text == "Part 1 of 1 could not be read."
+    assert [(e["type"], e["message_id"], e["discarded"]) for e in written] == [("answer.restarted", "answer-1", 13)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_cleaner_pieces_join_to_the_cleaned_reply_whatever_the_tokens(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["Victor", " fled", " [F1]", "[F2, F3]", " [see note]", " [F9]", "  ", "\n\n", "**", "[F1; F2]", " to"]
+    pieces += [".", " [", "]", "[F", "2]"]
+    raw = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+    markers = rng.choice([0, 3])
+    cleaner = AnswerCleaner(markers, strip=True)
+    streamed = ""
+    start = 0
+    while start < len(raw):
+        size = rng.randint(1, 6)
+        streamed += cleaner.feed(raw[start : start + size])
+        start += size
+    final = strip_citation_markers(raw, range(1, markers + 1)) if markers else raw.strip()
+    if is_no_relevant(final) or len(final.strip("`*\"'. \n")) < len(NO_RELEVANT_INFORMATION):
+        return  # too short to tell from the marker: the chat node sends it whole at the end
+    assert final.startswith(streamed)
+    if raw.rfind("[") < raw.rfind("]") or "[" not in raw:
+        assert streamed == final.rstrip()  # no bracket left open: only trailing whitespace is held back

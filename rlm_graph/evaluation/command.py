@@ -12,7 +12,7 @@ from langchain_core.language_models import BaseChatModel
 
 from rlm_graph import ExtractiveChatModel, model_from_env
 from rlm_graph.evaluation.report import text_table
-from rlm_graph.evaluation.runner import DEFAULT_LENGTHS, RESULTS_FILE, EvaluationCancelled, aevaluate
+from rlm_graph.evaluation.runner import DEFAULT_LENGTHS, MIN_LENGTH, RESULTS_FILE, EvaluationCancelled, aevaluate
 from rlm_graph.evaluation.summary import format_length
 from rlm_graph.evaluation.systems import MODES
 from rlm_graph.evaluation.tasks import TASK_NAMES
@@ -90,8 +90,18 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_true", help="use the offline extractive model (not an LLM)")
     parser.add_argument("--context-window", type=int, help="the model's window in tokens (if its profile lacks it)")
     parser.add_argument("--large-model", help="relay: a larger model at the same endpoint for synthesis")
-    parser.add_argument("--lengths", type=_sizes, default=list(DEFAULT_LENGTHS), help=f"default {lengths}")
-    parser.add_argument("--modes", type=_names(MODES), default=list(MODES), help=f"default {','.join(MODES)}")
+    parser.add_argument(
+        "--lengths",
+        type=_sizes,
+        default=list(DEFAULT_LENGTHS),
+        help=f"document sizes in tokens, each at least {format_length(MIN_LENGTH).lower()} (default {lengths})",
+    )
+    parser.add_argument(
+        "--modes",
+        type=_names(MODES),
+        default=None,
+        help=f"of {','.join(MODES)} (default: all; navigate only if the model can call tools)",
+    )
     parser.add_argument("--tasks", type=_names(TASK_NAMES), default=list(TASK_NAMES), help="default: all")
     parser.add_argument(
         "--part-tokens", type=lambda t: [*_sizes(t)], default=[None], help="e.g. 8k,32k (default: the graph's)"

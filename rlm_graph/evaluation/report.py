@@ -19,7 +19,9 @@ def _cells(rows: Sequence[Row], lengths: Sequence[int]) -> tuple[list[str], list
         for length in lengths:
             value = row.accuracy(length)
             text = "—" if value is None else f"{value * 100:.0f}%"
-            accuracies.append(text + ("†" if length in row.truncated else ""))
+            text += "†" if length in row.truncated else ""
+            failed = row.failed_at.get(length, 0)
+            accuracies.append(text + (f" ({failed} failed)" if failed else ""))
         cost = "—" if row.cost is None else f"${row.cost:,.4f}"
         tokens = row.per_question(row.input_tokens + row.output_tokens)
         calls = f"{row.per_question(row.llm_calls):.1f}"
@@ -28,9 +30,10 @@ def _cells(rows: Sequence[Row], lengths: Sequence[int]) -> tuple[list[str], list
 
 
 _NOTES = (
-    "Accuracy is the mean score over the tasks (1 = exact gold answer; partial credit for partly right lists "
-    "and near counts). † the document did not fit the model's window: the model alone read only its start. "
-    "calls/q and tokens/q are per answered question; cost is the total at --prices."
+    "Accuracy is the mean score over the questions asked (1 = exact gold answer; partial credit for partly right "
+    "lists and near counts); a run that failed answered nothing and counts as 0, \"(n failed)\" says how many did. "
+    "Only the answer's last line \"ANSWER: ...\" is scored. † the document did not fit the model's window: the "
+    "model alone read only its start. calls/q and tokens/q are per answered question; cost is the total at --prices."
 )
 
 
@@ -55,8 +58,14 @@ def text_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def _reasons(rows: Sequence[Row]) -> str:
+    text = ""
+    lines = [
+        f"- {row.label}: {row.no_answer_line} of {row.answered}" for row in rows if row.no_answer_line
+    ]
+    if lines:
+        text += "\n\nAnswers without the ANSWER line, scored on their whole text (less exact):\n" + "\n".join(lines)
     notes = [f"{row.label}: {reason}" for row in rows for reason in row.reasons[:3]]
-    return ("\n\nNot answered:\n" + "\n".join(f"- {note}" for note in notes)) if notes else ""
+    return text + ("\n\nNot answered:\n" + "\n".join(f"- {note}" for note in notes) if notes else "")
 
 
 def markdown_report(records: Sequence[dict[str, Any]], chart: str | None = None) -> str:

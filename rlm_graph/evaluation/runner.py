@@ -14,13 +14,17 @@ from langgraph.types import RetryPolicy
 
 from rlm_graph import estimate_cost
 from rlm_graph.evaluation.report import write_outputs
-from rlm_graph.evaluation.systems import MODES, Cell, Systems
+from rlm_graph.evaluation.summary import format_length
+from rlm_graph.evaluation.systems import MODES, Cell, Systems, eval_question
 from rlm_graph.evaluation.tasks import TASK_NAMES, Task, build_task
 from rlm_graph.options import check_part_tokens, check_run_options, default_output_tokens
 
-__all__ = ["DEFAULT_LENGTHS", "EvaluationCancelled", "aevaluate", "evaluate", "plan_cells"]
+__all__ = ["DEFAULT_LENGTHS", "MIN_LENGTH", "EvaluationCancelled", "aevaluate", "evaluate", "plan_cells"]
 
 DEFAULT_LENGTHS = (32 * 1024, 128 * 1024, 256 * 1024, 512 * 1024, 1024 * 1024)
+MIN_LENGTH = 1024
+"""Shortest document, in tokens: the count and most tasks plant about 400 tokens of facts, which
+would otherwise be most of the document (and its length no longer what the row says)."""
 RESULTS_FILE = "results.jsonl"
 _BAR_WIDTH = 24
 
@@ -36,6 +40,7 @@ def plan_cells(
     tasks: Sequence[str],
     part_tokens: Sequence[int | None],
     seeds: Sequence[int],
+    settings: str = "",
 ) -> list[Cell]:
     """Every cell of the evaluation, shortest documents first.
 
@@ -46,6 +51,7 @@ def plan_cells(
         tasks: Task names.
         part_tokens: ``part_tokens`` values for the graph modes (``None``: the graph's default).
         seeds: Sample numbers.
+        settings: Digest of the other settings that change results (:meth:`Systems.settings_key`).
 
     Returns:
         The cells; ``direct`` has one cell per task (``part_tokens`` does not apply to it).
@@ -59,7 +65,7 @@ def plan_cells(
             msg = f"unknown task {task!r}; choose from {list(TASK_NAMES)}"
             raise ValueError(msg)
     return [
-        Cell(system, mode, length, task, parts, seed)
+        Cell(system, mode, length, task, parts, seed, settings)
         for length in sorted(lengths)
         for seed in seeds
         for task in tasks
@@ -91,7 +97,7 @@ def _estimate(cells: Sequence[Cell], tasks: Mapping[tuple[str, int, int], Task],
         task = tasks[(cell.task, cell.length, cell.seed)]
         if cell.mode == "direct":
             calls = 1
-            tokens = min(task.document_tokens, systems.direct_budget(task.question)) + 100
+            tokens = min(task.document_tokens, systems.direct_budget(eval_question(task))) + 100
         elif isinstance(planner, str):
             calls, tokens = 0, 0
         else:
@@ -99,7 +105,7 @@ def _estimate(cells: Sequence[Cell], tasks: Mapping[tuple[str, int, int], Task],
             plan_key = (cell.length, cell.seed, cell.part_tokens)
             if plan_key not in plans:
                 plans[plan_key] = dict(
-                    estimate_cost(planner, task.document, task.question, part_tokens=cell.part_tokens)
+                    estimate_cost(planner, task.document, eval_question(task), part_tokens=cell.part_tokens)
                 )
             calls, tokens = plans[plan_key]["llm_calls"], plans[plan_key]["input_tokens"]
         totals["llm_calls"] += calls
@@ -157,7 +163,7 @@ async def aevaluate(
     system: str | None = None,
     context_window: int | None = None,
     lengths: Sequence[int] = DEFAULT_LENGTHS,
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] | None = None,
     tasks: Sequence[str] = TASK_NAMES,
     part_tokens: Sequence[int | None] = (None,),
     samples: int = 1,
@@ -181,16 +187,16 @@ async def aevaluate(
     for size in part_tokens:
         if size is not None:
             check_part_tokens(size)  # raises ValueError, with the allowed range, before anything runs
+    short = [length for length in lengths if length < MIN_LENGTH]
+    if short:
+        msg = (
+            f"document lengths (--lengths) must be at least {format_length(MIN_LENGTH)} tokens ({MIN_LENGTH}), "
+            f"got {', '.join(map(str, short))}"
+        )
+        raise ValueError(msg)
     label = system or str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
     if large_model is not None:
         label += "→" + str(getattr(large_model, "model_name", None) or type(large_model).__name__)
-    cells = plan_cells(label, lengths, modes, tasks, part_tokens, range(seed, seed + samples))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / RESULTS_FILE
-    earlier = load_results(results_path)
-    # A cell is finished once it has an answer; failed, skipped and unsupported cells run again.
-    pending = [cell for cell in cells if earlier.get(cell.key, {}).get("status") != "ok"]
     role_prices = {"model": prices} if prices else {}
     if large_prices and large_model is not None:
         role_prices["large_model"] = large_prices
@@ -205,6 +211,25 @@ async def aevaluate(
     if systems.context_window is None:
         msg = f"the context window of {type(model).__name__} is unknown: pass context_window (--context-window)"
         raise ValueError(msg)
+    if modes is None:
+        # By default every mode the model can run: navigate needs tool calling, and a column of
+        # "not run" cells would only repeat why.
+        modes = list(MODES)
+        unavailable = systems.navigate_unavailable()
+        if unavailable is not None:
+            modes.remove("navigate")
+            print(
+                f"Leaving out navigate: {type(large_model or model).__name__} cannot call tools "
+                "(bind_tools is not implemented or refused the tools); pass --modes to choose the modes.",
+                file=progress,
+                flush=True,
+            )
+    cells = plan_cells(label, lengths, modes, tasks, part_tokens, range(seed, seed + samples), systems.settings_key())
+    out = Path(out_dir)
+    results_path = out / RESULTS_FILE
+    earlier = load_results(results_path)
+    # A cell is finished once it has an answer; failed, skipped and unsupported cells run again.
+    pending = [cell for cell in cells if earlier.get(cell.key, {}).get("status") != "ok"]
     built: dict[tuple[str, int, int], Task] = {}
     for cell in pending:
         task_key = (cell.task, cell.length, cell.seed)
@@ -219,9 +244,16 @@ async def aevaluate(
             raise EvaluationCancelled(msg)
         if progress is not None and confirm is None:
             print(summary, file=progress, flush=True)
+    # Made only now: a run refused above (bad options, a declined estimate) leaves no empty folder.
+    out.mkdir(parents=True, exist_ok=True)
     bar = _Progress(progress, len(pending))
     spent = 0
-    records = {cell.key: earlier[cell.key] for cell in cells if cell.key in earlier}
+    # Finished cells are repriced at this run's prices (the key holds no prices).
+    records = {
+        cell.key: {**earlier[cell.key], "cost": systems.cost_of(earlier[cell.key].get("by_model"))}
+        for cell in cells
+        if cell.key in earlier
+    }
     with results_path.open("a", encoding="utf-8") as sink:
         for cell in pending:
             bar.show(f"{cell.mode} {cell.task} {cell.length // 1024}K")
@@ -246,17 +278,20 @@ def evaluate(model: BaseChatModel, out_dir: str | Path, **options: Any) -> list[
     keys, variable tracking, counting and "which the most") from the books shipped
     with the package, at each length; runs the model alone (its window permitting,
     otherwise on the start of the document, marked as truncated) and the graph in
-    each mode on them; scores the answers against exact gold; and writes
-    ``results.jsonl`` (one line per cell, appended as it finishes, so a rerun skips
-    finished cells), ``report.md`` and ``chart.png`` (with the ``eval`` extra) to
-    ``out_dir``.
+    each mode on them, asking each for a last line ``ANSWER: ...``; scores that
+    line (or, without it, the whole answer) against exact gold, a failed run as 0;
+    and writes ``results.jsonl`` (one line per cell, appended as it finishes, so a
+    rerun skips finished cells measured with the same model, endpoint, window,
+    prices and versions), ``report.md`` and ``chart.png`` (with the ``eval``
+    extra) to ``out_dir``.
 
     Args:
         model: The chat model to evaluate.
         out_dir: Directory of the results.
         **options: ``system`` (label, default the model's name), ``context_window``,
-            ``lengths`` (tokens), ``modes`` (``direct``, ``full``, ``focused``,
-            ``navigate``), ``tasks``, ``part_tokens`` (a list; ``None`` for the
+            ``lengths`` (tokens, each at least :data:`MIN_LENGTH`), ``modes`` (``direct``,
+            ``full``, ``focused``, ``navigate``; by default all of them, navigate only
+            when the model can call tools), ``tasks``, ``part_tokens`` (a list; ``None`` for the
             graph's default), ``samples``, ``seed``, ``large_model``, ``prices``
             and ``large_prices`` (dollars per million input and output tokens),
             ``max_llm_calls`` (for the whole evaluation), ``max_concurrency``,

@@ -1,4 +1,12 @@
-"""Scoring answers against exact gold, between 0 (wrong) and 1 (exact)."""
+"""Scoring answers against exact gold, between 0 (wrong) and 1 (exact).
+
+An evaluation asks every system to end its answer with a line ``ANSWER: ...``
+(:data:`ANSWER_LINE_INSTRUCTION`), and only that line is scored: the reasoning
+before it (a list of the entries counted, the tally a label was chosen from, the
+keys a value was not for) names numbers and labels that are not the answer.
+Without such a line the whole answer is scored, the graph's notes removed, by
+the rules of :func:`score_answer`; the runner counts those answers.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,30 @@ from collections.abc import Sequence
 from functools import cache
 
 from rlm_graph import DEFAULT_PROGRESS_MESSAGES
+from rlm_graph.navigate import NAVIGATE_MESSAGES
 
-__all__ = ["answer_body", "score_answer", "score_count", "score_items", "score_label"]
+__all__ = [
+    "ANSWER_FORMS", "ANSWER_LINE_INSTRUCTION", "answer_body", "answer_line", "score_answer", "score_count",
+    "score_items", "score_label",
+]  # fmt: skip
+
+ANSWER_LINE_INSTRUCTION = (
+    "When you give your final answer to this question, end it with one last line of the form "
+    "`ANSWER: {form}`."
+)
+"""Appended to each evaluation question (``{form}`` from :data:`ANSWER_FORMS` by the task's score kind)."""
+ANSWER_FORMS = {
+    "values": "the number or numbers only, separated by commas",
+    "names": "the variable names only, separated by commas",
+    "count": "the number only",
+    "label": "the label only",
+}
+# "ANSWER: 9", "**Answer:** 9", "> Answer: 9": the line a system was asked to end with.
+_ANSWER_LINE = re.compile(r"^[ \t>*_#`-]*answer[ \t*_`]*:[ \t*_`]*(.*?)[ \t*_`.]*$", re.IGNORECASE | re.MULTILINE)
+# Without an answer line: a numbered list's item numbers, and asides in parentheses (the tally
+# a "most" label was chosen from), are the working, not the count or label answered.
+_LIST_NUMBER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
+_ASIDE = re.compile(r"\([^()]*\)")
 
 _VALUE = re.compile(r"(?<!\d)\d{7}(?!\d)")
 _NAME = re.compile(r"\b[A-Z]{5}\b")
@@ -34,7 +64,9 @@ _COUNT_FIELDS = frozenset({"count", "read", "total", "unread", "more"})
 def _note_patterns() -> tuple[re.Pattern[str], ...]:
     """The graph's notes on its answers ("Read 8 of 41 parts, ..."), from their templates."""
     patterns = []
-    for key, template in DEFAULT_PROGRESS_MESSAGES.items():
+    # Every note the graph can append: reading coverage, and navigate's "read <1% of the document
+    # (characters 1142570-1142660, ...)", whose 7-digit offsets would otherwise count as values.
+    for key, template in {**DEFAULT_PROGRESS_MESSAGES, **NAVIGATE_MESSAGES}.items():
         # more_spans is part of the failed and skipped notes; an empty template is no note.
         if not key.startswith("answer.") or key == "answer.more_spans" or not template.strip():
             continue
@@ -68,6 +100,19 @@ def answer_body(answer: str) -> str:
     return answer
 
 
+def answer_line(answer: str) -> str | None:
+    """The text of the answer's last ``ANSWER: ...`` line, or ``None`` when it has none.
+
+    Args:
+        answer: The answer text.
+
+    Returns:
+        What follows ``ANSWER:`` on its last such line (Markdown emphasis removed).
+    """
+    found = [match.group(1).strip() for match in _ANSWER_LINE.finditer(answer)]
+    return found[-1] if found else None
+
+
 def score_items(found: set[str], gold: Sequence[str]) -> float:
     """F1 of the items an answer names against the gold items.
 
@@ -92,6 +137,9 @@ def score_items(found: set[str], gold: Sequence[str]) -> float:
 def score_count(answer: str, gold: int) -> float:
     """Score the first number an answer gives (digits or a word up to twenty).
 
+    Item numbers of a numbered list and numbers in parentheses are passed over:
+    they number or break down what is counted.
+
     Args:
         answer: The answer text.
         gold: The right count.
@@ -99,7 +147,7 @@ def score_count(answer: str, gold: int) -> float:
     Returns:
         1 for the right count, ``COUNT_DECAY ** |difference|`` otherwise, 0 with no number.
     """
-    text = _CITATION.sub(" ", answer)
+    text = _ASIDE.sub(" ", _LIST_NUMBER.sub(" ", _CITATION.sub(" ", answer)))
     candidates = [(m.start(), int(m.group())) for m in _NUMBER.finditer(text)]
     candidates += [(m.start(), _NUMBER_WORDS[m.group(1).lower()]) for m in _NUMBER_WORD.finditer(text)]
     if not candidates:
@@ -109,7 +157,9 @@ def score_count(answer: str, gold: int) -> float:
 
 
 def score_label(answer: str, gold: str, labels: Sequence[str]) -> float:
-    """1 when the first label the answer names is the gold one, else 0.
+    """1 when the first label the answer names, outside parentheses, is the gold one, else 0.
+
+    A tally in parentheses ("(granary: 8, meadow: 9)") is what the label was chosen from.
 
     Args:
         answer: The answer text.
@@ -120,8 +170,9 @@ def score_label(answer: str, gold: str, labels: Sequence[str]) -> float:
         1.0 or 0.0.
     """
     positions = []
+    text = _ASIDE.sub(" ", answer)
     for label in labels:
-        match = re.search(rf"\b{re.escape(label)}\b", answer, re.IGNORECASE)
+        match = re.search(rf"\b{re.escape(label)}\b", text, re.IGNORECASE)
         if match:
             positions.append((match.start(), label))
     return 1.0 if positions and min(positions)[1] == gold else 0.0
@@ -136,7 +187,9 @@ def score_answer(kind: str, answer: str, gold: Sequence[str], known: Sequence[st
     - ``count``: see :func:`score_count`;
     - ``label``: see :func:`score_label`.
 
-    The graph's notes about its reading (parts read, spans that failed) are removed first.
+    Only the answer's last ``ANSWER: ...`` line is scored (:func:`answer_line`); an
+    answer without one is scored whole, the graph's notes about its reading (parts
+    read, spans that failed, what navigate read) removed first.
 
     Args:
         kind: The task's ``kind``.
@@ -147,7 +200,8 @@ def score_answer(kind: str, answer: str, gold: Sequence[str], known: Sequence[st
     Returns:
         A score between 0 and 1.
     """
-    answer = answer_body(answer)
+    line = answer_line(answer)
+    answer = line if line is not None else answer_body(answer)
     if kind == "values":
         return score_items(set(_VALUE.findall(answer)), gold)
     if kind == "names":

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Row", "format_length", "summarize"]
+__all__ = ["Row", "format_length", "shorten", "summarize"]
 
 
 @dataclass
@@ -16,6 +16,9 @@ class Row:
 
     label: str
     scores: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    """Scores by length: answered cells' scores, and 0 for each failed cell (a failed run answered nothing)."""
+    failed_at: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    """Failed cells by length."""
     truncated: set[int] = field(default_factory=set)
     llm_calls: int = 0
     input_tokens: int = 0
@@ -25,11 +28,17 @@ class Row:
     failed: int = 0
     not_run: int = 0
     reasons: list[str] = field(default_factory=list)
+    no_answer_line: int = 0
+    """Answers without the ``ANSWER:`` line, scored on their whole text."""
 
     def accuracy(self, length: int) -> float | None:
-        """Mean score (0-1) at ``length``, ``None`` without answered cells."""
+        """Mean score (0-1) at ``length`` over the questions asked, failed ones as 0; ``None`` if none ran."""
         values = self.scores.get(length)
         return sum(values) / len(values) if values else None
+
+    def questions(self, length: int) -> int:
+        """Questions the accuracy at ``length`` is the mean of: answered and failed cells."""
+        return len(self.scores.get(length) or ())
 
     def per_question(self, total: float) -> float:
         """``total`` divided by the answered cells."""
@@ -41,6 +50,24 @@ def format_length(tokens: int) -> str:
     if tokens >= 1024 * 1024 and tokens % (1024 * 1024) == 0:
         return f"{tokens // (1024 * 1024)}M"
     return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with ``…`` when cut.
+
+    Args:
+        text: A reason or message.
+        limit: Most characters of the result.
+
+    Returns:
+        The text, whole if it fits.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    # Back to the last space unless that would leave almost nothing (one very long word).
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> tuple[list[Row], list[int]]:
@@ -72,9 +99,15 @@ def summarize(records: Sequence[dict[str, Any]]) -> tuple[list[Row], list[int]]:
                 row.cost = (row.cost or 0.0) + record["cost"]
             if record.get("truncated"):
                 row.truncated.add(record["length"])
+            if record.get("answer_line") is False:
+                row.no_answer_line += 1
         else:
             if record["status"] == "failed":
+                # A run that failed answered nothing: it counts as a wrong answer, not as a question
+                # left out (3 failures and 1 right answer are 25%, not 100%).
                 row.failed += 1
+                row.failed_at[record["length"]] += 1
+                row.scores[record["length"]].append(0.0)
             else:
                 row.not_run += 1
             if record.get("reason") and record["reason"] not in row.reasons:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -15,12 +16,16 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from rlm_graph import BudgetExceededError, ExtractiveChatModel, RLMContext, create_rlm_graph
-from rlm_graph.evaluation.scoring import score_answer
+from rlm_graph.call_usage import model_usage
+from rlm_graph.evaluation.scoring import ANSWER_FORMS, ANSWER_LINE_INSTRUCTION, answer_line, score_answer
+from rlm_graph.evaluation.summary import shorten
 from rlm_graph.evaluation.tasks import Task
 from rlm_graph.evaluation.texts import count_tokens, truncate_to_tokens
+from rlm_graph.model_identity import model_identity
 from rlm_graph.options import default_output_tokens
+from rlm_graph.prompts import PROMPT_VERSION
 
-__all__ = ["DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "MODES", "Cell", "Systems"]
+__all__ = ["DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "EVAL_VERSION", "MODES", "Cell", "Systems", "eval_question"]
 
 MODES = ("direct", "full", "focused", "navigate")
 """``direct``: the model alone (the document cut to fit its window); others: ``create_rlm_graph(mode=...)``."""
@@ -28,6 +33,14 @@ MODES = ("direct", "full", "focused", "navigate")
 DIRECT_SYSTEM_PROMPT = "You answer questions about a document, using only what the document says. Be brief."
 DIRECT_PROMPT = "<document>\n{text}\n</document>\n{note}\n<question>{question}</question>"
 TRUNCATION_NOTE = "(Only the first {shown} of the document's {total} tokens fit your window; the rest is cut.)\n"
+EVAL_VERSION = 2
+"""Bumped when what systems are asked, or how answers are scored, changes: part of every cell's key,
+so a rerun never reuses cells measured the old way (2: the ANSWER line)."""
+
+
+def eval_question(task: Task) -> str:
+    """The task's question as every system is asked it: with the request for a last ``ANSWER:`` line."""
+    return f"{task.question}\n\n{ANSWER_LINE_INSTRUCTION.format(form=ANSWER_FORMS[task.kind])}"
 
 
 @dataclass(frozen=True)
@@ -41,11 +54,15 @@ class Cell:
     task: str
     part_tokens: int | None
     seed: int
+    settings: str = ""
+    """Digest of every other setting that changes the result (:meth:`Systems.settings`)."""
 
     @property
     def key(self) -> str:
         """The cell's identity in ``results.jsonl`` (a rerun skips finished keys)."""
-        return json.dumps([self.system, self.mode, self.length, self.task, self.part_tokens, self.seed])
+        return json.dumps(
+            [self.system, self.mode, self.length, self.task, self.part_tokens, self.seed, self.settings]
+        )
 
 
 class _CallCounter(AsyncCallbackHandler):
@@ -60,7 +77,12 @@ class _CallCounter(AsyncCallbackHandler):
 
 def _error_text(error: BaseException) -> str:
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message}"[:300] if message else type(error).__name__
+    return shorten(f"{type(error).__name__}: {message}", 300) if message else type(error).__name__
+
+
+def _endpoint(model: BaseChatModel) -> str | None:
+    endpoint = getattr(model, "openai_api_base", None) or getattr(getattr(model, "client", None), "base_url", None)
+    return str(endpoint) if endpoint else None
 
 
 def _window_of(model: BaseChatModel, context_window: int | None) -> int | None:
@@ -101,6 +123,31 @@ class Systems:
         self.retry_policy = retry_policy
         self._graphs: dict[str, CompiledStateGraph | str] = {}
 
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the cell's own fields that changes its result, readable, for its record.
+
+        The models' identities (class, endpoint, deployment, sampling settings; credentials
+        only as digests, see :func:`rlm_graph.model_identity.model_identity`) are hashed; the
+        window, graph prompt version and evaluation version are as given. Prices are not
+        among them: a cell's cost is worked out again from its tokens (:meth:`cost_of`).
+        """
+
+        def digest(model: BaseChatModel | None) -> str | None:
+            return None if model is None else hashlib.sha256(model_identity(model).encode()).hexdigest()[:16]
+
+        return {
+            "endpoint": _endpoint(self.model),
+            "context_window": self.context_window,
+            "model": digest(self.model),
+            "large_model": digest(self.large_model),
+            "prompt_version": PROMPT_VERSION,
+            "eval_version": EVAL_VERSION,
+        }
+
+    def settings_key(self) -> str:
+        """A short digest of :meth:`settings`, the part of a cell's key they make."""
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
+
     def graph(self, mode: str) -> CompiledStateGraph | str:
         """The graph of a reading mode, or why it cannot be built (an unknown mode, a missing extra)."""
         if mode not in self._graphs:
@@ -123,6 +170,11 @@ class Systems:
                 self._graphs[mode] = f"mode {mode!r} is not available: {_error_text(exc)}"
         return self._graphs[mode]
 
+    def navigate_unavailable(self) -> str | None:
+        """Why the navigate mode cannot run on this model (it cannot call tools), or ``None`` if it can."""
+        graph = self.graph("navigate")
+        return graph if isinstance(graph, str) else None
+
     def direct_budget(self, question: str) -> int:
         """Document tokens the model alone can take with ``question`` (its window minus prompt and reply)."""
         if self.context_window is None:
@@ -135,31 +187,45 @@ class Systems:
         margin = 16 if isinstance(self.model, ExtractiveChatModel) else self.context_window // 10
         return max(0, self.context_window - reply - overhead - margin - 16)
 
-    def _cost(self, role: str, input_tokens: int, output_tokens: int) -> float | None:
-        if role not in self.prices:
-            return None
-        price_in, price_out = self.prices[role]
-        return (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+    def cost_of(self, by_model: Mapping[str, Mapping[str, int]] | None) -> float | None:
+        """The cost of a cell's tokens by role at this evaluation's prices (``None`` without prices).
+
+        Costs are worked out from the recorded tokens, not stored with the cell's key, so a
+        rerun with other ``--prices`` reuses finished cells and reprices them.
+        """
+        costs = [
+            model_usage(
+                self.prices, role, tokens.get("input_tokens", 0), tokens.get("output_tokens", 0),
+                tokens.get("cached_input_tokens", 0),
+            ).get("cost")
+            for role, tokens in (by_model or {}).items()
+        ]  # fmt: skip
+        priced = [cost for cost in costs if cost is not None]
+        return sum(priced) if priced else None
 
     async def _direct(self, task: Task, config: dict[str, Any]) -> dict[str, Any]:
-        budget = self.direct_budget(task.question)
+        question = eval_question(task)
+        budget = self.direct_budget(question)
         text = truncate_to_tokens(task.document, budget)
         truncated = len(text) < len(task.document)
         shown = count_tokens(text) if truncated else task.document_tokens
         note = TRUNCATION_NOTE.format(shown=shown, total=task.document_tokens) if truncated else ""
         messages = [
             SystemMessage(DIRECT_SYSTEM_PROMPT),
-            HumanMessage(DIRECT_PROMPT.format(text=text, note=note, question=task.question)),
+            HumanMessage(DIRECT_PROMPT.format(text=text, note=note, question=question)),
         ]
         reply = await self.model.ainvoke(messages, config=config)
         usage = reply.usage_metadata or {}
         tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+        cached = (usage.get("input_token_details") or {}).get("cache_read", 0)
+        by_model = {"model": {"input_tokens": tokens_in, "output_tokens": tokens_out, "cached_input_tokens": cached}}
         return {
             "answer": reply.text,
             "llm_calls": 1,
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
-            "cost": self._cost("model", tokens_in, tokens_out),
+            "by_model": by_model,
+            "cost": self.cost_of(by_model),
             "truncated": truncated,
             "read_tokens": shown,
         }
@@ -171,7 +237,7 @@ class Systems:
         if isinstance(graph, str):
             return {"status": "unsupported", "reason": graph}
         context = RLMContext(part_tokens=cell.part_tokens, max_llm_calls=remaining_calls, on_budget="error")
-        question = {"document": task.document, "question": task.question}
+        question = {"document": task.document, "question": eval_question(task)}
         out = await graph.ainvoke(question, context=context, config=config)
         usage = out.get("usage") or {}
         return {
@@ -179,6 +245,10 @@ class Systems:
             "llm_calls": usage.get("llm_calls", 0),
             "input_tokens": usage.get("input_tokens", 0),
             "output_tokens": usage.get("output_tokens", 0),
+            "by_model": {
+                role: {key: entry.get(key, 0) for key in ("input_tokens", "output_tokens", "cached_input_tokens")}
+                for role, entry in (usage.get("by_model") or {}).items()
+            },
             "cost": usage.get("cost"),
             "truncated": False,
             "read_tokens": task.document_tokens,
@@ -202,6 +272,7 @@ class Systems:
             "key": cell.key,
             **asdict(cell),
             "question": task.question,
+            "settings": self.settings(),
             "gold": list(task.gold),
             "document_tokens": task.document_tokens,
         }
@@ -226,4 +297,6 @@ class Systems:
         if "answer" in outcome:
             record["status"] = "ok"
             record["score"] = score_answer(task.kind, outcome["answer"], task.gold, task.known)
+            # Without the requested line the whole answer was scored: less exact, so counted in the report.
+            record["answer_line"] = answer_line(outcome["answer"]) is not None
         return record
