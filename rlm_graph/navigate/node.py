@@ -8,7 +8,9 @@ budget runs out, the model is asked once more, without tool rounds left, for its
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -28,6 +30,7 @@ from rlm_graph.navigate.options import NavigateOptions
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
+from rlm_graph.retries import pending_retry
 from rlm_graph.state import RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
 from rlm_graph.steps import arun_steps
@@ -231,6 +234,17 @@ def _citations(value: Any, length: int) -> list[dict[str, int]]:
     return found
 
 
+@contextlib.contextmanager
+def _announcing_retry(run: Level, progress: ProgressWriter) -> Iterator[None]:
+    """Say in the progress stream that the root call's failure will be retried (rlm_graph.retries)."""
+    try:
+        yield
+    except Exception as error:
+        if (fields := pending_retry(run, error)) is not None:
+            progress.progress("navigate", "retrying", "retry.navigate", **fields)
+        raise
+
+
 def _as_ai(reply: Any) -> AIMessage:
     return reply if isinstance(reply, AIMessage) else AIMessage(str(getattr(reply, "content", reply)))
 
@@ -280,7 +294,7 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
         node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
         if not allowed:
             return node.finish(dict(state), run, progress, update, None, reason, {})
-        with run.resources.thread_slot():
+        with run.resources.thread_slot(), _announcing_retry(run, progress):
             config = root_config(run, reason)
             reply = _as_ai(invoke_within(node.bound, messages, node.settings.call_timeout, config))
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
@@ -293,8 +307,9 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
             return node.finish(dict(state), run, progress, update, None, reason, {})
         # Root calls go ahead of queued reads: each one decides what the run does next.
         async with run.resources.async_slot((0, 0)):
-            config = root_config(run, reason)
-            reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout, config))
+            with _announcing_retry(run, progress):
+                config = root_config(run, reason)
+                reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout, config))
         return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
 
     return entry_runnable("navigate", navigate, anavigate)

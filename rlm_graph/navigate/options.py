@@ -53,6 +53,7 @@ NAVIGATE_MESSAGES: Mapping[str, str] = {
     ),
     "navigate.done": "Answer ready after {step} {step:step|steps}",
     "navigate.stopping": "Stopping the search ({reason}); asking for the final answer",
+    "retry.navigate": "Retrying the navigator's call in {seconds} s: {reason}, attempt {attempt} of {attempts}",
     # Notes the answer carries (localizable like the other answer.* notes).
     "answer.navigate_stopped": (
         "The search stopped before the model finished ({reason}), so the answer is based on what it had found."
