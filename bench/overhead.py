@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import functools
 import gc
+import json
 import math
 import statistics
 import sys
@@ -63,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.baselines import map_reduce, minimal_nesting
-from bench.instant import QUESTION, WINDOW, InstantReader, floor_seconds
+from bench.instant import QUESTION, WINDOW, InstantReader, StructuredInstantReader, floor_seconds
 from bench.recall import document_of
 from rlm_graph import create_rlm_graph
 from rlm_graph.estimate import settings_of
@@ -76,10 +77,14 @@ CONCURRENCY = 8
 T = TypeVar("T")
 
 
-async def overhead(text: str, doc_tokens: int) -> dict:
-    """One run of ours on the instant reader: wall time, floor, calls, reads and tokens sent."""
-    model = InstantReader()
-    graph = create_rlm_graph(model, cache=False)
+async def overhead(text: str, doc_tokens: int, reply_format: str = "text") -> dict:
+    """One run of ours on the instant reader: wall time, floor, calls, reads and tokens sent.
+
+    With ``reply_format="structured"`` the reader answers JSON schemas, and each read's
+    schema (sent as ``response_format``, which providers bill as prompt tokens) counts as sent.
+    """
+    model = StructuredInstantReader() if reply_format == "structured" else InstantReader()
+    graph = create_rlm_graph(model, cache=False, reply_format=reply_format)
     floor = floor_seconds(text)
     started = time.perf_counter()
     out = await graph.ainvoke({"document": text, "question": QUESTION})
@@ -87,6 +92,9 @@ async def overhead(text: str, doc_tokens: int) -> dict:
     counter = TiktokenCounter()
     reads = [p for p in model._prompts if "<document_part start=" in p]
     read_tokens = sum(counter.count_many(reads)) + 7 * len(reads)
+    if reply_format == "structured":
+        schemas = [json.dumps(s) for s, p in zip(model._schemas, model._prompts, strict=True) if "<document_part" in p]
+        read_tokens += sum(counter.count_many(schemas))
     part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
     return {
         "wall": wall,

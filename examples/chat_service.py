@@ -4,7 +4,7 @@ Offline it runs on the bundled extractive model; with OPENAI_API_KEY or
 OPENAI_BASE_URL it uses ChatOpenAI (RLM_MODEL names the model, RLM_CONTEXT_WINDOW
 gives the window of a model LangChain has no profile for; see ``model_from_env``).
 RLM_MODE=navigate lets a tool-calling model explore long documents with tools
-(see the README's Navigate section); the default reads every part.
+(see docs/navigate.md); the default reads every part.
 
     python examples/chat_service.py examples/pride_and_prejudice.txt \
         "How much a year was Mr. Bennet's estate worth?" "Who inherits it?" "thanks!"

@@ -28,7 +28,7 @@ from rlm_graph.level import (
 )
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant
-from rlm_graph.quotes import quote_citations
+from rlm_graph.quotes import quote_steps
 from rlm_graph.replies import Reply
 from rlm_graph.reply_forms import Reading, reading_form
 from rlm_graph.settings import Settings
@@ -148,12 +148,15 @@ def _finish(
     return {"findings": [finding], "usage": usage, "errors": errors}
 
 
-def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> tuple[str, list[Any], int]:
-    """The reading's report and its citations: its located quotes, else the whole part."""
+def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -> CallSteps:
+    """The reading's finding and its citations: its located quotes, else the whole part.
+
+    Steps: locating pauses after each tolerant search, so an async run's loop turns meanwhile.
+    """
     part_citation = {"start": task["start"], "end": task["end"]}
     if is_no_relevant(reply):
         return reply, [part_citation], 0
-    quoted = quote_citations(reply, read_text(run, task), task["start"], task["end"])
+    quoted = yield from quote_steps(reply, read_text(run, task), task["start"], task["end"])
     if quoted.unsupported:
         _part_event(
             run,
@@ -165,11 +168,13 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
             count=len(quoted.unsupported),
             quotes=quoted.unsupported,
         )
-    # No locatable quote: the part itself is the citation, so no finding loses its source.
-    return quoted.text, quoted.citations or [part_citation], len(quoted.unsupported)
+    # No locatable quote: the part itself is the citation, so no finding loses its source,
+    # unless the part says otherwise than the reader's quote (another number, a "not").
+    fallback = [] if quoted.contradicted else [part_citation]
+    return quoted.text, quoted.citations or fallback, len(quoted.unsupported)
 
 
-def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Reply[Reading]) -> dict[str, Any]:
+def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Reply[Reading]) -> CallSteps:
     start, end = task["start"], task["end"]
     errors = reply.errors(start, end, f"the model's reading of characters {start}-{end}")
     if reply.value is None:
@@ -184,7 +189,7 @@ def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Rep
             "run_key": run.run_key,
         }
         return {"findings": [finding], "usage": reply.usage, "errors": errors}
-    text, citations, unsupported = _quoted(run, task, progress, reply.value.text)
+    text, citations, unsupported = yield from _quoted(run, task, progress, reply.value.text)
     # A reading that made no call at all (its reply, and any escalation's, came from
     # the reply cache) is a cached part.
     cached = not reply.cost.get("llm_calls") and bool(reply.cost.get("cached_calls"))
@@ -211,7 +216,7 @@ def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: 
         form = reading_form(settings.large_model is not None)
         calls = functools.partial(_read_call, settings, run, task)
         reply = yield from relay.read(run, calls, _on_escalate(run, task, progress), form)
-        return _from_read(run, task, progress, reply)
+        return (yield from _from_read(run, task, progress, reply))
     payload, config = _nested_request(run, task, progress)
     with _nested_failure(task):
         output = yield RunnableCall(graph(), payload, config, {"context": run.context})

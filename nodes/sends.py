@@ -22,7 +22,6 @@ from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
 from rlm_graph.prompts import build_messages, neutralize_tags
-from rlm_graph.replies import reply_format
 from rlm_graph.reply_forms import reading_form
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
@@ -158,7 +157,9 @@ def read_call(
     )
 
 
-def leaf_read_call(settings: Settings, run: Level, question: str, leaf: Span, name: str) -> ModelCall:
+def leaf_read_call(
+    settings: Settings, run: Level, question: str, leaf: Span, name: str, *, structured: bool = False
+) -> ModelCall:
     """The reading call of one leaf outside a ``process_chunk`` payload (read ahead, or by the navigator).
 
     It is the call ``process_chunk`` makes for that leaf: same prompt, same size.
@@ -169,14 +170,15 @@ def leaf_read_call(settings: Settings, run: Level, question: str, leaf: Span, na
         question: The question.
         leaf: The leaf, in root offsets; its text is sliced from the run's shared copy.
         name: Run name for tracers.
+        structured: Ask for a structured reading (the reading's JSON schema), as ``process_chunk``
+            does in a structured run; read ahead uses it so that its call is the one taken.
 
     Returns:
         The call.
     """
     part: PlannedPart = {"start": leaf.start, "end": leaf.end, "tokens": leaf.tokens, "fits": True}
     task = part_payload(question, run, part, [leaf], 0, 1, (leaf.start, leaf.end), None)
-    # Made as process_chunk's first call will be, in the run's reply format, so that it is taken.
-    if reply_format(run) == "structured":
+    if structured:
         form = reading_form(settings.large_model is not None)
         return dataclasses.replace(read_call(settings, run, task, name, structured=True), schema=form.spec)
     return read_call(settings, run, task, name)

@@ -19,6 +19,7 @@ from rlm_graph.leaves import group_leaves, levels_needed, plan_with_overlap, str
 from rlm_graph.level import Level
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.read_ahead import StartReads
+from rlm_graph.replies import reply_format
 from rlm_graph.runs import RunResources
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import CountMany, Span, drop_blank
@@ -170,7 +171,14 @@ def _plan_in_sections(
             planned = leaves[-1].end
             reading = reading and _may_fit(run, len(leaves), planned, len(document), fanout)
             if reading and start_reads is not None:
-                start_reads([leaf_read_call(settings, run, question, leaf, _ahead_name(leaf)) for leaf in ready])
+                # Made as process_chunk's first call will be, in the run's reply format, so that it is taken.
+                structured = reply_format(run) == "structured"
+                start_reads(
+                    [
+                        leaf_read_call(settings, run, question, leaf, _ahead_name(leaf), structured=structured)
+                        for leaf in ready
+                    ]
+                )
                 progress.progress(
                     "split",
                     "processing",

@@ -179,7 +179,8 @@ class _Synthesis:
             # Its COMPLETE line could not be read: the answer still can be, and counts as not complete
             # (reading goes on, and the note says the answer may be incomplete), so the error is
             # reported without a note of text not covered.
-            body = SYNTHESIS_FORM.parse(split_complete(reply.text)[0])
+            # The first reply is the one that answered the task (the second was asked for the line).
+            body = SYNTHESIS_FORM.parse(split_complete(reply.first_reply)[0])
             if not isinstance(body, Unreadable):
                 answer = body
                 self.unnoted = [error for error in self.errors if error.get("kind") == "unparsed"][-1:]

@@ -42,17 +42,20 @@ from rlm_graph.window import SEAM_SLACK
 __all__ = ["DocumentTurn"]
 
 
-def _input_window(model: BaseChatModel, settings: Settings | None, counter: TokenCounter) -> int | None:
-    """Most prompt tokens one call of ``model`` may use, planned like the analysis graph's calls."""
+def _rewrite_window(model: BaseChatModel, settings: Settings | None, counter: TokenCounter) -> tuple[int, int] | None:
+    """Most prompt tokens one call of ``model`` may use, and the reply room kept beside them.
+
+    Planned like the analysis graph's calls; ``None`` when the model's window is unknown.
+    """
     profile = getattr(model, "profile", None) or {}
     window = profile.get("max_input_tokens") if isinstance(profile, Mapping) else None
     if settings is not None and (not isinstance(window, int) or window >= settings.context_window):
         # The analysis graph's model (or one at least as large): same window, margin and reply budget.
-        return settings.input_window
+        return settings.input_window, settings.max_output_tokens
     if not isinstance(window, int):
         return None
     output = settings.max_output_tokens if settings is not None else default_output_tokens(window)
-    return window - safety_margin(counter, window) - output - SEAM_SLACK
+    return window - safety_margin(counter, window) - output - SEAM_SLACK, output
 
 
 ANALYSIS_RUN_NAME = "rlm"
@@ -105,10 +108,11 @@ class DocumentTurn:
             self.settings = None
         # Count with the analysis graph's counter, so both sides agree on what fits.
         self.counter = self.settings.counter if self.settings is not None else counter_for_model(model)
-        self.condense_window = _input_window(model, self.settings, self.counter)
+        planned = _rewrite_window(model, self.settings, self.counter)
+        self.condense_window = planned[0] if planned is not None else None
         # The rewrite asks for the analysis graph's reply format (a JSON schema where the model takes one).
         reply_format = self.settings.reply_format if self.settings is not None else "auto"
-        self.rewrite_calls = RewriteCalls(model, reply_format, self.condense_window)
+        self.rewrite_calls = RewriteCalls(model, reply_format, *(planned or (None, None)))
 
     def _too_long(self, question: str, usage: Usage | None = None) -> dict[str, Any]:
         reply = self.question_too_long_message.format(tokens=self.counter.count(question))

@@ -24,6 +24,7 @@ from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, Stru
 from rlm_graph.errors import is_context_overflow, is_transient_error, status_code
 from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.reply_schemas import REWRITE_SCHEMA
+from rlm_graph.settings import _capped
 from rlm_graph.state import Usage
 
 __all__ = ["REWRITE_FORM", "REWRITE_RUN_NAME", "RewriteCalls", "ask_rewrite", "read_standalone"]
@@ -39,6 +40,7 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _PREAMBLE_CHARS = 100
+_QUESTION_TOKENS = 64  # reply room a corrective retry must leave: a standalone question is short
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 _LINE_MARK = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)")
 _QUOTES = (('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("«", "»"), ("„", "“"), ("`", "`"))
@@ -51,13 +53,16 @@ def _unwrap(line: str) -> str:
         before = line
         line = _LINE_MARK.sub("", line.strip()).strip()
         line = _LABEL.sub("", line).strip()
+        # Only marks around the whole line: '"Pride" or "Prejudice"' keeps its quotes.
         for mark in _EMPHASIS:
-            if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark):
-                line = line[len(mark) : -len(mark)].strip()
+            inner = line[len(mark) : -len(mark)]
+            if len(line) > 2 * len(mark) and line.startswith(mark) and line.endswith(mark) and mark not in inner:
+                line = inner.strip()
                 break
         for opening, closing in _QUOTES:
-            if len(line) > 2 and line.startswith(opening) and line.endswith(closing):
-                line = line[1:-1].strip()
+            inner = line[1:-1]
+            if len(line) > 2 and line.startswith(opening) and line.endswith(closing) and closing not in inner:
+                line = inner.strip()
                 break
         if line == before:
             return line
@@ -114,16 +119,21 @@ REWRITE_FORM: ReplyForm[str] = ReplyForm(
 class RewriteCalls:
     """What :func:`rlm_graph.replies.ask` needs of a level, for the chat model's rewrite call.
 
-    The rewrite is made outside any analysis run: its corrective retry is sent only if
-    its prompt still fits ``window``, and a model that refuses a JSON schema under
-    ``reply_format="auto"`` is asked for text from then on (``structured_refused`` is
-    kept for the node's life: a server that refused a schema will not take one later).
+    The rewrite is made outside any analysis run. Its corrective retry takes the room of
+    the follow-up it adds from the reply's (as :func:`rlm_graph.replies.ask` plans it), so
+    it is sent only while a question still fits beside it. A model that refuses a JSON
+    schema under ``reply_format="auto"`` is asked for text from then on
+    (``structured_refused`` is kept for the node's life: a server that refused a schema
+    will not take one later).
     """
 
     model: BaseChatModel
     reply_format: str = "auto"
     """``"auto"``, ``"structured"`` or ``"text"``, as the analysis graph's ``reply_format``."""
     window: int | None = None
+    """Most prompt tokens of the rewrite call (``None``: the model's window is unknown)."""
+    max_output_tokens: int | None = None
+    """The reply room planned beside ``window``."""
     structured_refused: bool = False
     context: None = None
 
@@ -136,8 +146,10 @@ class RewriteCalls:
         return self
 
     def allow_unplanned(self, input_tokens: int) -> bool:
-        """Whether a corrective retry of ``input_tokens`` prompt tokens may be sent."""
-        return self.window is None or input_tokens <= self.window
+        """Whether a corrective retry of ``input_tokens`` prompt tokens leaves room for a question."""
+        if self.window is None or self.max_output_tokens is None:
+            return True
+        return input_tokens + _QUESTION_TOKENS <= self.window + self.max_output_tokens
 
     def refused(self, call: ModelCall, error: Exception) -> Exception:
         """``error``, or :class:`StructuredRepliesRefused` if it refuses the call's schema under ``auto``."""
@@ -153,10 +165,12 @@ class RewriteCalls:
 
     def runnable(self, call: ModelCall) -> Runnable:
         """The chat model as this call is sent: tagged ``nostream`` (it is not the answer), maybe with a schema."""
-        model: Runnable = self.model
+        # A corrective retry's reply is capped: its follow-up took part of the reply's room.
+        chat = self.model if call.max_tokens is None else _capped(self.model, call.max_tokens)
+        model: Runnable = chat
         if call.schema is not None:
             schema = {"title": call.schema["name"], **dict(call.schema["schema"])}
-            model = self.model.with_structured_output(schema, method="json_schema", include_raw=True)
+            model = chat.with_structured_output(schema, method="json_schema", include_raw=True)
         return model.with_config(tags=[TAG_NOSTREAM], run_name=call.name, metadata={"rlm_kind": "rewrite"})
 
 

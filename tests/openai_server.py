@@ -31,6 +31,7 @@ import random
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -112,6 +113,21 @@ class Faults:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    """Quiet about clients that hang up: a keep-alive connection closed by its client is normal.
+
+    The default prints a traceback from the handler's thread, and on Python 3.11 printing
+    one parses source lines with ``ast`` (the caret anchors); the ``ast`` module's state is
+    shared between threads, so a parse in the main thread at the same moment (pytest
+    rewriting a module it imports late) fails with "AST constructor recursion depth mismatch".
+    """
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def default_structured_reply(name: str, facts: list[str], schema: dict[str, Any], label: str = "") -> dict[str, Any]:
     """A perfect reader's structured reply: each property of the schema filled from the facts.
 
@@ -179,7 +195,7 @@ class ChatServer:
         self.usage: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._counter = TiktokenCounter(exact=True)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -402,6 +402,14 @@ def test_rewrite_wrappers_are_removed_by_rule(reply: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "question", ['"Pride" and "Prejudice": which came first?', "Is **bold** or *italic* used in chapter 3?"]
+)
+def test_marks_inside_the_question_are_kept(question: str) -> None:
+    assert read_standalone(question) == question
+    assert read_standalone(f"Rewritten question:\n{question}") == question
+
+
+@pytest.mark.parametrize(
     "reply",
     [
         "",
@@ -487,10 +495,11 @@ async def test_the_rewrite_asks_for_a_structured_reply_over_http(reject: bool) -
 
 
 async def test_a_rewrite_correction_that_would_not_fit_the_window_is_not_sent(frankenstein: str) -> None:
-    # The rewrite prompt is filled with history up to the window; the correction (the bad reply's
-    # start and an instruction) would push it over, so the reply is reported unparsed at once.
+    # The rewrite prompt is filled with history; the correction (the bad reply's start and an
+    # instruction, about 120 tokens) comes out of the reply's room, and with 32 reply tokens planned
+    # it would leave too little for a question: the reply is reported unparsed at once.
     two_lines = "List every NEEDLE code.\nThis replaces 'they' with the NEEDLE codes. " + "Word " * 60
-    model, app = small_chat(2048, 256, standalone=two_lines)
+    model, app = small_chat(2048, 32, standalone=two_lines)
     config = {"configurable": {"thread_id": "tight"}}
     await app.ainvoke({"messages": [HumanMessage(QUESTION)], "document": frankenstein[:30_000]}, config)
     chatter = []
@@ -504,3 +513,25 @@ async def test_a_rewrite_correction_that_would_not_fit_the_window_is_not_sent(fr
     assert model.overflows == 0
     assert message.additional_kwargs["rlm_question"] == "and what do they stand for?"
     assert message.response_metadata["rlm_usage"]["unparsed_replies"] == 1
+
+
+async def test_a_corrected_rewrite_over_http_is_capped_to_the_reply_room_left() -> None:
+    # The corrective follow-up takes its tokens from the reply's room: the retry is sent with a
+    # smaller max_tokens, so prompt and reply still fit the window the rewrite was planned for.
+    replies = iter([{"question": "Here is the standalone question:"}, {"question": STANDALONE}])
+
+    def reply(name: str, facts: list[str], schema: dict, label: str = "") -> dict:
+        return next(replies) if name == "rewrite" else default_structured_reply(name, facts, schema, label)
+
+    with ChatServer(window=8192, structured_reply=reply) as server:
+        model = ChatOpenAI(model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        builder = StateGraph(DocumentChatState)
+        builder.add_node("analyse", create_document_node(model, create_rlm_graph(model, context_window=8192)))
+        builder.add_edge(START, "analyse")
+        history = [HumanMessage("Who proposed first?"), AIMessage("Mr. Collins, then Darcy.")]
+        payload = {"messages": [*history, HumanMessage("And where did she refuse him?")]}
+        state = await builder.compile().ainvoke({**payload, "document": _refusal_document()})
+        first, corrected = _rewrite_requests(server)
+    assert state["messages"][-1].additional_kwargs["rlm_question"] == STANDALONE
+    assert corrected.max_tokens is not None
+    assert first.max_tokens is None or corrected.max_tokens < first.max_tokens

@@ -378,6 +378,21 @@ def test_systems_are_asked_for_an_answer_line_and_answers_without_one_are_counte
     assert "`ANSWER: the number or numbers only, separated by commas`" in model.prompts[0]
     # The working names a distractor; the answer line alone is scored.
     assert (record["status"], record["answer_line"], record["score"]) == ("ok", True, 1.0)
+    # The graph is asked in its final answer's prompt, after the question: the question itself, which
+    # also ranks parts and sentences, stays the task's own, and the readers are not asked.
+    model = AnswerLineReader(gold=task.gold[0], distractor=distractor, window=4096)
+    long_task = build_task("single", 12288)
+    model.gold = long_task.gold[0]
+    (record,) = evaluate(
+        model, tmp_path / "graph", progress=io.StringIO(), **{**options, "modes": ["full"], "lengths": [12288]}
+    )
+    readings = [p for p in model.prompts if "<document_part start=" in p]
+    syntheses = [p for p in model.prompts if "<findings>" in p]
+    assert readings
+    assert syntheses
+    assert all("ANSWER:" not in p and f"<question>\n{long_task.question}\n</question>" in p for p in readings)
+    assert all("`ANSWER: the number or numbers only" in p for p in syntheses)
+    assert (record["status"], record["answer_line"], record["score"]) == ("ok", True, 1.0)
     # A system that ignores the request is scored on its whole answer, and the report says how many did.
     (record,) = evaluate(ExtractiveChatModel(), tmp_path / "ignored", progress=io.StringIO(), **options)
     assert record["answer_line"] is False
@@ -429,13 +444,14 @@ def test_a_refused_run_leaves_no_folder_and_lengths_have_a_minimum(tmp_path: Pat
     assert not out.exists()
 
 
-def test_cli_eval_help_states_the_minimum_length(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_eval_help_states_the_minimum_length(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "at least 1k" in help_text
-    assert main(["eval", "--offline", "--lengths", "500", "--yes", "--out", "unused"]) == 2
+    assert main(["eval", "--offline", "--lengths", "500", "--yes", "--out", str(tmp_path / "unused")]) == 2
     assert "at least 1K tokens (1024), got 500" in capsys.readouterr().err
+    assert not (tmp_path / "unused").exists()
 
 
 def test_chart_names_the_model_and_the_questions_behind_each_point() -> None:
@@ -450,8 +466,15 @@ def test_chart_names_the_model_and_the_questions_behind_each_point() -> None:
     figure = build_figure(records, costs=False)
     accuracy_axes = figure.axes[0]
     assert "qwen2.5-7b" in accuracy_axes.get_title()
-    # Each point says how many questions its accuracy is the mean of.
-    assert sorted(text.get_text() for text in accuracy_axes.texts) == ["n=1", "n=2"]
+    # Each point says how many questions its accuracy is the mean of...
+    assert sorted(text.get_text() for text in accuracy_axes.texts) == ["n=1", "n=2, 1 failed"]
+    # ...or the axis says it once, when every point holds as many (failures are still named at their point).
+    accuracy_axes = build_figure(records[:1] + records[2:], costs=False).axes[0]
+    assert len(accuracy_axes.texts) == 0
+    assert accuracy_axes.get_xlabel().endswith("each point: 1 question")
+    accuracy_axes = build_figure([*records, cell(16384, "count", "failed")], costs=False).axes[0]
+    assert [text.get_text() for text in accuracy_axes.texts] == ["1 failed", "1 failed"]
+    assert accuracy_axes.get_xlabel().endswith("each point: 2 questions")
 
 
 def test_cli_eval_without_a_terminal_needs_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,10 @@ def _short_number(value: float, _position: object = None) -> str:
     return f"{value:g}"
 
 
+def _questions(count: int) -> str:
+    return f"{count} question" + ("" if count == 1 else "s")
+
+
 def draw_chart(records: Sequence[dict[str, Any]], path: Path, *, costs: bool) -> Path:
     """Draw accuracy against document length (one line per system) and cost per system.
 
@@ -42,8 +46,10 @@ def draw_chart(records: Sequence[dict[str, Any]], path: Path, *, costs: bool) ->
 def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
     """The chart of :func:`draw_chart` as a matplotlib figure.
 
-    The accuracy panel's title names the model; each point is labelled ``n=...``,
-    the questions its accuracy is the mean of (failed runs included, as 0).
+    The accuracy panel's title names the model, and the chart says how many questions
+    each point's accuracy is the mean of (failed runs included, as 0): once under the
+    axis when every point holds as many, else as ``n=...`` beside each point; a point
+    with failed runs says ``... failed`` beside it.
 
     Args:
         records: Cell records.
@@ -59,6 +65,9 @@ def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
     accuracy_axes, cost_axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     positions = range(len(lengths))
     colors: dict[str, str] = {}
+    # How many questions each point is the mean of: said once when all points agree, else on each point.
+    counts = {row.questions(n) for row in rows for n in lengths if row.questions(n)}
+    uniform = next(iter(counts)) if len(counts) == 1 else None
     for row in rows:
         points = [(x, row.accuracy(n), row.questions(n)) for x, n in zip(positions, lengths, strict=True)]
         points = [(x, value * 100, count) for x, value, count in points if value is not None]
@@ -66,10 +75,14 @@ def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
         (line,) = accuracy_axes.plot(xs, ys, marker="o", label=row.label)
         colors[row.label] = line.get_color()  # a system keeps its colour in the cost panel
         for x, y, count in points:
-            accuracy_axes.annotate(
-                f"n={count}", (x, y), xytext=(4, 4), textcoords="offset points", fontsize="x-small",
-                color=line.get_color(),
-            )  # fmt: skip
+            # Failed runs count as 0 in the point; the label says how many there were.
+            failed = row.failed_at.get(lengths[x], 0)
+            labels = ([] if uniform is not None else [f"n={count}"]) + ([f"{failed} failed"] if failed else [])
+            if labels:
+                accuracy_axes.annotate(
+                    ", ".join(labels), (x, y), xytext=(4, 4), textcoords="offset points", fontsize="x-small",
+                    color=line.get_color(),
+                )  # fmt: skip
         # Hollow markers where the model alone saw only the start of the document.
         cut = [(x, y) for x, y in zip(xs, ys, strict=True) if lengths[x] in row.truncated]
         if cut:
@@ -78,7 +91,8 @@ def build_figure(records: Sequence[dict[str, Any]], *, costs: bool) -> Figure:
             )
     models = ", ".join(sorted({str(record["system"]) for record in records}))
     accuracy_axes.set_xticks(list(positions), [format_length(n) for n in lengths])
-    accuracy_axes.set_xlabel("document length (tokens); n = questions per point")
+    per_point = "n = questions per point" if uniform is None else f"each point: {_questions(uniform)}"
+    accuracy_axes.set_xlabel(f"document length (tokens); {per_point}")
     accuracy_axes.set_ylabel("accuracy (%)")
     accuracy_axes.set_ylim(-3, 103)
     accuracy_axes.grid(alpha=0.3)

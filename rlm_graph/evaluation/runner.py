@@ -15,7 +15,7 @@ from langgraph.types import RetryPolicy
 from rlm_graph import estimate_cost
 from rlm_graph.evaluation.report import write_outputs
 from rlm_graph.evaluation.summary import format_length
-from rlm_graph.evaluation.systems import MODES, Cell, Systems, eval_question
+from rlm_graph.evaluation.systems import MODES, Cell, Systems
 from rlm_graph.evaluation.tasks import TASK_NAMES, Task, build_task
 from rlm_graph.options import check_part_tokens, check_run_options, default_output_tokens
 
@@ -97,7 +97,7 @@ def _estimate(cells: Sequence[Cell], tasks: Mapping[tuple[str, int, int], Task],
         task = tasks[(cell.task, cell.length, cell.seed)]
         if cell.mode == "direct":
             calls = 1
-            tokens = min(task.document_tokens, systems.direct_budget(eval_question(task))) + 100
+            tokens = min(task.document_tokens, systems.direct_budget(task.question)) + 100
         elif isinstance(planner, str):
             calls, tokens = 0, 0
         else:
@@ -105,7 +105,7 @@ def _estimate(cells: Sequence[Cell], tasks: Mapping[tuple[str, int, int], Task],
             plan_key = (cell.length, cell.seed, cell.part_tokens)
             if plan_key not in plans:
                 plans[plan_key] = dict(
-                    estimate_cost(planner, task.document, eval_question(task), part_tokens=cell.part_tokens)
+                    estimate_cost(planner, task.document, task.question, part_tokens=cell.part_tokens)
                 )
             calls, tokens = plans[plan_key]["llm_calls"], plans[plan_key]["input_tokens"]
         totals["llm_calls"] += calls

@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from rlm_graph import BudgetExceededError, ExtractiveChatModel, RLMContext, create_rlm_graph
+from rlm_graph import BudgetExceededError, ExtractiveChatModel, RLMContext, create_rlm_graph, prompts
 from rlm_graph.call_usage import model_usage
 from rlm_graph.evaluation.scoring import ANSWER_FORMS, ANSWER_LINE_INSTRUCTION, answer_line, score_answer
 from rlm_graph.evaluation.summary import shorten
@@ -23,24 +23,38 @@ from rlm_graph.evaluation.tasks import Task
 from rlm_graph.evaluation.texts import count_tokens, truncate_to_tokens
 from rlm_graph.model_identity import model_identity
 from rlm_graph.options import default_output_tokens
-from rlm_graph.prompts import PROMPT_VERSION
 
-__all__ = ["DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "EVAL_VERSION", "MODES", "Cell", "Systems", "eval_question"]
+__all__ = [
+    "DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "EVAL_VERSION", "MODES", "Cell", "Systems", "answer_request",
+    "eval_question",
+]  # fmt: skip
 
 MODES = ("direct", "full", "focused", "navigate")
 """``direct``: the model alone (the document cut to fit its window); others: ``create_rlm_graph(mode=...)``."""
 
 DIRECT_SYSTEM_PROMPT = "You answer questions about a document, using only what the document says. Be brief."
-DIRECT_PROMPT = "<document>\n{text}\n</document>\n{note}\n<question>{question}</question>"
+DIRECT_PROMPT = "<document>\n{text}\n</document>\n{note}\n<question>{question}</question>\n{answer_request}"
 TRUNCATION_NOTE = "(Only the first {shown} of the document's {total} tokens fit your window; the rest is cut.)\n"
 EVAL_VERSION = 2
 """Bumped when what systems are asked, or how answers are scored, changes: part of every cell's key,
 so a rerun never reuses cells measured the old way (2: the ANSWER line)."""
 
 
+def answer_request(kind: str) -> str:
+    """The request for a last ``ANSWER:`` line, in the form a task of score kind ``kind`` is answered in."""
+    return ANSWER_LINE_INSTRUCTION.format(form=ANSWER_FORMS[kind])
+
+
 def eval_question(task: Task) -> str:
-    """The task's question as every system is asked it: with the request for a last ``ANSWER:`` line."""
-    return f"{task.question}\n\n{ANSWER_LINE_INSTRUCTION.format(form=ANSWER_FORMS[task.kind])}"
+    """The question as the navigate mode's root model is asked it: followed by :func:`answer_request`.
+
+    The other systems get the request in their prompt, after the question, not inside
+    it: the question also ranks parts (focused reading) and sentences (the offline
+    model), and words such as "answer", "line" and "number" would skew both.
+    Navigate takes no prompt template, and its root model alone sees the question
+    as asked (its tools get the model's own queries).
+    """
+    return f"{task.question}\n\n{answer_request(task.kind)}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +135,7 @@ class Systems:
         self.prices = dict(prices or {})
         self.max_concurrency = max_concurrency
         self.retry_policy = retry_policy
-        self._graphs: dict[str, CompiledStateGraph | str] = {}
+        self._graphs: dict[str, CompiledStateGraph | str] = {}  # by mode and score kind
 
     def settings(self) -> dict[str, Any]:
         """Everything besides the cell's own fields that changes its result, readable, for its record.
@@ -140,7 +154,7 @@ class Systems:
             "context_window": self.context_window,
             "model": digest(self.model),
             "large_model": digest(self.large_model),
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": prompts.PROMPT_VERSION,
             "eval_version": EVAL_VERSION,
         }
 
@@ -148,17 +162,35 @@ class Systems:
         """A short digest of :meth:`settings`, the part of a cell's key they make."""
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def graph(self, mode: str) -> CompiledStateGraph | str:
-        """The graph of a reading mode, or why it cannot be built (an unknown mode, a missing extra)."""
-        if mode not in self._graphs:
+    def graph(self, mode: str, kind: str | None = None) -> CompiledStateGraph | str:
+        """The graph of a reading mode, or why it cannot be built (an unknown mode, a missing extra).
+
+        Args:
+            mode: ``full``, ``focused`` or ``navigate``.
+            kind: The task's score kind: the final answer's prompts (the synthesis, and the
+                direct answer of a document that fits one call) end with the request for
+                an ``ANSWER:`` line in its form. ``None``: the default prompts (navigate,
+                which is asked through the question, and the planner of the estimate).
+        """
+        kind = None if mode == "navigate" else kind
+        key = f"{mode}:{kind}"
+        if key not in self._graphs:
             options: dict[str, Any] = {"retry_policy": self.retry_policy} if self.retry_policy is not None else {}
             if self.large_model is not None:
                 options["large_model"] = self.large_model
             if self.prices:
                 options["prices"] = self.prices
+            if kind is not None:
+                request = answer_request(kind)
+                # In focused reading the synthesis may also be asked for a last COMPLETE line.
+                options["synthesize_prompt"] = (
+                    f"{prompts.SYNTHESIZE_PROMPT}\n\n{request} If you are also asked for a COMPLETE line, "
+                    "write it after the ANSWER line."
+                )
+                options["direct_answer_prompt"] = f"{prompts.DIRECT_ANSWER_PROMPT}\n\n{request}"
             try:
                 # No reply cache: every cell pays for its own calls, as a user's first run would.
-                self._graphs[mode] = create_rlm_graph(
+                self._graphs[key] = create_rlm_graph(
                     self.model,
                     context_window=self.context_window,
                     max_concurrency=self.max_concurrency,
@@ -167,8 +199,8 @@ class Systems:
                     **options,
                 )
             except Exception as exc:  # noqa: BLE001 - any build failure makes the mode's cells unsupported
-                self._graphs[mode] = f"mode {mode!r} is not available: {_error_text(exc)}"
-        return self._graphs[mode]
+                self._graphs[key] = f"mode {mode!r} is not available: {_error_text(exc)}"
+        return self._graphs[key]
 
     def navigate_unavailable(self) -> str | None:
         """Why the navigate mode cannot run on this model (it cannot call tools), or ``None`` if it can."""
@@ -182,7 +214,9 @@ class Systems:
             raise ValueError(msg)
         reply = default_output_tokens(self.context_window)
         note = TRUNCATION_NOTE.format(shown=10**7, total=10**7)
-        overhead = count_tokens(DIRECT_SYSTEM_PROMPT + DIRECT_PROMPT.format(text="", note=note, question=question))
+        request = max((answer_request(kind) for kind in ANSWER_FORMS), key=len)
+        prompt = DIRECT_PROMPT.format(text="", note=note, question=question, answer_request=request)
+        overhead = count_tokens(DIRECT_SYSTEM_PROMPT + prompt)
         # Our counter is cl100k_base; another model's tokenizer may count more, so keep a margin.
         margin = 16 if isinstance(self.model, ExtractiveChatModel) else self.context_window // 10
         return max(0, self.context_window - reply - overhead - margin - 16)
@@ -204,7 +238,7 @@ class Systems:
         return sum(priced) if priced else None
 
     async def _direct(self, task: Task, config: dict[str, Any]) -> dict[str, Any]:
-        question = eval_question(task)
+        question = task.question
         budget = self.direct_budget(question)
         text = truncate_to_tokens(task.document, budget)
         truncated = len(text) < len(task.document)
@@ -212,7 +246,9 @@ class Systems:
         note = TRUNCATION_NOTE.format(shown=shown, total=task.document_tokens) if truncated else ""
         messages = [
             SystemMessage(DIRECT_SYSTEM_PROMPT),
-            HumanMessage(DIRECT_PROMPT.format(text=text, note=note, question=question)),
+            HumanMessage(
+                DIRECT_PROMPT.format(text=text, note=note, question=question, answer_request=answer_request(task.kind))
+            ),
         ]
         reply = await self.model.ainvoke(messages, config=config)
         usage = reply.usage_metadata or {}
@@ -233,11 +269,12 @@ class Systems:
     async def _graph(
         self, cell: Cell, task: Task, remaining_calls: int | None, config: dict[str, Any]
     ) -> dict[str, Any]:
-        graph = self.graph(cell.mode)
+        graph = self.graph(cell.mode, task.kind)
         if isinstance(graph, str):
             return {"status": "unsupported", "reason": graph}
         context = RLMContext(part_tokens=cell.part_tokens, max_llm_calls=remaining_calls, on_budget="error")
-        question = {"document": task.document, "question": eval_question(task)}
+        asked = eval_question(task) if cell.mode == "navigate" else task.question
+        question = {"document": task.document, "question": asked}
         out = await graph.ainvoke(question, context=context, config=config)
         usage = out.get("usage") or {}
         return {
