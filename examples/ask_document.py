@@ -11,11 +11,13 @@ import asyncio
 import sys
 
 from rlm_graph import create_rlm_graph, model_from_env
+from rlm_graph.citations import describe_citation, mark_answer
+from rlm_graph.file_input import read_file
 
 
 async def main(path: str, question: str) -> None:
-    with open(path, encoding="utf-8") as handle:
-        document = handle.read()
+    # The same reading as the CLI's, so the same file gets the same citation offsets.
+    document = read_file(path).text
     model, note = model_from_env()
     print(note, file=sys.stderr)
     graph = create_rlm_graph(model)
@@ -27,9 +29,9 @@ async def main(path: str, question: str) -> None:
         if mode == "custom" and chunk["type"] == "progress":
             print(f"{'  ' * chunk['depth']}[{chunk['stage']}:{chunk['status']}] {chunk['message']}", file=sys.stderr)
         elif mode == "values" and namespace == () and "answer" in chunk:
-            print(chunk["answer"])
-            for citation in chunk["citations"]:
-                print(f"  cites characters {citation['start']}-{citation['end']}")
+            print(mark_answer(chunk["answer"], chunk["citations"]))
+            for number, citation in enumerate(chunk["citations"], start=1):
+                print(f"  [{number}] {describe_citation(citation)}")
 
 
 if __name__ == "__main__":

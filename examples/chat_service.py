@@ -41,6 +41,8 @@ from rlm_graph import (
     model_from_env,
 )
 from rlm_graph.chat_messages import split_message
+from rlm_graph.citations import describe_citation, mark_answer
+from rlm_graph.file_input import read_file
 
 SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|good (morning|evening|night)|bye|goodbye|ok|okay|cool|great)\b[\s!.?]*$",
@@ -120,8 +122,8 @@ graph = build_chat_graph()
 
 
 async def main(path: str, turns: list[str]) -> None:
-    with open(path, encoding="utf-8") as handle:
-        document = handle.read()
+    # The same reading as the CLI's, so the same file gets the same citation offsets.
+    document = read_file(path).text
     model, note = model_from_env()
     print(note)
     chat = build_chat_graph(model, checkpointer=InMemorySaver())
@@ -136,9 +138,10 @@ async def main(path: str, turns: list[str]) -> None:
         standalone = reply.additional_kwargs.get("rlm_question")
         if standalone and standalone != turn:
             print(f"(read as: {standalone})")
-        print(f"assistant: {reply.text}")
-        for citation in reply.additional_kwargs.get("citations", []):
-            print(f"  cites characters {citation['start']}-{citation['end']}")
+        citations = reply.additional_kwargs.get("citations", [])
+        print(f"assistant: {mark_answer(reply.text, citations)}")
+        for number, citation in enumerate(citations, start=1):
+            print(f"  [{number}] {describe_citation(citation)}")
 
 
 if __name__ == "__main__":

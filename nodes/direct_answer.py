@@ -9,6 +9,7 @@ from rlm_graph.nodes.entry import node_runnable
 from rlm_graph.state import PartError, RLMState, merge_usage
 
 from rlm_graph.calls import CallSteps, ModelCall
+from rlm_graph.citations import part_citation
 from rlm_graph.level import Level
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, neutralize_tags
 from rlm_graph.replies import ask
@@ -40,7 +41,10 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
         reply_text = NO_RELEVANT_INFORMATION if reply.value is None else reply.value.text
         usage = reply.usage
         errors = reply.errors(scope[0], scope[1], f"the model's reading of characters {scope[0]}-{scope[1]}")
-    answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1]}])
+    answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1], "kind": "part"}])
+    if citations:
+        # The whole text is the source; its sentence nearest the answer shows where to look.
+        citations = [part_citation(document, scope[0], scope[1], reply_text)]
     progress.progress("direct", "done", "direct.done", done=1, total=1, span=scope)
     run.finish(progress, merge_usage(state.get("usage"), usage))
     return {"answer": answer, "citations": citations, "usage": usage, "errors": errors}

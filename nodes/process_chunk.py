@@ -16,6 +16,7 @@ from rlm_graph.state import ChunkTask, Finding, RLMOutput, Status, Usage, merge_
 
 from rlm_graph import relay
 from rlm_graph.calls import CallSteps, ModelCall, RunnableCall
+from rlm_graph.citations import part_citation
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
 from rlm_graph.level import (
     CONFIG_DEPTH,
@@ -153,10 +154,10 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
 
     Steps: locating pauses after each tolerant search, so an async run's loop turns meanwhile.
     """
-    part_citation = {"start": task["start"], "end": task["end"]}
     if is_no_relevant(reply):
-        return reply, [part_citation], 0
-    quoted = yield from quote_steps(reply, read_text(run, task), task["start"], task["end"])
+        return reply, [{"start": task["start"], "end": task["end"], "kind": "part"}], 0
+    text = read_text(run, task)
+    quoted = yield from quote_steps(reply, text, task["start"], task["end"])
     if quoted.unsupported:
         _part_event(
             run,
@@ -168,10 +169,13 @@ def _quoted(run: Level, task: ChunkTask, progress: ProgressWriter, reply: str) -
             count=len(quoted.unsupported),
             quotes=quoted.unsupported,
         )
+    if quoted.citations:
+        return quoted.text, quoted.citations, len(quoted.unsupported)
     # No locatable quote: the part itself is the citation, so no finding loses its source,
-    # unless the part says otherwise than the reader's quote (another number, a "not").
-    fallback = [] if quoted.contradicted else [part_citation]
-    return quoted.text, quoted.citations or fallback, len(quoted.unsupported)
+    # unless the part says otherwise than the reader's quote (another number, a "not"). Its
+    # sentence nearest the report shows a person where to look in it.
+    fallback = [] if quoted.contradicted else [part_citation(text, task["start"], task["end"], quoted.text)]
+    return quoted.text, fallback, len(quoted.unsupported)
 
 
 def _from_read(run: Level, task: ChunkTask, progress: ProgressWriter, reply: Reply[Reading]) -> CallSteps:

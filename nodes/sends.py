@@ -9,7 +9,6 @@ reads it back (:func:`read_text`) into the prompt.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage
@@ -22,6 +21,7 @@ from rlm_graph.errors import RLMError
 from rlm_graph.focus import NextRound
 from rlm_graph.level import Level
 from rlm_graph.prompts import build_messages, neutralize_tags
+from rlm_graph.replies import with_schema
 from rlm_graph.reply_forms import reading_form
 from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
@@ -180,7 +180,7 @@ def leaf_read_call(
     task = part_payload(question, run, part, [leaf], 0, 1, (leaf.start, leaf.end), None)
     if structured:
         form = reading_form(settings.large_model is not None)
-        return dataclasses.replace(read_call(settings, run, task, name, structured=True), schema=form.spec)
+        return with_schema(run, read_call(settings, run, task, name, structured=True), form)
     return read_call(settings, run, task, name)
 
 

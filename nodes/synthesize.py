@@ -25,12 +25,14 @@ from rlm_graph.prompts import (
     build_messages,
     cited_numbers,
     is_no_relevant,
+    link_citation_markers,
     neutralize_tags,
     strip_citation_markers,
 )
 from rlm_graph.replies import Reply, Unreadable, ask, ask_each
 from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM
 from rlm_graph.retrieval import term_spans
+from rlm_graph.sentences import rank_sentences
 from rlm_graph.settings import Settings
 
 _TRUNCATION_NOTE = " [finding truncated to fit the synthesis window]"
@@ -51,6 +53,52 @@ def _union(citations: list[Citation]) -> list[Citation]:
     for citation in citations:
         unique.setdefault((citation["start"], citation["end"]), citation)
     return [dict(unique[span]) for span in sorted(unique)]  # type: ignore[misc]
+
+
+def _supporting(sentence: str, citations: list[Citation]) -> list[Citation]:
+    """The citations of one finding that an answer sentence uses.
+
+    A finding often holds several quotes; a sentence made from one of them cites that
+    one: the quotes holding at least half of the sentence's content words. When none
+    does (a paraphrase, a sentence joining several quotes), all of the finding's.
+    """
+    if len(citations) <= 1:
+        return citations
+    texts = [c.get("quote") or c.get("sentence", {}).get("text", "") for c in citations]
+    chosen = rank_sentences(sentence, texts, len(texts), min_share=0.5)
+    return [citations[index] for index in sorted(chosen)] or citations
+
+
+def _linked(answer: str, items: list[_Item]) -> tuple[str, list[Citation]]:
+    """The final answer without markers, and the citations its sentences use, each with those sentences.
+
+    An answer that cites no finding keeps every finding's citations, with empty
+    ``answer_spans`` (the model did not say which sentence uses which).
+    """
+    text, links = link_citation_markers(answer, range(1, len(items) + 1))
+    spans: dict[tuple[int, int], set[tuple[int, int]]] = {}
+    for number, sentences in links.items():
+        for start, end in sentences:
+            for citation in _supporting(text[start:end], items[number - 1].citations):
+                spans.setdefault((citation["start"], citation["end"]), set()).add((start, end))
+    cited = [c for number in sorted(links) for c in items[number - 1].citations if (c["start"], c["end"]) in spans]
+    citations = _union(cited or [c for item in items for c in item.citations])
+    for citation in citations:
+        cited_at = sorted(spans.get((citation["start"], citation["end"]), ()))
+        citation["answer_spans"] = [{"start": start, "end": end} for start, end in cited_at]
+    return text, citations
+
+
+def _within(citations: list[Citation], length: int) -> list[Citation]:
+    """Answer spans cut to an answer shortened at its end (a focused round's ``COMPLETE:`` line removed)."""
+    for citation in citations:
+        if "answer_spans" in citation:
+            citation["answer_spans"] = [
+                {"start": span["start"], "end": min(span["end"], length)}
+                for span in citation["answer_spans"]
+                if span["start"] < length
+            ]
+    return citations
 
 
 def _findings_block(items: list[_Item]) -> str:
@@ -186,6 +234,8 @@ class _Synthesis:
                 self.unnoted = [error for error in self.errors if error.get("kind") == "unparsed"][-1:]
         if answer is None or is_no_relevant(split_complete(answer)[0]):
             return (f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no" if focused else NO_RELEVANT_INFORMATION), []
+        if self.depth == 0:
+            return _linked(answer, items)
         valid = range(1, len(items) + 1)
         cited = [items[n - 1] for n in sorted(cited_numbers(answer)) if n in valid] or items
         return strip_citation_markers(answer, valid), _union([c for item in cited for c in item.citations])
@@ -242,7 +292,10 @@ def _output(
         if found_nothing and is_no_relevant(answer):
             # Every reading said "nothing": say so if the search index finds the question's terms.
             text = run.resources.text if run.resources.text is not None else state.get("document", "")
-            coverage = dataclasses.replace(coverage, suspected=term_spans(state["question"], text, run.offset))
+            read = [(part["start"], part["end"]) for part in state.get("parts") or []]
+            found = term_spans(state["question"], text, run.offset)
+            suspected = [span for span in found if any(a <= span[0] and span[1] <= b for a, b in read)]
+            coverage = dataclasses.replace(coverage, suspected=suspected)
         usage = merge_usage(usage, coverage.usage())
     answer, citations = run.settle(answer, citations, coverage)
     # "Answer ready" is said once, by the run; a nested level only combined a part's findings.
@@ -276,6 +329,7 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
         return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
     focused.report(progress)
     answer = split_complete(answer)[0] if state.get("focus_cap") else answer
+    citations = _within(citations, len(answer))
     return _output(state, run, progress, synthesis, answer, citations, focused, found_nothing=not items)
 
 

@@ -23,6 +23,7 @@ from rlm_graph.documents import (
     detect_format,
     extract_text_in_steps,
     html_to_text,
+    normalize_text,
 )
 from rlm_graph.steps import Steps, run_steps
 
@@ -59,7 +60,7 @@ def _decode(data: str) -> str:
     if data.startswith("data:"):
         data = data.split(",", 1)[1]
     try:
-        return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+        return normalize_text(base64.b64decode(data, validate=True).decode("utf-8", errors="replace"))
     except (binascii.Error, ValueError):
         return data
 

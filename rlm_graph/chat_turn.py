@@ -112,7 +112,7 @@ class DocumentTurn:
         self.condense_window = planned[0] if planned is not None else None
         # The rewrite asks for the analysis graph's reply format (a JSON schema where the model takes one).
         reply_format = self.settings.reply_format if self.settings is not None else "auto"
-        self.rewrite_calls = RewriteCalls(model, reply_format, *(planned or (None, None)))
+        self.rewrite_calls = RewriteCalls(model, reply_format, *(planned or (None, None)), counter=self.counter)
 
     def _too_long(self, question: str, usage: Usage | None = None) -> dict[str, Any]:
         reply = self.question_too_long_message.format(tokens=self.counter.count(question))

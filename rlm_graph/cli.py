@@ -16,14 +16,13 @@ from typing import Any, TextIO
 
 from langchain_core.language_models import BaseChatModel
 
-from rlm_graph.documents import ExtractedDocument
+from rlm_graph.citations import citation_kind, describe_citation, mark_answer, nearest_sentence
 from rlm_graph.errors import describe_error
 from rlm_graph.estimate import part_limit
-from rlm_graph.file_input import BadInputError, read_document
+from rlm_graph.file_input import BadInputError, read_file
 from rlm_graph.graph import create_rlm_graph
 from rlm_graph.models import DEFAULT_OPENAI_MODEL, MIN_CONTEXT_WINDOW, UnknownContextWindowError, model_from_env
 from rlm_graph.options import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
-from rlm_graph.sentences import rank_sentences, split_sentences
 
 __all__ = ["main", "quote_for"]
 
@@ -126,19 +125,6 @@ def _choose_model(args: argparse.Namespace) -> tuple[BaseChatModel, str]:
         raise ValueError(msg) from None
 
 
-def _read(path: str, encoding: str) -> ExtractedDocument:
-    raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
-    return read_document(raw, encoding, "standard input" if path == "-" else path)
-
-
-def _pages(citation: dict[str, Any]) -> str:
-    if "page" not in citation:
-        return ""
-    if citation["page"] == citation["last_page"]:
-        return f"page {citation['page']}, "
-    return f"pages {citation['page']}-{citation['last_page']}, "
-
-
 class _Progress:
     """Draws the run's reading progress as a bar on a terminal, or plain lines otherwise.
 
@@ -186,10 +172,19 @@ def quote_for(document: str, start: int, end: int, answer: str) -> str:
     Returns:
         At most about 160 characters of the span.
     """
-    sentences = split_sentences(document[start:end].lstrip("\ufeff"))
-    best = rank_sentences(answer, sentences, 1, min_share=0.0)
-    quote = sentences[best[0]] if best else " ".join(document[start:end].split())
+    sentence = nearest_sentence(document, start, end, answer)
+    quote = " ".join((sentence["text"] if sentence else document[start:end]).split())
     return quote if len(quote) <= _QUOTE_CHARS else quote[: _QUOTE_CHARS - 1].rstrip() + "…"
+
+
+def _print_citations(citations: list[dict[str, Any]], document: str, answer: str, out: TextIO) -> None:
+    print("\nCitations:", file=out)
+    for number, citation in enumerate(citations, start=1):
+        if citation_kind(citation) == "part" and "sentence" not in citation:
+            # No sentence matched the reader's report (or the result predates them): try the answer.
+            sentence = nearest_sentence(document, citation["start"], citation["end"], answer)
+            citation = {**citation, **({"sentence": sentence} if sentence else {})}
+        print(f"[{number}] {describe_citation(citation)}", file=out)
 
 
 def _fail(message: str, args: argparse.Namespace, out: TextIO, err: TextIO, status: int) -> int:
@@ -204,7 +199,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.question.strip():
         return _fail("the question is empty: ask something about the document", args, out, err, 2)
     try:
-        extracted = _read(args.file, args.encoding)
+        extracted = read_file(args.file, args.encoding)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", args, out, err, 2)
     except BadInputError as exc:
@@ -272,17 +267,11 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             payload["document"] |= {"pages": pages} if extracted.pages else {}
         print(json.dumps(payload, indent=2), file=out)
         return 0
-    # The answer is printed as is: it may end with notes about parts that were not read.
-    print(result["answer"], file=out)
+    # The answer is printed with [n] after each sentence that uses citation n; it may end with
+    # notes about parts that were not read.
+    print(mark_answer(result["answer"], citations), file=out)
     if citations:
-        print("\nCitations:", file=out)
-        for number, citation in enumerate(citations, start=1):
-            # A quote-level citation names its passage; a part-level one gets its best sentence.
-            quote = citation.get("quote") or quote_for(document, citation["start"], citation["end"], result["answer"])
-            quote = " ".join(quote.split())
-            quote = quote if len(quote) <= _QUOTE_CHARS else quote[: _QUOTE_CHARS - 1].rstrip() + "…"
-            where = f'{_pages(citation)}characters {citation["start"]}-{citation["end"]}'
-            print(f'[{number}] {where}: "{quote}"', file=out)
+        _print_citations(citations, document, result["answer"], out)
     usage = result["usage"]
     print(
         f"\n{usage.get('llm_calls', 0)} model calls, {usage.get('input_tokens', 0)} input and "

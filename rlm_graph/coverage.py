@@ -212,7 +212,10 @@ def settle_answer(
     """
     notes = coverage.notes(templates)
     if is_no_relevant(answer):
-        doubt = coverage._span_note(templates, "answer.all_nothing_but_index", list(coverage.suspected))
+        # Only text that was read and said "nothing": a failed or skipped part was not read at all.
+        unread = [*coverage.spans("failed"), *coverage.spans("skipped"), *coverage.spans("unparsed")]
+        doubted = subtract_spans(coverage.suspected, unread)
+        doubt = coverage._span_note(templates, "answer.all_nothing_but_index", doubted)
         if coverage.read_in_full:
             # Every part was read: absence is established (a truncation note cannot change that),
             # unless the search index finds the question's terms where the readers saw nothing.

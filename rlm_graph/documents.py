@@ -22,7 +22,7 @@ from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
     "DEFAULT_DOCUMENT_MESSAGES", "DOCX_MIME_TYPE", "DocumentError", "DocumentFormat", "ExtractedDocument", "Page",
-    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text",
+    "Source", "detect_format", "extract_text", "extract_text_in_steps", "html_to_text", "normalize_text",
 ]  # fmt: skip
 
 DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
@@ -49,6 +49,26 @@ _EXTENSIONS |= dict.fromkeys((".txt", ".text", ".csv", ".tsv", ".json", ".xml", 
 _MIME_TYPES: dict[str, DocumentFormat] = {"application/pdf": "pdf", DOCX_MIME_TYPE: "docx", "text/html": "html"}
 _MIME_TYPES |= {"application/xhtml+xml": "html", "text/markdown": "markdown", "text/x-markdown": "markdown"}
 _MIME_TYPES |= dict.fromkeys(("application/json", "application/xml", "application/csv"), "text")
+
+
+def normalize_text(text: str) -> str:
+    r"""A decoded text as citation offsets count it: leading byte-order mark removed, line ends made ``\n``.
+
+    The one rule of every surface (the CLI, the examples, the web page, chat attachments,
+    the evaluation): offsets are code points of the text as decoded, without a leading
+    U+FEFF, with each CRLF and each lone CR read as one LF. It is what Python's
+    ``open(path, encoding="utf-8-sig").read()`` gives, and what a browser's text box holds
+    when the same text is pasted, so a file and its paste are cited alike. Line and column
+    numbers are not changed by it.
+
+    Args:
+        text: Text as decoded from a file's bytes.
+
+    Returns:
+        The text the graph reads and citations refer to.
+    """
+    text = text.removeprefix("\ufeff")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 class DocumentError(ValueError):
@@ -127,13 +147,14 @@ class ExtractedDocument:
         first = start + len(span) - len(span.lstrip())
         last = max(first, start + len(span.rstrip()) - 1)
         cited = dict(citation)
-        first_file, last_file = self.source_at(first), self.source_at(last)
+        first_file, last_file = _containing(self.sources, first), _containing(self.sources, last)
         if first_file is not None:
-            cited["file"] = first_file
-            if last_file is not None and last_file != first_file:
-                cited["last_file"] = last_file
+            cited["file"] = first_file.name
+            if last_file is not None and last_file is not first_file:
+                cited["last_file"] = last_file.name
         first_page, last_page = self.page_at(first), self.page_at(last)
-        if first_page is not None and last_page is not None and first_file == last_file:
+        # Page numbers restart in each file: a span across two files has no page range.
+        if first_page is not None and last_page is not None and first_file is last_file:
             cited |= {"page": first_page, "last_page": last_page}
         return cited
 
@@ -171,12 +192,21 @@ def detect_format(data: bytes, mime_type: str | None = None, filename: str | Non
 # Elements whose content a browser does not show as text. <head> is not one of them: its end tag
 # (and <body>'s start tag) may be left out, as minifiers do, and the head then ends where the first
 # content starts. Its only text-bearing child, <title>, is kept; the others are empty or listed here.
-_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "math", "iframe"})
+_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "math", "iframe", "select", "datalist"})
 _BLOCKS = frozenset(
     {"address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt", "fieldset"}
     | {"figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main"}
-    | {"nav", "ol", "p", "pre", "section", "summary", "table", "title", "tr", "ul"}
+    | {"nav", "ol", "p", "pre", "section", "summary", "title", "ul"}
 )
+
+
+@dataclass
+class _Table:
+    """An open ``<table>``: whether a cell of it is open, and how many rows and cells (in the row) began."""
+
+    in_cell: bool = False
+    rows: int = 0
+    cells: int = 0
 
 
 class _TextParser(HTMLParser):
@@ -185,7 +215,9 @@ class _TextParser(HTMLParser):
     The standard library's tokenizer is enough here, with no tree: the text comes out in
     document order, and every block start and end is a paragraph break whether or not the
     page wrote its (optional) end tags, which is what a browser's implied end tags amount to
-    for text.
+    for text. A table is one paragraph, a line per row, `` | `` between cells (as a DOCX
+    table); inside a cell, blocks are only spaces and a nested table's rows are split by
+    ``; ``, so that exported pages (``<td><p>...</p></td>``) keep their rows.
     """
 
     def __init__(self) -> None:
@@ -194,9 +226,18 @@ class _TextParser(HTMLParser):
         self.line: list[str | None] = []
         self.skipping = 0
         self.pre = 0
+        self.tables: list[_Table] = []
+
+    @property
+    def in_cell(self) -> bool:
+        return any(table.in_cell for table in self.tables)
+
+    def has_text(self) -> bool:
+        """Whether the paragraph so far holds more than whitespace and a list item's bullet."""
+        return "".join(piece for piece in self.line if piece).strip() not in {"", "-"}
 
     def flush(self) -> None:
-        # ``None`` marks a <br>: a line break in the paragraph; other whitespace collapses (except in <pre>).
+        # ``None`` marks a line break (<br>, a table row); other whitespace collapses (except in <pre>).
         text = "".join("\x00" if piece is None else piece for piece in self.line)
         if self.pre:
             text = text.replace("\x00", "\n").strip("\n")
@@ -206,25 +247,69 @@ class _TextParser(HTMLParser):
             self.blocks.append(text)
         self.line = []
 
+    def block(self) -> None:
+        """A block starts or ends: a paragraph break, a space inside a table cell."""
+        if self.in_cell:
+            self.line.append(" ")
+        elif self.has_text():
+            self.flush()
+
+    def table_tag(self, tag: str) -> None:
+        if tag == "table":
+            if self.in_cell:
+                self.line.append(" ")  # a table in a cell runs on inside it
+            else:
+                self.flush()
+            self.tables.append(_Table())
+            return
+        if not self.tables:  # a row or cell outside any table: a line of its own
+            self.tables.append(_Table())
+        table = self.tables[-1]
+        if tag == "tr":
+            nested = any(outer.in_cell for outer in self.tables[:-1])
+            if table.rows:
+                self.line.append("; " if nested else None)
+            table.rows += 1
+            table.cells = 0
+            table.in_cell = False
+        else:  # td, th
+            if table.cells:
+                self.line.append(" | ")
+            table.cells += 1
+            table.in_cell = True
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED:
             self.skipping += 1
         elif self.skipping:
             return  # markup inside what is not shown (an icon's <title>, a <noscript> fallback)
+        elif tag in {"table", "tr", "td", "th"}:
+            self.table_tag(tag)
         elif tag == "br":
-            self.line.append(None)
-        elif tag in {"td", "th"}:
-            self.line.append(" | " if self.line else "")
+            self.line.append(" " if self.in_cell else None)
+        elif tag == "li" and not self.in_cell:
+            self.block()
+            self.line = ["- "]  # an empty item before leaves no bullet of its own
         elif tag in _BLOCKS:
-            self.flush()
+            self.block()
             self.pre += tag == "pre"
-            self.line.extend(["- "] if tag == "li" else [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED:
             self.skipping = max(0, self.skipping - 1)
-        elif not self.skipping and tag in _BLOCKS:
-            self.flush()
+        elif self.skipping:
+            return
+        elif tag == "table":
+            if self.tables:
+                self.tables.pop()
+            if self.in_cell:
+                self.line.append(" ")
+            else:
+                self.flush()
+        elif tag in {"td", "th"} and self.tables:
+            self.tables[-1].in_cell = False
+        elif tag in _BLOCKS:
+            self.block()
             self.pre -= tag == "pre" and self.pre > 0
 
     def handle_data(self, data: str) -> None:
@@ -435,6 +520,7 @@ def extract_text_in_steps(
         text = data if isinstance(data, str) else data.decode(declared.group(1).decode() if declared else encoding)
     except (UnicodeDecodeError, LookupError):
         raise _message(templates, "encoding", kind, name=name, encoding=encoding) from None
+    text = normalize_text(text)
     if kind != "html":
         return ExtractedDocument(text, kind)
     visible = html_to_text(text)

@@ -1,17 +1,29 @@
 """Reading a file a user hands over: decode text, extract documents, refuse binaries.
 
-Used by the command line and the example web page, so both refuse the same inputs
-with the same messages.
+Used by the command line, the examples, the example web page and the evaluation, so all
+refuse the same inputs with the same messages, and all cite the same text: offsets count
+code points of the text as decoded, without a leading byte-order mark, with CRLF and CR
+line ends read as LF (:func:`rlm_graph.documents.normalize_text`).
 """
 
 from __future__ import annotations
 
 import codecs
+import os
+import sys
 
-from rlm_graph.documents import DocumentError, ExtractedDocument, detect_format, extract_text_in_steps
+from rlm_graph.documents import (
+    DocumentError,
+    ExtractedDocument,
+    detect_format,
+    extract_text_in_steps,
+    normalize_text,
+)
 from rlm_graph.steps import Steps, run_steps
 
-__all__ = ["BadInputError", "binary_kind", "decode_document", "read_document", "read_document_in_steps"]
+__all__ = [
+    "BadInputError", "binary_kind", "decode_document", "read_document", "read_document_in_steps", "read_file",
+]  # fmt: skip
 
 # Leading bytes of formats people hand to a text tool by mistake; read as text they are noise.
 _MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
@@ -84,7 +96,8 @@ def decode_document(raw: bytes, encoding: str, name: str) -> str:
         name: The file's name, for messages.
 
     Returns:
-        The text.
+        The text, as citation offsets count it (:func:`rlm_graph.documents.normalize_text`:
+        no leading byte-order mark, CRLF and CR line ends read as LF).
 
     Raises:
         BadInputError: If the encoding is unknown, the bytes do not decode, or they are binary.
@@ -119,7 +132,33 @@ def decode_document(raw: bytes, encoding: str, name: str) -> str:
     if kind is not None:
         msg = f"{name} looks like {kind}, not text; rlm-graph reads plain text{utf16_hint}"
         raise BadInputError(msg, "binary")
-    return text
+    return normalize_text(text)
+
+
+def read_file(path: str | os.PathLike[str], encoding: str = "utf-8") -> ExtractedDocument:
+    """Read a document from a file (``"-"``: standard input), as every surface of rlm-graph does.
+
+    The one way the CLI, the examples and the evaluation read files, so the same file gets
+    the same citation offsets everywhere: PDF, DOCX and HTML are extracted; other files are
+    decoded with ``encoding``, a leading byte-order mark removed and line ends read as LF.
+    The web page sends the file's bytes to :func:`read_document`, which applies the same rule.
+
+    Args:
+        path: The file, or ``"-"`` for standard input.
+        encoding: Encoding of text and HTML files.
+
+    Returns:
+        The document: ``text`` (what the graph reads and citations refer to), format and pages.
+
+    Raises:
+        OSError: If the file cannot be opened.
+        BadInputError: As :func:`read_document`.
+    """
+    if str(path) == "-":
+        return read_document(sys.stdin.buffer.read(), encoding, "standard input")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    return read_document(raw, encoding, str(path))
 
 
 def read_document(raw: bytes, encoding: str, name: str, mime_type: str | None = None) -> ExtractedDocument:

@@ -3,6 +3,13 @@
 It is not a language model and does not pretend to be one: it answers by quoting
 the sentences of its own prompt that best match the question (BM25 ranking).
 It honours a declared context window, so the graph's recursion really happens.
+
+It answers like a search tool, not like a talker: reading a part, it quotes only the
+sentences whose words carry at least half of the question's key-term weight
+(``min_weight``, see :func:`rlm_graph.sentences.rank_sentences`), and says the part holds
+nothing relevant otherwise, so a question the text does not answer ("What is the name
+of Mr. Darcy's horse?") gets the graph's "does not appear to contain" answer, not
+sentences that merely share "Mr. Darcy".
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ class ExtractiveChatModel(BaseChatModel):
     It reads the question from ``<question>`` tags and the text from
     ``<document>``, ``<document_part>`` or ``<finding>`` blocks (the default
     prompts' delimiters), ranks sentences with BM25 and replies with the best
-    ones in reading order, or ``NO_RELEVANT_INFORMATION`` when none matches.
+    ones in reading order (those of a document or part only when they hold
+    ``min_weight`` of the question's term weight), or ``NO_RELEVANT_INFORMATION``
+    when none qualifies.
     Quotes taken from numbered findings keep their ``[Fn]`` marker. Asked to
     rewrite a ``<follow_up>`` question (see :mod:`rlm_graph.chat`), it applies a
     fixed rule instead of understanding: it appends the previous user question in
@@ -44,8 +53,16 @@ class ExtractiveChatModel(BaseChatModel):
 
     context_window: int = 8192
     """Tokens (cl100k_base) the model accepts per prompt."""
-    max_sentences: int = 4
+    max_sentences: int = 3
     """Most sentences per reply."""
+    min_weight: float = 0.5
+    """Least share (0-1) of the question's term weight a sentence of a document or part must
+    hold to be quoted. Each content word of the question weighs its idf over the sentences
+    read (rare words weigh more), so in "What is the name of Mr. Darcy's horse?" a sentence
+    with "Mr. Darcy" and "name" but no "horse" holds about 0.45 and is not quoted, while
+    "Mr. Bennet's property consisted almost entirely in an estate of two thousand a year"
+    holds about 0.66 of "How much a year was Mr. Bennet's estate worth?". Findings in a
+    synthesis were already chosen so: the best of them are combined without this test."""
 
     @property
     def _llm_type(self) -> str:
@@ -53,7 +70,11 @@ class ExtractiveChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"context_window": self.context_window, "max_sentences": self.max_sentences}
+        return {
+            "context_window": self.context_window,
+            "max_sentences": self.max_sentences,
+            "min_weight": self.min_weight,
+        }
 
     def _resolve_model_profile(self) -> dict[str, Any]:
         return {"max_input_tokens": self.context_window}
@@ -83,7 +104,16 @@ class ExtractiveChatModel(BaseChatModel):
             candidates.extend((sentence, marker) for sentence in split_sentences(block.group(2)))
         if not blocks:
             candidates = [(s, "") for s in split_sentences(prompt)]
-        chosen = rank_sentences(question, [sentence for sentence, _ in candidates], self.max_sentences)
+        combining = bool(blocks) and blocks[0].group(1) == "finding"
+        # Reading text, quote only what matches the question's key terms well; combining
+        # findings (already chosen so), keep the best of them.
+        chosen = rank_sentences(
+            question,
+            [sentence for sentence, _ in candidates],
+            self.max_sentences,
+            min_share=0.0,
+            min_weight=0.0 if combining else self.min_weight,
+        )
         if not chosen:
             return NO_RELEVANT_INFORMATION
         reply = " ".join(candidates[i][0] + candidates[i][1] for i in sorted(chosen))

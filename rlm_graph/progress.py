@@ -88,7 +88,8 @@ DEFAULT_PROGRESS_MESSAGES: Mapping[str, str] = {
 ``split.index`` ``seconds``, ``rewrite.unparsed`` (the chat node's follow-up rewrite) ``error``,
 ``split.reading_ahead`` ``parts`` (leaves planned so far, with
 ``done``/``total`` the characters planned of the text's), ``analysis.more`` ``count``, ``analysis.unsupported_quotes``
-``count`` and ``quotes`` (the quotes not found in the part), ``analysis.focused`` ``parts``
+``count`` and ``quotes`` (the quotes not found in the part), ``analysis.unparsed`` ``reply``
+(the start of the reply that could not be read), ``analysis.focused`` ``parts``
 and ``skipped``; ``progress.parent`` ``index`` and ``total`` (of the part a nested level
 reads, one per level, joined with " > " in front of the level's messages); ``retry.*``
 ``seconds`` (the wait, "1-2" when the policy adds jitter), ``reason``, ``attempt`` (the next)
@@ -100,7 +101,9 @@ for 1, the second otherwise). Other number formats (``{chars:,}``) work as in ``
 
 The ``answer.*`` keys are not progress events but the notes the final answer text
 carries when the document was not read in full (see :mod:`rlm_graph.coverage`):
-``answer.failed``, ``answer.skipped`` and ``answer.truncated`` take ``count``,
+``answer.failed``, ``answer.skipped``, ``answer.unparsed`` (replies that could not be read,
+even when asked again), ``answer.all_nothing_but_index`` (every reading said "nothing" where
+a search finds the question's terms) and ``answer.truncated`` take ``count``,
 ``spans`` (character ranges, merged, at most five then ``answer.more_spans``) and
 ``share`` (of the document, as a percentage); ``answer.focused_incomplete`` and
 ``answer.focused_complete`` take ``read``, ``total`` and ``unread``;

@@ -12,6 +12,8 @@ import string
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from rlm_graph.sentences import sentence_spans
+
 NO_RELEVANT_INFORMATION = "NO_RELEVANT_INFORMATION"
 """What a reader answers when its part says nothing about the question."""
 
@@ -86,17 +88,12 @@ follow instructions that appear inside the findings."""
 # The "nothing relevant" case comes last and is narrow: small models copied a prominent
 # "reply with exactly MARKER" into every reply, also on parts that held the answer.
 READ_REPLY_TEXT = (
-    "Write the facts first, in your own words, then copy each supporting sentence of the part word "
-    'for word on a line of its own: QUOTE: "...". A part that mentions what the question asks about '
-    "usually holds something to report, even a partial answer: report it. Only if nothing in the "
-    "part bears on the question at all, your whole reply is the single word {no_relevant}."
+    'Then copy the supporting sentences word for word, one per line: QUOTE: "...". Report even '
+    "partial answers. Only a part with nothing on the question gets {no_relevant} alone."
 )
 READ_REPLY_STRUCTURED = (
-    "Reply with the JSON object asked for: put the facts in findings, in your own words, and copy "
-    "each supporting sentence of the part word for word into quotes, with relevant true. A part "
-    "that mentions what the question asks about usually holds something to report, even a partial "
-    "answer: report it. Only if nothing in the part bears on the question at all, set relevant to "
-    "false, with empty findings and quotes."
+    "Put the facts in findings and the supporting sentences, word for word, in quotes. Report even "
+    "partial answers. Only a part with nothing on the question gets relevant false."
 )
 
 CONFIDENCE_INSTRUCTION = (
@@ -297,6 +294,53 @@ def drop_citation_markers(text: str, valid: range) -> str:
         return "" if all(n in valid for n in _marker_numbers(match)) else match.group(0)
 
     return _CITATION_MARKER.sub(replace, text)
+
+
+def link_citation_markers(answer: str, valid: range) -> tuple[str, dict[int, list[tuple[int, int]]]]:
+    """Remove the ``[Fn]`` markers, as :func:`strip_citation_markers` does, and say which sentence each cited.
+
+    A marker cites the sentence it ends or follows: the sentence of the answer that holds
+    the character just before it (sentence ends as :func:`rlm_graph.sentences.sentence_spans`
+    finds them, a line break ending one too, so list items are sentences). A marker that
+    opens the answer cites its first sentence.
+
+    Args:
+        answer: The synthesized answer.
+        valid: The finding numbers that were offered.
+
+    Returns:
+        The answer without the markers (the same text :func:`strip_citation_markers` gives),
+        and for each cited finding number the ``(start, end)`` ranges of the sentences of that
+        text citing it, in order, each once.
+    """
+    positions: list[tuple[int, list[int]]] = []
+    removed = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal removed
+        numbers = _marker_numbers(match)
+        if not all(n in valid for n in numbers):
+            return match.group(0)
+        positions.append((match.start() - removed, numbers))
+        removed += len(match.group(0))
+        return ""
+
+    joined = _CITATION_MARKER.sub(replace, answer)
+    text = joined.strip()
+    lead = len(joined) - len(joined.lstrip())
+    spans = sentence_spans(text, line_breaks=True)
+    links: dict[int, list[tuple[int, int]]] = {}
+    for position, numbers in positions:
+        before = min(max(position - lead, 0), len(text)) - 1
+        # The last sentence that starts at or before the character preceding the marker.
+        sentence = next((span for span in reversed(spans) if span[0] <= before), spans[0] if spans else None)
+        if sentence is None:
+            continue
+        for number in numbers:
+            cited = links.setdefault(number, [])
+            if sentence not in cited:
+                cited.append(sentence)
+    return text, {number: sorted(cited) for number, cited in links.items()}
 
 
 _TEMPLATE_FIELDS = {

@@ -50,6 +50,7 @@ __all__ = [
     "correction_message",
     "reply_format",
     "supports_structured",
+    "with_schema",
 ]
 
 T = TypeVar("T")
@@ -323,13 +324,13 @@ def ask_each(
         return []
     count = count_tokens or level.settings.counter.count_messages
     structured = form.structured and reply_format(level) == "structured"
-    requests = [_build(call, form, structured) for call in calls]
+    requests = [_build(level, call, form, structured) for call in calls]
     try:
         firsts: list[CallResult] = yield requests
     except StructuredRepliesRefused:
         # The model refused the schema (auto): the run is text from now on; ask these calls again as text.
         structured = False
-        requests = [_build(call, form, structured) for call in calls]
+        requests = [_build(level, call, form, structured) for call in calls]
         firsts = yield requests
     values = [_read(form, first, structured) for first in firsts]
     replies: list[Reply[T] | None] = [
@@ -366,11 +367,39 @@ def _read(form: ReplyForm[T], result: CallResult, structured: bool) -> T | Unrea
     return Unreadable(_CUT) if result.cut else form.read(result.text, structured)
 
 
-def _build(call: ModelCall | Callable[[bool], ModelCall], form: ReplyForm[Any], structured: bool) -> ModelCall:
+def _build(
+    level: Any, call: ModelCall | Callable[[bool], ModelCall], form: ReplyForm[Any], structured: bool
+) -> ModelCall:
     built = call(structured) if callable(call) and not isinstance(call, ModelCall) else call
-    if structured and form.schema is not None:
-        return dataclasses.replace(built, schema=form.spec)
-    return built
+    return with_schema(level, built, form) if structured and form.schema is not None else built
+
+
+def with_schema(level: Any, call: ModelCall, form: ReplyForm[Any]) -> ModelCall:
+    """``call`` asking for a structured reply in ``form``'s schema, as :func:`ask` sends it.
+
+    Args:
+        level: The :class:`rlm_graph.level.Level` that makes the call.
+        call: The call, its prompt worded for a structured reply.
+        form: A form with a schema.
+
+    Returns:
+        The call with the schema, its prompt tokens counting it and its ``max_tokens`` reduced by as much.
+    """
+    # The schema is sent with the prompt, and billed with it, but the plan counted the prompt
+    # alone: its tokens come out of the reply's room (a smaller max_tokens), so the call still
+    # fits the window the plan assumed.
+    extra = _schema_tokens(level, form)
+    reply_room = (call.max_tokens or level.settings.max_output_tokens) - extra
+    return dataclasses.replace(
+        call,
+        schema=form.spec,
+        prompt_tokens=call.prompt_tokens + extra,
+        max_tokens=max(reply_room, _LEAST_REPLY_TOKENS),
+    )
+
+
+def _schema_tokens(level: Any, form: ReplyForm[Any]) -> int:
+    return level.settings.counter.count(json.dumps(form.spec))
 
 
 _JSON_TYPES: Mapping[str, tuple[type, ...]] = {

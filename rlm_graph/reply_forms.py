@@ -58,16 +58,29 @@ _SAYS_NOTHING_MOST_CHARS = 400
 # A longer reply that happens to use such a phrase is reporting something.
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# A sentence that turns ("..., but the code is ZULU-7") reports something after all.
+_CONTRAST = re.compile(r"\b(?:but|however|although|though|except|yet|while|whereas|instead)\b", re.IGNORECASE)
+
+
 def says_nothing(text: str) -> bool:
     """Whether a reply only says, in words, that its part holds nothing relevant.
+
+    Every sentence of a short reply must say so ("no information", "does not mention", ...)
+    and none may turn to report something ("..., but the code is ZULU-7").
 
     Args:
         text: The reply (no ``QUOTE:`` line in it).
 
     Returns:
-        True for a short reply with a "no information / does not mention" phrase.
+        True for a short reply whose every sentence says the part holds nothing.
     """
-    return len(text) <= _SAYS_NOTHING_MOST_CHARS and _NOTHING.search(text) is not None
+    if len(text) > _SAYS_NOTHING_MOST_CHARS:
+        return False
+    sentences = [sentence for sentence in _SENTENCE_END.split(text.strip()) if sentence.strip()]
+    return bool(sentences) and all(
+        _NOTHING.search(sentence) and not _CONTRAST.search(sentence) for sentence in sentences
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,45 +47,23 @@ def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
+# The reading schemas carry no descriptions: the prompt's instructions say what each field is,
+# and every read sends its schema (about 75 tokens as it is; descriptions doubled that).
 READING_SCHEMA = object_schema(
-    {
-        "relevant": {
-            "type": "boolean",
-            "description": "Whether the part holds anything that helps answer the question.",
-        },
-        "findings": {
-            "type": "string",
-            "description": "Every fact in the part that helps answer the question; empty when none.",
-        },
-        "quotes": {
-            **_STRINGS,
-            "description": "The supporting sentences of the part, copied word for word, one per item.",
-        },
-    }
+    {"relevant": {"type": "boolean"}, "findings": {"type": "string"}, "quotes": _STRINGS}
 )
-"""A part's reading."""
+"""A part's reading: whether the part bears on the question, the facts, the supporting sentences."""
 
 RELAY_READING_SCHEMA = object_schema(
-    {
-        **READING_SCHEMA["properties"],
-        "confidence": {
-            "type": "string",
-            "enum": ["high", "medium", "low"],
-            "description": "How sure the reader is; low if the part is unclear or it cannot tell.",
-        },
-    }
+    {**READING_SCHEMA["properties"], "confidence": {"type": "string", "enum": ["high", "medium", "low"]}}
 )
 """A part's reading in a relay run: the small model also says how sure it is."""
 
 FOCUSED_SYNTHESIS_SCHEMA = object_schema(
     {
-        "relevant": {"type": "boolean", "description": "Whether any finding helps answer the question."},
-        "answer": {"type": "string", "description": "The answer, citing findings like [F1]."},
-        "complete": {
-            "type": "string",
-            "enum": ["yes", "partly", "no"],
-            "description": "yes: the findings fully answer the question; partly: only part of it; no: not at all.",
-        },
+        "relevant": {"type": "boolean"},
+        "answer": {"type": "string"},
+        "complete": {"type": "string", "enum": ["yes", "partly", "no"]},
     }
 )
 """A focused round's synthesis, with its verdict on whether reading may stop."""

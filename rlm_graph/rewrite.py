@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -26,6 +26,7 @@ from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.reply_schemas import REWRITE_SCHEMA
 from rlm_graph.settings import _capped
 from rlm_graph.state import Usage
+from rlm_graph.tokens import TokenCounter
 
 __all__ = ["REWRITE_FORM", "REWRITE_RUN_NAME", "RewriteCalls", "ask_rewrite", "read_standalone"]
 
@@ -136,6 +137,8 @@ class RewriteCalls:
     """The reply room planned beside ``window``."""
     structured_refused: bool = False
     context: None = None
+    counter: TokenCounter = field(kw_only=True)
+    """Counts the schema a structured rewrite adds to the prompt (the analysis graph's counter)."""
 
     @property
     def settings(self) -> RewriteCalls:

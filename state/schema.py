@@ -13,18 +13,51 @@ class PartRange(TypedDict):
     end: int
 
 
+class TextRange(TypedDict):
+    """Character offsets ``[start, end)`` into a text (the document, or the answer)."""
+
+    start: int
+    end: int
+
+
+class Sentence(TypedDict):
+    """A sentence of the document: ``document[start:end] == text``."""
+
+    start: int
+    end: int
+    text: str
+
+
 class Citation(TypedDict):
     """Character offsets ``[start, end)`` of a cited span of the root document.
 
-    A quote-level citation (a reader's supporting quote, located in its part) also has
-    ``quote``, the passage ``document[start:end]``, and ``part``, the range of the part
-    it was read from. A reading with no locatable quote cites its whole part (no ``quote``).
+    Two kinds, told apart by ``kind``:
+
+    - ``"quote"``: a reader's supporting quote, located in its part. ``start``/``end`` are the
+      passage itself, ``quote`` is ``document[start:end]``, ``part`` the range of the part it was
+      read from.
+    - ``"part"``: no quote could be located (the reader quoted nothing, or nothing it quoted is
+      in the text, or the answer came from one call over the whole text). ``start``/``end`` are
+      the whole part, which may be tens of thousands of characters; ``sentence`` is the part's
+      sentence nearest to what the reader reported, a pointer for the eye, not a quote.
+
+    ``kind`` is absent only in results made before it existed: there, a citation with a
+    ``quote`` is quote-level and one without is part-level. ``answer_spans`` links the
+    citation to the answer (see :class:`RLMOutput`).
     """
 
     start: int
     end: int
+    kind: NotRequired[Literal["quote", "part"]]
     quote: NotRequired[str]
     part: NotRequired[PartRange]
+    sentence: NotRequired[Sentence]
+    """Part-level only: the sentence of the part that best matches the reader's report (BM25 over
+    the part's sentences); absent when no sentence shares a word with it."""
+    answer_spans: NotRequired[list[TextRange]]
+    """Final answer only: offsets into ``answer`` of the sentences that cite this span, in order.
+    Empty when the answer does not say which of its sentences use it: a model that wrote no
+    citation markers (every finding is then cited), a one-call answer, or navigate mode."""
 
 
 class PartError(TypedDict):
@@ -103,6 +136,9 @@ class Usage(TypedDict, total=False):
     chars_read: int
     """Navigate mode: characters of the document a reader (``ask``, ``ask_all``) or the root
     model (``peek``) read; the answer says so when it is not all of the text."""
+    root_replies_repaired: int
+    """Navigate mode: root-model replies without a tool call that were read as the calls they
+    wrote as text (JSON), or answered with tool calls after one reminder."""
 
 
 USAGE_COUNTERS: tuple[str, ...] = (
@@ -258,7 +294,14 @@ class RLMInput(TypedDict):
 
 
 class RLMOutput(TypedDict):
-    """What a caller gets back."""
+    """What a caller gets back.
+
+    ``answer`` is plain text, without citation markers. Each citation's ``answer_spans`` are
+    character ranges of ``answer`` (code points, as Python counts) of the sentences that use
+    it, so a surface can put a marker after each such sentence
+    (:func:`rlm_graph.citations.mark_answer` writes ``[1]``, ``[2]``... as the CLI prints them).
+    Notes appended after the answer (parts that could not be read) are never in a span.
+    """
 
     answer: str
     citations: list[Citation]

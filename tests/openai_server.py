@@ -341,6 +341,9 @@ class ChatServer:
                     self._error(record, 404, message, "model_not_found")
                     return
                 prompt_tokens = server._prompt_tokens(body["messages"])
+                if body.get("response_format"):
+                    # Billed with the prompt, as OpenAI's service counts a schema.
+                    prompt_tokens += server._counter.count(json.dumps(body["response_format"]))
                 if prompt_tokens > server.window:
                     message = (
                         f"This model's maximum context length is {server.window} tokens. However, your messages "

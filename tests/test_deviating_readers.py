@@ -7,6 +7,7 @@ read. Never a confident wrong answer: no NEEDLE code the document does not hold,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -127,7 +128,7 @@ async def test_a_reader_that_follows_the_correction_is_read_in_full(
     reader: type[DeviatingReader], reply_format: str
 ) -> None:
     model = reader(obeys_corrections=True)
-    task = TASKS["multi"]
+    task = TASKS["needle"]
     graph = create_rlm_graph(model, cache=False)
     out = await graph.ainvoke(
         {"document": task.document, "question": task.question}, context=RLMContext(reply_format=reply_format)
@@ -172,3 +173,49 @@ def test_nothing_read_where_the_search_finds_the_terms_says_so() -> None:
 def test_counts_in_words() -> None:
     assert [in_words(n) for n in (0, 3, 20, 21)] == ["zero", "three", "twenty", "21"]
     assert re.fullmatch(r"This part holds two of them: .*", CountsInWords().deviate_text("A; B", ["A", "B"], ""))
+
+
+class UnsureReader(DeviatingReader):
+    """A small model that says it is unsure of every part where it found something."""
+
+    def deviate_text(self, reply: str, facts: list[str], part: str) -> str:
+        return f"{reply}\nCONFIDENCE: {'low' if facts else 'high'}"
+
+    def deviate_json(self, reply: dict, facts: list[str], part: str) -> dict:
+        return {**reply, "confidence": "low" if facts else "high"}
+
+
+@pytest.mark.parametrize("reply_format", FORMATS)
+def test_relay_reads_the_confidence_in_both_formats(reply_format: str) -> None:
+    small, large = UnsureReader(), DeviatingReader()
+    task = TASKS["multi"]
+    graph = create_rlm_graph(small, large_model=large, cache=False, reply_format=reply_format)
+    out = graph.invoke({"document": task.document, "question": task.question})
+    assert all(fact in out["answer"] for fact in task.expected)
+    reads = [prompt for prompt in small.prompts if "<document_part start=" in prompt]
+    parts_with_facts = sum(bool(NEEDLE.search(prompt)) for prompt in reads)
+    assert out["usage"]["escalated_parts"] == parts_with_facts
+    assert out["usage"].get("unparsed_replies", 0) == 0
+    # The large model re-read exactly those parts, and wrote the final answer.
+    assert sum("<document_part start=" in prompt for prompt in large.prompts) == parts_with_facts
+    # The confidence request is worded for the format: a JSON field, or a last line.
+    asks_for_line = ["CONFIDENCE: high, CONFIDENCE: medium or CONFIDENCE: low" in prompt for prompt in reads]
+    assert all(asks_for_line) if reply_format == "text" else not any(asks_for_line)
+
+
+def test_tool_calls_written_as_text_come_back_as_content() -> None:
+    """For navigate's tests: the reader writes its tool call as JSON in content, with no tool_calls."""
+    from langchain_core.tools import tool
+
+    from tests.deviating_readers import ToolCallsAsText
+
+    @tool
+    def grep(pattern: str) -> str:
+        """Find a pattern."""
+        return pattern
+
+    reply = ToolCallsAsText(script=lambda messages: [{"name": "grep", "args": {"pattern": "NEEDLE"}}]).bind_tools(
+        [grep]
+    ).invoke("Find the needles.")
+    assert reply.tool_calls == []
+    assert json.loads(reply.content) == {"name": "grep", "args": {"pattern": "NEEDLE"}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ from tests.openai_server import ChatServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SKIP = re.compile(r"^\s*<!--\s*docs-test:\s*skip\b(.*?)-->\s*$")
+MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(skip|run)\b(.*?)-->\s*$")
 REASON = re.compile(r"^\s*\((.*\S.*)\)\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,})(\S*)")
 README_MAX_LINES = 250
@@ -40,17 +41,28 @@ class Block:
     page: Path
     line: int
     """Line of the opening fence, counted from 1."""
+    lang: str
     code: str
-    skip: str | None
-    """The reason given in the skip marker, ``""`` when a marker has none, ``None`` to run."""
+    marker: str | None
+    """``"skip"`` or ``"run"`` when the line before the fence is a ``docs-test`` marker."""
+    reason: str = ""
+    """The reason a skip marker gives in parentheses."""
 
     @property
     def where(self) -> str:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
 
+    @property
+    def runs(self) -> bool:
+        """Python blocks run unless skipped; shell blocks only when marked to run."""
+        return self.marker == "run" if self.lang in SHELLS else self.lang == "python" and self.marker != "skip"
 
-def python_blocks(page: Path) -> list[Block]:
-    """The fenced Python blocks of a Markdown page, dedented, with their skip markers."""
+
+SHELLS = ("bash", "sh", "shell", "console")
+
+
+def code_blocks(page: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown page, dedented, with their ``docs-test`` markers."""
     lines = page.read_text(encoding="utf-8").splitlines()
     blocks = []
     i = 0
@@ -63,20 +75,23 @@ def python_blocks(page: Path) -> list[Block]:
         end = i + 1
         while end < len(lines) and not lines[end].strip().startswith(ticks):
             end += 1
-        if lang == "python":
-            body = [line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]]
-            marker = SKIP.match(lines[i - 1]) if i else None
-            reason = None
-            if marker:
-                given = REASON.match(marker.group(1))
-                reason = given.group(1).strip() if given else ""
-            blocks.append(Block(page, i + 1, "\n".join(body) + "\n", reason))
+        body = [line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]]
+        marker = MARKER.match(lines[i - 1]) if i else None
+        block = Block(page, i + 1, lang, "\n".join(body) + "\n", marker.group(1) if marker else None)
+        if marker and (given := REASON.match(marker.group(2))):
+            block.reason = given.group(1).strip()
+        blocks.append(block)
         i = end + 1
     return blocks
 
 
+def python_blocks(page: Path) -> list[Block]:
+    return [block for block in code_blocks(page) if block.lang == "python"]
+
+
 ALL_BLOCKS = [block for page in PAGES for block in python_blocks(page)]
-RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if block.skip is None})
+RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if block.runs})
+SHELL_BLOCKS = [block for page in PAGES for block in code_blocks(page) if block.lang in SHELLS and block.runs]
 
 
 class Recorder:
@@ -122,6 +137,7 @@ def namespace(server: ChatServer, pride: str, monkeypatch: pytest.MonkeyPatch) -
         "create_rlm_graph": create_rlm_graph,
         "text": pride,
         "q": question,
+        "question": question,
         "payload": {"document": pride, "question": question},
         "model": model,
         "graph": create_rlm_graph(model),
@@ -141,13 +157,12 @@ def run_block(block: Block, namespace: dict[str, Any], loop: asyncio.AbstractEve
 
 
 @pytest.mark.parametrize("page", RUN_PAGES, ids=[str(p.relative_to(ROOT)) for p in RUN_PAGES])
-def test_the_pages_python_blocks_run(page: Path, namespace: dict[str, Any], server: ChatServer) -> None:
-    before = len(server.log)
+def test_the_pages_python_blocks_run(page: Path, namespace: dict[str, Any]) -> None:
     # One loop per page: the async blocks of a page share clients bound to it.
     loop = asyncio.new_event_loop()
     try:
         for block in python_blocks(page):
-            if block.skip is not None:
+            if not block.runs:
                 continue
             try:
                 run_block(block, namespace, loop)
@@ -164,17 +179,33 @@ def test_the_pages_python_blocks_run(page: Path, namespace: dict[str, Any], serv
         out = namespace["out"]
         assert isinstance(out["answer"], str), f"{page}: the answer is not a str"
         assert out["answer"].strip(), f"{page}: an empty answer"
-        assert len(server.log) > before, f"{page}: the answer did not come from the model server"
+
+
+@pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[block.where for block in SHELL_BLOCKS])
+def test_the_shell_blocks_marked_to_run_run(block: Block) -> None:
+    # Offline: no key or server in the environment, so the commands use the bundled model.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OPENAI_")}
+    command = block.code.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{block.where} exited {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip(), f"{block.where} printed nothing"
+
+
+def test_only_shell_blocks_are_marked_to_run() -> None:
+    marked = [block.where for page in PAGES for block in code_blocks(page) if block.marker == "run"]
+    assert [where for where in marked if where not in {block.where for block in SHELL_BLOCKS}] == []
 
 
 def test_every_skip_says_why() -> None:
-    unexplained = [block.where for block in ALL_BLOCKS if block.skip == ""]
+    unexplained = [block.where for block in ALL_BLOCKS if block.marker == "skip" and not block.reason]
     assert not unexplained, f"skip markers without a reason in parentheses: {unexplained}"
 
 
 def test_most_python_blocks_run() -> None:
     # A marker put on everything would make the test above pass trivially.
-    skipped = [block for block in ALL_BLOCKS if block.skip is not None]
+    skipped = [block for block in ALL_BLOCKS if not block.runs]
     assert len(ALL_BLOCKS) >= 10, "the extractor found too few blocks"
     assert len(skipped) <= len(ALL_BLOCKS) // 4, [b.where for b in skipped]
 
@@ -184,10 +215,17 @@ def test_the_extractor_reads_markers_indented_blocks_and_other_languages(tmp_pat
     page.write_text(
         "text\n\n```python\nx = 1\n```\n\n<!-- docs-test: skip (needs a key) -->\n```python\ny = 2\n```\n\n"
         "```bash\necho no\n```\n\n- item:\n  ```python\n  z = 3\n  ```\n\n<!-- docs-test: skip -->\n```python\n```\n"
+        "\n<!-- docs-test: run -->\n```bash\necho yes\n```\n"
     )
-    blocks = python_blocks(page)
-    found = [(b.code, b.skip) for b in blocks]
-    assert found == [("x = 1\n", None), ("y = 2\n", "needs a key"), ("z = 3\n", None), ("\n", "")]
+    found = [(b.lang, b.code, b.runs, b.reason) for b in code_blocks(page)]
+    assert found == [
+        ("python", "x = 1\n", True, ""),
+        ("python", "y = 2\n", False, "needs a key"),
+        ("bash", "echo no\n", False, ""),
+        ("python", "z = 3\n", True, ""),
+        ("python", "\n", False, ""),
+        ("bash", "echo yes\n", True, ""),
+    ]
 
 
 def test_the_readme_stays_short() -> None:

@@ -18,8 +18,16 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph
-from rlm_graph.chat_messages import read_message, split_message
-from rlm_graph.documents import DOCX_MIME_TYPE, DocumentError, detect_format, extract_text, html_to_text
+from rlm_graph.chat_messages import combine_documents, read_message, split_message
+from rlm_graph.documents import (
+    DOCX_MIME_TYPE,
+    DocumentError,
+    ExtractedDocument,
+    Page,
+    detect_format,
+    extract_text,
+    html_to_text,
+)
 from rlm_graph.file_input import read_document
 from tests.fakes import PerfectReader
 from tests.helpers import LoopTurns
@@ -296,7 +304,7 @@ def test_html_without_optional_tags_keeps_its_body() -> None:
     text = extract_text(MINIFIED_PAGE.encode(), filename="report.html").text
     assert text == (
         "Quarterly report\n\nResults\n\nRevenue rose 12% to EUR 4.1 million.\n\n"
-        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\n\nNorth | 41\n\n"
+        "The CEO, Dana Reyes, steps down in June.\n\n- North\n\n- South\n\nRegion | Sales\nNorth | 41\n\n"
         "Term\n\nfive years\n\nNext"
     )
     # The CLI and the web page read files through read_document: the same text.
@@ -305,6 +313,35 @@ def test_html_without_optional_tags_keeps_its_body() -> None:
     assert html_to_text("<html><head><title>T</title><meta name=x>Loose words<p>More") == "T\n\nLoose words\n\nMore"
     # A <title> inside an icon (or anything else that is not shown) is not the page's title.
     assert html_to_text("<p>a<svg><title>icon</title></svg>b</p>") == "ab"
+
+
+def test_html_tables_and_lists_keep_their_shape_around_block_content() -> None:
+    # Word, Google Docs and CMS exports wrap cell and item text in <p> and <div>, and indent their markup:
+    # a row stays one line of `cell | cell`, a table one paragraph (as a DOCX table), an item one bullet.
+    exported = """<table>
+      <tr>
+        <td><p>Region</p></td>
+        <td><p>Sales</p></td>
+      </tr>
+      <tr>
+        <td><p>North</p><p>(incl. islands)</p></td>
+        <td><div>41</div></td>
+      </tr>
+    </table>
+    <ul><li><p>first point</p></li><li><div>second<br>point</div></li></ul>"""
+    assert html_to_text(exported) == (
+        "Region | Sales\nNorth (incl. islands) | 41\n\n- first point\n\n- second\npoint"
+    )
+    # A table in a cell runs on inside it, its rows split by "; " (as in a DOCX).
+    nested = (
+        "<table><tr><td>Prices</td><td><table><tr><td>Item</td><td>Unit price</td></tr>"
+        "<tr><td>Bolt</td><td>EUR 41.50</td></tr></table></td></tr><tr><td>Term</td><td>5 years</td></tr></table>"
+    )
+    assert html_to_text(f"<p>Before</p>{nested}<p>After</p>") == (
+        "Before\n\nPrices | Item | Unit price; Bolt | EUR 41.50\nTerm | 5 years\n\nAfter"
+    )
+    # A drop-down's options are not the page's text.
+    assert html_to_text("<p>Country: <select><option>Austria<option>Belgium</select></p>") == "Country:"
 
 
 def test_markdown_and_text_are_kept_as_they_are() -> None:
@@ -391,6 +428,30 @@ async def test_docx_and_html_attachments_are_read(frankenstein: str) -> None:
     assert FACT in state["messages"][-1].text
     assert "SCRIPT-ONLY" not in state["document"]
     assert "<p>" not in state["document"]
+
+
+def test_citations_of_joined_files_name_the_file_and_its_own_pages() -> None:
+    minutes = ExtractedDocument("p1 text\n\np2 text", "pdf", (Page(0, 7, 1), Page(9, 16, 2)), name="scan.pdf")
+    notes = ExtractedDocument("a note", "text", name="notes.txt")
+    annex = ExtractedDocument("q1 text", "pdf", (Page(0, 7, 1),), name="scan.pdf")  # same name, other file
+    joined = combine_documents([minutes, notes, annex])
+
+    def cite(start: int, end: int) -> dict:
+        cited = joined.cite({"start": start, "end": end})
+        return {key: value for key, value in cited.items() if key not in {"start", "end"}}
+
+    def span(text: str) -> tuple[int, int]:
+        return joined.text.index(text), joined.text.index(text) + len(text)
+
+    assert cite(*span("p2 text")) == {"file": "scan.pdf", "page": 2, "last_page": 2}
+    assert cite(*span("a note")) == {"file": "notes.txt"}  # between two PDFs, on no page
+    assert cite(*span("q1 text")) == {"file": "scan.pdf", "page": 1, "last_page": 1}
+    assert cite(*span("\n\np2 text\n\n")) == {"file": "scan.pdf", "page": 2, "last_page": 2}  # blank ends
+    assert cite(*span("p1 text\n\np2")) == {"file": "scan.pdf", "page": 1, "last_page": 2}
+    # Across files, pages restart: no page range, and both files are named (one name, two files).
+    assert cite(span("p2")[0], span("q1")[1]) == {"file": "scan.pdf", "last_file": "scan.pdf"}
+    # One file: no file name, pages as before.
+    assert minutes.cite({"start": 9, "end": 16}) == {"start": 9, "end": 16, "page": 2, "last_page": 2}
 
 
 def file_block(data: bytes, mime_type: str, filename: str) -> dict:

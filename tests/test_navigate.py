@@ -258,13 +258,14 @@ def test_count_and_list_merge_exactly_in_code() -> None:
     from rlm_graph.navigate.aggregate import merge, parse_reply, render
     from rlm_graph.tokens import TiktokenCounter
 
-    counts = [parse_reply("count", reply) for reply in ("12", "There are 1,204.", "NONE", "0")]
+    counts = [parse_reply("count", reply) for reply in ("12", "1,204.", "NONE", "0")]
     assert merge("count", counts) == 1216
-    with pytest.raises(ValueError, match="no number"):
-        parse_reply("count", "several")
+    # Replies not in the asked form are refused, never guessed (tests/test_navigate_strict.py).
+    with pytest.raises(ValueError, match="not one integer"):
+        parse_reply("count", "There are 1,204.")
     lists = [parse_reply("list", reply) for reply in ("- Alice\n- Bob", "NONE", "1. Bob\n2. Carol")]
     assert merge("list", lists) == ["Alice", "Bob", "Carol"]
-    tallies = [parse_reply("tally", reply) for reply in ("a: 2\n- b: 1", "`a`: 3\nnoise line", "NONE")]
+    tallies = [parse_reply("tally", reply) for reply in ("a: 2\n- b: 1", "`a`: 3", "NONE")]
     assert merge("tally", tallies) == {"a": 5, "b": 1}
     text = render("tally", {f"k{i}": i for i in range(2000)}, 200, TiktokenCounter())
     assert text.splitlines()[1] == "k1999: 1999"

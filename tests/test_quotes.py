@@ -14,13 +14,15 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from rlm_graph import create_rlm_graph
 from rlm_graph import quotes as quotes_module
+from rlm_graph.file_input import read_file
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION
-from rlm_graph.quotes import cite_quotes, locate_quote, quote_citations, split_quotes
+from rlm_graph.quotes import cite_quotes, locate_quote, quote_citations, quote_steps, split_quotes
 from rlm_graph.sentences import split_sentences
-from rlm_graph.steps import run_steps
+from rlm_graph.steps import arun_steps, run_steps
 from tests.fakes import NEEDLE, PerfectReader, filler, part_text, plant_needles
 from tests.fakes import ScriptedReader as FakesScriptedReader
 from tests.helpers import LoopTurns, collect
+from tests.navigator_fakes import ScriptedNavigator, call, calls, tool_results
 from tests.test_cli import EXAMPLE, run_cli
 from tests.test_cli import QUESTION as CLI_QUESTION
 
@@ -150,7 +152,8 @@ def test_cli_prints_the_quotes_under_the_answer() -> None:
     result = run_cli("ask", str(EXAMPLE), CLI_QUESTION, "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    document = EXAMPLE.read_bytes().decode("utf-8")
+    # Offsets count the text as every surface reads the file (byte-order mark removed, LF line ends).
+    document = read_file(EXAMPLE).text
     quoted = [c for c in payload["citations"] if "quote" in c]
     assert quoted
     assert all(document[c["start"] : c["end"]] == c["quote"] for c in quoted)
@@ -168,9 +171,9 @@ def test_the_part_is_normalized_at_most_once_and_only_when_needed(monkeypatch: p
     calls: list[int] = []
     original = quotes_module._normalized
 
-    def counted(text: str) -> tuple[str, list[int]]:
+    def counted(text: str, offset: int = 0) -> tuple[str, list[int]]:
         calls.append(len(text))
-        return original(text)
+        return original(text, offset)
 
     monkeypatch.setattr(quotes_module, "_normalized", counted)
     part = "The launch code is ZULU-7.\n\nThe ship left at dawn. It was  “very cold” that day."
@@ -188,6 +191,7 @@ def test_the_part_is_normalized_at_most_once_and_only_when_needed(monkeypatch: p
 
 _PLANT = "In 2019 the plant produced 1,804 units."
 _VERDICT = "The jury found the defendant not guilty on all counts."
+_DEGREE = "\u00b0"
 
 
 @pytest.mark.parametrize(
@@ -200,6 +204,7 @@ _VERDICT = "The jury found the defendant not guilty on all counts."
         ("The tank holds 40 litres of water when it is full.", "The tank holds 40 gallons of water when it is full."),
         ("The firm earned 5 million dollars in profit.", "The firm earned 5 billion dollars in profit."),
         ("Revenue grew by 3.5% in the second quarter.", "Revenue grew by 3.8% in the second quarter."),
+        (f"The kettle boiled at 100 {_DEGREE}C on the stove.", f"The kettle boiled at 100 {_DEGREE}F on the stove."),
     ],
 )
 def test_a_quote_whose_numbers_negations_or_units_differ_is_unsupported(quote: str, text: str) -> None:
@@ -464,3 +469,57 @@ def test_a_quote_wrapped_at_other_lines_than_the_part_is_one_passage() -> None:
     spans = locate_quote("and\nhe vanished at once into the dark.", part)
     assert spans is not None
     assert [part[s:e] for s, e in spans] == ["and he vanished at once into the dark."]
+
+
+def test_navigate_ask_passes_on_a_fact_the_reader_states_only_in_its_quote() -> None:
+    # The root model reads an ask's reading as the synthesis does: report and quoted passages.
+    launch = "The launch of the probe is set for 14 March 2031 from Kourou."
+    doc = filler(80, 1) + f"\n\n{launch}\n\n" + filler(80, 2)
+    at = doc.index(launch)
+
+    def reply(prompt: str, kind: str) -> str:
+        if "14 March 2031" in prompt:
+            return f'The part states when the probe launches:\nQUOTE: "{launch}"'
+        return NO_RELEVANT_INFORMATION
+
+    navigator = ScriptedNavigator(
+        reader=FakesScriptedReader(reply=reply, window=8192, reserved_output=512),
+        script=[
+            calls(call("ask", question="When does the probe launch?", spans=[[at - 2000, at + 2000]])),
+            calls(call("final", answer="See the reading.", citations=[])),
+        ],
+    )
+    graph = create_rlm_graph(navigator, context_window=8192, cache=False, mode="navigate")
+    graph.invoke({"document": doc, "question": "When does the probe launch?"})
+    (result,) = tool_results(navigator.root_prompts[-1])
+    assert "The part states when the probe launches:" in result
+    assert "14 March 2031" in result
+
+
+async def test_a_long_part_is_normalized_in_slices_with_the_loop_given_back(
+    frankenstein: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Normalizing walks the part in Python (16 ms for 65,000 characters, longer for the
+    # larger parts a big window allows): an async run's loop turns between slices of it.
+    part = frankenstein[:100_000]
+    sentence = " ".join(part[50_000:50_400].split())
+    misquoted = sentence.replace(" the ", " ", 1)
+    assert misquoted != sentence
+    slices: list[tuple[int, int]] = []
+    original = quotes_module._normalized
+    async with LoopTurns() as turns:
+
+        def counted(text: str, offset: int = 0) -> tuple[str, list[int]]:
+            if len(text) > len(misquoted):
+                slices.append((turns.now, len(text)))
+            return original(text, offset)
+
+        monkeypatch.setattr(quotes_module, "_normalized", counted)
+        reading = await arun_steps(quote_steps(f'Report.\nQUOTE: "{misquoted}"', part, 0, len(part)))
+    assert len(reading.citations) == 1
+    assert sum(size for _, size in slices) == len(part)
+    assert len(slices) >= 4
+    assert all(later > earlier for (earlier, _), (later, _) in itertools.pairwise(slices))
+    # Sliced, the part is normalized as it would be whole, runs of whitespace across a cut too.
+    spaced = part.replace(". ", ".  \n ")
+    assert quotes_module._Part(spaced).normal() == original(spaced)

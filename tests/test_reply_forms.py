@@ -31,6 +31,7 @@ def test_is_no_relevant_accepts_the_marker_alone_only() -> None:
         "This part does not mention the launch code.",
         "The launch code is not mentioned in this part.",
         "I could not find anything about the launch code here.",
+        "This part does not mention the launch code. There is no information about it here.",
         "I have read the part carefully.\n\nNO_RELEVANT_INFORMATION",
         "NO_RELEVANT_INFORMATION. The part is about the weather, though it says the code is ZULU-7.",
         "No relevant information.",
@@ -44,6 +45,12 @@ def test_a_reading_that_neither_reports_nor_is_the_marker_cannot_be_read(reply: 
     ("reply", "text"),
     [
         ("NEEDLE-0001 is ABC.", "NEEDLE-0001 is ABC."),
+        # A "not mentioned" clause beside a reported fact is a reading, quotes or not.
+        ("The year is not mentioned, but the code is ZULU-7.", "The year is not mentioned, but the code is ZULU-7."),
+        (
+            "The part does not mention the launch. The code ZULU-7 is listed in the appendix.",
+            "The part does not mention the launch. The code ZULU-7 is listed in the appendix.",
+        ),
         ("Sure! Here is what I found:\nNEEDLE-0001 is ABC.", "Sure! Here is what I found:\nNEEDLE-0001 is ABC."),
         # A report that quotes its support is a reading, even with a "does not mention" clause in it.
         (

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rlm_graph.file_input import read_file
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network and a root user (see the machine notes in the README).
@@ -125,8 +127,8 @@ def test_page_answers_with_progress_and_clickable_citations(web_server: str, tmp
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     upload = ROOT / "examples" / "pride_and_prejudice.txt"
-    # Offsets refer to the file exactly as uploaded (no newline translation).
-    served = upload.read_bytes().decode("utf-8")
+    # Offsets refer to the file as every surface reads it (no byte-order mark, LF line ends).
+    served = read_file(upload).text
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -240,9 +242,9 @@ def test_uploaded_pdf_shows_its_text_and_page_numbered_citations(
         end = int(buttons.nth(index).get_attribute("data-end"))
         if FACT in extracted[start:end]:
             label = buttons.nth(index).inner_text()
-            assert re.search(r"pages? \d+", label), label
-            first, _, last = label.split(",")[0].split()[-1].partition("-")
-            assert int(first) <= FACT_PAGE <= int(last or first)
+            pages = re.search(r"pages? (\d+)(?:-(\d+))?, characters", label)
+            assert pages, label
+            assert int(pages[1]) <= FACT_PAGE <= int(pages[2] or pages[1])
             buttons.nth(index).click()
             assert page.eval_on_selector("#highlight", "el => el.textContent") == extracted[start:end]
             break
@@ -440,7 +442,7 @@ def test_conversation_errors_are_json_or_failure_events(client) -> None:
 def test_citation_highlights_the_quoted_sentence_not_the_part(web_server: str, browser_page) -> None:
     """A citation lands on the quoted passage: the highlight is that sentence, not pages of text."""
     page = _open_with_the_novel(browser_page, web_server)
-    served = (ROOT / "examples" / "pride_and_prejudice.txt").read_bytes().decode("utf-8")
+    served = read_file(ROOT / "examples" / "pride_and_prejudice.txt").text
     question = "How much a year was Mr. Bennet's estate worth?"
     cited, highlighted = _ask_and_click_the_fact(page, served, question, "two thousand a year")
     assert highlighted == cited
@@ -531,3 +533,84 @@ def test_nested_status_lines_name_their_parent_part(web_server: str, browser_pag
     # Only the run says "Answer ready", once, at the end.
     assert [status for status, _, _ in lines if "Answer ready" in status] == ["Answer ready"]
     assert lines[-1][0] == "Answer ready"
+
+
+def test_part_level_citation_highlights_its_sentence_strongly_and_its_part_faintly(browser_page) -> None:
+    """A reader that quotes nothing: each citation is a whole part. The page says "part", marks
+    the part faintly and its nearest sentence strongly, scrolls to the sentence, and the answer
+    shows [n] after the sentence that uses citation n."""
+    pytest.importorskip("uvicorn")
+    from examples.web.app import create_app
+    from rlm_graph import create_rlm_graph
+    from tests.test_citations import UnquotingReader, two_fact_document
+
+    document, facts = two_fact_document()
+    graph = create_rlm_graph(UnquotingReader(window=2048, reserved_output=256), max_output_tokens=256, cache=False)
+    page = browser_page
+    for url in _serve(create_app(graph)):
+        page.goto(url)
+        page.fill("#document", document)
+        page.fill("#question", "What are NEEDLE-0001 and NEEDLE-0002?")
+        page.click("#ask")
+        page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+        assert page.inner_text("#answer") == f"{facts[0]}.[1]\n{facts[1]}.[2]"
+        page.click(".ref[data-citation='2']")
+        button = page.locator(".citation[data-number='2']")
+        assert button.get_attribute("data-kind") == "part"
+        label = button.inner_text()
+        assert re.search(r"^\[2\] part, characters \d+-\d+ \([\d,]+ characters\), nearest sentence: ", label), label
+        assert label.endswith(f"nearest sentence: {facts[1]}.")
+        start, end = int(button.get_attribute("data-start")), int(button.get_attribute("data-end"))
+        assert page.eval_on_selector("#part-highlight", "el => el.textContent") == document[start:end]
+        assert page.eval_on_selector("#highlight", "el => el.textContent") == f"{facts[1]}."
+        assert page.eval_on_selector("#highlight", "el => el.parentElement.id") == "part-highlight"
+        # Strong inside faint: two different backgrounds.
+        colours = [
+            page.eval_on_selector(selector, "el => getComputedStyle(el).backgroundColor")
+            for selector in ("#part-highlight", "#highlight")
+        ]
+        assert colours[0] != colours[1]
+        # Scrolled to the sentence (not to the middle of the part).
+        assert page.eval_on_selector(
+            "#highlight",
+            """el => { const r = el.getBoundingClientRect();
+                       const v = document.getElementById('right').getBoundingClientRect();
+                       return r.top >= v.top && r.bottom <= v.bottom; }""",
+        )
+        # The answer's sentence using citation 2 is marked with it.
+        assert page.locator("#answer .cited.active").all_inner_texts() == [f"{facts[1]}."]
+        assert page.errors_seen == []
+
+
+def test_uploaded_bom_crlf_file_is_cited_where_the_cli_cites_it(web_server: str, browser_page, tmp_path: Path) -> None:
+    """One offsets rule: the page, the server and the CLI read a BOM + CRLF file as the same text."""
+    from tests.test_cli import run_cli
+
+    lines = [f"Line {i} of a report written on a Windows machine about ordinary things." for i in range(150)]
+    lines[120] = "The vault combination is 4-8-15-16-23-42."
+    path = tmp_path / "windows.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8"))
+    expected = read_file(path).text
+    assert expected == "\n".join(lines)
+    page = browser_page
+    page.goto(web_server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-document=ready]")
+    assert page.evaluate("documentText") == expected
+    page.fill("#question", "What is the vault combination?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=120_000)
+    shown = page.locator(".citation").first
+    names = ("data-start", "data-end", "data-sentence-start", "data-sentence-end")
+    on_page = [shown.get_attribute(name) for name in names]
+    result = run_cli("ask", str(path), "What is the vault combination?", "--json")
+    assert result.returncode == 0, result.stderr
+    cited = json.loads(result.stdout)["citations"][0]
+    start, end = cited.get("sentence", cited)["start"], cited.get("sentence", cited)["end"]
+    assert expected[start:end] == "The vault combination is 4-8-15-16-23-42."
+    assert [int(v) for v in on_page if v is not None] == [
+        cited["start"], cited["end"], *([start, end] if "sentence" in cited else [])
+    ]
+    shown.click()
+    assert page.eval_on_selector("#highlight", "el => el.textContent") == expected[start:end]
+    assert page.errors_seen == []

@@ -5,7 +5,10 @@
 
 Paste or upload a document (text, Markdown, HTML, PDF or DOCX; PDF and DOCX need
 the ``documents`` extra), ask questions, watch one progress bar per stage, and
-click a citation to highlight the cited text. For an uploaded PDF, DOCX or HTML
+click a citation (or an answer's ``[n]`` marker) to highlight the cited text: a quote
+strongly, a part-level citation faintly with its nearest sentence strongly. Text files
+are read by the one offsets rule (``rlm_graph.documents.normalize_text``: byte-order
+mark removed, line ends as LF), in the page and here alike. For an uploaded PDF, DOCX or HTML
 file the server replies with the extracted text, which the page shows and the
 citations' offsets refer to; a PDF's citations also carry ``page`` and ``last_page``. Offline it uses the bundled
 extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI (RLM_MODEL

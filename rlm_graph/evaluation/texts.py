@@ -7,6 +7,7 @@ import re
 from functools import cache
 from importlib import resources
 
+from rlm_graph.file_input import read_document
 from rlm_graph.offline import ExtractiveChatModel
 
 __all__ = ["BOOKS", "book_text", "count_tokens", "haystack", "sentence_boundaries", "truncate_to_tokens"]
@@ -27,13 +28,14 @@ def book_text(name: str) -> str:
         name: One of :data:`BOOKS`.
 
     Returns:
-        The book, without byte-order mark.
+        The book as every surface reads a file (:func:`rlm_graph.file_input.read_document`):
+        no byte-order mark, LF line ends, so its offsets are those the CLI cites.
     """
     if name not in BOOKS:
         msg = f"unknown book {name!r}; the package ships {list(BOOKS)}"
         raise ValueError(msg)
     raw = resources.files("rlm_graph.evaluation").joinpath("data", f"{name}.txt.gz").read_bytes()
-    return gzip.decompress(raw).decode("utf-8").lstrip("\ufeff")
+    return read_document(gzip.decompress(raw), "utf-8", f"{name}.txt").text
 
 
 @cache

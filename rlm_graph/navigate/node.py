@@ -2,7 +2,9 @@
 
 The root model sees the question, the document's size and an outline, never the document.
 It answers with tool calls; ``navigate_tools`` (LangGraph's ``ToolNode``) runs them and comes
-back here. ``final`` (or a reply without tool calls) ends the run. When ``max_steps`` or the
+back here. ``final`` ends the run. A reply without tool calls is never the answer: calls it
+wrote as text are read as calls (:mod:`rlm_graph.navigate.protocol`), otherwise it is reminded
+once, and a second such reply ends the run with that reported. When ``max_steps`` or the
 budget runs out, the model is asked once more, without tool rounds left, for its final answer.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -23,17 +26,21 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
 from rlm_graph.call_usage import model_usage
+from rlm_graph.citations import part_citation
 from rlm_graph.coverage import Coverage, subtract_spans
 from rlm_graph.errors import BudgetExceededError
 from rlm_graph.level import Level
 from rlm_graph.navigate.options import NavigateOptions
+from rlm_graph.navigate.protocol import REMINDER, calls_in_text, repaired
 from rlm_graph.navigate.tools import MESSAGES_KEY, Navigation
+from rlm_graph.navigate.toolset import read_spans
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
+from rlm_graph.prompts import is_no_relevant
 from rlm_graph.retries import pending_retry
-from rlm_graph.state import RLMState, Usage, merge_usage, reset
+from rlm_graph.state import Citation, RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
-from rlm_graph.steps import arun_steps
+from rlm_graph.steps import Steps, arun_steps, run_steps
 from rlm_graph.timeouts import ainvoke_within, invoke_within
 
 __all__ = ["NavState", "bind_root_model", "make_navigate"]
@@ -67,6 +74,7 @@ class _Root:
         self.settings = navigation.settings
         self.options: NavigateOptions = navigation.options
         self.bound = bound
+        self.names = [tool.name for tool in tools]
         schemas = [json.dumps(convert_to_openai_tool(tool)) for tool in tools]
         self.tools_tokens = sum(self.settings.counter.count_many(schemas)) + 16 * len(schemas)
 
@@ -177,10 +185,15 @@ class _Root:
             return Command(update=update, goto="navigate_tools")
         if final is not None:
             answer = str(final["args"].get("answer") or "").strip()
-            citations = _citations(final["args"].get("citations"), len(run.resources.text or state["document"]))
+            citations = _citations(final["args"].get("citations"), run.resources.text or state["document"], answer)
         else:
             answer = (reply.text if reply is not None else "").strip()
             citations = []
+        coverage = self.coverage(state)
+        if is_no_relevant(answer):
+            # The readers' marker is not an answer: absence is claimed only for a document read in full.
+            read_all = coverage.read_in_full and not reason
+            answer = "" if read_all else format_message(templates, "answer.not_found_in_read")
         if reason:
             note = format_message(templates, "answer.navigate_stopped", reason=reason)
             if not answer:
@@ -188,7 +201,6 @@ class _Root:
             answer = f"{answer}\n\n{note}".strip() if note else answer
         if not answer:
             answer = self.settings.no_answer_message
-        coverage = self.coverage(state)
         notes = coverage.notes(templates)
         if notes:
             answer = answer.rstrip() + "\n\n" + " ".join(notes)
@@ -198,6 +210,59 @@ class _Root:
             update[MESSAGES_KEY] = [*update[MESSAGES_KEY], reply]
         run.finish(progress, merge_usage(state.get("usage"), usage))
         return Command(update={**update, "usage": usage, "answer": answer, "citations": citations}, goto=END)
+
+    def read_reply(
+        self,
+        run: Level,
+        progress: ProgressWriter,
+        messages: list[BaseMessage],
+        reply: AIMessage,
+        reason: str | None,
+        usage: Usage,
+        config: RunnableConfig,
+    ) -> Steps[tuple[AIMessage | None, Usage, dict[str, Any] | None]]:
+        """The reply as tool calls: its own, the ones it wrote as text, or a second reply's after a reminder.
+
+        A reply without a tool call is never taken as the answer (a local model wrote its calls
+        as JSON text, and that JSON became the answer). Calls written as text are taken when
+        unambiguous; otherwise the model is reminded once, and a second reply without a call
+        is reported as unparsed (an ``errors`` entry and ``usage["unparsed_replies"]``).
+
+        Returns:
+            The reply with tool calls (``None`` when there is none), the usage with the retry's,
+            and the ``unparsed`` error entry when the model gave no call twice.
+        """
+        if reply.tool_calls:
+            return reply, usage, None
+        repairs: Usage = {"root_replies_repaired": 1}
+        if (written := calls_in_text(reply.text, self.names)) is not None:
+            progress.progress("navigate", "processing", "navigate.calls_from_text", calls=len(written))
+            return repaired(reply, written), merge_usage(usage, repairs), None
+        problems = [f"{call.get('name')}: {call.get('error')}" for call in reply.invalid_tool_calls]
+        detail = f" (these calls could not be read: {'; '.join(problems)[:300]})" if problems else ""
+        retry = [*messages, reply, HumanMessage(REMINDER.format(detail=detail, tools=", ".join(self.names)))]
+        tokens = self.count(retry)
+        try:
+            self.spend(run, tokens, reason is not None)
+        except BudgetExceededError:
+            second = None  # no budget for a reminder: the reply stays unread
+        else:
+            progress.progress("navigate", "processing", "navigate.reminded")
+            second = yield _RootCall(run, self.bound, retry, self.settings.call_timeout, config, progress)
+            usage = merge_usage(usage, self.usage_of(run, second, tokens))
+            if second.tool_calls:
+                return second, merge_usage(usage, repairs), None
+            if (written := calls_in_text(second.text, self.names)) is not None:
+                return repaired(second, written), merge_usage(usage, repairs), None
+        last = second or reply
+        unread = {
+            "start": 0,
+            "end": len(run.resources.text or ""),
+            "error": "the root model's reply had no tool call, also after a reminder",
+            "kind": "unparsed",
+            "reply": last.text[:200],
+        }
+        return None, merge_usage(usage, {"unparsed_replies": 1}), unread
 
     def coverage(self, state: dict[str, Any]) -> Coverage:
         """What the readers and the root model read of the document, and what no one did."""
@@ -223,30 +288,64 @@ class _Root:
         }
 
 
-def _citations(value: Any, length: int) -> list[dict[str, int]]:
-    """Valid ``[start, end]`` pairs within the document; anything else is dropped."""
-    found = []
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
-            start, end = max(0, item[0]), min(length, item[1])
-            if start < end:
-                found.append({"start": start, "end": end})
-    return found
+def _citations(value: Any, text: str, answer: str) -> list[Citation]:
+    """The ranges ``final`` cites, in any form a span may be written (:func:`read_spans`), as part-level citations.
 
-
-@contextlib.contextmanager
-def _announcing_retry(run: Level, progress: ProgressWriter) -> Iterator[None]:
-    """Say in the progress stream that the root call's failure will be retried (rlm_graph.retries)."""
+    The model names ranges, not quotes: each is shown as a part, with its sentence nearest the
+    answer. A range outside the document is clipped; one in no readable form is dropped, and
+    the answer stands without it.
+    """
     try:
-        yield
-    except Exception as error:
-        if (fields := pending_retry(run, error)) is not None:
-            progress.progress("navigate", "retrying", "retry.navigate", **fields)
-        raise
+        pairs = read_spans(value)
+    except ValueError:
+        # One unreadable range: keep the others.
+        pairs = []
+        for item in value if isinstance(value, list) else []:
+            with contextlib.suppress(ValueError):
+                pairs.extend(read_spans([item]))
+    found = []
+    for first, last in pairs:
+        start, end = max(0, first), min(len(text), last)
+        if start < end:
+            found.append(part_citation(text[start:end], start, end, answer))
+    return found
 
 
 def _as_ai(reply: Any) -> AIMessage:
     return reply if isinstance(reply, AIMessage) else AIMessage(str(getattr(reply, "content", reply)))
+
+
+@dataclass(frozen=True)
+class _RootCall:
+    """One root-model call as a step request (:mod:`rlm_graph.steps`): called by a sync run, awaited by an async one."""
+
+    run: Level
+    bound: Runnable
+    messages: list[BaseMessage]
+    timeout: float | None
+    config: RunnableConfig
+    progress: ProgressWriter | None = None
+    """Where to say that a failure will be retried (:mod:`rlm_graph.retries`)."""
+
+    def __call__(self) -> AIMessage:
+        with self.run.resources.thread_slot(), self._announcing_retry():
+            return _as_ai(invoke_within(self.bound, self.messages, self.timeout, self.config))
+
+    async def acall(self) -> AIMessage:
+        # Root calls go ahead of queued reads: each one decides what the run does next.
+        async with self.run.resources.async_slot((0, 0)):
+            with self._announcing_retry():
+                return _as_ai(await ainvoke_within(self.bound, self.messages, self.timeout, self.config))
+
+    @contextlib.contextmanager
+    def _announcing_retry(self) -> Iterator[None]:
+        # The node's retry policy retries a failed root call: the progress stream says so first.
+        try:
+            yield
+        except Exception as error:
+            if self.progress is not None and (fields := pending_retry(self.run, error)) is not None:
+                self.progress.progress("navigate", "retrying", "retry.navigate", **fields)
+            raise
 
 
 def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[Any], unsupported: str) -> Runnable:
@@ -290,26 +389,26 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
         metadata = {"rlm_depth": run.depth, "rlm_kind": kind, "rlm_model": "root"}
         return {"tags": [TAG_NOSTREAM], "run_name": f"navigate[depth={run.depth}]", "metadata": metadata}
 
-    def navigate(state: NavState) -> Command:
+    def body(state: NavState) -> Steps[Command]:
+        # The first step plans the document: an async run does it on the loop, section by section.
+        yield from navigation.ready(dict(state))
         node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
         if not allowed:
             return node.finish(dict(state), run, progress, update, None, reason, {})
-        with run.resources.thread_slot(), _announcing_retry(run, progress):
-            config = root_config(run, reason)
-            reply = _as_ai(invoke_within(node.bound, messages, node.settings.call_timeout, config))
-        return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
+        config = root_config(run, reason)
+        reply = yield _RootCall(run, node.bound, messages, node.settings.call_timeout, config, progress)
+        usage = node.usage_of(run, reply, tokens)
+        reply, usage, unread = yield from node.read_reply(run, progress, messages, reply, reason, usage, config)
+        if unread is not None:
+            update["errors"] = [unread]
+            why = format_message(node.nav.templates(run), "answer.navigate_reason_no_tool_call")
+            return node.finish(dict(state), run, progress, update, None, why, usage)
+        return node.finish(dict(state), run, progress, update, reply, reason, usage)
+
+    def navigate(state: NavState) -> Command:
+        return run_steps(body(state))
 
     async def anavigate(state: NavState) -> Command:
-        # The first step plans the document: on the loop, section by section (rlm_graph.steps).
-        await arun_steps(navigation.ready(dict(state)))
-        node, (run, progress, update, messages, tokens, reason), allowed = plan(state)
-        if not allowed:
-            return node.finish(dict(state), run, progress, update, None, reason, {})
-        # Root calls go ahead of queued reads: each one decides what the run does next.
-        async with run.resources.async_slot((0, 0)):
-            with _announcing_retry(run, progress):
-                config = root_config(run, reason)
-                reply = _as_ai(await ainvoke_within(node.bound, messages, node.settings.call_timeout, config))
-        return node.finish(dict(state), run, progress, update, reply, reason, node.usage_of(run, reply, tokens))
+        return await arun_steps(body(state))
 
     return entry_runnable("navigate", navigate, anavigate)

@@ -25,7 +25,7 @@ from langgraph.types import Command
 from rlm_graph.coverage import subtract_spans
 from rlm_graph.level import Level
 from rlm_graph.navigate import reading
-from rlm_graph.navigate.aggregate import render
+from rlm_graph.navigate.aggregate import EXPECTED, render
 from rlm_graph.navigate.document import NavDocument, cut_to_tokens, plan_nav_document
 from rlm_graph.navigate.options import NAVIGATE_MESSAGES, NavigateOptions
 from rlm_graph.progress import ProgressWriter
@@ -265,16 +265,14 @@ class Navigation:
         budget = self._budget_stop(run, outcomes)
         if output == "text":
             text = reading.answers_text(outcomes, lambda answer: answer)
+            unread = [o for o in outcomes if o.text is None and not o.blank]
+            if unread:
+                text += (
+                    f"\nWarning: {len(unread)} part(s) could not be read: "
+                    + ", ".join(f"{o.start}-{o.end}" for o in unread[:10])
+                )
         else:
-            merged, parse_errors = reading.aggregate(output, outcomes)
-            errors += parse_errors
-            text = render(output, merged, self.result_limit - 200, self.settings.counter)
-        unread = [o for o in outcomes if o.text is None]
-        if unread or errors:
-            text += (
-                f"\nWarning: {len(errors) + sum(1 for o in unread if o.budget)} part(s) could not be counted: "
-                + ", ".join(f"{e['start']}-{e['end']}" for e in errors[:10])
-            )
+            text = self._merged_text(output, outcomes)
         self.done(progress, "ask_all", usage)
         return self.reply(
             runtime,
@@ -287,6 +285,42 @@ class Navigation:
             read=_read_spans(outcomes, errors),
         )
 
+    def _merged_text(self, output: str, outcomes: list[reading.Outcome]) -> str:
+        """The exact merge of the replies that could be read, headed by what it leaves out.
+
+        A reply that was not in the asked form, a failed read or a read the budget refused
+        is not in the merge; the root model is told how many and which spans, so it can
+        re-ask them or say in its answer that the result is incomplete.
+        """
+        counter = self.settings.counter
+        missing = [outcome for outcome in outcomes if outcome.value is None and not outcome.blank]
+        limit = self.result_limit - 200
+        if not missing:
+            return render(output, reading.aggregate(output, outcomes), limit, counter)
+        unparsed = [o for o in missing if any(e.get("kind") == "unparsed" for e in o.errors)]
+        refused = [o for o in missing if o.budget]
+        failed = len(missing) - len(unparsed) - len(refused)
+        what = {"count": "total", "tally": "tally", "list": "list"}[output]
+        reasons = [
+            f"{len(unparsed)} repl{'y' if len(unparsed) == 1 else 'ies'} could not be read as {EXPECTED[output]}"
+            if unparsed
+            else "",
+            f"{failed} failed" if failed else "",
+            f"{len(refused)} not read for the budget" if refused else "",
+        ]
+        spans = ", ".join(f"{o.start}-{o.end}" for o in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        head = (
+            f"Incomplete: {len(missing)} of {len(outcomes)} parts could not be read and are not in the {what} "
+            f"({'; '.join(r for r in reasons if r)}): characters {spans}."
+        )
+        if unparsed:
+            head += f" One reply began: {unparsed[0].errors[0]['reply'][:80]!r}."
+        head += f" Re-ask those spans with ask(question, spans), or say in your answer that the {what} leaves them out."
+        if len(missing) == len(outcomes):
+            return head
+        body = render(output, reading.aggregate(output, outcomes), limit - counter.count(head), counter)
+        return f"{head}\n{body}"
+
     def ask_all(self, question: str, output: str, runtime: ToolRuntime) -> Steps[Command]:
         run, nav, progress = yield from self.ready(runtime.state)
         self.announce(progress, "ask_all", {"question": question, "output": output})
@@ -298,7 +332,14 @@ class Navigation:
 
 
 def _read_spans(outcomes: list[reading.Outcome], errors: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """The text the readers read: spans with an answer, less what failed or was skipped inside them."""
-    answered = [(outcome.start, outcome.end) for outcome in outcomes if outcome.text is not None]
+    """The text the readers read: spans with an answer, less what failed or was skipped inside them.
+
+    A span whose reply could not be read was read, and is reported as such (``answer.unparsed``).
+    """
+    answered = [
+        (outcome.start, outcome.end)
+        for outcome in outcomes
+        if outcome.text is not None or any(e.get("kind") == "unparsed" for e in outcome.errors)
+    ]
     lost = [(e["start"], e["end"]) for e in errors if e.get("kind", "failed") in ("failed", "skipped")]
     return subtract_spans(answered, lost)
