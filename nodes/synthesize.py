@@ -265,7 +265,8 @@ def _prepare(run: Level, state: RLMState) -> tuple[ProgressWriter, list[_Item]]:
         for f in findings
         if not is_no_relevant(f["text"])
     ]
-    progress.progress("synthesis", "started", "synthesis.started", total=len(items))
+    if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
+        progress.progress("synthesis", "started", "synthesis.started", total=len(items))
     return progress, items
 
 
@@ -295,7 +296,9 @@ def _output(
             coverage = dataclasses.replace(coverage, suspected=suspected)
         usage = merge_usage(usage, coverage.usage())
     answer, citations = run.settle(answer, citations, coverage)
-    progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)
+    # "Answer ready" is said once, by the run; a nested level only combined a part's findings.
+    done_key = "synthesis.done" if run.depth == 0 else "synthesis.nested_done"
+    progress.progress("synthesis", "done", done_key, done=1, total=1)
     run.finish(progress, merge_usage(state.get("usage"), usage))
     return {"answer": answer, "citations": citations, "usage": usage, "errors": synthesis.errors}
 
@@ -332,6 +335,12 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     return _output(state, run, progress, synthesis, answer, citations, focused, found_nothing=not items)
 
 
+def _announce_retry(run: Level, state: RLMState, fields: dict[str, Any]) -> None:
+    offset = state.get("offset", 0)
+    progress = run.writer((offset, offset + state.get("chars", len(state["document"]))))
+    progress.progress("synthesis", "retrying", "retry.synthesis", **fields)
+
+
 def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any] | Command]:
     """Build the ``synthesize`` node (sync and async).
 
@@ -341,4 +350,6 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any] | C
     Returns:
         The node runnable.
     """
-    return node_runnable("synthesize", settings, lambda run, state: _steps(settings, run, state))
+    return node_runnable(
+        "synthesize", settings, lambda run, state: _steps(settings, run, state), on_retry=_announce_retry
+    )

@@ -64,7 +64,7 @@ def test_count_and_label_scoring() -> None:
     note = "Read 8 of 41 parts, the most relevant; the other 33 were not read, so the answer may be incomplete."
     assert score_answer("count", f"Ledger entry ABCDE carries the label meadow.  {note}", ["6"], ["6"]) == 0.0
     assert score_answer("count", f"There are 6 such entries. {note}", ["6"], ["6"]) == 1.0
-    failed = "2 part(s) of the document could not be read (characters 1200000-1300000, 4% of the text), so the answer"
+    failed = "2 parts of the document could not be read (characters 1200000-1300000, 4% of the text), so the answer"
     assert score_answer("values", f"It is 4829137. {failed} does not cover them.", ["4829137"], []) == 1.0
     labels = ["meadow", "quarry", "orchard"]
     assert score_label("Quarry (9 entries), then meadow (4).", "quarry", labels) == 1.0

@@ -294,7 +294,7 @@ def test_the_answer_says_what_was_read_and_what_failed() -> None:
     answer, notes = result["answer"].split("\n\n")
     assert answer == "It is not explained."
     assert result["usage"]["chars_read"] == 5_000
-    assert "1 part(s) of the document could not be read (characters 28000-33000" in notes
+    assert "1 part of the document could not be read (characters 28000-33000" in notes
     assert "The navigator read 4% of the document (characters 20000-25000)" in notes
 
 

@@ -67,7 +67,7 @@ async def test_cited_spans_of_planted_facts_are_at_most_two_sentences(frankenste
             part = citation["part"]
             assert part["start"] <= citation["start"] < citation["end"] <= part["end"]
             assert part["end"] - part["start"] > 10 * len(span)
-    assert "unsupported_quotes" not in out["usage"]
+    assert out["usage"]["unsupported_quotes"] == 0
     # The synthesis prompts carry the reports, not the QUOTE lines.
     assert not any("QUOTE:" in p for p in model.prompts if "<finding id=" in p)
 
@@ -127,7 +127,7 @@ async def test_invented_quote_is_counted_and_not_a_citation(frankenstein: str) -
     assert all(_holding(offset, out["citations"]) for offset in offsets)
     assert all("quote" not in c for c in out["citations"])
     messages = [e["message"] for e in events if e["type"] == "progress"]
-    assert any("quote(s) could not be found in the part" in m for m in messages)
+    assert any("could not be found in the part" in m for m in messages)
     assert "green cheese" not in out["answer"]
 
 
@@ -145,7 +145,7 @@ async def test_reader_ignoring_the_format_but_quoting_yields_quote_citations(fra
     for fact, offset in zip(facts, offsets, strict=True):
         (citation,) = _holding(offset, out["citations"])
         assert citation["quote"] == fact == text[citation["start"] : citation["end"]]
-    assert "unsupported_quotes" not in out["usage"]
+    assert out["usage"]["unsupported_quotes"] == 0
 
 
 def test_cli_prints_the_quotes_under_the_answer() -> None:
