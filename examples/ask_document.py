@@ -1,34 +1,26 @@
 """Ask a question about a long document from Python, printing progress as it streams.
 
-Runs offline with the bundled extractive model; set OPENAI_API_KEY (and optionally
-OPENAI_BASE_URL and RLM_MODEL) to use a real model through ChatOpenAI:
+Runs offline with the bundled extractive model; set OPENAI_API_KEY or OPENAI_BASE_URL
+(and RLM_MODEL, and RLM_CONTEXT_WINDOW for a model LangChain has no profile for) to
+use a real model through ChatOpenAI:
 
     python examples/ask_document.py examples/pride_and_prejudice.txt "Who does Lydia elope with?"
 """
 
 import asyncio
-import os
 import sys
 
-from rlm_graph import ExtractiveChatModel, create_rlm_graph
+from rlm_graph import create_rlm_graph, model_from_env
 from rlm_graph.citations import describe_citation, mark_answer
 from rlm_graph.file_input import read_file
-
-
-def pick_model():
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        from langchain_openai import ChatOpenAI
-
-        return ChatOpenAI(
-            model=os.environ.get("RLM_MODEL", "gpt-4o-mini"), api_key=os.environ.get("OPENAI_API_KEY", "x")
-        )
-    return ExtractiveChatModel()
 
 
 async def main(path: str, question: str) -> None:
     # The same reading as the CLI's, so the same file gets the same citation offsets.
     document = read_file(path).text
-    graph = create_rlm_graph(pick_model(), context_window=int(os.environ.get("RLM_CONTEXT_WINDOW", "0")) or None)
+    model, note = model_from_env()
+    print(note, file=sys.stderr)
+    graph = create_rlm_graph(model)
     async for namespace, mode, chunk in graph.astream(
         {"document": document, "question": question},
         stream_mode=["custom", "values"],

@@ -1,7 +1,8 @@
 """A complete chat service: router, document analysis and small talk, with a checkpointer.
 
-Offline it runs on the bundled extractive model; with OPENAI_API_KEY (or
-OPENAI_BASE_URL, and RLM_MODEL for the model name) it uses ChatOpenAI.
+Offline it runs on the bundled extractive model; with OPENAI_API_KEY or
+OPENAI_BASE_URL it uses ChatOpenAI (RLM_MODEL names the model, RLM_CONTEXT_WINDOW
+gives the window of a model LangChain has no profile for; see ``model_from_env``).
 RLM_MODE=navigate lets a tool-calling model explore long documents with tools
 (see docs/navigate.md); the default reads every part.
 

@@ -10,7 +10,7 @@ from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.graph import END
 from rlm_graph.nodes.entry import PlanSteps, inline_runnable, planning_runnable
-from rlm_graph.state import RLMState, reset
+from rlm_graph.state import RLMState, reset, zero_usage
 
 from rlm_graph.level import CONFIG_RUN_KEY, Level
 from rlm_graph.options import wants_navigate
@@ -69,12 +69,13 @@ def make_check(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
             "chars": scope[1] - scope[0],
             "findings": reset([]),
             "errors": reset([]),
-            "usage": reset({"llm_calls": 0, "max_depth": run.depth}),
+            # Every counter present from the start (failed_parts: 0, cached_calls: 0, ...).
+            "usage": reset(zero_usage(run.depth)),
             "parts": [],
         }
         if not leaves and not has_text(document):
             progress.progress("check", "done", "check.empty")
-            progress.usage({"llm_calls": 0, "max_depth": run.depth})
+            run.finish(progress, zero_usage(run.depth))
             return {**update, "route": "empty", "answer": settings.empty_document_message, "citations": []}
         budget = settings.budget_for(question, run.part_tokens)
         update["budget"] = budget

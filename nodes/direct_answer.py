@@ -21,7 +21,8 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     document = state["document"]
     scope = (run.offset, run.offset + len(document))
     progress = run.writer(scope)
-    progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
+    if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
+        progress.progress("direct", "started", "direct.started", done=0, total=1, span=scope)
     text = neutralize_tags(document)
 
     def call(structured: bool) -> ModelCall:
@@ -49,6 +50,11 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     return {"answer": answer, "citations": citations, "usage": usage, "errors": errors}
 
 
+def _announce_retry(run: Level, state: RLMState, fields: dict[str, Any]) -> None:
+    scope = (run.offset, run.offset + len(state["document"]))
+    run.writer(scope).progress("direct", "retrying", "retry.answer", done=0, total=1, span=scope, **fields)
+
+
 def make_direct_answer(settings: Settings) -> Runnable[RLMState, dict[str, Any]]:
     """Build the ``direct_answer`` node (sync and async).
 
@@ -58,4 +64,6 @@ def make_direct_answer(settings: Settings) -> Runnable[RLMState, dict[str, Any]]
     Returns:
         The node runnable.
     """
-    return node_runnable("direct_answer", settings, lambda run, state: _steps(settings, run, state))
+    return node_runnable(
+        "direct_answer", settings, lambda run, state: _steps(settings, run, state), on_retry=_announce_retry
+    )

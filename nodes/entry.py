@@ -23,13 +23,20 @@ except ImportError:  # pragma: no cover - depends on the installed LangGraph
 
 from rlm_graph.calls import CallSteps, adrive, drive
 from rlm_graph.level import Level
+from rlm_graph.retries import RetryAnnouncer, pending_retry
 from rlm_graph.settings import Settings
 from rlm_graph.steps import Steps, arun_steps, run_steps
 
 __all__ = ["PlanSteps", "entry_runnable", "inline_runnable", "node_runnable", "planning_runnable"]
 
 
-def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], CallSteps]) -> Runnable:
+def node_runnable(
+    name: str,
+    settings: Settings,
+    body: Callable[[Level, Any], CallSteps],
+    *,
+    on_retry: RetryAnnouncer | None = None,
+) -> Runnable:
     """A node's sync and async entry points, built from one body.
 
     Args:
@@ -37,18 +44,33 @@ def node_runnable(name: str, settings: Settings, body: Callable[[Level, Any], Ca
         settings: The graph's settings.
         body: The node logic; it gets the level (read from the input's ``run_key``,
             the running config and context) and the node input.
+        on_retry: Writes the node's ``retrying`` progress event when a failure
+            leaving the node will be retried by its retry policy.
 
     Returns:
         The node runnable.
     """
 
+    def announce(level: Level, node_input: Any, error: Exception) -> None:
+        # Here, where the failure leaves the node, is what LangGraph's retry policy sees.
+        if on_retry is not None and (fields := pending_retry(level, error)) is not None:
+            on_retry(level, node_input, fields)
+
     def func(node_input: Any) -> Any:
         level = Level.current(settings, node_input["run_key"])
-        return drive(level, body(level, node_input))
+        try:
+            return drive(level, body(level, node_input))
+        except Exception as error:
+            announce(level, node_input, error)
+            raise
 
     async def afunc(node_input: Any) -> Any:
         level = Level.current(settings, node_input["run_key"])
-        return await adrive(level, body(level, node_input))
+        try:
+            return await adrive(level, body(level, node_input))
+        except Exception as error:
+            announce(level, node_input, error)
+            raise
 
     return entry_runnable(name, func, afunc)
 

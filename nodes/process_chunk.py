@@ -18,7 +18,15 @@ from rlm_graph import relay
 from rlm_graph.calls import CallSteps, ModelCall, RunnableCall
 from rlm_graph.citations import part_citation
 from rlm_graph.errors import DepthLimitError, NestedRunError, RLMError, describe_error
-from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY, Level, nested_run_config
+from rlm_graph.level import (
+    CONFIG_DEPTH,
+    CONFIG_LEAVES,
+    CONFIG_OFFSET,
+    CONFIG_PATH,
+    CONFIG_RUN_KEY,
+    Level,
+    nested_run_config,
+)
 from rlm_graph.progress import ProgressWriter
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant
 from rlm_graph.quotes import quote_steps
@@ -87,6 +95,8 @@ def _nested_request(run: Level, task: ChunkTask, progress: ProgressWriter) -> tu
             CONFIG_OFFSET: task["start"],
             CONFIG_RUN_KEY: run.run_key,
             CONFIG_LEAVES: task["leaves"],
+            # Its messages start with "Part 3 of 8 > ": the part of this level it reads.
+            CONFIG_PATH: [*([index, total] for index, total in run.path), [task["index"], task["total"]]],
         },
         # A readable trace: rlm[depth=1, 120000-240000] > read part 3/8.
         **nested_run_config(child_depth, task["start"], task["end"]),
@@ -205,7 +215,8 @@ def _read_call(settings: Settings, run: Level, task: ChunkTask, structured: bool
 def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: ChunkTask) -> CallSteps:
     progress = run.writer((task["scope"][0], task["scope"][1]))
     if task["fits"]:
-        _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
+        if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
+            _part_event(run, task, progress, "processing", "analysis.processing", finished=False)
         form = reading_form(settings.large_model is not None)
         calls = functools.partial(_read_call, settings, run, task)
         reply = yield from relay.read(run, calls, _on_escalate(run, task, progress), form)
@@ -214,6 +225,11 @@ def _steps(graph: Callable[[], Runnable], settings: Settings, run: Level, task: 
     with _nested_failure(task):
         output = yield RunnableCall(graph(), payload, config, {"context": run.context})
     return _from_nested(run, task, progress, output)
+
+
+def _announce_retry(run: Level, task: ChunkTask, fields: dict[str, Any]) -> None:
+    progress = run.writer((task["scope"][0], task["scope"][1]))
+    _part_event(run, task, progress, "retrying", "retry.part", finished=False, **fields)
 
 
 def make_process_chunk(settings: Settings, graph: Callable[[], Runnable]) -> Runnable[ChunkTask, dict[str, Any]]:
@@ -230,7 +246,9 @@ def make_process_chunk(settings: Settings, graph: Callable[[], Runnable]) -> Run
     Returns:
         The node runnable.
     """
-    return node_runnable("process_chunk", settings, functools.partial(_steps, graph, settings))
+    return node_runnable(
+        "process_chunk", settings, functools.partial(_steps, graph, settings), on_retry=_announce_retry
+    )
 
 
 def make_chunk_error_handler(settings: Settings) -> Callable[[ChunkTask, NodeError], Command]:

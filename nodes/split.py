@@ -135,7 +135,7 @@ def _leaves(
     needed = levels_needed(len(leaves), budget["fanout"])
     if needed > run.max_depth:
         msg = (
-            f"the document needs {needed} nested levels with this model's window "
+            f"the document needs {needed} nested {'level' if needed == 1 else 'levels'} with this model's window "
             f"(about {budget['part_tokens']} document tokens per call, {budget['fanout']} parts "
             f"per level) but max_depth is {run.max_depth}; raise max_depth or use a model "
             "with a larger context window"

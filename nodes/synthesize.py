@@ -30,7 +30,7 @@ from rlm_graph.prompts import (
     strip_citation_markers,
 )
 from rlm_graph.replies import Reply, Unreadable, ask, ask_each
-from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM
+from rlm_graph.reply_forms import FOCUSED_SYNTHESIS_FORM, SYNTHESIS_FORM, verdict_only
 from rlm_graph.retrieval import term_spans
 from rlm_graph.sentences import rank_sentences
 from rlm_graph.settings import Settings
@@ -128,8 +128,6 @@ class _Synthesis:
         self.progress = progress
         self.usage: Usage = {}
         self.errors: list[PartError] = []
-        self.unnoted: list[PartError] = []
-        """Errors to report that leave the answer's coverage as it is (an unreadable COMPLETE line)."""
         self.overhead = settings.synthesis_overhead(question)
 
     def _call(self, items: list[_Item], instruction: str) -> ModelCall:
@@ -231,7 +229,6 @@ class _Synthesis:
             body = SYNTHESIS_FORM.parse(split_complete(reply.first_reply)[0])
             if not isinstance(body, Unreadable):
                 answer = body
-                self.unnoted = [error for error in self.errors if error.get("kind") == "unparsed"][-1:]
         if answer is None or is_no_relevant(split_complete(answer)[0]):
             return (f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no" if focused else NO_RELEVANT_INFORMATION), []
         if self.depth == 0:
@@ -268,7 +265,8 @@ def _prepare(run: Level, state: RLMState) -> tuple[ProgressWriter, list[_Item]]:
         for f in findings
         if not is_no_relevant(f["text"])
     ]
-    progress.progress("synthesis", "started", "synthesis.started", total=len(items))
+    if run.first_attempt:  # a retry was announced by its own event (_announce_retry)
+        progress.progress("synthesis", "started", "synthesis.started", total=len(items))
     return progress, items
 
 
@@ -286,7 +284,8 @@ def _output(
     coverage = None
     if run.depth == 0:
         # Only the final answer speaks to the user: it says what was not read or was cut.
-        errors = [*(state.get("errors") or []), *(e for e in synthesis.errors if e not in synthesis.unnoted)]
+        # An unreadable COMPLETE line alone is reported, but covers no text the answer lacks.
+        errors = [e for e in [*(state.get("errors") or []), *synthesis.errors] if not verdict_only(e)]
         coverage = focused.coverage(state.get("chars", len(state["document"])), errors)
         if found_nothing and is_no_relevant(answer):
             # Every reading said "nothing": say so if the search index finds the question's terms.
@@ -297,7 +296,9 @@ def _output(
             coverage = dataclasses.replace(coverage, suspected=suspected)
         usage = merge_usage(usage, coverage.usage())
     answer, citations = run.settle(answer, citations, coverage)
-    progress.progress("synthesis", "done", "synthesis.done", done=1, total=1)
+    # "Answer ready" is said once, by the run; a nested level only combined a part's findings.
+    done_key = "synthesis.done" if run.depth == 0 else "synthesis.nested_done"
+    progress.progress("synthesis", "done", done_key, done=1, total=1)
     run.finish(progress, merge_usage(state.get("usage"), usage))
     return {"answer": answer, "citations": citations, "usage": usage, "errors": synthesis.errors}
 
@@ -323,11 +324,21 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
     synthesis = _Synthesis(settings, run, state["question"], run.depth, progress, focused.final_instruction)
     answer, citations = _short_cut(settings, run, items) or (yield from synthesis.steps(items))
     if focused.wants_more(answer):
-        return next_round_command(run, state, focused.next_round(progress, synthesis.usage))
+        chosen = focused.next_round(progress, synthesis.usage)
+        if synthesis.errors:
+            # This round's unreadable or shortened replies are reported with the run's errors.
+            chosen.update["errors"] = synthesis.errors
+        return next_round_command(run, state, chosen)
     focused.report(progress)
     answer = split_complete(answer)[0] if state.get("focus_cap") else answer
     citations = _within(citations, len(answer))
     return _output(state, run, progress, synthesis, answer, citations, focused, found_nothing=not items)
+
+
+def _announce_retry(run: Level, state: RLMState, fields: dict[str, Any]) -> None:
+    offset = state.get("offset", 0)
+    progress = run.writer((offset, offset + state.get("chars", len(state["document"]))))
+    progress.progress("synthesis", "retrying", "retry.synthesis", **fields)
 
 
 def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any] | Command]:
@@ -339,4 +350,6 @@ def make_synthesize(settings: Settings) -> Runnable[RLMState, dict[str, Any] | C
     Returns:
         The node runnable.
     """
-    return node_runnable("synthesize", settings, lambda run, state: _steps(settings, run, state))
+    return node_runnable(
+        "synthesize", settings, lambda run, state: _steps(settings, run, state), on_retry=_announce_retry
+    )

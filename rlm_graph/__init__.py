@@ -18,10 +18,10 @@ from rlm_graph.errors import (
     is_transient_error,
 )
 from rlm_graph.estimate import CostEstimate, estimate_cost
-from rlm_graph.graph import DEFAULT_RETRY_POLICY, create_rlm_graph
+from rlm_graph.graph import CONNECTION_RETRY_POLICY, DEFAULT_RETRY_POLICY, create_rlm_graph
 from rlm_graph.history import create_history_hook
 from rlm_graph.index_cache import IndexCache
-from rlm_graph.models import model_from_env
+from rlm_graph.models import UnknownContextWindowError, model_from_env
 from rlm_graph.offline import ExtractiveChatModel
 from rlm_graph.progress import DEFAULT_PROGRESS_MESSAGES
 from rlm_graph.retrieval import BM25Retriever, PartIndex, Retriever, VectorStoreRetriever
@@ -38,6 +38,7 @@ from rlm_graph.state import (
 )
 
 __all__ = [
+    "CONNECTION_RETRY_POLICY",
     "DEFAULT_PROGRESS_MESSAGES",
     "DEFAULT_RETRY_POLICY",
     "AllPartsFailedError",
@@ -62,6 +63,7 @@ __all__ = [
     "RLMInput",
     "RLMOutput",
     "Retriever",
+    "UnknownContextWindowError",
     "Usage",
     "UsageEvent",
     "VectorStoreRetriever",

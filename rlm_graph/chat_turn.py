@@ -251,6 +251,7 @@ class DocumentTurn:
             "total": 0,
             "span": None,
             "scope": [0, len(plan["document"])],
+            "path": [],
         }
         write(event)
 

@@ -10,24 +10,59 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
 from langchain_core.language_models import BaseChatModel
 
 from rlm_graph.citations import citation_kind, describe_citation, mark_answer, nearest_sentence
 from rlm_graph.errors import describe_error
+from rlm_graph.estimate import part_limit
 from rlm_graph.file_input import BadInputError, read_file
 from rlm_graph.graph import create_rlm_graph
-from rlm_graph.models import DEFAULT_OPENAI_MODEL, model_from_env
+from rlm_graph.models import DEFAULT_OPENAI_MODEL, MIN_CONTEXT_WINDOW, UnknownContextWindowError, model_from_env
+from rlm_graph.options import DEFAULT_PART_TOKENS, MIN_PART_TOKENS
 
 __all__ = ["main", "quote_for"]
 
 _BAR_WIDTH = 28
 _QUOTE_CHARS = 160
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``.
+
+    argparse names the flag in its message ("argument --part-tokens: must be at
+    least 64, got 10"), which the graph's own checks, written for Python callers,
+    cannot do.
+    """
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            msg = f"must be a whole number, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < minimum:
+            msg = f"must be at least {minimum}, got {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return whole_number
+
+
+def _version() -> str:
+    try:
+        return version("rlm-graph")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout that was never installed
+        return "unknown"
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm-graph", description="Answer questions about documents longer than a model's context window."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     ask = commands.add_parser("ask", help="answer a question about a document")
     ask.add_argument(
@@ -40,13 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)")
     ask.add_argument("--offline", action="store_true", help="use the offline extractive model even if a key is set")
-    ask.add_argument("--context-window", type=int, help="the model's window in tokens (if its profile lacks it)")
-    ask.add_argument("--max-concurrency", type=int, default=8, help="most model calls in flight (default 8)")
-    ask.add_argument("--max-depth", type=int, default=8, help="deepest nesting level (default 8)")
+    ask.add_argument(
+        "--context-window",
+        type=_at_least(MIN_CONTEXT_WINDOW),
+        help="the model's window in tokens, for models LangChain has no profile for (default: RLM_CONTEXT_WINDOW)",
+    )
+    ask.add_argument(
+        "--max-concurrency", type=_at_least(1), default=8, help="most model calls in flight (default 8)"
+    )
+    ask.add_argument("--max-depth", type=_at_least(0), default=8, help="deepest nesting level (default 8)")
     ask.add_argument(
         "--part-tokens",
-        type=int,
-        help="most document tokens per reading call (default 16384; the window may allow fewer)",
+        type=_at_least(MIN_PART_TOKENS),
+        help=f"most document tokens per reading call (default {DEFAULT_PART_TOKENS}; the window may allow fewer)",
     )
     ask.add_argument(
         "--mode",
@@ -66,7 +107,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _choose_model(args: argparse.Namespace) -> tuple[BaseChatModel, str]:
-    return model_from_env(args.model, base_url=args.base_url, offline=args.offline)
+    """The model the flags and the environment name, with its window.
+
+    Raises:
+        ValueError: With a message that names the flags, if the window is unknown or invalid.
+    """
+    try:
+        return model_from_env(
+            args.model, base_url=args.base_url, offline=args.offline, context_window=args.context_window
+        )
+    except UnknownContextWindowError as exc:
+        msg = (
+            f"the context window of {exc.model_name!r} is unknown (LangChain has no profile for it): "
+            "pass --context-window with its window in tokens, e.g. --context-window 32768 "
+            "(or set RLM_CONTEXT_WINDOW)"
+        )
+        raise ValueError(msg) from None
 
 
 class _Progress:
@@ -149,7 +205,10 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except BadInputError as exc:
         return _fail(str(exc), args, out, err, 2)
     document = extracted.text
-    model, note = _choose_model(args)
+    try:
+        model, note = _choose_model(args)
+    except ValueError as exc:
+        return _fail(str(exc), args, out, err, 2)
     # Notes go to stderr: stdout holds only the answer (or, with --json, only JSON).
     print(note, file=err, flush=True)
     if extracted.format in {"pdf", "docx", "html"}:
@@ -158,16 +217,24 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         kind = extracted.format.upper()
         print(f"Read {name} as {kind}: {pages}{len(document):,} characters of text", file=err, flush=True)
     try:
+        # The window is in the model's profile (model_from_env put it there).
         graph = create_rlm_graph(
             model,
-            context_window=args.context_window,
             max_concurrency=args.max_concurrency,
             max_depth=args.max_depth,
             mode=args.mode,
             **({} if args.part_tokens is None else {"part_tokens": args.part_tokens}),
         )
+        limit = part_limit(graph, args.question)
     except ValueError as exc:
         return _fail(str(exc), args, out, err, 2)
+    if args.part_tokens is not None and args.part_tokens > limit:
+        print(
+            f"note: --part-tokens {args.part_tokens} is more than this model's window allows; "
+            f"capped at {limit:,} tokens per reading call",
+            file=err,
+            flush=True,
+        )
     progress = _Progress(err)
     result: dict[str, Any] = {}
     try:
@@ -186,7 +253,7 @@ async def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress.close()
     errors = result.get("errors") or []
     if errors:
-        print(f"warning: {len(errors)} part(s) could not be read:", file=err)
+        print(f"warning: {len(errors)} {'part' if len(errors) == 1 else 'parts'} could not be read:", file=err)
         for error in errors:
             print(f"  characters {error['start']}-{error['end']}: {error['error']}", file=err)
     # A PDF's citations also name their pages (offsets mapped to the pages they fall on).

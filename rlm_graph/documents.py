@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from itertools import accumulate
 from typing import Any, Literal
 
+from rlm_graph.progress import format_message
 from rlm_graph.steps import Steps, run_steps
 
 __all__ = [
@@ -29,7 +30,7 @@ DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
 DOCX_MIME_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 DEFAULT_DOCUMENT_MESSAGES: dict[str, str] = {
-    "scanned": "{name} is a scanned PDF without a text layer ({pages} page(s) of images, no text to read). "
+    "scanned": "{name} is a scanned PDF without a text layer ({pages} {pages:page|pages} of images, no text to read). "
     "Run text recognition on it first (for example: ocrmypdf --sidecar out.txt in.pdf out.pdf) and send the text.",
     "encrypted": "{name} is a password-protected PDF; remove the password and send it again.",
     "damaged": "{name} could not be read as {format}: {detail}",
@@ -327,7 +328,9 @@ def html_to_text(html: str) -> str:
 
 
 def _message(messages: Mapping[str, str], reason: str, kind: DocumentFormat, **fields: Any) -> DocumentError:
-    return DocumentError(messages[reason].format(format=_FORMAT_NAMES[kind], **fields), reason, kind)
+    # format_message: "1 page" and "2 pages" ({pages:page|pages}); unknown fields stay as written.
+    text = format_message(messages, reason, format=_FORMAT_NAMES[kind], **fields)
+    return DocumentError(text, reason, kind)
 
 
 def _pdf(data: bytes, name: str, messages: Mapping[str, str]) -> Steps[ExtractedDocument]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import socket
+from collections.abc import Iterator
 
 from langchain_core.exceptions import ContextOverflowError, ModelError
 
@@ -143,6 +145,64 @@ def is_transient_error(error: BaseException) -> bool:
     if isinstance(error, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(error).__mro__)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and the errors it was raised from (a client wraps the socket's own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the server could not be connected to at all.
+
+    Connection refused, an unknown host or any other failure to connect, as the
+    socket, httpx or the openai client report it. A connection lost after it was
+    made is not "unreachable": that server exists and may answer next time.
+
+    Args:
+        error: The exception a model call raised.
+
+    Returns:
+        True when no connection was made.
+    """
+    if isinstance(error, RLMError):
+        return False  # such as a nested run that failed after its own retries
+    return any(
+        isinstance(cause, (ConnectionRefusedError, socket.gaierror)) or type(cause).__name__ == "ConnectError"
+        for cause in _chain(error)
+    )
+
+
+def retry_reason(error: BaseException) -> str:
+    """A few words on why a call failed, for a person watching the progress stream.
+
+    Args:
+        error: The exception a model call raised.
+
+    Returns:
+        Such as ``"connection refused"``, ``"HTTP 503"`` or ``"timed out"``; else
+        the error's type and first line (:func:`describe_error`).
+    """
+    causes = list(_chain(error))
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused"
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return "host not found"
+    if is_unreachable(error):
+        return "cannot connect"
+    status = status_code(error)
+    if status is not None:
+        return f"HTTP {status}"
+    if any(isinstance(cause, (TimeoutError, asyncio.TimeoutError)) for cause in causes):
+        return "timed out"
+    if isinstance(error, EmptyReplyError):
+        return "empty reply"
+    return describe_error(error)
 
 
 def retry_after_seconds(error: BaseException) -> float | None:

@@ -173,3 +173,25 @@ def estimate_cost(
     if part_tokens is not None:
         check_part_tokens(part_tokens)
     return text_cost(settings, document, question, part_tokens)
+
+
+def part_limit(graph: CompiledStateGraph, question: str, *, part_tokens: int | None = None) -> int:
+    """Most document tokens one reading call of ``graph`` holds for ``question``.
+
+    It is ``part_tokens`` (the graph's, or the run's), or less when the model's
+    window leaves less room beside the prompt, the question and the reply, so a
+    caller can say that a requested part size was capped.
+
+    Args:
+        graph: A graph built by ``create_rlm_graph``.
+        question: The question.
+        part_tokens: The run's ``RLMContext.part_tokens``, if it sets one; ``None``: the graph's.
+
+    Returns:
+        Tokens of document text per reading call.
+
+    Raises:
+        TypeError: If ``graph`` was not built by ``create_rlm_graph``.
+        ValueError: If the question leaves no room for document text.
+    """
+    return settings_of(graph).budget_for(question, part_tokens)["part_tokens"]

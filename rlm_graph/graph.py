@@ -14,7 +14,7 @@ from langgraph.types import Checkpointer, RetryPolicy, TimeoutPolicy
 from rlm_graph import prompts
 from rlm_graph.cache import BoundedInMemoryCache, ReplyCache
 from rlm_graph.context import RLMContext
-from rlm_graph.errors import is_transient_error
+from rlm_graph.errors import is_transient_error, is_unreachable
 from rlm_graph.estimate import register
 from rlm_graph.index_cache import IndexCache
 from rlm_graph.lifetime import owning_runs
@@ -53,6 +53,18 @@ from rlm_graph.state import ChunkTask, RLMInput, RLMOutput, RLMState
 from rlm_graph.timeouts import call_timeout_seconds
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
+CONNECTION_RETRY_POLICY = RetryPolicy(
+    initial_interval=0.5,
+    backoff_factor=2.0,
+    max_interval=2.0,
+    max_attempts=4,
+    jitter=False,
+    retry_on=is_unreachable,
+)
+"""A server that cannot be connected to (connection refused, unknown host) is tried three
+more times within 3.5 s: a local server that is starting up gets a moment, one that is
+not running fails the run in seconds, not after the minute of backoff a 503 deserves."""
+
 DEFAULT_RETRY_POLICY = RetryPolicy(
     initial_interval=1.0,
     backoff_factor=2.0,
@@ -62,6 +74,15 @@ DEFAULT_RETRY_POLICY = RetryPolicy(
     retry_on=is_transient_error,
 )
 """Retries 429s, 5xx, timeouts and lost connections; never a 400 such as a context overflow."""
+
+DEFAULT_RETRY_POLICIES = (CONNECTION_RETRY_POLICY, DEFAULT_RETRY_POLICY)
+"""``create_rlm_graph``'s default: LangGraph applies the first policy whose ``retry_on`` matches."""
+
+
+def _policies(retry_policy: RetryPolicy | Sequence[RetryPolicy] | None) -> tuple[RetryPolicy, ...]:
+    if retry_policy is None:
+        return ()
+    return (retry_policy,) if isinstance(retry_policy, RetryPolicy) else tuple(retry_policy)
 
 
 def _draw_error_route(builder: StateGraph, node: str, goto: str) -> None:
@@ -96,7 +117,7 @@ def create_rlm_graph(
     chunk_overlap: int = 0,
     max_fanout: int | None = None,
     token_counter: TokenCounter | None = None,
-    retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = DEFAULT_RETRY_POLICY,
+    retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = DEFAULT_RETRY_POLICIES,
     timeout: float | TimeoutPolicy | None = None,
     cache_ttl: int | None = 3600,
     max_llm_calls: int | None = None,
@@ -160,7 +181,11 @@ def create_rlm_graph(
             each part that is read directly.
         max_fanout: Upper bound on parts per level (the window sets another).
         token_counter: Counter to use instead of the model's own or cl100k_base.
-        retry_policy: Retry policy of the model-calling nodes.
+        retry_policy: Retry policy of the model-calling nodes, or several (LangGraph
+            applies the first that matches the error). The default retries an
+            unreachable server briefly (``CONNECTION_RETRY_POLICY``) and other transient
+            errors with a longer backoff (``DEFAULT_RETRY_POLICY``). Every retry is
+            announced in the progress stream (status ``"retrying"``).
         timeout: Most seconds one model call (one attempt) may take, sync or
             async; a call over it raises ``ModelCallTimeoutError`` (a
             ``TimeoutError``) and is retried by ``retry_policy``. It bounds each
@@ -336,6 +361,7 @@ def create_rlm_graph(
         replies=None if backend is None else ReplyCache(backend, cache_ttl),
         prompt_cache_markers=prompt_cache_markers,
         read_ahead=read_ahead,
+        retry_policies=_policies(retry_policy),
         reply_format=reply_format,
     )
     # Fail at build time, not on the first run, if even a one-word question leaves no room.

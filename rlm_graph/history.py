@@ -59,10 +59,12 @@ CUT_NOTE = (
 window; uses ``{kind}`` (``"tool result"`` or ``"message"``), ``{tokens}`` and ``{shown}``."""
 HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
     "history.recent": "The recent messages are enough; not looking further back",
-    "history.started": "Looking back through {count:,} earlier messages",
-    "history.done": "Looked back through {count:,} earlier messages; cited {cited}",
+    "history.started": "Looking back through {count:,} earlier {count:message|messages}",
+    "history.done": "Looked back through {count:,} earlier {count:message|messages}; cited {cited}",
     "history.too_long": "The latest message is too long for the model's window",
-    "history.cut": "Cut {count:,} message(s) of this turn (tool results, the agent's own text) to fit the window",
+    "history.cut": (
+        "Cut {count:,} {count:message|messages} of this turn (tool results, the agent's own text) to fit the window"
+    ),
 }
 """Progress templates (stage ``history``); fields ``count`` and ``cited``."""
 

@@ -23,6 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from rlm_graph.calls import CallSteps, RunnableCall, adrive, drive
 from rlm_graph.context import RLMContext
 from rlm_graph.options import default_output_tokens
+from rlm_graph.progress import format_message
 from rlm_graph.retrieval import BM25Retriever
 from rlm_graph.tokens import TokenCounter, counter_for_model, safety_margin
 
@@ -117,13 +118,12 @@ class HistoryPlanner:
             write = get_stream_writer()
         except (RuntimeError, KeyError):  # called outside a graph run: no stream to write to
             return
-        try:
-            message = self.templates[key].format(**fields)
-        except (KeyError, ValueError, IndexError):
-            message = self.templates[key]
+        # format_message picks plural forms ("1 earlier message") and keeps unknown fields as written.
+        message = format_message(self.templates, key, **fields)
         total = fields.get("count", 0)
         write({"type": "progress", "stage": "history", "status": status, "message": message, "depth": 0,
-               "done": total if status == "done" else 0, "total": total, "span": None, "scope": [0, 0]})
+               "done": total if status == "done" else 0, "total": total, "span": None, "scope": [0, 0],
+               "path": []})
 
     # -- planning -----------------------------------------------------------------------------------------
     def _tokens(self, messages: Sequence[BaseMessage]) -> list[int]:

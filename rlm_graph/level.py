@@ -18,13 +18,24 @@ from rlm_graph.settings import Settings
 from rlm_graph.splitter import Span
 from rlm_graph.state import Citation, Usage
 
-__all__ = ["CONFIG_DEPTH", "CONFIG_LEAVES", "CONFIG_OFFSET", "CONFIG_RUN_KEY", "Level", "nested_run_config"]
+__all__ = [
+    "CONFIG_DEPTH",
+    "CONFIG_LEAVES",
+    "CONFIG_OFFSET",
+    "CONFIG_PATH",
+    "CONFIG_RUN_KEY",
+    "Level",
+    "nested_run_config",
+]
 
 CONFIG_DEPTH = "rlm_depth"
 CONFIG_OFFSET = "rlm_offset"
 CONFIG_RUN_KEY = "rlm_run_key"
 CONFIG_LEAVES = "rlm_leaves"
 """Config key of a nested level's leaves: ``[start, end, tokens]`` in root offsets."""
+CONFIG_PATH = "rlm_path"
+"""Config key of where a nested level sits: ``[index, total]`` of the part it reads, one per
+level above it, outermost first (empty at depth 0), so its messages can name their parent."""
 
 
 def nested_run_config(depth: int, start: int, end: int) -> dict[str, Any]:
@@ -58,6 +69,8 @@ class Level:
     resources: RunResources
     leaf_rows: list[list[int]] | None = None
     """The ``[start, end, tokens]`` of the leaves a nested invocation was handed (from its config)."""
+    path: tuple[tuple[int, int], ...] = ()
+    """``(index, total)`` of the part each level above this one handed down, outermost first."""
 
     @property
     def leaves(self) -> list[Span] | None:
@@ -101,6 +114,7 @@ class Level:
                 overridden(context, "max_input_tokens", settings.max_input_tokens),
             ),
             leaf_rows=configurable.get(CONFIG_LEAVES) or None,
+            path=tuple((int(index), int(total)) for index, total in configurable.get(CONFIG_PATH) or ()),
         )
 
     @property
@@ -110,6 +124,19 @@ class Level:
             return get_runtime().execution_info.thread_id is not None
         except Exception:  # noqa: BLE001 - outside a run, or an older LangGraph: assume durable
             return True
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt of the running node this is (1 for the first; LangGraph's retry policy counts)."""
+        try:
+            return int(get_runtime().execution_info.node_attempt)
+        except Exception:  # noqa: BLE001 - outside a run, or a LangGraph without execution info
+            return 1
+
+    @property
+    def first_attempt(self) -> bool:
+        """Whether the running node runs for the first time: a retry does not repeat its first message."""
+        return self.attempt <= 1
 
     @property
     def max_depth(self) -> int:
@@ -145,7 +172,7 @@ class Level:
         Returns:
             The writer.
         """
-        return ProgressWriter(self.templates, self.depth, scope)
+        return ProgressWriter(self.templates, self.depth, scope, self.path)
 
     @property
     def templates(self) -> dict[str, str]:
@@ -177,12 +204,15 @@ class Level:
         return text, (citations if answered else [])
 
     def finish(self, progress: ProgressWriter, usage: Usage) -> None:
-        """Write the level's usage event; at depth 0, free the run's resources.
+        """At depth 0: write the run's usage event and free the run's resources.
+
+        A nested level writes no usage event: its usage is part of the run's, which
+        comes once, last, as the final "Answer ready" does.
 
         Args:
             progress: The invocation's progress writer.
             usage: Usage of the whole invocation, nested ones included.
         """
-        progress.usage(usage)
         if self.depth == 0:
+            progress.usage(usage)
             release(self.run_key)

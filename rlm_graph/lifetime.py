@@ -22,7 +22,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_RUN_KEY
+from rlm_graph.level import CONFIG_DEPTH, CONFIG_LEAVES, CONFIG_OFFSET, CONFIG_PATH, CONFIG_RUN_KEY
 from rlm_graph.runs import release
 
 __all__ = ["RLMGraph", "owning_runs"]
@@ -35,7 +35,9 @@ def _root_config(config: RunnableConfig | None) -> tuple[RunnableConfig | None, 
         return config, None  # a nested level of a run that its root invocation owns
     run_key = uuid.uuid4().hex
     # Explicit values, so an ambient config (a caller's node) cannot make this run look nested.
-    configurable.update({CONFIG_RUN_KEY: run_key, CONFIG_DEPTH: 0, CONFIG_OFFSET: 0, CONFIG_LEAVES: None})
+    configurable.update(
+        {CONFIG_RUN_KEY: run_key, CONFIG_DEPTH: 0, CONFIG_OFFSET: 0, CONFIG_LEAVES: None, CONFIG_PATH: []}
+    )
     return {**(config or {}), "configurable": configurable}, run_key
 
 

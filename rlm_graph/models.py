@@ -1,33 +1,121 @@
-"""Choosing a chat model from the environment."""
+"""Choosing a chat model, and its context window, from the environment.
+
+Every surface of the project (the CLI, the examples, the web page and both
+LangGraph Studio graphs) builds its model here, so that one set of variables
+points all of them at the same model:
+
+- ``OPENAI_API_KEY``: use OpenAI (or any server that wants a key).
+- ``OPENAI_BASE_URL``: an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, ...).
+- ``RLM_MODEL``: the model name (default ``gpt-4o-mini``).
+- ``RLM_CONTEXT_WINDOW``: the model's window in tokens, for models LangChain has no
+  profile for (every model of a local server).
+
+Without a key or a base URL the offline extractive model answers.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from langchain_core.language_models import BaseChatModel
 
 from rlm_graph.offline import ExtractiveChatModel
 
+__all__ = [
+    "DEFAULT_OPENAI_MODEL",
+    "MIN_CONTEXT_WINDOW",
+    "UnknownContextWindowError",
+    "model_from_env",
+    "window_from_env",
+]
+
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+MIN_CONTEXT_WINDOW = 512
+"""Smallest window ``create_rlm_graph`` plans for."""
+
+
+class UnknownContextWindowError(ValueError):
+    """The model's window is not in LangChain's profile and was not given.
+
+    Attributes:
+        model_name: The model's name, as sent to the server.
+    """
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(
+            f"the context window of {model_name!r} is unknown (LangChain has no profile for it): "
+            "set RLM_CONTEXT_WINDOW to its window in tokens, e.g. RLM_CONTEXT_WINDOW=32768"
+        )
+        self.model_name = model_name
+
+
+def window_from_env(value: int | None = None) -> int | None:
+    """The context window given by the caller, else by ``RLM_CONTEXT_WINDOW``.
+
+    Args:
+        value: A window given explicitly (such as the CLI's ``--context-window``); wins over the variable.
+
+    Returns:
+        The window in tokens, or ``None`` when neither gives one.
+
+    Raises:
+        ValueError: If the variable is not a whole number, or the window is under 512 tokens.
+    """
+    source = "the context window"
+    if value is None:
+        raw = os.environ.get("RLM_CONTEXT_WINDOW", "").strip()
+        if not raw:
+            return None
+        source = "RLM_CONTEXT_WINDOW"
+        try:
+            value = int(raw.replace("_", "").replace(",", ""))
+        except ValueError:
+            msg = f"RLM_CONTEXT_WINDOW must be a whole number of tokens, e.g. 32768; got {raw!r}"
+            raise ValueError(msg) from None
+    if value < MIN_CONTEXT_WINDOW:
+        msg = f"{source} must be at least {MIN_CONTEXT_WINDOW} tokens, got {value}"
+        raise ValueError(msg)
+    return value
 
 
 def model_from_env(
-    model_name: str | None = None, *, base_url: str | None = None, offline: bool = False
+    model_name: str | None = None,
+    *,
+    base_url: str | None = None,
+    offline: bool = False,
+    context_window: int | None = None,
 ) -> tuple[BaseChatModel, str]:
-    """Pick ChatOpenAI when a key or base URL is configured, else the offline model.
+    """Build the chat model the environment names, with its context window in its profile.
 
-    ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` are honoured; ``RLM_MODEL`` names
-    the model when ``model_name`` is not given.
+    ChatOpenAI is used when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (or
+    ``base_url`` is given), else the offline extractive model. The window
+    (``context_window``, else ``RLM_CONTEXT_WINDOW``) is written into the model's
+    profile as ``max_input_tokens``, LangChain's own place for it, so
+    ``create_rlm_graph``, ``create_history_hook`` and ``create_document_node`` all
+    find it without being told.
+
+    The ChatOpenAI client is built with ``max_retries=0``: the graph's retry policy
+    retries failed calls itself and reports each retry in the progress stream, which
+    the client's own silent retries would multiply and hide.
 
     Args:
-        model_name: ChatOpenAI model name.
-        base_url: OpenAI-compatible server URL (vLLM, Ollama, OpenRouter, ...).
+        model_name: ChatOpenAI model name; defaults to ``RLM_MODEL``, then ``gpt-4o-mini``.
+        base_url: OpenAI-compatible server URL; defaults to ``OPENAI_BASE_URL``.
         offline: Use the offline extractive model regardless of the environment.
+        context_window: The model's window in tokens; defaults to ``RLM_CONTEXT_WINDOW``,
+            then to LangChain's profile of the model.
 
     Returns:
         The model and one sentence saying which model it is, for the user.
+
+    Raises:
+        UnknownContextWindowError: If neither the arguments, the environment nor
+            LangChain's profile give the model's window.
+        ValueError: If ``RLM_CONTEXT_WINDOW`` is not a number of at least 512.
     """
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    window = window_from_env(context_window)
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     key = os.environ.get("OPENAI_API_KEY")
     if offline or not (key or base_url):
         reason = "offline was requested" if offline else "no OPENAI_API_KEY or OPENAI_BASE_URL is set"
@@ -35,10 +123,17 @@ def model_from_env(
             f"Using the offline extractive model ({reason}): the answer quotes the best-matching "
             "sentences (BM25); it is not generated by a language model."
         )
-        return ExtractiveChatModel(), note
+        return (ExtractiveChatModel() if window is None else ExtractiveChatModel(context_window=window)), note
     from langchain_openai import ChatOpenAI
 
     name = model_name or os.environ.get("RLM_MODEL") or DEFAULT_OPENAI_MODEL
     # Local servers such as vLLM and Ollama accept any key but the client insists on one.
-    model = ChatOpenAI(model=name, base_url=base_url, api_key=key or "not-needed")
-    return model, f"Using {name} at {base_url or 'the OpenAI API'}."
+    model = ChatOpenAI(model=name, base_url=base_url, api_key=key or "not-needed", max_retries=0)
+    known = model.profile if isinstance(model.profile, Mapping) else {}
+    if window is not None:
+        # Kept beside what LangChain knows of the model (tool calling, structured output).
+        model.profile = {**known, "max_input_tokens": window}
+    elif not isinstance(known.get("max_input_tokens"), int):
+        raise UnknownContextWindowError(name)
+    where = base_url or "the OpenAI API"
+    return model, f"Using {name} at {where} ({model.profile['max_input_tokens']:,}-token window)."

@@ -74,6 +74,9 @@ _END_CHARS = 300
 """Most characters of a long piece's first or last sentence that are searched for."""
 _NEAR = 500
 """Most characters between the end of one piece of a quote and the start of the next."""
+_NORMAL_SLICE = 16_384
+"""Characters of a part normalized between two pauses (about 4 ms of Python)."""
+_SPACE = re.compile(r"\s")
 _FIRST_TRIES = 16
 """Places of a quote's first piece from which the pieces after it are searched tolerantly
 (from every place, they are searched as written)."""
@@ -94,6 +97,8 @@ _SIGNS = {"$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "
 _UNIT_ALIASES = {
     "%": "percent",
     "\u2030": "permille",
+    "\u00b0c": "celsius",
+    "\u00b0f": "fahrenheit",
     "pct": "percent",
     "usd": "dollar",
     "eur": "euro",
@@ -198,12 +203,15 @@ def split_quotes(reply: str) -> tuple[str, list[str], bool]:
     return report, [q.strip() for q in inline if q.strip()], False
 
 
-def _normalized(text: str) -> tuple[str, list[int]]:
-    """``text`` with uniform quotation marks, dashes, case and single spaces, and each character's source index."""
+def _normalized(text: str, offset: int = 0) -> tuple[str, list[int]]:
+    """``text`` with uniform quotation marks, dashes, case and single spaces, and each character's source index.
+
+    ``offset`` is added to the indices (``text`` is a slice of a longer text that starts there).
+    """
     chars: list[str] = []
     index: list[int] = []
     previous_space = True
-    for position, char in enumerate(text.translate(_UNIFORM)):
+    for position, char in enumerate(text.translate(_UNIFORM), offset):
         if char.isspace():
             if previous_space:
                 continue
@@ -230,8 +238,25 @@ class _Part:
         # Normalizing walks the whole text in Python: it is done only when a quote is not
         # found as written, and once for all the quotes of a part.
         if self._normal is None:
-            self._normal = _normalized(self.text)
-        return self._normal
+            run_steps(self.normalize())
+        return self._normal  # type: ignore[return-value]
+
+    def normalize(self) -> Steps[None]:
+        """Normalize the text, if not done yet, in slices with a pause after each."""
+        if self._normal is not None:
+            return
+        text, chars, index, start = self.text, [], [], 0
+        while start < len(text):
+            # A slice ends after a whitespace character, so the spaces the next one drops
+            # at its start are those that this one kept at its end.
+            space = _SPACE.search(text, min(len(text), start + _NORMAL_SLICE))
+            stop = space.end() if space is not None else len(text)
+            normal, positions = _normalized(text[start:stop], start)
+            chars.append(normal)
+            index.extend(positions)
+            start = stop
+            yield None
+        self._normal = "".join(chars), index
 
     def normal_range(self, lo: int, hi: int) -> tuple[int, int]:
         """The normalized text's range that stands for ``text[lo:hi]``."""
@@ -465,6 +490,9 @@ def _locate(quote: str, part: _Part) -> Steps[tuple[list[_Span] | None, bool]]:
     Returns:
         The pieces' spans (or ``None``), and whether a passage the quote landed on says otherwise.
     """
+    if any(stretch.strip() not in part.text for stretch in _ELLIPSIS.split(quote.strip())):
+        # Not all as written: the normalized part will be searched; built between pauses.
+        yield from part.normalize()
     pieces = _pieces(quote, part)
     if not pieces:
         return None, False

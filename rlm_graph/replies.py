@@ -24,7 +24,8 @@ call's ``response_format``) when the run's reply format is structured
 (:func:`reply_format`): then the reply is a JSON object, decoded here and handed to
 ``parse_json``. A model that refuses structured replies under ``reply_format="auto"``
 (an HTTP 400) switches the whole run to the text format, once: the refused call is
-asked again as text, and no part fails for it.
+asked again as text, and no part fails for it. A server that ignores the schema and
+answers plain text switches the run to text too, and its reply is read as text.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from rlm_graph.calls import CallResult, ModelCall, StructuredRepliesRefused
 from rlm_graph.state import PartError, Usage, merge_usage
@@ -252,14 +253,13 @@ def _corrected(level: Any, call: ModelCall, reply: str, problem: str, expected: 
         base = original() if callable(original) else original
         return [*base, *follow_up]
 
-    reply_room = (call.max_tokens or level.settings.max_output_tokens) - extra
     return dataclasses.replace(
         call,
         messages=messages,
         prompt_tokens=call.prompt_tokens + extra,
         name=f"{call.name} (corrected)",
         corrective=True,
-        max_tokens=max(reply_room, _LEAST_REPLY_TOKENS),
+        max_tokens=_reply_room(level, call, extra),
     )
 
 
@@ -324,14 +324,20 @@ def ask_each(
         return []
     count = count_tokens or level.settings.counter.count_messages
     structured = form.structured and reply_format(level) == "structured"
-    requests = [_build(level, call, form, structured) for call in calls]
+    requests = [_build(level, call, form, structured, count) for call in calls]
     try:
         firsts: list[CallResult] = yield requests
     except StructuredRepliesRefused:
         # The model refused the schema (auto): the run is text from now on; ask these calls again as text.
         structured = False
-        requests = [_build(level, call, form, structured) for call in calls]
+        requests = [_build(level, call, form, structured, count) for call in calls]
         firsts = yield requests
+    if structured and _schema_ignored(level, firsts):
+        # The server answered plain text to a schema (it ignores response_format): under auto the
+        # run is text from now on, and these replies are read as the text they are.
+        level.resources.structured_refused = True
+        structured = False
+        requests = [_build(level, call, form, structured, count) for call in calls]
     values = [_read(form, first, structured) for first in firsts]
     replies: list[Reply[T] | None] = [
         None if isinstance(value, Unreadable) else Reply(value, first.text, first.usage, first_reply=first.text,
@@ -367,39 +373,57 @@ def _read(form: ReplyForm[T], result: CallResult, structured: bool) -> T | Unrea
     return Unreadable(_CUT) if result.cut else form.read(result.text, structured)
 
 
+def _schema_ignored(level: Any, results: Sequence[CallResult]) -> bool:
+    """Whether a server that was sent a schema under ``auto`` answered plain text instead."""
+    chosen = getattr(level.context, "reply_format", None) or level.settings.reply_format
+    if chosen != "auto":
+        return False
+    return any(not result.cut and not result.text.lstrip().startswith(("{", "`")) for result in results)
+
+
 def _build(
-    level: Any, call: ModelCall | Callable[[bool], ModelCall], form: ReplyForm[Any], structured: bool
+    level: Any,
+    call: ModelCall | Callable[[bool], ModelCall],
+    form: ReplyForm[Any],
+    structured: bool,
+    count: Callable[[list], int],
 ) -> ModelCall:
     built = call(structured) if callable(call) and not isinstance(call, ModelCall) else call
-    return with_schema(level, built, form) if structured and form.schema is not None else built
+    return with_schema(level, built, form, count) if structured and form.schema is not None else built
 
 
-def with_schema(level: Any, call: ModelCall, form: ReplyForm[Any]) -> ModelCall:
+def _reply_room(level: Any, call: ModelCall, extra: int) -> int | None:
+    """The reply's cap once ``extra`` prompt tokens took part of its room (``None``: no cap is known)."""
+    budget = call.max_tokens or getattr(level.settings, "max_output_tokens", None)
+    return None if budget is None else max(budget - extra, _LEAST_REPLY_TOKENS)
+
+
+def with_schema(
+    level: Any, call: ModelCall, form: ReplyForm[Any], count: Callable[[list], int] | None = None
+) -> ModelCall:
     """``call`` asking for a structured reply in ``form``'s schema, as :func:`ask` sends it.
+
+    The schema is sent with the prompt, and billed with it, but a plan counts the prompt
+    alone: its tokens come out of the reply's room (a smaller ``max_tokens``), so the call
+    still fits the window the plan assumed.
 
     Args:
         level: The :class:`rlm_graph.level.Level` that makes the call.
         call: The call, its prompt worded for a structured reply.
         form: A form with a schema.
+        count: Counts the tokens of messages; the graph's counter by default.
 
     Returns:
         The call with the schema, its prompt tokens counting it and its ``max_tokens`` reduced by as much.
     """
-    # The schema is sent with the prompt, and billed with it, but the plan counted the prompt
-    # alone: its tokens come out of the reply's room (a smaller max_tokens), so the call still
-    # fits the window the plan assumed.
-    extra = _schema_tokens(level, form)
-    reply_room = (call.max_tokens or level.settings.max_output_tokens) - extra
+    count = count or level.settings.counter.count_messages
+    extra = count([SystemMessage(json.dumps(form.spec))])
     return dataclasses.replace(
         call,
         schema=form.spec,
         prompt_tokens=call.prompt_tokens + extra,
-        max_tokens=max(reply_room, _LEAST_REPLY_TOKENS),
+        max_tokens=_reply_room(level, call, extra),
     )
-
-
-def _schema_tokens(level: Any, form: ReplyForm[Any]) -> int:
-    return level.settings.counter.count(json.dumps(form.spec))
 
 
 _JSON_TYPES: Mapping[str, tuple[type, ...]] = {

@@ -33,9 +33,11 @@ from rlm_graph.reply_schemas import FOCUSED_SYNTHESIS_SCHEMA, READING_SCHEMA, RE
 __all__ = [
     "FOCUSED_SYNTHESIS_FORM",
     "SYNTHESIS_FORM",
+    "VERDICT_UNREADABLE",
     "Reading",
     "reading_form",
     "says_nothing",
+    "verdict_only",
 ]
 
 # Phrases by which a reader says in words that its part holds nothing. A reply that says so
@@ -181,10 +183,23 @@ SYNTHESIS_FORM: ReplyForm[str] = ReplyForm(
 """A synthesis: the answer, or the marker alone (text only: the final answer streams to the user)."""
 
 
+VERDICT_UNREADABLE = "its last line is not COMPLETE: yes, COMPLETE: partly or COMPLETE: no"
+"""The problem of a focused synthesis whose answer could be read but not its ``COMPLETE:`` line."""
+
+
+def verdict_only(error: dict[str, Any]) -> bool:
+    """Whether an ``errors`` entry is a focused synthesis' unreadable ``COMPLETE:`` line alone.
+
+    Its answer was read and counts as ``partly`` (reading goes on, the note says the answer may
+    be incomplete), so the entry is reported without a note of text not covered.
+    """
+    return error.get("kind") == "unparsed" and str(error.get("error", "")).endswith(VERDICT_UNREADABLE)
+
+
 def _focused_text(reply: str) -> str | Unreadable:
     body, verdict = split_complete(reply)
     if verdict is None:
-        return Unreadable("its last line is not COMPLETE: yes, COMPLETE: partly or COMPLETE: no")
+        return Unreadable(VERDICT_UNREADABLE)
     answer = _answer_text(body)
     if isinstance(answer, Unreadable):
         return answer

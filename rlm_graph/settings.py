@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
+from langgraph.types import RetryPolicy
 
 from rlm_graph.cache import ReplyCache
 from rlm_graph.model_identity import model_identity
@@ -57,6 +58,8 @@ class Settings(CallWindow):
     """Mark the end of each prompt's static prefix with ``cache_control`` (providers that need markers)."""
     read_ahead: bool = True
     """Start reading the first parts while ``split`` plans the rest (full mode, no budget)."""
+    retry_policies: tuple[RetryPolicy, ...] = ()
+    """The model-calling nodes' retry policies, so a node can say when it will be retried."""
     reply_format: str = "auto"
     """``"auto"``, ``"structured"`` or ``"text"``: how replies are asked for (:mod:`rlm_graph.replies`)."""
     _sent_models: dict[tuple[str, str], Runnable] = field(default_factory=dict, repr=False, compare=False)

@@ -6,6 +6,7 @@ values stay JSON-serialisable for checkpointers, LangGraph Studio and chat UIs.
 
 from rlm_graph.state.events import AnswerRestartedEvent, ProgressEvent, Stage, Status, UsageEvent
 from rlm_graph.state.schema import (
+    USAGE_COUNTERS,
     CallLayout,
     ChunkTask,
     Citation,
@@ -21,9 +22,11 @@ from rlm_graph.state.schema import (
     Usage,
     merge_usage,
     reset,
+    zero_usage,
 )
 
 __all__ = [
+    "USAGE_COUNTERS",
     "AnswerRestartedEvent",
     "CallLayout",
     "ChunkTask",
@@ -44,4 +47,5 @@ __all__ = [
     "UsageEvent",
     "merge_usage",
     "reset",
+    "zero_usage",
 ]

@@ -5,7 +5,7 @@ from typing import Any, Literal, NotRequired
 from typing_extensions import TypedDict
 
 Stage = Literal["check", "split", "analysis", "synthesis", "direct", "navigate", "history", "rewrite"]
-Status = Literal["started", "processing", "done", "failed", "cached"]
+Status = Literal["started", "processing", "done", "failed", "cached", "retrying"]
 
 
 class ProgressEvent(TypedDict):
@@ -31,6 +31,10 @@ class ProgressEvent(TypedDict):
     """``[start, end]`` character offsets of the part concerned, or ``None``."""
     scope: list[int]
     """``[start, end]`` character offsets of the emitting invocation's text."""
+    path: list[list[int]]
+    """Where the emitting invocation sits: ``[index, total]`` of the part each level above it
+    handed down, outermost first; ``[]`` at depth 0. A nested level's ``message`` starts with
+    it, in words ("Part 3 of 8 > Read 2 of 5 parts")."""
     leaves_done: NotRequired[int]
     """``analysis`` events: reading calls (leaves) finished or failed so far in the whole
     run, all depths. Present once the top-level split has planned the run."""
@@ -40,7 +44,12 @@ class ProgressEvent(TypedDict):
 
 
 class UsageEvent(TypedDict):
-    """Usage of one graph invocation, written once when it finishes."""
+    """Usage of the run, written once, last, at depth 0 (nested levels write none).
+
+    It holds the same keys as the run's ``usage`` output: every counter of
+    ``rlm_graph.state.USAGE_COUNTERS`` (0 when nothing happened), and the others when
+    the run has them.
+    """
 
     type: Literal["usage"]
     depth: int
@@ -51,6 +60,15 @@ class UsageEvent(TypedDict):
     total_tokens: int
     failed_parts: int
     max_depth: int
+    cached_calls: int
+    """Calls answered from the reply cache (not in ``llm_calls``)."""
+    cached_parts: int
+    unsupported_quotes: int
+    """Readers' quotes that could not be found in the part they read (not citations)."""
+    unparsed_replies: int
+    """Replies that could not be read in the expected form (see ``Usage.unparsed_replies``)."""
+    parts_skipped: int
+    findings_truncated: int
     by_model: NotRequired[dict[str, dict[str, Any]]]
     """Per model role (``"model"``, ``"large_model"``): ``llm_calls``, ``input_tokens``,
     ``output_tokens`` and, with prices, ``cost``."""
@@ -61,13 +79,8 @@ class UsageEvent(TypedDict):
     parts_total: NotRequired[int]
     parts_unread: NotRequired[int]
     stopped_early: NotRequired[int]
-    parts_skipped: NotRequired[int]
-    findings_truncated: NotRequired[int]
-    cached_calls: NotRequired[int]
-    """Calls answered from the reply cache (not in ``llm_calls``)."""
-    cached_parts: NotRequired[int]
-    unsupported_quotes: NotRequired[int]
-    """Readers' quotes that could not be found in the part they read (not citations)."""
+    cached_input_tokens: NotRequired[int]
+    chars_read: NotRequired[int]
 
 
 class AnswerRestartedEvent(TypedDict):

@@ -141,6 +141,42 @@ class Usage(TypedDict, total=False):
     wrote as text (JSON), or answered with tool calls after one reminder."""
 
 
+USAGE_COUNTERS: tuple[str, ...] = (
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "failed_parts",
+    "max_depth",
+    "cached_calls",
+    "cached_parts",
+    "unsupported_quotes",
+    "unparsed_replies",
+    "parts_skipped",
+    "findings_truncated",
+)
+"""The counters every run's ``usage`` holds, 0 when nothing happened (``failed_parts: 0``),
+so callers read them without ``.get``. The others appear only when the run has them:
+``by_model`` (once a model was called), ``cached_input_tokens`` (when the provider reports
+them), relay's ``large_model_share``, ``cost`` and ``escalated_parts``, ``parts_read``,
+``parts_total``, ``parts_unread`` and ``stopped_early`` (once the document was split),
+navigate's ``chars_read``."""
+
+
+def zero_usage(depth: int = 0) -> Usage:
+    """A usage with every counter of :data:`USAGE_COUNTERS` at 0 (``max_depth`` at ``depth``).
+
+    Args:
+        depth: The level's depth.
+
+    Returns:
+        The usage.
+    """
+    usage: dict[str, int] = dict.fromkeys(USAGE_COUNTERS, 0)
+    usage["max_depth"] = depth
+    return usage  # type: ignore[return-value]
+
+
 def reset(value: Any) -> Overwrite:
     """An update that replaces an accumulated value (``findings``, ``errors``, ``usage``) instead of adding to it.
 

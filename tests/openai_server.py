@@ -168,10 +168,14 @@ class ChatServer:
         facts: re.Pattern[str] = NEEDLE,
         tool_script: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | str] | None = None,
         prompt_cache: bool = True,
+        model: str | None = None,
         reject_response_format: bool = False,
         structured_reply: Callable[..., dict[str, Any] | str] | None = None,
     ) -> None:
         self.window = window
+        self.model = model
+        """The one model this server serves, as a local server does (``None``: any name);
+        a request for another gets the 404 ``model_not_found`` that OpenAI sends."""
         self.facts = facts
         """What counts as a fact: the replies list every match visible in the prompt."""
         self.prompt_cache = prompt_cache
@@ -331,6 +335,10 @@ class ChatServer:
                     return
                 if fault is not None:
                     self._fault(record, fault)
+                    return
+                if server.model is not None and body.get("model") != server.model:
+                    message = f"The model `{body.get('model')}` does not exist; this server serves `{server.model}`."
+                    self._error(record, 404, message, "model_not_found")
                     return
                 prompt_tokens = server._prompt_tokens(body["messages"])
                 if body.get("response_format"):

@@ -1,6 +1,7 @@
 """Bad input gets a clear error or a clear answer, never a crash or a silent loss."""
 
 import pytest
+from rlm_graph.state import zero_usage
 
 from rlm_graph import create_rlm_graph
 from rlm_graph.prompts import EMPTY_DOCUMENT_MESSAGE
@@ -35,7 +36,7 @@ async def test_empty_document_gets_a_clear_answer_without_calls(document: str) -
     assert out == {
         "answer": EMPTY_DOCUMENT_MESSAGE,
         "citations": [],
-        "usage": {"llm_calls": 0, "max_depth": 0},
+        "usage": zero_usage(),
         "errors": [],
     }
     assert model.prompts == []

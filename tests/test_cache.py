@@ -157,7 +157,7 @@ async def test_cache_hits_report_no_calls_or_cost(frankenstein: str) -> None:
     assert second["answer"] == first["answer"]
     assert all(fact in second["answer"] for fact in facts)
     assert first["usage"]["llm_calls"] == calls
-    assert "cached_calls" not in first["usage"]
+    assert first["usage"]["cached_calls"] == 0
     assert second["usage"]["llm_calls"] == 0
     assert second["usage"]["input_tokens"] == 0
     assert second["usage"]["cost"] == 0.0

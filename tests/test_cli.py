@@ -42,9 +42,9 @@ def test_ask_offline_prints_answer_citations_and_progress() -> None:
     citation_lines = [line for line in lines if line.startswith("[")]
     assert citation_lines
     assert all("characters " in line and line.endswith('"') for line in citation_lines)
-    # Not a terminal: plain progress lines, nested ones indented.
+    # Not a terminal: plain progress lines, nested ones indented and naming their parent part.
     assert re.search(r"^Split into [2-9] parts$", result.stderr, re.MULTILINE)
-    assert "\n  Read 1 of" in result.stderr
+    assert re.search(r"^  Part 1 of [2-9] > Read 1 of [2-9] parts$", result.stderr, re.MULTILINE)
     assert "\r" not in result.stderr
 
 
@@ -205,15 +205,17 @@ def test_http_model_answers_and_failed_parts_go_to_stderr(tmp_path: Path) -> Non
         )
     assert result.returncode == 0, result.stderr
     assert "VAULTCODE" in result.stdout
-    assert re.search(r"^warning: 1 part\(s\) could not be read:\n  characters \d+-\d+: ", result.stderr, re.MULTILINE)
+    assert re.search(r"^warning: 1 part could not be read:\n  characters \d+-\d+: ", result.stderr, re.MULTILINE)
     assert not re.search(r"^\s*characters \d+-\d+: ", result.stdout, re.MULTILINE)
 def test_key_or_base_url_selects_chat_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("RLM_CONTEXT_WINDOW", raising=False)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    args = _parser().parse_args(["ask", "f", "q", "--model", "qwen2.5"])
+    args = _parser().parse_args(["ask", "f", "q", "--model", "qwen2.5", "--context-window", "16384"])
     model, note = _choose_model(args)
     assert type(model).__name__ == "ChatOpenAI"
-    assert note == "Using qwen2.5 at http://127.0.0.1:9/v1."
+    assert model.profile["max_input_tokens"] == 16384
+    assert note == "Using qwen2.5 at http://127.0.0.1:9/v1 (16,384-token window)."
     offline, note = _choose_model(_parser().parse_args(["ask", "f", "q", "--offline"]))
     assert type(offline).__name__ == "ExtractiveChatModel"
     assert "offline was requested" in note

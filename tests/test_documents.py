@@ -143,7 +143,7 @@ def test_scanned_pdf_gets_a_clear_message() -> None:
         extract_text(make_scanned_pdf(), filename="scan.pdf")
     assert caught.value.reason == "scanned"
     assert "scan.pdf" in str(caught.value)
-    assert "2 page(s)" in str(caught.value)
+    assert "2 pages of images" in str(caught.value)
 
 
 def test_damaged_and_encrypted_pdfs_say_so() -> None:

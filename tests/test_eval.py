@@ -8,7 +8,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -65,7 +64,7 @@ def test_count_and_label_scoring() -> None:
     note = "Read 8 of 41 parts, the most relevant; the other 33 were not read, so the answer may be incomplete."
     assert score_answer("count", f"Ledger entry ABCDE carries the label meadow.  {note}", ["6"], ["6"]) == 0.0
     assert score_answer("count", f"There are 6 such entries. {note}", ["6"], ["6"]) == 1.0
-    failed = "2 part(s) of the document could not be read (characters 1200000-1300000, 4% of the text), so the answer"
+    failed = "2 parts of the document could not be read (characters 1200000-1300000, 4% of the text), so the answer"
     assert score_answer("values", f"It is 4829137. {failed} does not cover them.", ["4829137"], []) == 1.0
     labels = ["meadow", "quarry", "orchard"]
     assert score_label("Quarry (9 entries), then meadow (4).", "quarry", labels) == 1.0
@@ -212,12 +211,7 @@ def _gold_fact_pattern() -> re.Pattern[str]:
 
 
 def _model(server: ChatServer) -> ChatOpenAI:
-    # Its own async HTTP client: langchain-openai shares one per endpoint across models, and each
-    # evaluate() runs on a new event loop, where the pooled connections of the last one cannot be used.
-    client = httpx.AsyncClient()
-    return ChatOpenAI(
-        model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0, http_async_client=client
-    )
+    return ChatOpenAI(model="local-reader", base_url=server.base_url, api_key="not-needed", max_retries=0)
 
 
 def _records(path: Path) -> list[dict]:
@@ -265,7 +259,8 @@ def test_end_to_end_failures_are_recorded_and_a_rerun_resumes(tmp_path: Path) ->
     assert sum(r.get("calls_started", 0) for r in first) == len(server.requests)
     assert (tmp_path / "report.md").read_text().count("| full |") == 1
 
-    # The same server, healed (another endpoint would be another model: every cell would run again).
+    # The same server, healed (another endpoint would be another model: every cell would run again),
+    # and a new model at that endpoint in the same process: ChatOpenAI shares its HTTP client with it.
     server.faults = Faults()
     before = len(server.requests)
     try:

@@ -1,17 +1,24 @@
 """The progress stream: one event shape, correct done/total at every depth."""
 
+import re
+import string
 from collections import defaultdict
 from typing import get_type_hints
 
+import pytest
 from langgraph.graph import END, START, MessagesState, StateGraph
+from rlm_graph.state import USAGE_COUNTERS
 
-from rlm_graph import ProgressEvent, RLMContext, UsageEvent, create_rlm_graph
+from rlm_graph import DEFAULT_PROGRESS_MESSAGES, ProgressEvent, RLMContext, UsageEvent, create_rlm_graph
+from rlm_graph.history import HISTORY_PROGRESS_MESSAGES
+from rlm_graph.navigate.options import NAVIGATE_MESSAGES
+from rlm_graph.progress import format_message
 from tests.fakes import PerfectReader, insert_at_paragraph, plant_needles
 from tests.helpers import collect
 
 QUESTION = "List every NEEDLE code."
 STAGES = {"check", "split", "analysis", "synthesis", "direct"}
-STATUSES = {"started", "processing", "done", "failed", "cached"}
+STATUSES = {"started", "processing", "done", "failed", "cached", "retrying"}
 
 
 def check_shapes(events: list[dict]) -> None:
@@ -149,7 +156,7 @@ async def test_leaf_counts_are_run_wide_across_depths(frankenstein: str) -> None
     assert done == sorted(done)
     assert done[-1] == reads
     # Each finished reading call moves the run-wide count by exactly one.
-    finished_reads = [e for e in leaf_events if e["status"] == "done" and e["message"].startswith("Read ")]
+    finished_reads = [e for e in leaf_events if e["status"] == "done" and "Read " in e["message"]]
     assert len({e["leaves_done"] for e in finished_reads}) >= reads - 1
 
 
@@ -179,3 +186,79 @@ async def test_focused_rounds_add_to_the_leaf_total(frankenstein: str) -> None:
     assert len(set(totals)) > 1  # later rounds grew the total
     assert all(e["leaves_done"] <= e["leaves_total"] for e in leaf_events)
     assert leaf_events[-1]["leaves_done"] == leaf_events[-1]["leaves_total"] == len(_reading_prompts(reader))
+
+
+async def test_nested_messages_name_their_parent_and_only_the_run_finishes(frankenstein: str) -> None:
+    text, _, _ = plant_needles(frankenstein, 10)
+    out, events = await collect(create_rlm_graph(PerfectReader()), {"document": text, "question": QUESTION})
+    check_shapes(events)
+    progress = [e for e in events if e["type"] == "progress"]
+    nested = [e for e in progress if e["depth"] == 1]
+    assert nested
+    assert all(e["path"] == [] for e in progress if e["depth"] == 0)
+    # Which depth-0 part each nested level reads: its "still too long" event names it.
+    recursing = {
+        int(re.match(r"Part (\d+) of", e["message"]).group(1)): e["span"]
+        for e in progress
+        if e["depth"] == 0 and e["stage"] == "analysis" and "still too long" in e["message"]
+    }
+    for event in nested:
+        ((index, total),) = event["path"]
+        assert event["message"].startswith(f"Part {index} of {total} > ")
+        assert event["scope"] == recursing[index]
+    # "Answer ready" and the usage event come once, from the run, at the end.
+    assert [e["message"] for e in progress if "Answer ready" in e["message"]] == ["Answer ready"]
+    assert progress[-1]["message"] == "Answer ready"
+    usage_events = [e for e in events if e["type"] == "usage"]
+    assert len(usage_events) == 1
+    assert events[-1] is usage_events[0]
+    assert usage_events[0]["depth"] == 0
+    assert {k: v for k, v in usage_events[0].items() if k not in {"type", "depth", "scope"}} == out["usage"]
+
+
+@pytest.mark.parametrize("chars", [2_000, 300_000], ids=["one call", "nested"])
+async def test_usage_always_holds_every_counter(frankenstein: str, chars: int) -> None:
+    out, _ = await collect(create_rlm_graph(PerfectReader()), {"document": frankenstein[:chars], "question": QUESTION})
+    assert set(USAGE_COUNTERS) <= set(out["usage"])
+    assert out["usage"]["failed_parts"] == 0
+    assert out["usage"]["cached_calls"] == 0
+    assert out["usage"]["unparsed_replies"] == 0
+
+
+def _numbers(template: str) -> set[str]:
+    names = set()
+    for _, field, spec, _ in string.Formatter().parse(template):
+        if field and (field in _NUMERIC or (spec and "|" in spec)):
+            names.add(field)
+    return names
+
+
+_NUMERIC = {"count", "total", "done", "parts", "skipped", "read", "unread", "step", "calls", "tokens", "chars",
+            "index", "more", "attempt", "attempts", "depth", "max_steps", "start", "end"}
+_PLURAL_NOUNS = r"(?:parts?|findings?|quotes?|messages?|calls?|tokens?|steps?|groups?|levels?|characters?)"
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [DEFAULT_PROGRESS_MESSAGES, HISTORY_PROGRESS_MESSAGES, NAVIGATE_MESSAGES],
+    ids=["analysis", "history", "navigate"],
+)
+def test_shipped_templates_say_one_and_many_right(templates: dict[str, str]) -> None:
+    for key, template in templates.items():
+        if not _numbers(template):
+            continue
+        for n in (1, 2):
+            words = {field: "X" for _, field, _, _ in string.Formatter().parse(template) if field}
+            text = format_message(templates, key, **(words | dict.fromkeys(_numbers(template), n)))
+            assert "(s)" not in text, (key, text)
+            # "1 part", "2 parts", "Read 1 of 1 part": the noun after a number agrees with it.
+            for number, noun in re.findall(rf"\b(\d+) (?:of \d+ )?(?:[a-z]+ )?({_PLURAL_NOUNS})\b", text):
+                if noun in {"characters", "character"} or number != str(n):
+                    continue
+                assert noun.endswith("s") == (n != 1), (key, text)
+
+
+def test_plural_forms_and_number_formats_in_templates() -> None:
+    templates = {"x": "{n:,} {n:finding|findings} in {total} {total:part|parts}; {missing:a|b}"}
+    assert format_message(templates, "x", n=1, total=3) == "1 finding in 3 parts; {missing:a|b}"
+    assert format_message(templates, "x", n=1200, total=1) == "1,200 findings in 1 part; {missing:a|b}"

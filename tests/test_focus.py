@@ -98,7 +98,7 @@ async def test_incomplete_answer_reads_another_round(long_text: str, use_async: 
     if use_async:
         out, events = await collect(graph, payload)
         check_bars(events)
-        assert events_of(events, "Reading 1 more parts")
+        assert events_of(events, "Reading 1 more part,")
     else:
         out = graph.invoke(payload)
     assert a in out["answer"]

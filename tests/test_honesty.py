@@ -134,7 +134,7 @@ def test_failed_part_is_not_reported_as_absent_and_the_chat_shows_it() -> None:
     assert out["answer"] != NO_ANSWER_MESSAGE
     assert "does not appear to contain" not in out["answer"]
     assert out["answer"].startswith("Nothing relevant to the question was found in the parts that were read.")
-    assert "1 part(s) of the document could not be read" in out["answer"]
+    assert "1 part of the document could not be read" in out["answer"]
     assert f"characters {error['start']}-{error['end']}" in out["answer"]
     # The chat node's AIMessage is what a chat UI shows: it carries the note too.
     shown = chat_reply(model, graph, document, LAUNCH_QUESTION)
@@ -158,8 +158,8 @@ def test_answer_from_the_other_parts_carries_the_note() -> None:
     )
     answer, _, note = out["answer"].partition("\n\n")
     assert answer == "The backup code is YANKEE-3."
-    assert note.startswith("1 part(s) of the document could not be read (characters ")
-    assert "so the answer does not cover them." in note
+    assert note.startswith("1 part of the document could not be read (characters ")
+    assert "so the answer does not cover it." in note
 
 
 def test_notes_are_localizable_per_graph_and_per_run() -> None:
@@ -314,7 +314,7 @@ async def test_a_failed_first_round_reads_on(use_async: bool) -> None:
     out = await graph.ainvoke(payload) if use_async else graph.invoke(payload)
     assert out["answer"].startswith(f"The combination is {COMBINATION}.")
     assert len(out["errors"]) == 2
-    assert "2 part(s) of the document could not be read" in out["answer"]
+    assert "2 parts of the document could not be read" in out["answer"]
 
 
 def test_a_reply_without_the_complete_line_reads_on_to_the_cap_and_says_so() -> None:
@@ -339,6 +339,12 @@ def test_a_reply_without_the_complete_line_reads_on_to_the_cap_and_says_so() -> 
         f"The combination is {COMBINATION}.\n\nRead {cap} of {usage['parts_total']} parts, the most relevant; "
         f"the other {usage['parts_unread']} were not read, so the answer may be incomplete."
     )
+    # Each synthesis was asked once more for its line (issue 27 rule 1), then reported: counted and
+    # in errors, with no note of text not covered (the answer itself was read; it reads as "partly").
+    unparsed = [error for error in out["errors"] if error.get("kind") == "unparsed"]
+    assert usage["unparsed_replies"] == len(unparsed) == cap
+    assert all("COMPLETE" in error["error"] for error in unparsed)
+    assert len(model.calls("synth")) == 2 * cap
 
 
 def test_focused_nothing_found_with_a_failure_names_the_failure() -> None:
@@ -354,7 +360,7 @@ def test_focused_nothing_found_with_a_failure_names_the_failure() -> None:
     )
     assert out["usage"]["parts_read"] == out["usage"]["parts_total"]  # read everything before saying so
     assert out["answer"].startswith("Nothing relevant to the question was found in the parts that were read.")
-    assert "1 part(s) of the document could not be read" in out["answer"]
+    assert "1 part of the document could not be read" in out["answer"]
 
 
 # 5. Citation markers ----------------------------------------------------------------------------
@@ -458,7 +464,7 @@ def test_a_finding_cut_to_fit_is_a_caveat_in_the_answer() -> None:
     assert error["kind"] == "truncated"
     assert out["usage"]["findings_truncated"] == 1
     assert out["answer"] == (
-        "The tally starts with item0.\n\n1 finding(s) were too long to combine and were shortened "
+        "The tally starts with item0.\n\n1 finding was too long to combine and was shortened "
         f"(from characters {error['start']}-{error['end']}), so some details may be missing."
     )
 
@@ -484,7 +490,7 @@ def test_a_nested_truncation_reaches_the_final_answer() -> None:
     truncated = [e for e in out["errors"] if e.get("kind") == "truncated"]
     assert truncated
     assert out["answer"].startswith("The tally starts with item0.\n\n")
-    assert "were too long to combine and were shortened" in out["answer"]
+    assert "1 finding was too long to combine and was shortened" in out["answer"]
 
 
 # The note's text ------------------------------------------------------------------------------
@@ -502,15 +508,15 @@ def test_coverage_note_merges_spans_and_lists_at_most_five() -> None:
     ]
     coverage = Coverage(chars=100_000, errors=errors)
     assert coverage.notes({}) == [
-        "7 part(s) of the document could not be read (characters 0-100, 1000-1010, 2000-2010, 3000-3010, "
+        "7 parts of the document could not be read (characters 0-100, 1000-1010, 2000-2010, 3000-3010, "
         "4000-4010 and 2 more, <1% of the text), so the answer does not cover them.",
-        "1 finding(s) were too long to combine and were shortened (from characters 9000-9500), "
+        "1 finding was too long to combine and was shortened (from characters 9000-9500), "
         "so some details may be missing.",
     ]
     assert coverage.usage() == {"parts_skipped": 0, "findings_truncated": 1}
     text, answered = settle_answer("An answer.", coverage, DEFAULT_PROGRESS_MESSAGES, NO_ANSWER_MESSAGE)
     assert answered
-    assert text.startswith("An answer.\n\n7 part(s) of the document could not be read")
+    assert text.startswith("An answer.\n\n7 parts of the document could not be read")
     # A document read in full with nothing relevant: absence is established.
     full = Coverage(chars=100, errors=[{"start": 0, "end": 50, "error": "t", "kind": "truncated"}])
     assert settle_answer(NO_RELEVANT_INFORMATION, full, {}, NO_ANSWER_MESSAGE) == (NO_ANSWER_MESSAGE, False)

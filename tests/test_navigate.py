@@ -185,7 +185,7 @@ def test_steps_run_out_but_final_answer_comes_with_caveat() -> None:
     navigator = ScriptedNavigator(reader=PerfectReader(window=8192), script=[answer_when_told] * 5)
     result = _graph(navigator, max_steps=3).invoke({"document": document, "question": "Where was he born?"})
     assert result["answer"].startswith("Geneva\n\nThe search stopped before the model finished (max_steps=3 reached)")
-    # The model names ranges, not quotes: part citations (rlm_graph.citations).
+    # A range the model named is a part-level citation (no located quote).
     assert [(c["start"], c["end"], c["kind"]) for c in result["citations"]] == [(0, 10, "part")]
 
 
@@ -225,7 +225,7 @@ def test_bad_tool_arguments_come_back_as_messages(monkeypatch: pytest.MonkeyPatc
     assert "rm_rf is not a valid tool" in seen[4]
     assert "valid integer" in seen[5]
     # Citations outside the document are clipped; junk is dropped.
-    assert [(c["start"], c["end"]) for c in result["citations"]] == [(0, len(document))]
+    assert [(c["start"], c["end"], c["kind"]) for c in result["citations"]] == [(0, len(document), "part")]
 
 
 @pytest.mark.parametrize("bm25", [True, False])
@@ -294,7 +294,7 @@ def test_the_answer_says_what_was_read_and_what_failed() -> None:
     answer, notes = result["answer"].split("\n\n")
     assert answer == "It is not explained."
     assert result["usage"]["chars_read"] == 5_000
-    assert "1 part(s) of the document could not be read (characters 28000-33000" in notes
+    assert "1 part of the document could not be read (characters 28000-33000" in notes
     assert "The navigator read 4% of the document (characters 20000-25000)" in notes
 
 

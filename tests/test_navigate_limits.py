@@ -154,7 +154,7 @@ def test_progress_events_name_the_tools() -> None:
     ]
     messages = [event["message"] for event in events]
     assert any(m.startswith('grep({"pattern": "NEEDLE-0042"') for m in messages)
-    assert any(m.startswith("ask done: 1 model calls") for m in messages)
+    assert any(m.startswith("ask done: 1 model call,") for m in messages)
     assert messages[-1] == "Answer ready after 2 steps"
 
 
@@ -335,3 +335,19 @@ def test_budget_runs_out_inside_a_nested_ask() -> None:
     assert result["answer"].startswith("what I have\n\nThe search stopped before the model finished (budget")
     assert result["usage"]["llm_calls"] <= 8
     assert result["errors"]  # the nested reads the budget refused are listed
+
+
+def test_a_retried_root_call_is_announced() -> None:
+    document, _ = needle_document()
+    navigator = ScriptedNavigator(
+        reader=PerfectReader(window=8192),
+        script=[ConnectionRefusedError(111, "Connection refused"), calls(call("final", answer="x", citations=[]))],
+    )
+    events = [
+        chunk
+        for chunk in _graph(navigator).stream({"document": document, "question": "q"}, stream_mode="custom")
+        if chunk.get("stage") == "navigate"
+    ]
+    retries = [event["message"] for event in events if event["status"] == "retrying"]
+    assert retries == ["Retrying the navigator's call in 0.5 s: connection refused, attempt 2 of 4"]
+    assert events[-1]["message"] == "Answer ready after 1 step"

@@ -139,7 +139,7 @@ def test_cli_reads_in_smaller_parts_and_rejects_bad_values() -> None:
 
     bad = run_cli("ask", str(EXAMPLE), QUESTION, "--part-tokens", "10")
     assert bad.returncode == 2
-    assert "part_tokens must be an int of at least" in bad.stderr
+    assert "argument --part-tokens: must be at least 64, got 10" in bad.stderr
     default = run_cli("ask", str(EXAMPLE), QUESTION, "--json")
     small = run_cli("ask", str(EXAMPLE), QUESTION, "--json", "--part-tokens", "1024")
     assert small.returncode == 0, small.stderr

@@ -99,11 +99,13 @@ async def test_studio_serves_the_chat_graph(dev_server: str) -> None:
 
     client = get_client(url=dev_server)
     thread = await client.threads.create()
+    # Asked in the text's own words: the offline model quotes only sentences holding half the
+    # question's key-term weight, and "owns" is not in this two-sentence text.
     result = await client.runs.wait(
         thread["thread_id"],
         "chat",
         input={
-            "messages": [{"role": "user", "content": "Who owns Pemberley?"}],
+            "messages": [{"role": "user", "content": "Who does Pemberley belong to?"}],
             "document": "Pemberley belongs to Mr. Darcy. Longbourn belongs to Mr. Bennet.",
         },
     )
@@ -125,7 +127,7 @@ async def test_studio_streams_the_chat_answer_token_by_token(dev_server: str) ->
     async for part in client.runs.stream(
         thread["thread_id"],
         "chat",
-        input={"messages": [{"role": "user", "content": "Who owns Pemberley?"}], "document": document},
+        input={"messages": [{"role": "user", "content": "Who does Pemberley belong to?"}], "document": document},
         stream_mode="messages-tuple",
     ):
         if part.event == "error":

@@ -486,6 +486,55 @@ def test_both_pages_share_one_script_for_requests_and_errors(client) -> None:
         assert "function showError(" not in page
 
 
+def _record_status(page) -> None:
+    """Record every status line with its level and the analysis bar's label at that moment."""
+    page.evaluate(
+        """() => { window.statusLines = []; new MutationObserver(() => {
+             const status = document.getElementById('status');
+             const label = document.getElementById('pct-analysis');
+             window.statusLines.push([status.textContent, status.dataset.depth, label ? label.textContent : '']);
+           }).observe(document.getElementById('status'), {subtree: true, childList: true, characterData: true}); }"""
+    )
+
+
+def test_status_line_and_analysis_bar_agree(web_server: str, browser_page) -> None:
+    # 120,000 characters: five parts read side by side at depth 0 with the offline model.
+    text = (ROOT / "examples" / "pride_and_prejudice.txt").read_text(encoding="utf-8")[:120_000]
+    page = browser_page
+    page.goto(web_server)
+    page.fill("#document", text)
+    _record_status(page)
+    page.fill("#question", "How much a year was Mr. Bennet's estate worth?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    lines = page.evaluate("window.statusLines")
+    reading = [(status, label) for status, _, label in lines if status.startswith("Reading part ")]
+    assert reading
+    for status, label in reading:
+        # "Reading part 5 of 5 (0 of 5 done)" beside "0/5 reads", never beside a bar that says otherwise.
+        match = re.fullmatch(r"Reading part \d+ of (\d+) \((\d+) of \1 done\)", status)
+        assert match, status
+        assert label == f"{match.group(2)}/{match.group(1)} reads"
+    assert lines[-1][0] == "Answer ready"
+    assert [status for status, _, _ in lines].count("Answer ready") == 1
+    assert page.errors_seen == []
+
+
+def test_nested_status_lines_name_their_parent_part(web_server: str, browser_page) -> None:
+    page = _open_with_the_novel(browser_page, web_server)
+    _record_status(page)
+    page.fill("#question", "How much a year was Mr. Bennet's estate worth?")
+    page.click("#ask")
+    page.wait_for_selector("body[data-state=answered]", timeout=240_000)
+    lines = page.evaluate("window.statusLines")
+    nested = [status for status, depth, _ in lines if depth != "0"]
+    assert nested
+    assert all(re.match(r"Part \d+ of \d+ > ", status) for status in nested), nested[:5]
+    # Only the run says "Answer ready", once, at the end.
+    assert [status for status, _, _ in lines if "Answer ready" in status] == ["Answer ready"]
+    assert lines[-1][0] == "Answer ready"
+
+
 def test_part_level_citation_highlights_its_sentence_strongly_and_its_part_faintly(browser_page) -> None:
     """A reader that quotes nothing: each citation is a whole part. The page says "part", marks
     the part faintly and its nearest sentence strongly, scrolls to the sentence, and the answer

@@ -11,7 +11,8 @@ are read by the one offsets rule (``rlm_graph.documents.normalize_text``: byte-o
 mark removed, line ends as LF), in the page and here alike. For an uploaded PDF, DOCX or HTML
 file the server replies with the extracted text, which the page shows and the
 citations' offsets refer to; a PDF's citations also carry ``page`` and ``last_page``. Offline it uses the bundled
-extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI.
+extractive model; with OPENAI_API_KEY or OPENAI_BASE_URL it uses ChatOpenAI (RLM_MODEL
+and RLM_CONTEXT_WINDOW name the model and its window; see ``rlm_graph.model_from_env``).
 Closing the page (or the connection) cancels the run.
 
 A second page, ``/chat``, is a conversation (``examples/chat_service.py``'s chat

@@ -16,6 +16,7 @@ from rlm_graph.evaluation.runner import DEFAULT_LENGTHS, MIN_LENGTH, RESULTS_FIL
 from rlm_graph.evaluation.summary import format_length
 from rlm_graph.evaluation.systems import MODES
 from rlm_graph.evaluation.tasks import TASK_NAMES
+from rlm_graph.models import UnknownContextWindowError
 
 __all__ = ["add_eval_parser", "parse_size", "run_eval_command"]
 
@@ -126,8 +127,10 @@ def _models(args: argparse.Namespace) -> tuple[BaseChatModel, BaseChatModel | No
             "language model, so its rows show the pipeline at work, not model quality."
         )
         return model, None, "offline", note
-    model, note = model_from_env(args.model, base_url=args.base_url)
-    large = model_from_env(args.large_model, base_url=args.base_url)[0] if args.large_model else None
+    # The window goes into the models' profiles, so models LangChain does not know (local servers) work.
+    window = {"base_url": args.base_url, "context_window": args.context_window}
+    model, note = model_from_env(args.model, **window)
+    large = model_from_env(args.large_model, **window)[0] if args.large_model else None
     return model, large, str(getattr(model, "model_name", args.model)), note
 
 
@@ -135,7 +138,14 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.samples < 1 or (args.max_llm_calls is not None and args.max_llm_calls < 1):
         print("error: --samples and --max-llm-calls must be at least 1", file=err)
         return 2
-    model, large, label, note = _models(args)
+    try:
+        model, large, label, note = _models(args)
+    except UnknownContextWindowError as exc:
+        print(f"error: the context window of {exc.model_name!r} is unknown: pass --context-window", file=err)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
     print(note, file=err, flush=True)
 
     def confirm(summary: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ MIN_LENGTH = 1024
 """Shortest document, in tokens: the count and most tasks plant about 400 tokens of facts, which
 would otherwise be most of the document (and its length no longer what the row says)."""
 RESULTS_FILE = "results.jsonl"
+_LOOPS = threading.local()  # evaluate()'s event loop, one per thread
 _BAR_WIDTH = 24
 
 
@@ -306,4 +308,11 @@ def evaluate(model: BaseChatModel, out_dir: str | Path, **options: Any) -> list[
         EvaluationCancelled: If ``confirm`` declined the estimate.
         ValueError: For an unknown mode or task, or an option out of range.
     """
-    return asyncio.run(aevaluate(model, out_dir, **options))
+    # One event loop per thread, kept for every call: ChatOpenAI shares its async HTTP client
+    # between instances with the same endpoint, and that client cannot be used from another
+    # loop, so with asyncio.run (a new loop each time) a second evaluate() in one process
+    # failed every cell with "Event loop is closed", scored as wrong answers.
+    loop = getattr(_LOOPS, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _LOOPS.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(aevaluate(model, out_dir, **options))

@@ -71,9 +71,12 @@ def _note_patterns() -> tuple[re.Pattern[str], ...]:
         if not key.startswith("answer.") or key == "answer.more_spans" or not template.strip():
             continue
         pieces = []
-        for literal, field, _, _ in string.Formatter().parse(template):
+        for literal, field, spec, _ in string.Formatter().parse(template):
             pieces.append(re.escape(literal))
-            if field is not None:
+            if field is not None and spec and "|" in spec:
+                # A plural choice ("{count:part|parts}") is one of its words.
+                pieces.append("(?:" + "|".join(re.escape(word) for word in spec.split("|")) + ")")
+            elif field is not None:
                 # Counts are numbers; spans and shares sit inside parentheses without any of their own.
                 pieces.append(r"\d+" if field in _COUNT_FIELDS else r"[^()\n]*?")
         patterns.append(re.compile("".join(pieces)))

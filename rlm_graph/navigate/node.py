@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
 
@@ -36,6 +37,7 @@ from rlm_graph.navigate.toolset import read_spans
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.prompts import is_no_relevant
+from rlm_graph.retries import pending_retry
 from rlm_graph.state import Citation, RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
 from rlm_graph.steps import Steps, arun_steps, run_steps
@@ -246,7 +248,7 @@ class _Root:
             second = None  # no budget for a reminder: the reply stays unread
         else:
             progress.progress("navigate", "processing", "navigate.reminded")
-            second = yield _RootCall(run, self.bound, retry, self.settings.call_timeout, config)
+            second = yield _RootCall(run, self.bound, retry, self.settings.call_timeout, config, progress)
             usage = merge_usage(usage, self.usage_of(run, second, tokens))
             if second.tool_calls:
                 return second, merge_usage(usage, repairs), None
@@ -322,15 +324,28 @@ class _RootCall:
     messages: list[BaseMessage]
     timeout: float | None
     config: RunnableConfig
+    progress: ProgressWriter | None = None
+    """Where to say that a failure will be retried (:mod:`rlm_graph.retries`)."""
 
     def __call__(self) -> AIMessage:
-        with self.run.resources.thread_slot():
+        with self.run.resources.thread_slot(), self._announcing_retry():
             return _as_ai(invoke_within(self.bound, self.messages, self.timeout, self.config))
 
     async def acall(self) -> AIMessage:
         # Root calls go ahead of queued reads: each one decides what the run does next.
         async with self.run.resources.async_slot((0, 0)):
-            return _as_ai(await ainvoke_within(self.bound, self.messages, self.timeout, self.config))
+            with self._announcing_retry():
+                return _as_ai(await ainvoke_within(self.bound, self.messages, self.timeout, self.config))
+
+    @contextlib.contextmanager
+    def _announcing_retry(self) -> Iterator[None]:
+        # The node's retry policy retries a failed root call: the progress stream says so first.
+        try:
+            yield
+        except Exception as error:
+            if self.progress is not None and (fields := pending_retry(self.run, error)) is not None:
+                self.progress.progress("navigate", "retrying", "retry.navigate", **fields)
+            raise
 
 
 def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[Any], unsupported: str) -> Runnable:
@@ -381,7 +396,7 @@ def make_navigate(navigation: Navigation, bound: Runnable | None, tools: list[An
         if not allowed:
             return node.finish(dict(state), run, progress, update, None, reason, {})
         config = root_config(run, reason)
-        reply = yield _RootCall(run, node.bound, messages, node.settings.call_timeout, config)
+        reply = yield _RootCall(run, node.bound, messages, node.settings.call_timeout, config, progress)
         usage = node.usage_of(run, reply, tokens)
         reply, usage, unread = yield from node.read_reply(run, progress, messages, reply, reason, usage, config)
         if unread is not None:

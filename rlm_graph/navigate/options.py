@@ -47,13 +47,18 @@ Answer the question with the tools; end with final(answer, citations)."""
 """First message of the root model (fields ``question``, ``chars``, ``tokens``, ``outline``)."""
 
 NAVIGATE_MESSAGES: Mapping[str, str] = {
-    "navigate.started": "Exploring the document ({chars} characters) with tools",
+    "navigate.started": "Exploring the document ({chars:,} characters) with tools",
     "navigate.step": "Step {step} of {max_steps}: deciding what to look at next",
     "navigate.tool": "{tool}({arguments})",
-    "navigate.tool_done": "{tool} done: {calls} model calls, {tokens} input tokens",
-    "navigate.done": "Answer ready after {step} steps",
+    "navigate.tool_done": (
+        "{tool} done: {calls} model {calls:call|calls}, {tokens:,} input {tokens:token|tokens}"
+    ),
+    "navigate.done": "Answer ready after {step} {step:step|steps}",
     "navigate.stopping": "Stopping the search ({reason}); asking for the final answer",
-    "navigate.calls_from_text": "The model wrote {calls} tool call(s) as text; reading them as calls",
+    "retry.navigate": "Retrying the navigator's call in {seconds} s: {reason}, attempt {attempt} of {attempts}",
+    "navigate.calls_from_text": (
+        "The model wrote {calls} tool {calls:call|calls} as text; reading {calls:it|them} as {calls:a call|calls}"
+    ),
     "navigate.reminded": "The model replied without a tool call; reminding it once",
     # Notes the answer carries (localizable like the other answer.* notes).
     "answer.navigate_stopped": (
