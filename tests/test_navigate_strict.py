@@ -477,6 +477,6 @@ def test_the_progress_stream_says_when_a_reply_was_repaired() -> None:
     )
     chunks = _graph(navigator).stream({"document": document, "question": "q"}, stream_mode="custom")
     messages = [chunk["message"] for chunk in chunks if chunk.get("stage") == "navigate"]
-    assert "The model wrote 1 tool call(s) as text; reading them as calls" in messages
+    assert "The model wrote 1 tool call as text; reading it as a call" in messages
     assert "The model replied without a tool call; reminding it once" in messages
     assert messages[-1] == "Answer ready after 2 steps"
