@@ -15,7 +15,8 @@ from rlm_graph.file_input import read_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags for a closed network and a root user (see the machine notes in the README).
+# Flags for a closed network and a root user: without the background-networking ones Chromium keeps
+# opening connections that a closed network refuses; as root it needs --no-sandbox.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
