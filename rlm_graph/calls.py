@@ -43,6 +43,7 @@ __all__ = [
     "call_config",
     "drive",
     "read_ahead_key",
+    "was_cut",
 ]
 
 
@@ -101,7 +102,15 @@ class CallResult:
 _CUT_REASONS = frozenset({"length", "max_tokens", "MAX_TOKENS"})
 
 
-def _was_cut(reply: BaseMessage) -> bool:
+def was_cut(reply: BaseMessage) -> bool:
+    """Whether a model stopped its reply at the output limit (``max_tokens``) rather than at its end.
+
+    Args:
+        reply: The model's message.
+
+    Returns:
+        True when the provider's finish or stop reason says the reply was cut at the limit.
+    """
     metadata = getattr(reply, "response_metadata", None) or {}
     return (metadata.get("finish_reason") or metadata.get("stop_reason")) in _CUT_REASONS
 
@@ -278,7 +287,7 @@ def call_model(level: Level, call: ModelCall) -> CallResult:
         if (refused := _refused(level, call, error)) is not error:
             raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=was_cut(reply))
     if settings.replies is not None and key is not None and not result.cut:
         settings.replies.put(key, result.text)
     return result
@@ -305,7 +314,7 @@ async def acall_model(level: Level, call: ModelCall) -> CallResult:
         if (refused := _refused(level, call, error)) is not error:
             raise refused from error
         raise
-    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=_was_cut(reply))
+    result = CallResult(*reply_usage(settings, call.prompt_tokens, reply, role), cut=was_cut(reply))
     if settings.replies is not None and key is not None and not result.cut:
         await settings.replies.aput(key, result.text)
     return result

@@ -20,11 +20,11 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.constants import TAG_NOSTREAM
 
-from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, StructuredRepliesRefused, _was_cut
+from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, StructuredRepliesRefused, was_cut
 from rlm_graph.errors import is_context_overflow, is_transient_error, status_code
 from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.reply_schemas import REWRITE_SCHEMA
-from rlm_graph.settings import _capped
+from rlm_graph.settings import with_max_tokens
 from rlm_graph.state import Usage
 from rlm_graph.tokens import TokenCounter
 
@@ -169,7 +169,7 @@ class RewriteCalls:
     def runnable(self, call: ModelCall) -> Runnable:
         """The chat model as this call is sent: tagged ``nostream`` (it is not the answer), maybe with a schema."""
         # A corrective retry's reply is capped: its follow-up took part of the reply's room.
-        chat = self.model if call.max_tokens is None else _capped(self.model, call.max_tokens)
+        chat = self.model if call.max_tokens is None else with_max_tokens(self.model, call.max_tokens)
         model: Runnable = chat
         if call.schema is not None:
             schema = {"title": call.schema["name"], **dict(call.schema["schema"])}
@@ -209,7 +209,7 @@ def _through(calls: RewriteCalls, steps: Generator[list[ModelCall], Any, Any]) -
                     break
                 # with_structured_output(include_raw=True) gives {"raw", "parsed", ...}: the raw reply is read.
                 message = reply["raw"] if isinstance(reply, dict) else reply
-                results.append(CallResult(message.text, _usage(message), cut=_was_cut(message)))
+                results.append(CallResult(message.text, _usage(message), cut=was_cut(message)))
             request = steps.throw(refusal) if refusal is not None else steps.send(results)
     except StopIteration as finished:
         return finished.value

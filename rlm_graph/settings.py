@@ -24,7 +24,7 @@ from rlm_graph.prompts import (
 )
 from rlm_graph.window import CallWindow
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "with_max_tokens"]
 
 
 @dataclass(kw_only=True)
@@ -89,10 +89,10 @@ class Settings(CallWindow):
                 its room from the reply's); ``None``: ``max_output_tokens``.
         """
         if max_tokens is not None:
-            return _capped(self.model_for(role), max_tokens)
+            return with_max_tokens(self.model_for(role), max_tokens)
         key = (role, "")
         if (model := self._sent_models.get(key)) is None:
-            model = self._sent_models[key] = _capped(self.model_for(role), self.max_output_tokens)
+            model = self._sent_models[key] = with_max_tokens(self.model_for(role), self.max_output_tokens)
         return model
 
     def structured_model(self, role: str, schema: Mapping[str, object], max_tokens: int | None = None) -> Runnable:
@@ -141,7 +141,16 @@ class Settings(CallWindow):
         return add_cache_markers(messages)
 
 
-def _capped(model: BaseChatModel, max_output_tokens: int) -> BaseChatModel:
+def with_max_tokens(model: BaseChatModel, max_output_tokens: int) -> BaseChatModel:
+    """``model`` with its ``max_tokens`` set to at most ``max_output_tokens``, where it has that field.
+
+    Args:
+        model: A chat model.
+        max_output_tokens: The reply room the plan assumed for the call.
+
+    Returns:
+        The model itself when it has no ``max_tokens`` field or already asks for no more; else a copy.
+    """
     fields = getattr(type(model), "model_fields", {})
     if "max_tokens" not in fields:
         return model
