@@ -262,3 +262,15 @@ class DeviatingCounter(TallyReader):
             data = {"counts": [{"key": key, "count": value(n)} for key, n in counts.items()]}
         text = json.dumps(data)
         return _reply(text[: len(text) // 2] if self.deviation == "cut" else text)
+
+
+def sales_document(parts: int = 6) -> tuple[str, Counter[str]]:
+    """A sales ledger for ask_all, chapters numbered from 11 (a misread count would sum them), and its true tally."""
+    lines, truth = [], Counter()
+    for chapter in range(1, parts + 1):
+        lines.append(f"Chapter {chapter + 10}\n")
+        for i in range(60):
+            key = f"K{(i * 7 + chapter) % 5:04d}"
+            truth[key] += 1
+            lines.append(f"Entry {chapter}-{i}: SALE {key} recorded." + ("\n" if i % 20 == 19 else ""))
+    return "\n".join(lines), truth

@@ -26,6 +26,7 @@ from tests.navigator_fakes import (
     TallyReader,
     call,
     calls,
+    sales_document,
     spans_in,
     tool_results,
 )
@@ -34,17 +35,6 @@ from tests.test_navigate import needle_document
 
 DEVIATIONS = ["words", "sentence", "times", "preamble", "cut"]
 FORMATS = ["text", "structured"]
-
-
-def sales_document(parts: int = 6) -> tuple[str, Counter[str]]:
-    lines, truth = [], Counter()
-    for chapter in range(1, parts + 1):
-        lines.append(f"Chapter {chapter + 10}\n")
-        for i in range(60):
-            key = f"K{(i * 7 + chapter) % 5:04d}"
-            truth[key] += 1
-            lines.append(f"Entry {chapter}-{i}: SALE {key} recorded." + ("\n" if i % 20 == 19 else ""))
-    return "\n".join(lines), truth
 
 
 def _answer_with_first_line(messages: list[BaseMessage]) -> AIMessage:

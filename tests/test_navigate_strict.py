@@ -18,7 +18,15 @@ from rlm_graph import create_rlm_graph
 from rlm_graph.navigate.aggregate import UnparsedReplyError, parse_reply
 from rlm_graph.prompts import NO_ANSWER_MESSAGE, NO_RELEVANT_INFORMATION
 from tests.fakes import NEEDLE, PerfectReader
-from tests.navigator_fakes import ScriptedNavigator, TallyReader, call, calls, spans_in, tool_results
+from tests.navigator_fakes import (
+    ScriptedNavigator,
+    TallyReader,
+    call,
+    calls,
+    sales_document,
+    spans_in,
+    tool_results,
+)
 from tests.openai_server import ChatServer
 from tests.test_navigate import needle_document
 
@@ -130,17 +138,6 @@ class WordyReader(PerfectReader):
             reply = f"Chapter {chapter.group(1)} has {len(found)}." if chapter else str(len(found))
         self._prompts.append(prompt)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
-
-
-def sales_document() -> tuple[str, Counter[str]]:
-    lines, truth = [], Counter()
-    for chapter in range(1, 7):
-        lines.append(f"Chapter {chapter + 10}\n")
-        for i in range(60):
-            key = f"K{(i * 7 + chapter) % 5:04d}"
-            truth[key] += 1
-            lines.append(f"Entry {chapter}-{i}: SALE {key} recorded." + ("\n" if i % 20 == 19 else ""))
-    return "\n".join(lines), truth
 
 
 def _ask_all_result(reader: Any, output: str, use_async: bool = False) -> tuple[str, dict[str, Any]]:
