@@ -6,14 +6,15 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 from rlm_graph.nodes.entry import node_runnable
-from rlm_graph.state import PartError, RLMState, merge_usage
+from rlm_graph.state import RLMState, merge_usage
 
 from rlm_graph.calls import CallSteps, ModelCall
 from rlm_graph.citations import part_citation
+from rlm_graph.coverage import Coverage
 from rlm_graph.level import Level
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, neutralize_tags
 from rlm_graph.replies import ask
-from rlm_graph.reply_forms import reading_form
+from rlm_graph.reply_forms import ANSWER_FORM, reading_form
 from rlm_graph.settings import Settings
 
 
@@ -31,17 +32,21 @@ def _steps(settings: Settings, run: Level, state: RLMState) -> CallSteps:
         count = settings.counter.count_messages(messages)
         return ModelCall(messages, count, large=True, name="answer", kind="answer", span=scope, streams=run.depth == 0)
 
-    errors: list[PartError] = []
     if run.depth == 0:
-        (result,) = yield [call(False)]
-        reply_text, usage = result.text, result.usage
+        # The final answer: a reply cut at max_tokens (or otherwise unreadable) is asked again once,
+        # never shown as the answer; if it still cannot be read, the answer says so.
+        answered = yield from ask(run, call(False), ANSWER_FORM)
+        reply_text = NO_RELEVANT_INFORMATION if answered.value is None else answered.value
+        errors = answered.errors(scope[0], scope[1], f"the answer from characters {scope[0]}-{scope[1]}")
+        usage = answered.usage
     else:
         # Nested, the whole (sub)document is one part of a larger one: its reply is a reading.
-        reply = yield from ask(run, call, reading_form(settings.large_model is not None))
-        reply_text = NO_RELEVANT_INFORMATION if reply.value is None else reply.value.text
-        usage = reply.usage
-        errors = reply.errors(scope[0], scope[1], f"the model's reading of characters {scope[0]}-{scope[1]}")
-    answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1], "kind": "part"}])
+        read = yield from ask(run, call, reading_form(settings.large_model is not None))
+        reply_text = NO_RELEVANT_INFORMATION if read.value is None else read.value.text
+        errors = read.errors(scope[0], scope[1], f"the model's reading of characters {scope[0]}-{scope[1]}")
+        usage = read.usage
+    coverage = Coverage(chars=len(document), errors=errors) if run.depth == 0 else None
+    answer, citations = run.settle(reply_text, [{"start": scope[0], "end": scope[1], "kind": "part"}], coverage)
     if citations:
         # The whole text is the source; its sentence nearest the answer shows where to look.
         citations = [part_citation(document, scope[0], scope[1], reply_text)]

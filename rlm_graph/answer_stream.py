@@ -38,6 +38,7 @@ from rlm_graph.state import AnswerRestartedEvent
 __all__ = [
     "ANSWER_RUN_NAME",
     "RESTARTED_MESSAGE",
+    "RESTART_REASONS",
     "AnswerCleaner",
     "AnswerStream",
     "answer_stream",
@@ -46,8 +47,16 @@ __all__ = [
 
 ANSWER_RUN_NAME = "answer"
 """Run name of the chat-model run whose tokens are the streamed answer."""
-RESTARTED_MESSAGE = "The answer is being written again: the model call that was writing it failed midway"
-"""``message`` of an ``answer.restarted`` event (the failure follows in brackets when known)."""
+RESTARTED_MESSAGE = "The answer is being written again"
+"""Start of every ``answer.restarted`` event's ``message``; why follows it (:data:`RESTART_REASONS`)."""
+RESTART_REASONS = {
+    "failed": "the model call that was writing it failed midway",
+    "unreadable": "the reply that was writing it could not be read, so the model was asked again",
+    "replaced": "the text shown so far is not the answer",
+}
+"""Why an answer is written again, by cause: the call failed (its error follows in brackets
+when known); its reply broke the expected form and a corrective call writes it; or the node
+answers with something else (a failed part's note)."""
 
 _CURRENT: contextvars.ContextVar[AnswerStream | None] = contextvars.ContextVar("rlm_answer_stream", default=None)
 _DECORATION = "`*\"'."
@@ -123,8 +132,9 @@ class AnswerStream:
     """The chat node's streamed answer: one chat-model run whose chunks carry one message id.
 
     Only one call's text is ever the answer. When a new call starts streaming after an
-    earlier one streamed text (the earlier call failed midway and was retried, or the
-    answer came another way), the UI is told to drop what it showed: an
+    earlier one streamed text (the earlier call failed midway and was retried, its reply
+    could not be read and a corrective call writes the answer, or the answer came another
+    way), the UI is told to drop what it showed: an
     ``answer.restarted`` custom event (:class:`rlm_graph.state.AnswerRestartedEvent`)
     goes out before the new call's first token. The stored message is always the
     answer itself, never a failed call's fragment.
@@ -166,19 +176,29 @@ class AnswerStream:
         chunk = AIMessageChunk(content=text, id=self.message_id, **fields)
         self._run.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
 
-    def _restart(self) -> None:
-        """Tell the UI that what it showed of this message is not the answer (if anything was shown)."""
+    def _restart(self, *, corrective: bool = False) -> None:
+        """Tell the UI that what it showed of this message is not the answer (if anything was shown).
+
+        Args:
+            corrective: The new text comes from a corrective call (the last reply could not be read).
+        """
         discarded = sum(len(piece) for piece in self._pieces)
         self._pieces = []
+        error, self._error = self._error, None
         if not discarded:
             return
         self.restarts += 1
-        reason = f"{type(self._error).__name__}: {self._error}" if self._error is not None else None
+        if corrective:
+            why = RESTART_REASONS["unreadable"]
+        elif error is not None:
+            why = f"{RESTART_REASONS['failed']} ({type(error).__name__}: {error})"
+        else:
+            why = RESTART_REASONS["replaced"]
         event: AnswerRestartedEvent = {
             "type": "answer.restarted",
             "message_id": self.message_id,
             "discarded": discarded,
-            "message": RESTARTED_MESSAGE if reason is None else f"{RESTARTED_MESSAGE} ({reason})",
+            "message": f"{RESTARTED_MESSAGE}: {why}",
         }
         if self._write is not None:
             self._write(event)
@@ -188,18 +208,19 @@ class AnswerStream:
         with self._lock:
             self._error = error
 
-    def offer(self, attempt: object, text: str) -> None:
+    def offer(self, attempt: object, text: str, *, corrective: bool = False) -> None:
         """Stream ``text``, the next cleaned piece of the answer from the call ``attempt``.
 
         Args:
             attempt: Identifies the model call (one per call, retries included).
             text: What the call's cleaner settled; may be empty (the call has started).
+            corrective: ``attempt`` is a corrective call, made because the last reply could not be read.
         """
         with self._lock:
             if attempt is not self._attempt:
                 # A new call writes the answer: what an earlier call streamed is not it.
                 self._attempt = attempt
-                self._restart()
+                self._restart(corrective=corrective)
             if text:
                 self._pieces.append(text)
                 self._emit(text)
@@ -240,12 +261,13 @@ class _RawTokens(BaseCallbackHandler, _StreamingCallbackHandler):
 
     run_inline = True  # tokens in order, in the caller's thread
 
-    def __init__(self, stream: AnswerStream, cleaner: AnswerCleaner) -> None:
+    def __init__(self, stream: AnswerStream, cleaner: AnswerCleaner, corrective: bool) -> None:
         self.stream = stream
         self.cleaner = cleaner
+        self.corrective = corrective
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-        self.stream.offer(self, self.cleaner.feed(token))
+        self.stream.offer(self, self.cleaner.feed(token), corrective=self.corrective)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self.stream.failed(error)
@@ -267,13 +289,16 @@ def answer_stream(stream: AnswerStream) -> Iterator[AnswerStream]:
         _CURRENT.reset(token)
 
 
-def streaming_config(config: RunnableConfig, markers: int, *, strip: bool) -> RunnableConfig:
+def streaming_config(
+    config: RunnableConfig, markers: int, *, strip: bool, corrective: bool = False
+) -> RunnableConfig:
     """``config`` for a final-answer call, plus the callback that streams its tokens, if a chat node listens.
 
     Args:
         config: The call's config (run name, tags, metadata).
         markers: How many ``[Fn]`` markers the answer may cite (0: none).
         strip: Whether the answer is stripped (synthesis).
+        corrective: The call corrects a reply that could not be read (said in ``answer.restarted``).
 
     Returns:
         The config to call the model with.
@@ -281,7 +306,7 @@ def streaming_config(config: RunnableConfig, markers: int, *, strip: bool) -> Ru
     stream = _CURRENT.get()
     if stream is None:
         return config
-    handler = _RawTokens(stream, AnswerCleaner(markers, strip=strip))
+    handler = _RawTokens(stream, AnswerCleaner(markers, strip=strip), corrective)
     inherited = ensure_config().get("callbacks")
     if inherited is None:
         callbacks: Any = [handler]

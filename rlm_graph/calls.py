@@ -169,7 +169,7 @@ def _streaming(config: RunnableConfig, call: ModelCall) -> RunnableConfig:
     # the call itself stays nostream (its raw tokens hold citation markers).
     if not call.streams:
         return config
-    return streaming_config(config, call.markers, strip=call.kind == "synthesize")
+    return streaming_config(config, call.markers, strip=call.kind == "synthesize", corrective=call.corrective)
 
 
 def _retry_wait(error: BaseException) -> float | None:

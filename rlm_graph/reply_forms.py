@@ -31,6 +31,7 @@ from rlm_graph.replies import ReplyForm, Unreadable
 from rlm_graph.reply_schemas import FOCUSED_SYNTHESIS_SCHEMA, READING_SCHEMA, RELAY_READING_SCHEMA
 
 __all__ = [
+    "ANSWER_FORM",
     "FOCUSED_SYNTHESIS_FORM",
     "SYNTHESIS_FORM",
     "VERDICT_UNREADABLE",
@@ -181,6 +182,14 @@ SYNTHESIS_FORM: ReplyForm[str] = ReplyForm(
     f"the combined answer with its [F1] citations; or, only if no finding is relevant, {NO_RELEVANT_INFORMATION} alone",
 )
 """A synthesis: the answer, or the marker alone (text only: the final answer streams to the user)."""
+
+
+ANSWER_FORM: ReplyForm[str] = ReplyForm(
+    "answer",
+    _answer_text,
+    "the whole answer to the question, shorter if need be, without the text it comes from",
+)
+"""A whole document's answer in one call (``direct_answer``): any text, read whole (never a cut one)."""
 
 
 VERDICT_UNREADABLE = "its last line is not COMPLETE: yes, COMPLETE: partly or COMPLETE: no"

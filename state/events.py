@@ -87,8 +87,9 @@ class AnswerRestartedEvent(TypedDict):
     """The answer streamed so far under ``message_id`` is void: drop it and show what follows.
 
     Written by the chat node (``create_document_node``) before the first token of a call
-    that writes the answer again (the call streaming it failed midway and was retried),
-    or before the whole answer when it is not what was streamed. The stored message
+    that writes the answer again (the call streaming it failed midway and was retried, or
+    its reply could not be read and a corrective call writes it), or before the whole
+    answer when it is not what was streamed. ``message`` says which. The stored message
     holds only the new text.
     """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -219,3 +220,36 @@ def test_tool_calls_written_as_text_come_back_as_content() -> None:
     ).invoke("Find the needles.")
     assert reply.tool_calls == []
     assert json.loads(reply.content) == {"name": "grep", "args": {"pattern": "NEEDLE"}}
+
+
+class RamblingAnswerer(DeviatingReader):
+    """Reads perfectly, but rambles before a whole document's answer, past its ``max_tokens``."""
+
+    def _reply(self, messages: list, kw: dict) -> Any:
+        prompt = "\n".join(m.text for m in messages)
+        if "<document>" not in prompt or (CORRECTION in prompt and self.obeys_corrections):
+            return super()._reply(messages, kw)
+        answer = super()._reply(messages, kw).generations[0].message.text
+        return self._cut("Let me think about this step by step. " + " ".join(["hmm"] * 3000) + " " + answer)
+
+
+@pytest.mark.parametrize("obeys", [False, True], ids=["rambles-again", "obeys"])
+def test_a_direct_answer_cut_at_max_tokens_is_never_the_answer(obeys: bool) -> None:
+    # A document that fits one call is answered in one call. A reply cut at max_tokens is not
+    # the answer: the model is asked once more; if that is cut too, the answer says so.
+    task = TASKS["needle"]
+    model = RamblingAnswerer(obeys_corrections=obeys)
+    out = create_rlm_graph(model, cache=False, max_output_tokens=512).invoke(
+        {"document": task.document[:3000] + task.expected[0], "question": task.question}
+    )
+    assert out["usage"]["llm_calls"] == 2
+    assert "hmm hmm" not in out["answer"]
+    if obeys:
+        assert task.expected[0] in out["answer"]
+        assert out["usage"].get("unparsed_replies", 0) == 0
+        return
+    assert UNREAD_NOTE in out["answer"]
+    assert not out["answer"].startswith(NO_ANSWER_MESSAGE)
+    assert out["usage"]["unparsed_replies"] == 1
+    assert [error["kind"] for error in out["errors"]] == ["unparsed"]
+    assert "cut off" in out["errors"][0]["error"]

@@ -14,7 +14,7 @@ from langgraph.types import RetryPolicy
 from pydantic import PrivateAttr
 
 from rlm_graph import DocumentChatState, create_document_node, create_rlm_graph, is_transient_error
-from rlm_graph.answer_stream import AnswerCleaner, AnswerStream
+from rlm_graph.answer_stream import RESTART_REASONS, RESTARTED_MESSAGE, AnswerCleaner, AnswerStream
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, is_no_relevant, strip_citation_markers
 from tests.fakes import PerfectReader, plant_needles
 
@@ -418,6 +418,55 @@ async def test_a_retried_answer_replaces_the_fragment_of_the_failed_call(
     assert restarted[0]["discarded"] == len("".join(before))
     assert "ConnectionError" in restarted[0]["message"]
     assert "".join(after) == stored.text  # ...and the chunks after the event are the stored answer
+
+
+class CutMidAnswer(StreamingReader):
+    """Streams word by word; its first final answer stops at the output limit (``finish_reason`` length)."""
+
+    _cut: bool = PrivateAttr(default=False)
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        prompt = messages[-1].text
+        final = "<document_part start=" not in prompt and "<follow_up>" not in prompt
+        with self._lock:
+            cuts, self._cut = final and not self._cut, self._cut or final
+        if not cuts:
+            yield from super()._stream(messages, stop, run_manager, **kw)
+            return
+        for word in FRAGMENT.split(" "):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": "length"}))
+
+
+@pytest.mark.parametrize("length", [3_000, 120_000], ids=["direct", "synthesis"])
+@pytest.mark.parametrize("how", ["stream", "astream"])
+async def test_a_corrected_answer_replaces_the_cut_one_and_says_why(frankenstein: str, how: str, length: int) -> None:
+    # The answering call stops at max_tokens after a few words: its reply is not read, the model
+    # is asked again, and the UI is told to drop the cut text because it could not be read (no
+    # call failed).
+    text, facts, _ = plant_needles(frankenstein[:length], 2)
+    model = CutMidAnswer()
+    app = chat_app(model, cache=False)
+    config = {"configurable": {"thread_id": how}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    modes = ["messages", "custom"]
+    if how == "stream":
+        events = list(app.stream(payload, config, stream_mode=modes))
+    else:
+        events = [event async for event in app.astream(payload, config, stream_mode=modes)]
+    stored = (await app.aget_state(config)).values["messages"][-1]
+    assert all(fact in stored.text for fact in facts)
+    assert FRAGMENT.split(",")[0] not in stored.text
+    before, restarted, after = _received(events)
+    assert "".join(before).strip() == FRAGMENT
+    assert [event["message"] for event in restarted] == [f"{RESTARTED_MESSAGE}: {RESTART_REASONS['unreadable']}"]
+    assert restarted[0]["discarded"] == len("".join(before))
+    assert "".join(after) == stored.text
 
 
 def test_an_answer_unlike_what_was_streamed_is_stored_and_the_ui_told() -> None:
