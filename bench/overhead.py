@@ -81,7 +81,13 @@ async def overhead(text: str, doc_tokens: int, reply_format: str = "text") -> di
     """One run of ours on the instant reader: wall time, floor, calls, reads and tokens sent.
 
     With ``reply_format="structured"`` the reader answers JSON schemas, and each read's
-    schema (sent as ``response_format``, which providers bill as prompt tokens) counts as sent.
+    schema counts as sent. How a provider puts a schema before the model is its own
+    affair; the one rendering published is OpenAI's harmony format for gpt-oss
+    (openai-cookbook, ``articles/openai-harmony.md``, "Structured output"): a
+    ``# Response Formats`` section with the format's name and the schema as compact JSON.
+    ``sent_ratio`` counts that; ``sent_ratio_raw_schema`` counts the whole
+    ``response_format`` object as JSON text, an upper bound. Servers that enforce the
+    schema with a grammar (llama.cpp's, vLLM's guided decoding) add neither.
     """
     model = StructuredInstantReader() if reply_format == "structured" else InstantReader()
     graph = create_rlm_graph(model, cache=False, reply_format=reply_format)
@@ -92,9 +98,11 @@ async def overhead(text: str, doc_tokens: int, reply_format: str = "text") -> di
     counter = TiktokenCounter()
     reads = [p for p in model._prompts if "<document_part start=" in p]
     read_tokens = sum(counter.count_many(reads)) + 7 * len(reads)
+    schema_tokens = raw_schema_tokens = 0
     if reply_format == "structured":
-        schemas = [json.dumps(s) for s, p in zip(model._schemas, model._prompts, strict=True) if "<document_part" in p]
-        read_tokens += sum(counter.count_many(schemas))
+        formats = [s for s, p in zip(model._schemas, model._prompts, strict=True) if "<document_part start=" in p]
+        schema_tokens = sum(counter.count_many([rendered_schema(f["json_schema"]) for f in formats]))
+        raw_schema_tokens = sum(counter.count_many([json.dumps(f) for f in formats]))
     part_tokens = settings_of(graph).budget_for(QUESTION)["part_tokens"]
     return {
         "wall": wall,
@@ -102,9 +110,17 @@ async def overhead(text: str, doc_tokens: int, reply_format: str = "text") -> di
         "calls": out["usage"]["llm_calls"],
         "reads": len(reads),
         "min_reads": math.ceil(doc_tokens / part_tokens),
-        "sent_ratio": read_tokens / doc_tokens,
+        "sent_ratio": (read_tokens + schema_tokens) / doc_tokens,
+        "sent_ratio_raw_schema": (read_tokens + raw_schema_tokens) / doc_tokens,
         "depth": out["usage"]["max_depth"],
     }
+
+
+def rendered_schema(json_schema: dict) -> str:
+    """A ``response_format``'s ``json_schema`` as OpenAI's harmony format writes it into the prompt."""
+    return f"# Response Formats\n\n## {json_schema['name']}\n\n" + json.dumps(
+        json_schema["schema"], separators=(",", ":")
+    )
 
 
 async def map_reduce_overhead(text: str, part_tokens: int) -> dict:

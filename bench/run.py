@@ -164,7 +164,8 @@ async def main(sizes: list[int], ten_million: bool) -> None:
         row = await overhead(text, doc_tokens, reply_format="structured")
         print(
             f"{'':>11} {row['wall']:>7.2f}s {'':>7} {'':>6} {row['calls']:>6} {row['reads']:>6} {row['min_reads']:>5} "
-            f"{row['sent_ratio']:>5.3f}x {row['depth']:>5}  structured replies (each read's JSON schema counted as sent)"
+            f"{row['sent_ratio']:>5.3f}x {row['depth']:>5}  structured replies: each read's schema counted as "
+            f"OpenAI's harmony format writes it ({row['sent_ratio_raw_schema']:.3f}x counting response_format's whole JSON)"
         )
         part_tokens = settings_of(create_rlm_graph(InstantReader(), cache=False)).budget_for(QUESTION)["part_tokens"]
         row = await map_reduce_overhead(text, part_tokens)
