@@ -27,14 +27,14 @@ SYSTEM_PROMPT = (
 
 # Every template puts what repeats first and what changes last: the system prompt and any
 # static instructions, then the data (a document part is the same for every question about
-# it), then the question and the per-question instructions. The reading template, sent once
-# per part, has nothing before its data: the system prompt says the tags hold data, and the
-# task follows the question (a line there would be paid for by every read). Providers cache a repeated prompt prefix (OpenAI from 1,024
-# tokens, automatically; Anthropic at a ``cache_control`` marker), so a follow-up question
-# on the same document pays full price only for its tail. Long-context guides also put the
-# document before the question. The task is restated after the data, so text inside the data
-# cannot pose as the last instruction. The static lines name no tag: test fakes and repro
-# scripts tell prompt kinds apart by the tags present.
+# it), then the question and the per-question instructions. Providers cache a repeated
+# prompt prefix (OpenAI from 1,024 tokens, automatically; Anthropic at a ``cache_control``
+# marker), so a follow-up question on the same document pays full price only for its tail.
+# Long-context guides also put the document before the question. The task is stated after
+# the data, so text inside the data cannot pose as the last instruction. The reading
+# template, sent once per part, has nothing before its data: the system prompt says the
+# tags hold data (a line there would be paid for by every read). The static lines name no
+# tag: test fakes and repro scripts tell prompt kinds apart by the tags present.
 
 READ_PART_PROMPT = """<document_part start="{start}" end="{end}">
 {text}

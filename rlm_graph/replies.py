@@ -34,15 +34,19 @@ import dataclasses
 import json
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from rlm_graph.calls import CallResult, ModelCall, StructuredRepliesRefused
 from rlm_graph.state import PartError, Usage, merge_usage
+from rlm_graph.tokens import TokenCounter
 
 __all__ = [
     "REPLY_PREVIEW_CHARS",
+    "AskingLevel",
+    "AskingResources",
+    "AskingSettings",
     "Reply",
     "ReplyForm",
     "Unreadable",
@@ -61,6 +65,46 @@ REPLY_PREVIEW_CHARS = 200
 _ECHO_CHARS = 300
 # The corrective follow-up repeats only the start of the bad reply: enough for the model to
 # see what it wrote, little enough that the retry still fits the window planned for the call.
+
+
+@runtime_checkable
+class AskingSettings(Protocol):
+    """What :func:`ask` reads of a level's settings."""
+
+    @property
+    def reply_format(self) -> str: ...  # "auto", "structured" or "text"
+    @property
+    def model(self) -> Any: ...
+    @property
+    def counter(self) -> TokenCounter: ...
+    @property
+    def max_output_tokens(self) -> int | None: ...
+
+
+@runtime_checkable
+class AskingResources(Protocol):
+    """What :func:`ask` reads and sets of a run's shared resources."""
+
+    structured_refused: bool
+
+    def allow_unplanned(self, input_tokens: int) -> bool: ...
+
+
+@runtime_checkable
+class AskingLevel(Protocol):
+    """What :func:`ask` needs of the level that makes its calls.
+
+    :class:`rlm_graph.level.Level` is one; the chat node's rewrite, made outside any run,
+    has its own (:class:`rlm_graph.rewrite.RewriteCalls`). Both are checked against this
+    (``isinstance``) in the tests, so a member one of them lacks fails there, not in a run.
+    """
+
+    @property
+    def context(self) -> Any: ...
+    @property
+    def settings(self) -> AskingSettings: ...
+    @property
+    def resources(self) -> AskingResources: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +242,7 @@ def supports_structured(model: object) -> bool:
     return type(model).__module__.startswith("langchain_openai")
 
 
-def reply_format(level: Any) -> Literal["structured", "text"]:
+def reply_format(level: AskingLevel) -> Literal["structured", "text"]:
     """The reply format of a level's calls now: the run's choice, resolved against the model.
 
     ``RLMContext(reply_format=...)`` overrides the graph's option; ``"auto"`` is structured
@@ -237,7 +281,9 @@ def correction_message(problem: str, expected: str) -> str:
     )
 
 
-def _corrected(level: Any, call: ModelCall, reply: str, problem: str, expected: str, count: Callable) -> ModelCall:
+def _corrected(
+    level: AskingLevel, call: ModelCall, reply: str, problem: str, expected: str, count: Callable
+) -> ModelCall:
     """The original prompt, the start of the bad reply, and the correction.
 
     The plan made the original prompt fit the window beside a reply of ``max_output_tokens``;
@@ -267,7 +313,7 @@ _LEAST_REPLY_TOKENS = 16
 
 
 def ask(
-    level: Any,
+    level: AskingLevel,
     call: ModelCall | Callable[[bool], ModelCall],
     form: ReplyForm[T],
     *,
@@ -298,7 +344,7 @@ def ask(
 
 
 def ask_each(
-    level: Any,
+    level: AskingLevel,
     calls: Sequence[ModelCall | Callable[[bool], ModelCall]],
     form: ReplyForm[T],
     *,
@@ -373,7 +419,7 @@ def _read(form: ReplyForm[T], result: CallResult, structured: bool) -> T | Unrea
     return Unreadable(_CUT) if result.cut else form.read(result.text, structured)
 
 
-def _schema_ignored(level: Any, results: Sequence[CallResult]) -> bool:
+def _schema_ignored(level: AskingLevel, results: Sequence[CallResult]) -> bool:
     """Whether a server that was sent a schema under ``auto`` answered plain text instead."""
     chosen = getattr(level.context, "reply_format", None) or level.settings.reply_format
     if chosen != "auto":
@@ -382,7 +428,7 @@ def _schema_ignored(level: Any, results: Sequence[CallResult]) -> bool:
 
 
 def _build(
-    level: Any,
+    level: AskingLevel,
     call: ModelCall | Callable[[bool], ModelCall],
     form: ReplyForm[Any],
     structured: bool,
@@ -392,14 +438,14 @@ def _build(
     return with_schema(level, built, form, count) if structured and form.schema is not None else built
 
 
-def _reply_room(level: Any, call: ModelCall, extra: int) -> int | None:
+def _reply_room(level: AskingLevel, call: ModelCall, extra: int) -> int | None:
     """The reply's cap once ``extra`` prompt tokens took part of its room (``None``: no cap is known)."""
     budget = call.max_tokens or getattr(level.settings, "max_output_tokens", None)
     return None if budget is None else max(budget - extra, _LEAST_REPLY_TOKENS)
 
 
 def with_schema(
-    level: Any, call: ModelCall, form: ReplyForm[Any], count: Callable[[list], int] | None = None
+    level: AskingLevel, call: ModelCall, form: ReplyForm[Any], count: Callable[[list], int] | None = None
 ) -> ModelCall:
     """``call`` asking for a structured reply in ``form``'s schema, as :func:`ask` sends it.
 

@@ -13,7 +13,16 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from rlm_graph.calls import CallResult, ModelCall, StructuredRepliesRefused
-from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask, correction_message
+from rlm_graph.replies import (
+    AskingLevel,
+    AskingResources,
+    AskingSettings,
+    Reply,
+    ReplyForm,
+    Unreadable,
+    ask,
+    correction_message,
+)
 from rlm_graph.tokens import TiktokenCounter
 
 
@@ -190,3 +199,28 @@ def test_a_form_may_build_its_call_per_format() -> None:
     run(ask(level("structured"), make, COUNT), ['{"count": 1}'])
     run(ask(level("text"), make, COUNT), ["1"])
     assert built == [True, False]
+
+
+def test_every_level_that_asks_has_what_ask_reads() -> None:
+    # ask() is given the analysis graph's Level and the chat node's RewriteCalls: both must
+    # carry every member it reads (two were once missing from RewriteCalls after a merge).
+    from rlm_graph import create_rlm_graph
+    from rlm_graph.estimate import settings_of
+    from rlm_graph.level import Level
+    from rlm_graph.rewrite import RewriteCalls
+    from rlm_graph.runs import RunResources
+    from tests.fakes import PerfectReader
+
+    settings = settings_of(create_rlm_graph(PerfectReader(), cache=False))
+    levels = [
+        Level(settings=settings, depth=0, offset=0, run_key="test", context=None, resources=RunResources(2)),
+        RewriteCalls(PerfectReader(), counter=settings.counter),
+        level(),
+    ]
+    for asking in levels:
+        assert isinstance(asking, AskingLevel)
+        assert isinstance(asking.settings, AskingSettings)
+        assert isinstance(asking.resources, AskingResources)
+    incomplete = level()
+    del incomplete.settings.counter
+    assert not isinstance(incomplete.settings, AskingSettings)
