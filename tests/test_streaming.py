@@ -364,6 +364,9 @@ class BreaksMidAnswer(StreamingReader):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+        yield from self._after_fragment()
+
+    def _after_fragment(self) -> Iterator[ChatGenerationChunk]:
         raise ConnectionError("connection reset by peer")
 
 
@@ -420,26 +423,10 @@ async def test_a_retried_answer_replaces_the_fragment_of_the_failed_call(
     assert "".join(after) == stored.text  # ...and the chunks after the event are the stored answer
 
 
-class CutMidAnswer(StreamingReader):
+class CutMidAnswer(BreaksMidAnswer):
     """Streams word by word; its first final answer stops at the output limit (``finish_reason`` length)."""
 
-    _cut: bool = PrivateAttr(default=False)
-
-    def _stream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> Iterator[ChatGenerationChunk]:
-        prompt = messages[-1].text
-        final = "<document_part start=" not in prompt and "<follow_up>" not in prompt
-        with self._lock:
-            cuts, self._cut = final and not self._cut, self._cut or final
-        if not cuts:
-            yield from super()._stream(messages, stop, run_manager, **kw)
-            return
-        for word in FRAGMENT.split(" "):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+    def _after_fragment(self) -> Iterator[ChatGenerationChunk]:
         yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": "length"}))
 
 
