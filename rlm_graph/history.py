@@ -65,8 +65,11 @@ HISTORY_PROGRESS_MESSAGES: Mapping[str, str] = {
     "history.cut": (
         "Cut {count:,} {count:message|messages} of this turn (tool results, the agent's own text) to fit the window"
     ),
+    "history.digest_cut": (
+        "The answer about earlier messages is about {tokens:,} tokens; cut to its first {shown:,} to fit the window"
+    ),
 }
-"""Progress templates (stage ``history``); fields ``count`` and ``cited``."""
+"""Progress templates (stage ``history``); fields ``count``, ``cited``, ``tokens`` and ``shown``."""
 
 def create_history_hook(
     model: BaseChatModel,
@@ -106,7 +109,8 @@ def create_history_hook(
     when one older turn holds at least ``look_back_coverage`` of that weight, and a fifth
     more than any recent turn, does the analysis graph read the transcript (focused
     reading: most relevant parts first, on to the rest while nothing relevant is found).
-    Its answer, cut to ``digest_tokens`` and naming the message ids it comes from, is
+    Its answer, naming the message ids it comes from and cut to ``digest_tokens`` (a cut
+    answer ends with ``cut_note``, and a ``history.digest_cut`` progress event says so), is
     appended to the latest user message of the model's input, after the stable recent
     turns. Nothing is deleted from state and the digest is never stored as a message.
     Progress events have stage ``history``. If the latest user message alone does not fit
@@ -136,7 +140,7 @@ def create_history_hook(
         history_question: Question for the analysis graph; uses ``{message}``.
         digest_template: How the digest is shown; uses ``{count}``, ``{answer}``, ``{sources}``.
         too_long_message: Reply for an oversized latest message; uses ``{tokens}``, ``{limit}``.
-        cut_note: Ends a message of the current turn that was cut to fit; uses ``{kind}``,
+        cut_note: Ends a message of the current turn, or the digest's answer, that was cut to fit; uses ``{kind}``,
             ``{tokens}`` and ``{shown}``.
         progress_messages: Templates overriding :data:`HISTORY_PROGRESS_MESSAGES`.
         name: Name of the runnable.

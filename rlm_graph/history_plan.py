@@ -32,6 +32,7 @@ __all__ = ["HistoryPlan", "HistoryPlanner"]
 _TOKENS_PER_MESSAGE = 4  # what a chat format adds per message, roughly; only used inside budgets with slack
 _MARGIN = 0.2  # share of the question an older turn must cover beyond the best recent turn
 _MIN_DIGEST_TOKENS = 64  # below this a digest could not say anything useful
+_DIGEST_KIND = "answer about the earlier messages"  # the cut note's {kind} when the digest's answer is cut
 _NOTE_SLACK = 8  # the note's figures may grow by a few tokens once filled in, and seams may merge differently
 
 
@@ -300,6 +301,17 @@ class HistoryPlanner:
             text = text[: max(0, int(len(text) * 0.9) - 1)]
         return text
 
+    def _fitted_answer(self, answer: str, room: int) -> str:
+        """The analysis answer within ``room`` tokens; cut, it ends with :attr:`cut_note` (never cut silently)."""
+        if self.counter.count(answer) <= room:
+            return answer
+        tokens = self.counter.count(answer)
+        note = self.cut_note.format(kind=_DIGEST_KIND, tokens=tokens, shown=tokens)
+        shown = self._truncate(answer, max(0, room - self.counter.count(note) - _NOTE_SLACK))
+        shown_tokens = self.counter.count(shown)
+        self._progress("done", "history.digest_cut", shown=shown_tokens, tokens=tokens)
+        return f"{shown}\n{self.cut_note.format(kind=_DIGEST_KIND, tokens=tokens, shown=shown_tokens)}"
+
     def finish(self, plan: HistoryPlan, job: Any, out: Mapping[str, Any]) -> HistoryPlan:
         """Put the digest of the analysis answer into the latest user message of the model's input."""
         transcript, spans, _, position, digest_room = job
@@ -307,7 +319,7 @@ class HistoryPlanner:
         plan.looked_back = True
         sources = ", ".join(plan.cited) or "none"
         frame = self.digest_template.format(count=plan.older, answer="", sources=sources)
-        answer = self._truncate(str(out.get("answer", "")).strip(), digest_room - self.counter.count(frame))
+        answer = self._fitted_answer(str(out.get("answer", "")).strip(), digest_room - self.counter.count(frame))
         digest = self._truncate(self.digest_template.format(count=plan.older, answer=answer, sources=sources),
                                 digest_room)
         latest = plan.messages[position]

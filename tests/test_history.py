@@ -314,3 +314,45 @@ def test_a_cut_tool_result_leaves_room_for_the_digest_of_older_turns(thread):
     assert "[Cut to fit the model's window" in sent[-1].text  # ...and the tool result cut around the digest's room
     chat.invoke(sent)
     assert chat.overflows == 0
+
+
+class LongAnswerReader(PerfectReader):
+    """A perfect reader whose answers (not its readings) go on for a few hundred words after the facts."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        result = super()._answer(messages)
+        if any("<document_part start=" in m.text for m in messages):
+            return result
+        text = result.generations[0].message.text + " " + " ".join(["More detail follows."] * 200)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+
+def test_a_digest_cut_to_fit_says_so(thread):
+    # The analysis answer is longer than digest_tokens: the chat model sees its start and a
+    # note that it was cut (never a silently shortened answer), and the progress stream says so.
+    chat, reader = CitingReader(window=8192), LongAnswerReader(window=8192)
+    hook = create_history_hook(chat, create_rlm_graph(reader, mode="focused"), digest_tokens=200)
+    builder = StateGraph(ChatState)
+    builder.add_node("history", hook)
+    builder.add_edge(START, "history")
+    builder.add_edge("history", END)
+    events, sent = [], []
+    for mode, chunk in builder.compile().stream(
+        {"messages": [*thread, HumanMessage("Remind me: what was NEEDLE-0007?", id="q")]},
+        stream_mode=["custom", "values"],
+    ):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            sent = chunk.get("llm_input_messages") or sent
+    latest = next(m for m in sent if m.id == "q")
+    digest = latest.text[latest.text.index(DIGEST) :]
+    assert fact(7) in digest
+    assert re.search(r"\[Cut to fit the model's window: this answer about the earlier messages is about [\d,]+ tokens; "
+                     r"only its first [\d,]+ are shown\.\]", digest)
+    assert "</earlier_conversation>" in digest
+    cut = [e for e in events if e.get("stage") == "history" and "cut to its first" in e["message"]]
+    assert len(cut) == 1
+    from rlm_graph.tokens import TiktokenCounter
+
+    assert TiktokenCounter().count(digest) <= 200
