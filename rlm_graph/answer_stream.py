@@ -33,6 +33,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
 from rlm_graph.prompts import NO_RELEVANT_INFORMATION, drop_citation_markers, is_no_relevant
+from rlm_graph.reasoning import ReasoningFilter
 from rlm_graph.state import AnswerRestartedEvent
 
 __all__ = [
@@ -70,7 +71,8 @@ class AnswerCleaner:
     the whole reply. Text from an unclosed ``[`` on, and trailing whitespace, are
     held back until more arrives. Every raw character is cleaned once: settled text
     is dropped from the cleaner, so a long answer costs no more per token than a
-    short one. A reply that is the "nothing relevant" marker yields nothing.
+    short one. A reply that is the "nothing relevant" marker yields nothing, and so
+    does the reasoning block a reasoning model may start with (:mod:`rlm_graph.reasoning`).
     """
 
     def __init__(self, markers: int, *, strip: bool) -> None:
@@ -89,9 +91,13 @@ class AnswerCleaner:
         self._started = False  # something other than leading whitespace was given out
         self._space = ""  # cleaned whitespace held back: it may end the answer
         self._held: list[str] = []  # cleaned text kept until a "nothing relevant" reply can be told apart
+        self._reasoning = ReasoningFilter()  # a reasoning model's <think> block is not the answer
 
     def feed(self, token: str) -> str:
         """Add raw text; return the cleaned text it settles (possibly empty)."""
+        token = self._reasoning.feed(token)
+        if not token:
+            return ""
         self._pending.append(token)
         if self._open and "]" not in token:
             return ""  # nothing before the open "[" can change until a "]" arrives

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from langchain_core.messages import AIMessage, BaseMessage
 
 from rlm_graph.errors import EmptyReplyError
+from rlm_graph.reasoning import split_reasoning
 from rlm_graph.settings import Settings
 from rlm_graph.state import ModelUsage, Usage
 
-__all__ = ["cached_usage", "model_usage", "reply_usage"]
+__all__ = ["cached_usage", "model_usage", "reply_usage", "was_cut"]
 
 
 def model_usage(
@@ -46,8 +47,27 @@ def model_usage(
     return entry
 
 
+_CUT_REASONS = frozenset({"length", "max_tokens", "MAX_TOKENS"})
+
+
+def was_cut(reply: BaseMessage) -> bool:
+    """Whether a model stopped its reply at the output limit (``max_tokens``) rather than at its end.
+
+    Args:
+        reply: The model's message.
+
+    Returns:
+        True when the provider's finish or stop reason says the reply was cut at the limit.
+    """
+    metadata = getattr(reply, "response_metadata", None) or {}
+    return (metadata.get("finish_reason") or metadata.get("stop_reason")) in _CUT_REASONS
+
+
 def reply_usage(settings: Settings, prompt_tokens: int, reply: BaseMessage, role: str) -> tuple[str, Usage]:
-    """A reply's text and what it cost; an empty reply raises ``EmptyReplyError``.
+    """A reply's text (the reasoning it starts with set apart) and what it cost.
+
+    An empty reply, or one that holds only reasoning, raises ``EmptyReplyError``; reasoning
+    cut at ``max_tokens`` gives an empty text, which the caller knows to be cut.
 
     Args:
         settings: The graph's settings.
@@ -58,19 +78,25 @@ def reply_usage(settings: Settings, prompt_tokens: int, reply: BaseMessage, role
     Returns:
         The text and the usage of one call.
     """
-    text = reply.text if isinstance(reply, AIMessage) else str(reply.content)
-    if not str(text).strip():
+    raw = reply.text if isinstance(reply, AIMessage) else str(reply.content)
+    # A reasoning model's thoughts, when the server leaves them in content, are not its reply
+    # (rlm_graph.reasoning); they are billed as output all the same.
+    reasoning, text = split_reasoning(raw)
+    # A reply that stopped at max_tokens while thinking is a cut reply: the caller asks again
+    # for a shorter one (rlm_graph.replies).
+    if not text.strip() and not (reasoning and was_cut(reply)):
         # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
         # fail the call so the node's retry policy tries again, never read it as "nothing here".
         finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")
         detail = f" (finish_reason={finish})" if finish else ""
-        msg = f"the model returned an empty reply{detail}"
+        what = "a reply that holds only its reasoning" if reasoning else "an empty reply"
+        msg = f"the model returned {what}{detail}"
         raise EmptyReplyError(msg)
     metadata = getattr(reply, "usage_metadata", None) or {}
     input_tokens = metadata.get("input_tokens") or prompt_tokens
     output_tokens = metadata.get("output_tokens")
     if output_tokens is None:
-        output_tokens = settings.counter.count(text)
+        output_tokens = settings.counter.count(raw)
     # Prompt tokens the provider served from its prompt cache (billed at a discount);
     # part of input_tokens, never more than it.
     details = metadata.get("input_token_details") or {}

@@ -26,7 +26,7 @@ from langgraph.cache.base import FullKey
 from langgraph.constants import TAG_NOSTREAM
 
 from rlm_graph.answer_stream import streaming_config
-from rlm_graph.call_usage import cached_usage, reply_usage
+from rlm_graph.call_usage import cached_usage, reply_usage, was_cut
 from rlm_graph.errors import RLMError, is_context_overflow, is_transient_error, retry_after_seconds, status_code
 from rlm_graph.level import Level
 from rlm_graph.settings import Settings
@@ -97,22 +97,6 @@ class CallResult:
     cut: bool = False
     """The reply stopped at its ``max_tokens`` (``finish_reason`` ``"length"``): it is not the whole
     reply, so :mod:`rlm_graph.replies` does not read it, and it is never cached."""
-
-
-_CUT_REASONS = frozenset({"length", "max_tokens", "MAX_TOKENS"})
-
-
-def was_cut(reply: BaseMessage) -> bool:
-    """Whether a model stopped its reply at the output limit (``max_tokens``) rather than at its end.
-
-    Args:
-        reply: The model's message.
-
-    Returns:
-        True when the provider's finish or stop reason says the reply was cut at the limit.
-    """
-    metadata = getattr(reply, "response_metadata", None) or {}
-    return (metadata.get("finish_reason") or metadata.get("stop_reason")) in _CUT_REASONS
 
 
 @dataclass(frozen=True, slots=True)

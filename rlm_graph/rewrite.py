@@ -22,6 +22,7 @@ from langgraph.constants import TAG_NOSTREAM
 
 from rlm_graph.calls import CallResult, CallSteps, ModelCall, RunnableCall, StructuredRepliesRefused, was_cut
 from rlm_graph.errors import is_context_overflow, is_transient_error, status_code
+from rlm_graph.reasoning import visible_text
 from rlm_graph.replies import Reply, ReplyForm, Unreadable, ask
 from rlm_graph.reply_schemas import REWRITE_SCHEMA
 from rlm_graph.settings import with_max_tokens
@@ -209,7 +210,7 @@ def _through(calls: RewriteCalls, steps: Generator[list[ModelCall], Any, Any]) -
                     break
                 # with_structured_output(include_raw=True) gives {"raw", "parsed", ...}: the raw reply is read.
                 message = reply["raw"] if isinstance(reply, dict) else reply
-                results.append(CallResult(message.text, _usage(message), cut=was_cut(message)))
+                results.append(CallResult(visible_text(message), _usage(message), cut=was_cut(message)))
             request = steps.throw(refusal) if refusal is not None else steps.send(results)
     except StopIteration as finished:
         return finished.value

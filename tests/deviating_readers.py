@@ -4,9 +4,10 @@ Each is a :class:`tests.fakes.PerfectReader` (it sees exactly the NEEDLE facts i
 that writes some of its replies the way real models were seen to: prose instead of the
 "nothing relevant" marker, the marker after a preamble, findings after a preamble, quotes
 with a changed number or paraphrased, counts in words, replies cut by ``max_tokens``, tool
-calls written as JSON text. They answer in both reply formats: with a ``response_format``
-(``reply_format="structured"``) they write JSON that follows the schema, deviating inside
-it as a real model does; otherwise the text format.
+calls written as JSON text, and reasoning (``<think>...</think>``) left at the start of every
+reply, as a reasoning model's server without a reasoning parser sends it. They answer in both
+reply formats: with a ``response_format`` (``reply_format="structured"``) they write JSON that
+follows the schema, deviating inside it as a real model does; otherwise the text format.
 
 Use them like any fake chat model::
 
@@ -41,6 +42,7 @@ from tests.fakes import NEEDLE, PerfectReader
 
 __all__ = [
     "CORRECTION",
+    "DECOY",
     "DEVIATING_READERS",
     "ChangedNumberQuotes",
     "CountsInWords",
@@ -50,6 +52,8 @@ __all__ = [
     "MarkerAfterPreamble",
     "ParaphrasedQuotes",
     "ProseInsteadOfMarker",
+    "ThinksAloud",
+    "ThinksWithoutOpeningTag",
     "ToolCallsAsText",
     "in_words",
 ]
@@ -287,6 +291,37 @@ class CutByMaxTokens(DeviatingReader):
         return {**reply, "findings": self._ramble() + " " + reply["findings"]}
 
 
+DECOY = "NEEDLE-9999 is DECOY"
+"""A fact no test document holds: a thinking reader considers it, and drops it, in its reasoning."""
+
+
+class ThinksAloud(DeviatingReader):
+    """A reasoning model whose server leaves its thoughts in ``content``: every reply starts with
+    ``<think>...</think>``, in which it weighs a fact the text does not hold, the marker and a citation.
+
+    With ``opening_tag=False`` the reply starts inside the block and only ``</think>`` shows
+    (the opening tag was in the chat template's prompt, as DeepSeek-R1's is).
+    """
+
+    opening_tag: bool = True
+
+    def thoughts(self) -> str:
+        body = (
+            f"The user wants the codes. Could it be {DECOY}? No, that is not in the text. "
+            f"If nothing fits I would say {NO_RELEVANT_INFORMATION}, citing [F1]."
+        )
+        return f"<think>\n{body}\n</think>\n\n" if self.opening_tag else f"{body}\n</think>\n\n"
+
+    def _cut(self, text: str) -> ChatResult:
+        return super()._cut(self.thoughts() + text)
+
+
+class ThinksWithoutOpeningTag(ThinksAloud):
+    """:class:`ThinksAloud` whose replies show only the closing ``</think>``."""
+
+    opening_tag: bool = False
+
+
 class ToolCallsAsText(DeviatingReader):
     """With tools bound, writes the tool calls it means as JSON in ``content`` (no ``tool_calls``).
 
@@ -295,6 +330,9 @@ class ToolCallsAsText(DeviatingReader):
     """
 
     script: Any = None
+    thinks: bool = False
+    """Start each reply with a ``<think>`` block that drafts another call (a reasoning model's server
+    without a reasoning parser)."""
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
         names = [getattr(tool, "name", None) or getattr(tool, "__name__", "tool") for tool in tools]
@@ -306,6 +344,9 @@ class ToolCallsAsText(DeviatingReader):
             return super()._reply(messages, kw)
         calls = self.script(messages) if self.script is not None else [{"name": names[0], "args": {}}]
         text = json.dumps(calls[0] if len(calls) == 1 else calls)
+        if self.thinks:
+            draft = json.dumps({"name": names[-1], "args": {}})
+            text = f"<think>\nShould I call {draft}? No, better:\n</think>\n\n{text}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
 
 
@@ -317,5 +358,7 @@ DEVIATING_READERS: tuple[type[DeviatingReader], ...] = (
     ParaphrasedQuotes,
     CountsInWords,
     CutByMaxTokens,
+    ThinksAloud,
+    ThinksWithoutOpeningTag,
 )
 """The reading deviations, for tests parametrized over them."""

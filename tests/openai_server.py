@@ -171,6 +171,7 @@ class ChatServer:
         model: str | None = None,
         reject_response_format: bool = False,
         structured_reply: Callable[..., dict[str, Any] | str] | None = None,
+        reasoning: str = "",
     ) -> None:
         self.window = window
         self.model = model
@@ -179,11 +180,14 @@ class ChatServer:
         self.facts = facts
         """What counts as a fact: the replies list every match visible in the prompt."""
         self.prompt_cache = prompt_cache
+        """Report repeated prompt prefixes as cached tokens (``False``: never)."""
         self.reject_response_format = reject_response_format
         """Refuse every ``response_format`` with a 400, as a server without structured replies does."""
         self.structured_reply = structured_reply or default_structured_reply
         """Builds a structured reply from (schema name, facts, schema, label): an object, or a raw string."""
-        """Report repeated prompt prefixes as cached tokens (``False``: never)."""
+        self.reasoning = reasoning
+        """Written between ``<think>`` tags before every reply's content (``""``: none), as a reasoning
+        model's server without a reasoning parser sends it (llama.cpp's ``--reasoning-format none``)."""
         self._prefixes: set[str] = set()
         self.label = label
         """Written before every fact reply, so tests can tell which server answered."""
@@ -366,6 +370,8 @@ class ChatServer:
                         spec.get("name", ""), facts, spec.get("schema") or {}, server.label
                     )
                     reply = built if isinstance(built, str) else json.dumps(built)
+                if server.reasoning:
+                    reply = f"<think>\n{server.reasoning}\n</think>\n\n{reply}"
                 completion_tokens = server._counter.count(reply)
                 usage = {
                     "prompt_tokens": prompt_tokens,

@@ -433,6 +433,16 @@ async def test_a_rewrite_with_a_preamble_answers_the_rewritten_question() -> Non
     assert not state["rlm_usage"].get("unparsed_replies")
 
 
+async def test_a_rewrite_after_a_reasoning_models_thoughts_is_read_without_them() -> None:
+    # A reasoning model's server left its <think> block in content: the question is after it.
+    thoughts = "<think>\nShe is Elizabeth. Maybe: Where did Jane refuse Bingley?\n</think>\n\n"
+    model = Rewriter(rewrites=(thoughts + STANDALONE,))
+    message, state, _ = await _follow_up(model)
+    assert message.additional_kwargs["rlm_question"] == STANDALONE
+    assert len(model.rewrite_prompts()) == 1
+    assert not state["rlm_usage"].get("unparsed_replies")
+
+
 async def test_an_unreadable_rewrite_is_corrected_once() -> None:
     model = Rewriter(rewrites=(f"{STANDALONE}\nThis replaces 'she' with Elizabeth.", STANDALONE))
     message, state, _ = await _follow_up(model)

@@ -27,6 +27,8 @@ from tests.deviating_readers import (
     MarkerAfterPreamble,
     ParaphrasedQuotes,
     ProseInsteadOfMarker,
+    ThinksAloud,
+    ThinksWithoutOpeningTag,
     in_words,
 )
 from tests.fakes import NEEDLE, filler, plant_needles
@@ -34,7 +36,10 @@ from tests.fakes import NEEDLE, filler, plant_needles
 UNREAD_NOTE = "could not be read"
 FORMATS = ("text", "structured")
 # Readable deviations: the reply says what it means, in another shape.
-READABLE = (FindingsAfterPreamble, ChangedNumberQuotes, ParaphrasedQuotes, CountsInWords)
+# A reasoning model's <think> block before its reply is set apart, never read as the reply.
+READABLE = (
+    FindingsAfterPreamble, ChangedNumberQuotes, ParaphrasedQuotes, CountsInWords, ThinksAloud, ThinksWithoutOpeningTag
+)
 
 
 @dataclass(frozen=True)

@@ -237,10 +237,12 @@ def test_ask_with_deviating_readers_answers_right_or_says_what_it_could_not_read
     assert answer != "The document does not say." or unparsed
 
 
+@pytest.mark.parametrize("thinks", [False, True], ids=["plain", "thinks-first"])
 @pytest.mark.parametrize("reply_format", FORMATS)
-def test_a_model_writing_every_tool_call_as_text_navigates(reply_format: str) -> None:
+def test_a_model_writing_every_tool_call_as_text_navigates(reply_format: str, thinks: bool) -> None:
     # tests.deviating_readers.ToolCallsAsText: the root model's calls come as JSON in content
-    # ({"name", "args"}), its readings as a perfect reader's, in either reply format.
+    # ({"name", "args"}), its readings as a perfect reader's, in either reply format. Thinking
+    # first, it drafts another call in its <think> block: that draft is not a call.
     document, position = needle_document()
 
     def script(messages: list[BaseMessage]) -> list[dict[str, Any]]:
@@ -253,7 +255,7 @@ def test_a_model_writing_every_tool_call_as_text_navigates(reply_format: str) ->
         answer = "; ".join(sorted(set(NEEDLE.findall(results[-1]))))
         return [{"name": "final", "args": {"answer": answer, "citations": spans_in(results[-1])}}]
 
-    model = ToolCallsAsText(window=8192, script=script)
+    model = ToolCallsAsText(window=8192, script=script, thinks=thinks)
     graph = create_rlm_graph(
         model, context_window=8192, part_tokens=2048, cache=False, mode="navigate", reply_format=reply_format
     )

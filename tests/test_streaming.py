@@ -489,3 +489,29 @@ def test_cleaner_pieces_join_to_the_cleaned_reply_whatever_the_tokens(seed: int)
     assert final.startswith(streamed)
     if raw.rfind("[") < raw.rfind("]") or "[" not in raw:
         assert streamed == final.rstrip()  # no bracket left open: only trailing whitespace is held back
+
+
+class ThinkingStreamingReader(StreamingReader):
+    """Streams every reply after a ``<think>`` block that weighs a code the document lacks."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        result = super()._answer(messages)
+        thought = "<think>\nCould it be NEEDLE-9999 is DECOY? No. [F1] maybe.\n</think>\n\n"
+        text = thought + result.generations[0].message.text
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+
+@pytest.mark.parametrize("length", [3_000, 120_000], ids=["direct", "synthesis"])
+async def test_a_reasoning_models_thoughts_are_never_streamed_or_stored(frankenstein: str, length: int) -> None:
+    text, facts, _ = plant_needles(frankenstein[:length], 2)
+    app = chat_app(ThinkingStreamingReader(), cache=False)
+    config = {"configurable": {"thread_id": "thinks"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    events = [event async for event in app.astream(payload, config, stream_mode=["messages", "custom"])]
+    stored = (await app.aget_state(config)).values["messages"][-1]
+    before, restarted, _ = _received(events)
+    assert all(fact in stored.text for fact in facts)
+    assert "think" not in stored.text
+    assert "DECOY" not in stored.text
+    assert not restarted
+    assert "".join(before) == stored.text  # the chunks the UI joins are the stored answer, thoughts left out

@@ -14,7 +14,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from rlm_graph import RLMContext, create_rlm_graph
-from rlm_graph.prompts import NO_ANSWER_MESSAGE
+from rlm_graph.prompts import NO_ANSWER_MESSAGE, NO_RELEVANT_INFORMATION
 from tests.fakes import plant_needles
 from tests.openai_server import ChatServer, default_structured_reply
 
@@ -181,3 +181,22 @@ def test_auto_reads_text_from_a_server_that_ignores_schemas(frankenstein: str) -
     reads = [request for request in server.requests if request.kind == "read"]
     assert [request.response_format is not None for request in reads].count(True) == 1
     assert len(reads) == len({request.span for request in reads})
+
+
+@pytest.mark.parametrize("reply_format", ["text", "structured"])
+async def test_a_reasoning_models_thoughts_in_content_are_not_read_over_http(
+    frankenstein: str, reply_format: str
+) -> None:
+    # A reasoning model behind a server that leaves <think> in content (no reasoning parser):
+    # every reply, JSON ones too, starts with thoughts that name a code the book lacks.
+    text, facts, _ = plant_needles(frankenstein[:120_000], 4)
+    thoughts = f"The question wants codes. NEEDLE-9999 is DECOY? No. Else {NO_RELEVANT_INFORMATION}."
+    with ChatServer(window=8192, reasoning=thoughts) as server:
+        graph = create_rlm_graph(chat_model(server), context_window=8192, reply_format=reply_format)
+        out = await graph.ainvoke({"document": text, "question": QUESTION})
+    assert all(fact in out["answer"] for fact in facts)
+    assert "DECOY" not in out["answer"]
+    assert "think" not in out["answer"]
+    assert out["errors"] == []
+    assert out["usage"]["unparsed_replies"] == 0
+    assert len([request for request in server.requests if request.kind == "read"]) >= 4

@@ -37,6 +37,7 @@ from rlm_graph.navigate.toolset import read_spans
 from rlm_graph.nodes.entry import entry_runnable
 from rlm_graph.progress import ProgressWriter, format_message
 from rlm_graph.prompts import is_no_relevant
+from rlm_graph.reasoning import visible_text
 from rlm_graph.retries import pending_retry
 from rlm_graph.state import Citation, RLMState, Usage, merge_usage, reset
 from rlm_graph.state.schema import accumulate
@@ -187,7 +188,7 @@ class _Root:
             answer = str(final["args"].get("answer") or "").strip()
             citations = _citations(final["args"].get("citations"), run.resources.text or state["document"], answer)
         else:
-            answer = (reply.text if reply is not None else "").strip()
+            answer = (visible_text(reply) if reply is not None else "").strip()
             citations = []
         coverage = self.coverage(state)
         if is_no_relevant(answer):
@@ -235,7 +236,7 @@ class _Root:
         if reply.tool_calls:
             return reply, usage, None
         repairs: Usage = {"root_replies_repaired": 1}
-        if (written := calls_in_text(reply.text, self.names)) is not None:
+        if (written := calls_in_text(visible_text(reply), self.names)) is not None:
             progress.progress("navigate", "processing", "navigate.calls_from_text", calls=len(written))
             return repaired(reply, written), merge_usage(usage, repairs), None
         problems = [f"{call.get('name')}: {call.get('error')}" for call in reply.invalid_tool_calls]
@@ -252,7 +253,7 @@ class _Root:
             usage = merge_usage(usage, self.usage_of(run, second, tokens))
             if second.tool_calls:
                 return second, merge_usage(usage, repairs), None
-            if (written := calls_in_text(second.text, self.names)) is not None:
+            if (written := calls_in_text(visible_text(second), self.names)) is not None:
                 return repaired(second, written), merge_usage(usage, repairs), None
         last = second or reply
         unread = {
