@@ -56,6 +56,11 @@ _NOTHING = re.compile(
     r")\b",
     re.IGNORECASE,
 )
+# A reply that is only one of these words says the same ("None.", "N/A"). "No" is not among them:
+# it may answer a yes-or-no question.
+_BARE_NOTHING = frozenset(
+    {"none", "n/a", "na", "nothing", "nil", "unknown", "not applicable", "not mentioned", "not found", "not stated"}
+)
 _QUOTE_LINE = re.compile(r"^[ \t>*_`\-]*quote[ \t*_`]*:", re.IGNORECASE | re.MULTILINE)
 _SAYS_NOTHING_MOST_CHARS = 400
 # A longer reply that happens to use such a phrase is reporting something.
@@ -82,7 +87,9 @@ def says_nothing(text: str) -> bool:
         return False
     sentences = [sentence for sentence in _SENTENCE_END.split(text.strip()) if sentence.strip()]
     return bool(sentences) and all(
-        _NOTHING.search(sentence) and not _CONTRAST.search(sentence) for sentence in sentences
+        (_NOTHING.search(sentence) or sentence.strip(" \t.!*_`'\"-").lower() in _BARE_NOTHING)
+        and not _CONTRAST.search(sentence)
+        for sentence in sentences
     )
 
 
@@ -120,10 +127,11 @@ def _reading_text(reply: str, relay: bool) -> Reading | Unreadable:
             return Unreadable("it holds only the CONFIDENCE line, no reading")
     if is_no_relevant(text):
         return Reading(False, NO_RELEVANT_INFORMATION, confidence)
-    if mentions_marker(text):
-        return Unreadable(_MARKER_MIXED)
+    # Prose first: "No relevant information." is a sentence, not the marker with text beside it.
     if not _QUOTE_LINE.search(text) and says_nothing(text):
         return Unreadable(_SAYS_NOTHING)
+    if mentions_marker(text):
+        return Unreadable(_MARKER_MIXED)
     return Reading(True, text, confidence)
 
 

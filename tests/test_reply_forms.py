@@ -35,10 +35,32 @@ def test_is_no_relevant_accepts_the_marker_alone_only() -> None:
         "I have read the part carefully.\n\nNO_RELEVANT_INFORMATION",
         "NO_RELEVANT_INFORMATION. The part is about the weather, though it says the code is ZULU-7.",
         "No relevant information.",
+        "None.",
+        "**N/A**",
+        "Nothing.",
+        "Not mentioned.",
     ],
 )
 def test_a_reading_that_neither_reports_nor_is_the_marker_cannot_be_read(reply: str) -> None:
     assert isinstance(READING.parse(reply), Unreadable)
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        ("No relevant information.", "says in words"),
+        ("None.", "says in words"),
+        ("I read it.\n\nNO_RELEVANT_INFORMATION", "mixes the marker"),
+    ],
+)
+def test_the_correction_names_what_the_reply_did(reply: str, problem: str) -> None:
+    unreadable = READING.parse(reply)
+    assert isinstance(unreadable, Unreadable)
+    assert problem in unreadable.problem
+
+
+def test_a_bare_no_may_answer_a_yes_or_no_question() -> None:
+    assert READING.parse("No.") == Reading(True, "No.")
 
 
 @pytest.mark.parametrize(
