@@ -43,6 +43,7 @@ from rlm_graph import (
 from rlm_graph.chat_messages import split_message
 from rlm_graph.citations import describe_citation, mark_answer
 from rlm_graph.file_input import read_file
+from rlm_graph.reasoning import visible_text
 
 SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|good (morning|evening|night)|bye|goodbye|ok|okay|cool|great)\b[\s!.?]*$",
@@ -87,7 +88,8 @@ def build_chat_graph(model: BaseChatModel | None = None, checkpointer: Checkpoin
             return "analyse_document"
         if offline or not text:
             return "small_talk" if SMALL_TALK.match(text) or EARLIER.search(text) else "analyse_document"
-        verdict = router.invoke([SystemMessage(ROUTER_PROMPT), HumanMessage(text)]).text.strip().upper()
+        # A reasoning model may think first (<think>...</think>): the verdict is after that.
+        verdict = visible_text(router.invoke([SystemMessage(ROUTER_PROMPT), HumanMessage(text)])).strip().upper()
         return "small_talk" if verdict.startswith("CHAT") else "analyse_document"
 
     async def small_talk(state: DocumentChatState) -> dict:
