@@ -478,3 +478,24 @@ def test_cli_eval_without_a_terminal_needs_yes(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "pass --yes" in err
     assert not (tmp_path / "report.md").exists()
+
+
+class ThinksTheAnswerThenGivesUp(AnswerLineReader):
+    """Finds the gold value while thinking, then answers that it does not know (a reasoning model's
+    server left the <think> block in content)."""
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
+        self.prompts.append("\n".join(m.text for m in messages))
+        reply = f"<think>\nIs it {self.gold}?\nANSWER: {self.gold}\n</think>\n\nI cannot tell from the document."
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+
+def test_a_direct_answer_is_scored_without_the_models_thoughts(tmp_path: Path) -> None:
+    task = build_task("single", 4096)
+    distractor = next(value for value in task.known if value not in task.gold)
+    model = ThinksTheAnswerThenGivesUp(gold=task.gold[0], distractor=distractor)
+    options = {"lengths": [4096], "tasks": ["single"], "modes": ["direct"], "confirm": None, "chart": False}
+    (record,) = evaluate(model, tmp_path, progress=io.StringIO(), **options)
+    assert record["status"] == "ok"
+    assert record["score"] == 0.0
+    assert record["answer_line"] is False

@@ -23,6 +23,7 @@ from rlm_graph.evaluation.tasks import Task
 from rlm_graph.evaluation.texts import count_tokens, truncate_to_tokens
 from rlm_graph.model_identity import model_identity
 from rlm_graph.options import default_output_tokens
+from rlm_graph.reasoning import visible_text
 
 __all__ = [
     "DIRECT_PROMPT", "DIRECT_SYSTEM_PROMPT", "EVAL_VERSION", "MODES", "Cell", "Systems", "answer_request",
@@ -256,7 +257,8 @@ class Systems:
         cached = (usage.get("input_token_details") or {}).get("cache_read", 0)
         by_model = {"model": {"input_tokens": tokens_in, "output_tokens": tokens_out, "cached_input_tokens": cached}}
         return {
-            "answer": reply.text,
+            # Scored on its answer, as ours is: a reasoning model's <think> block is not part of it.
+            "answer": visible_text(reply),
             "llm_calls": 1,
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
