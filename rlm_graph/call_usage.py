@@ -66,8 +66,8 @@ def was_cut(reply: BaseMessage) -> bool:
 def reply_usage(settings: Settings, prompt_tokens: int, reply: BaseMessage, role: str) -> tuple[str, Usage]:
     """A reply's text (the reasoning it starts with set apart) and what it cost.
 
-    An empty reply, or one that holds only reasoning, raises ``EmptyReplyError``; reasoning
-    cut at ``max_tokens`` gives an empty text, which the caller knows to be cut.
+    An empty reply, or one that holds only reasoning, raises ``EmptyReplyError``, unless it
+    stopped at ``max_tokens``: then its text is empty, and the caller knows it was cut.
 
     Args:
         settings: The graph's settings.
@@ -82,9 +82,10 @@ def reply_usage(settings: Settings, prompt_tokens: int, reply: BaseMessage, role
     # A reasoning model's thoughts, when the server leaves them in content, are not its reply
     # (rlm_graph.reasoning); they are billed as output all the same.
     reasoning, text = split_reasoning(raw)
-    # A reply that stopped at max_tokens while thinking is a cut reply: the caller asks again
-    # for a shorter one (rlm_graph.replies).
-    if not text.strip() and not (reasoning and was_cut(reply)):
+    # A reply that stopped at max_tokens before any answer (thinking, in content or in a
+    # reasoning field of its own) is a cut reply: the caller asks again for a shorter one
+    # (rlm_graph.replies).
+    if not text.strip() and not was_cut(reply):
         # An empty 200 (content filter, length cut-off, proxy) says nothing about the text:
         # fail the call so the node's retry policy tries again, never read it as "nothing here".
         finish = (getattr(reply, "response_metadata", None) or {}).get("finish_reason")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 
 from rlm_graph import RLMContext, create_rlm_graph
 from rlm_graph.prompts import NO_ANSWER_MESSAGE
@@ -258,3 +259,33 @@ def test_a_direct_answer_cut_at_max_tokens_is_never_the_answer(obeys: bool) -> N
     assert out["usage"]["unparsed_replies"] == 1
     assert [error["kind"] for error in out["errors"]] == ["unparsed"]
     assert "cut off" in out["errors"][0]["error"]
+
+
+class ThinksPastTheLimit(DeviatingReader):
+    """A reasoning model whose server puts its thoughts in a field of their own: a reading's thinking
+    uses up ``max_tokens``, and ``content`` comes back empty with ``finish_reason`` length."""
+
+    def _reply(self, messages: list, kw: dict) -> Any:
+        result = super()._reply(messages, kw)
+        prompt = "\n".join(m.text for m in messages)
+        if "<document_part start=" in prompt and not (CORRECTION in prompt and self.obeys_corrections):
+            result.generations[0].message = AIMessage("", response_metadata={"finish_reason": "length"})
+        return result
+
+
+@pytest.mark.parametrize("obeys", [False, True], ids=["thinks-too-long-again", "obeys"])
+def test_a_reading_cut_before_any_answer_is_asked_again_shorter(obeys: bool) -> None:
+    task = TASKS["needle"]
+    model = ThinksPastTheLimit(obeys_corrections=obeys)
+    out = create_rlm_graph(model, cache=False, reply_format="text").invoke(
+        {"document": task.document, "question": task.question}
+    )
+    reads = [p for p in model.prompts if "<document_part start=" in p]
+    assert any(CORRECTION in p and "cut off" in p for p in reads)  # asked again, told why
+    assert_honest(out, task)
+    if obeys:
+        assert task.expected[0] in out["answer"]
+        assert out["usage"].get("unparsed_replies", 0) == 0
+    else:
+        assert UNREAD_NOTE in out["answer"]
+        assert all("cut off" in error["error"] for error in out["errors"])
