@@ -135,12 +135,25 @@ def _reading_text(reply: str, relay: bool) -> Reading | Unreadable:
     return Reading(True, text, confidence)
 
 
+def _reports_something(text: str) -> bool:
+    """Whether a field's text reports something: not empty, not the marker, not prose saying nothing."""
+    text = text.strip()
+    return bool(text) and not is_no_relevant(text) and not says_nothing(text)
+
+
+_CONTRADICTS = "relevant is false, but {field} something: set relevant to true, or leave {it} empty"
+
+
 def _reading_json(data: dict[str, Any]) -> Reading | Unreadable:
     confidence = LEVELS.get(str(data.get("confidence", "")).lower())
-    if not data["relevant"]:
-        return Reading(False, NO_RELEVANT_INFORMATION, confidence)
     findings = data["findings"].strip()
     quotes = [quote.strip() for quote in data["quotes"] if quote.strip()]
+    if not data["relevant"]:
+        # A reply that says both is not read either way: its facts are neither kept nor dropped unasked.
+        if quotes or _reports_something(findings):
+            field = "the quotes hold" if quotes else "the findings report"
+            return Unreadable(_CONTRADICTS.format(field=field, it="them" if quotes else "it"))
+        return Reading(False, NO_RELEVANT_INFORMATION, confidence)
     if not findings and not quotes:
         return Unreadable("relevant is true, but findings and quotes are empty")
     if not quotes and (mentions_marker(findings) or says_nothing(findings)):
@@ -225,6 +238,8 @@ def _focused_text(reply: str) -> str | Unreadable:
 
 def _focused_json(data: dict[str, Any]) -> str | Unreadable:
     if not data["relevant"]:
+        if _reports_something(data["answer"]):
+            return Unreadable(_CONTRADICTS.format(field="the answer gives", it="it"))
         return f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no"
     answer = _answer_text(data["answer"])
     if isinstance(answer, Unreadable):

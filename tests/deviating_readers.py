@@ -52,6 +52,7 @@ __all__ = [
     "MarkerAfterPreamble",
     "ParaphrasedQuotes",
     "ProseInsteadOfMarker",
+    "SaysIrrelevantBesideFacts",
     "ThinksAloud",
     "ThinksWithoutOpeningTag",
     "ToolCallsAsText",
@@ -291,6 +292,17 @@ class CutByMaxTokens(DeviatingReader):
         return {**reply, "findings": self._ramble() + " " + reply["findings"]}
 
 
+class SaysIrrelevantBesideFacts(DeviatingReader):
+    """Marks a part with facts as not relevant and reports the facts all the same (seen with small
+    models in JSON mode: ``"relevant": false`` beside filled findings)."""
+
+    def deviate_text(self, reply: str, facts: list[str], part: str) -> str:
+        return f"{NO_RELEVANT_INFORMATION}\n{reply}" if facts else reply
+
+    def deviate_json(self, reply: dict[str, Any], facts: list[str], part: str) -> dict[str, Any] | str:
+        return {**reply, "relevant": False} if facts else reply
+
+
 DECOY = "NEEDLE-9999 is DECOY"
 """A fact no test document holds: a thinking reader considers it, and drops it, in its reasoning."""
 
@@ -358,6 +370,7 @@ DEVIATING_READERS: tuple[type[DeviatingReader], ...] = (
     ParaphrasedQuotes,
     CountsInWords,
     CutByMaxTokens,
+    SaysIrrelevantBesideFacts,
     ThinksAloud,
     ThinksWithoutOpeningTag,
 )

@@ -28,6 +28,7 @@ from tests.deviating_readers import (
     MarkerAfterPreamble,
     ParaphrasedQuotes,
     ProseInsteadOfMarker,
+    SaysIrrelevantBesideFacts,
     ThinksAloud,
     ThinksWithoutOpeningTag,
     in_words,
@@ -124,6 +125,10 @@ def test_deviating_readers_never_give_a_confident_wrong_answer(
         if out["usage"].get("unparsed_replies"):
             assert UNREAD_NOTE in out["answer"]
             assert any(CORRECTION in prompt for prompt in model.prompts)
+    if reader is SaysIrrelevantBesideFacts:
+        # "Not relevant" beside the facts: neither half is taken; the parts with facts are named as unread.
+        assert not right
+        assert UNREAD_NOTE in out["answer"]
     if reader is CutByMaxTokens:
         assert not right
         assert "Nothing relevant to the question was found in the parts that were read" in out["answer"]

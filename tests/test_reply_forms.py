@@ -102,6 +102,28 @@ def test_structured_readings() -> None:
     assert isinstance(READING.read('{"relevant": true, "findings": "cut', True), Unreadable)
 
 
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        ('{"relevant": false, "findings": "The code is ZULU-7.", "quotes": []}', "the findings report something"),
+        ('{"relevant": false, "findings": "", "quotes": ["The code is ZULU-7."]}', "the quotes hold something"),
+    ],
+)
+def test_a_structured_reading_that_contradicts_itself_is_not_read_either_way(reply: str, problem: str) -> None:
+    # Small models do write relevant: false beside the facts they found. Neither half is taken on trust:
+    # the facts are not dropped unasked, and the part is not counted as holding them.
+    unreadable = READING.read(reply, True)
+    assert isinstance(unreadable, Unreadable)
+    assert problem in unreadable.problem
+    assert READING.read('{"relevant": false, "findings": "", "quotes": []}', True) == Reading(
+        False, NO_RELEVANT_INFORMATION
+    )
+    answer = '{"relevant": false, "answer": "The code is ZULU-7 [F1].", "complete": "yes"}'
+    assert isinstance(FOCUSED_SYNTHESIS_FORM.read(answer, True), Unreadable)
+    empty = '{"relevant": false, "answer": "", "complete": "no"}'
+    assert FOCUSED_SYNTHESIS_FORM.read(empty, True) == f"{NO_RELEVANT_INFORMATION}\nCOMPLETE: no"
+
+
 def test_relay_readings_read_their_confidence() -> None:
     assert RELAY.parse("A is B.\nCONFIDENCE: low") == Reading(True, "A is B.", 0.3)
     assert RELAY.parse("NO_RELEVANT_INFORMATION\nCONFIDENCE: high") == Reading(False, NO_RELEVANT_INFORMATION, 0.9)
