@@ -515,3 +515,27 @@ async def test_a_reasoning_models_thoughts_are_never_streamed_or_stored(frankens
     assert "DECOY" not in stored.text
     assert not restarted
     assert "".join(before) == stored.text  # the chunks the UI joins are the stored answer, thoughts left out
+
+
+class ThinkingWithoutOpeningTag(StreamingReader):
+    """Streams replies that start inside the reasoning block (DeepSeek-R1's chat template opens it)."""
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        result = super()._answer(messages)
+        text = "Could it be NEEDLE-9999 is DECOY? No.\n</think>\n\n" + result.generations[0].message.text
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+
+async def test_thoughts_without_an_opening_tag_are_withdrawn_once_the_answer_shows(frankenstein: str) -> None:
+    # They cannot be told from an answer until </think>: they stream, then the UI is told to drop them.
+    text, facts, _ = plant_needles(frankenstein[:120_000], 2)
+    app = chat_app(ThinkingWithoutOpeningTag(), cache=False)
+    config = {"configurable": {"thread_id": "r1"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    events = [event async for event in app.astream(payload, config, stream_mode=["messages", "custom"])]
+    stored = (await app.aget_state(config)).values["messages"][-1]
+    _, restarted, after = _received(events)
+    assert all(fact in stored.text for fact in facts)
+    assert "DECOY" not in stored.text
+    assert [event["message"] for event in restarted] == [f"{RESTARTED_MESSAGE}: {RESTART_REASONS['replaced']}"]
+    assert "".join(after) == stored.text
