@@ -303,9 +303,9 @@ class HistoryPlanner:
 
     def _fitted_answer(self, answer: str, room: int) -> str:
         """The analysis answer within ``room`` tokens; cut, it ends with :attr:`cut_note` (never cut silently)."""
-        if self.counter.count(answer) <= room:
-            return answer
         tokens = self.counter.count(answer)
+        if tokens <= room:
+            return answer
         note = self.cut_note.format(kind=_DIGEST_KIND, tokens=tokens, shown=tokens)
         shown = self._truncate(answer, max(0, room - self.counter.count(note) - _NOTE_SLACK))
         shown_tokens = self.counter.count(shown)

@@ -28,8 +28,9 @@ from langchain_core.messages import BaseMessage
 
 __all__ = ["ReasoningFilter", "split_reasoning", "visible_text"]
 
-_OPENING = re.compile(r"\s*<(think|thinking)>", re.IGNORECASE)
-_OPENING_TAGS = ("<think>", "<thinking>")
+_TAG_NAMES = ("think", "thinking")
+_OPENING = re.compile(r"\s*<(" + "|".join(_TAG_NAMES) + r")>", re.IGNORECASE)
+_OPENING_TAGS = tuple(f"<{name}>" for name in _TAG_NAMES)
 
 
 def split_reasoning(text: str) -> tuple[str, str]:

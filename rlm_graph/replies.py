@@ -440,7 +440,7 @@ def _build(
 
 def _reply_room(level: AskingLevel, call: ModelCall, extra: int) -> int | None:
     """The reply's cap once ``extra`` prompt tokens took part of its room (``None``: no cap is known)."""
-    budget = call.max_tokens or getattr(level.settings, "max_output_tokens", None)
+    budget = call.max_tokens or level.settings.max_output_tokens
     return None if budget is None else max(budget - extra, _LEAST_REPLY_TOKENS)
 
 

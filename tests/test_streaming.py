@@ -491,6 +491,15 @@ def test_cleaner_pieces_join_to_the_cleaned_reply_whatever_the_tokens(seed: int)
         assert streamed == final.rstrip()  # no bracket left open: only trailing whitespace is held back
 
 
+async def _streamed_and_stored(model: PerfectReader, text: str) -> tuple[list[tuple[str, Any]], AIMessage]:
+    """One question about ``text`` through the chat node: the messages and custom events, and the stored answer."""
+    app = chat_app(model, cache=False)
+    config = {"configurable": {"thread_id": "streamed"}}
+    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
+    events = [event async for event in app.astream(payload, config, stream_mode=["messages", "custom"])]
+    return events, (await app.aget_state(config)).values["messages"][-1]
+
+
 class ThinkingStreamingReader(StreamingReader):
     """Streams every reply after a ``<think>`` block that weighs a code the document lacks."""
 
@@ -504,11 +513,7 @@ class ThinkingStreamingReader(StreamingReader):
 @pytest.mark.parametrize("length", [3_000, 120_000], ids=["direct", "synthesis"])
 async def test_a_reasoning_models_thoughts_are_never_streamed_or_stored(frankenstein: str, length: int) -> None:
     text, facts, _ = plant_needles(frankenstein[:length], 2)
-    app = chat_app(ThinkingStreamingReader(), cache=False)
-    config = {"configurable": {"thread_id": "thinks"}}
-    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
-    events = [event async for event in app.astream(payload, config, stream_mode=["messages", "custom"])]
-    stored = (await app.aget_state(config)).values["messages"][-1]
+    events, stored = await _streamed_and_stored(ThinkingStreamingReader(), text)
     before, restarted, _ = _received(events)
     assert all(fact in stored.text for fact in facts)
     assert "think" not in stored.text
@@ -529,11 +534,7 @@ class ThinkingWithoutOpeningTag(StreamingReader):
 async def test_thoughts_without_an_opening_tag_are_withdrawn_once_the_answer_shows(frankenstein: str) -> None:
     # They cannot be told from an answer until </think>: they stream, then the UI is told to drop them.
     text, facts, _ = plant_needles(frankenstein[:120_000], 2)
-    app = chat_app(ThinkingWithoutOpeningTag(), cache=False)
-    config = {"configurable": {"thread_id": "r1"}}
-    payload = {"messages": [HumanMessage(QUESTION)], "document": text}
-    events = [event async for event in app.astream(payload, config, stream_mode=["messages", "custom"])]
-    stored = (await app.aget_state(config)).values["messages"][-1]
+    events, stored = await _streamed_and_stored(ThinkingWithoutOpeningTag(), text)
     _, restarted, after = _received(events)
     assert all(fact in stored.text for fact in facts)
     assert "DECOY" not in stored.text
